@@ -1,0 +1,114 @@
+"""Latents and text embeddings of a dataset, encoded once and cached on disk as safetensors.
+
+The file name is a hash of everything the contents depend on (VAE and text encoder weights, data,
+size, flip, token length), so a stale cache can never be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ldm.models import encode_prompts
+
+log = logging.getLogger("ldm")
+
+CACHE_VERSION = "1"
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over a model's config and parameter bytes."""
+    h = hashlib.sha256()
+    config = getattr(model, "config", None)
+    h.update(repr(sorted(dict(config).items()) if hasattr(config, "items") else config).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(vae, text_encoder, tokenizer, dataset, flip: bool) -> str:
+    """A short hash naming the cache file for this exact combination."""
+    h = hashlib.sha256()
+    for part in (CACHE_VERSION, weights_digest(vae), weights_digest(text_encoder),
+                 str(tokenizer.model_max_length), dataset.fingerprint(), str(flip)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+@torch.no_grad()
+def encode_dataset(vae, tokenizer, text_encoder, dataset, flip: bool, batch_size: int = 64,
+                   num_workers: int = 0, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Encode every image (and its mirror when flip) to posterior mean/std and every caption to embeddings."""
+    vae = vae.to(device).eval()
+    text_encoder = text_encoder.to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    means, stds, fmeans, fstds, embeds = [], [], [], [], []
+    for batch in tqdm(loader, desc="encoding latents", leave=False):
+        pixels = batch["pixel_values"].to(device)
+        dist = vae.encode(pixels).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
+        if flip:
+            fdist = vae.encode(pixels.flip(-1)).latent_dist
+            fmeans.append(fdist.mean.float().cpu())
+            fstds.append(fdist.std.float().cpu())
+        embeds.append(encode_prompts(tokenizer, text_encoder, batch["caption"]).to(torch.float16).cpu())
+    out = {
+        "mean": torch.cat(means),
+        "std": torch.cat(stds),
+        "embeds": torch.cat(embeds),
+        "uncond": encode_prompts(tokenizer, text_encoder, [""]).to(torch.float16).cpu(),
+    }
+    if flip:
+        out["mean_flip"] = torch.cat(fmeans)
+        out["std_flip"] = torch.cat(fstds)
+    return out
+
+
+def save_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """Write the cache atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_or_build_cache(accelerator, cache_dir: Path, vae, tokenizer, text_encoder, dataset, flip: bool,
+                        num_workers: int = 0) -> dict[str, torch.Tensor]:
+    """Return the dataset's cached encodings, building them on the main process if missing."""
+    key = cache_key(vae, text_encoder, tokenizer, dataset, flip)
+    path = Path(cache_dir) / f"latents-{key}.safetensors"
+    if accelerator.is_main_process and not path.is_file():
+        log.info("encoding %d images and captions into %s", len(dataset), path)
+        tensors = encode_dataset(vae, tokenizer, text_encoder, dataset, flip,
+                                 num_workers=num_workers, device=accelerator.device)
+        save_cache(path, tensors, {"key": key, "count": str(len(dataset))})
+    elif accelerator.is_main_process:
+        log.info("using latent cache %s", path)
+    accelerator.wait_for_everyone()
+    return load_file(str(path))
+
+
+def sample_batch(cache: dict[str, torch.Tensor], indices: list[int], generator: torch.Generator,
+                 scaling_factor: float, caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw latents from the cached posteriors (a fresh sample each step) and their embeddings."""
+    idx = torch.tensor(indices)
+    mean, std = cache["mean"][idx], cache["std"][idx]
+    if "mean_flip" in cache:
+        flip = torch.rand(len(idx), generator=generator) < 0.5
+        mean = torch.where(flip[:, None, None, None], cache["mean_flip"][idx], mean)
+        std = torch.where(flip[:, None, None, None], cache["std_flip"][idx], std)
+    latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scaling_factor
+    embeds = cache["embeds"][idx].float()
+    if caption_dropout > 0:
+        drop = torch.rand(len(idx), generator=generator) < caption_dropout
+        embeds = torch.where(drop[:, None, None], cache["uncond"].float(), embeds)
+    return latents, embeds

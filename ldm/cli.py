@@ -1,0 +1,57 @@
+"""Shared plumbing for the thin command-line scripts: common flags and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from ldm.config import Config, load_config
+from ldm.errors import LdmError
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a script's main(); a user error prints one line and exits 2, never a traceback."""
+    try:
+        main()
+    except LdmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def training_parser(description: str, default_config: str) -> argparse.ArgumentParser:
+    """The flags users of diffusers' training scripts expect, plus key=value config overrides."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train_unet.max_steps=200")
+    p.add_argument("--config", default=default_config, help=f"YAML config (default {default_config})")
+    p.add_argument("--output-dir", required=True, help="run folder: checkpoints, logs, samples and the model")
+    p.add_argument("--data", help="image folder to train on (overrides data.source/data.path)")
+    p.add_argument("--max-steps", type=int, help="total optimizer steps")
+    p.add_argument("--checkpoint-every", type=int, help="save a resumable checkpoint every N steps")
+    p.add_argument("--gradient-accumulation-steps", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--resume", help="'latest' or a checkpoint folder")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, section: str) -> Config:
+    """Load the config and fold the command-line flags into it as overrides."""
+    overrides = list(args.overrides)
+    if args.data:
+        overrides += ["data.source=imagefolder", f"data.path={args.data}"]
+    for flag in ("max_steps", "checkpoint_every", "gradient_accumulation_steps", "mixed_precision"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{section}.{flag}={value}")
+    return load_config(args.config, overrides)
+
+
+def quiet_libraries() -> None:
+    """Keep third-party INFO chatter out of the user's terminal."""
+    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    for noisy in ("accelerate", "diffusers", "transformers", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

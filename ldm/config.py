@@ -1,0 +1,299 @@
+"""Typed, validated configuration loaded from YAML plus `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ldm.errors import LdmError
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are prepared."""
+
+    source: str = "shapes"  # "shapes" (procedural, needs no files) or "imagefolder"
+    path: str | None = None  # folder for source=imagefolder
+    caption_column: str = "text"
+    resolution: int = 64
+    flip: bool = False  # random horizontal flips
+    shapes_count: int = 1024  # size of the procedural shapes set
+    heldout_fraction: float = 0.05  # used when a folder records no split of its own
+    num_workers: int = 0
+
+
+@dataclass
+class TextConfig:
+    """The frozen text encoder: 'minilm' (the packaged all-MiniLM-L6-v2) or a transformers folder."""
+
+    encoder: str = "minilm"
+    max_length: int = 32  # prompts are padded/truncated to this many tokens
+
+
+@dataclass
+class VAEConfig:
+    """AutoencoderKL shape; the downsampling factor is 2 ** (len(block_out_channels) - 1)."""
+
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+
+
+@dataclass
+class UNetConfig:
+    """UNet2DConditionModel shape; cross_attention_dim follows the text encoder."""
+
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 256])
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 32
+    # True per level: that level has cross-attention (CrossAttn*Block2D).
+    cross_attention: list[bool] = field(default_factory=lambda: [False, True, True])
+
+
+@dataclass
+class NoiseConfig:
+    """The DDPM noise schedule used for training (and saved as the pipeline's scheduler)."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    prediction_type: str = "epsilon"  # or "v_prediction"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by the VAE and UNet trainers."""
+
+    batch_size: int = 32  # per process
+    learning_rate: float = 2e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # "no", "bf16" (CPU and GPU), "fp16" (GPU)
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    max_nonfinite_steps: int = 5  # abort after this many non-finite steps in a row
+
+
+@dataclass
+class VAETrainConfig(TrainConfig):
+    """VAE loss weights and validation cadence."""
+
+    recon_loss: str = "l1"  # "l1" or "mse"
+    kl_weight: float = 1e-6
+    eval_every: int = 500
+    scaling_samples: int = 512  # images encoded to estimate the latent scaling factor
+
+
+@dataclass
+class UNetTrainConfig(TrainConfig):
+    """Diffusion-specific training settings."""
+
+    caption_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    ema_decay: float = 0.999  # 0 disables EMA
+    snr_gamma: float | None = None  # min-SNR-gamma loss weighting; null disables
+    sample_every: int = 500
+    sample_steps: int = 25
+    guidance_scale: float = 3.0
+    validation_prompts: list[str] = field(
+        default_factory=lambda: ["a red circle on a white background", "a blue square on a black background"]
+    )
+
+
+@dataclass
+class Config:
+    """A whole run: data, models, schedule and both trainers."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    train_vae: VAETrainConfig = field(default_factory=VAETrainConfig)
+    train_unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
+    vae_path: str | None = None  # a trained VAE folder; default <output-dir>/vae
+
+
+CHOICES = {
+    "data.source": ("shapes", "imagefolder"),
+    "noise.prediction_type": ("epsilon", "v_prediction"),
+    "noise.beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
+    "train_vae.recon_loss": ("l1", "mse"),
+    "train_vae.mixed_precision": ("no", "bf16", "fp16"),
+    "train_unet.mixed_precision": ("no", "bf16", "fp16"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except LdmError:
+                pass
+        raise LdmError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise LdmError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads "5e-4" (no dot) as a string; users mean a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float) and isinstance(value, bool):
+        raise LdmError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+    if not isinstance(value, tp):
+        raise LdmError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    where = f"'{prefix}'" if prefix else "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LdmError(f"config: expected a mapping at {where}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            full = f"{prefix}.{key}" if prefix else str(key)
+            raise LdmError(f"unknown config key '{full}' (known keys at {where}: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        kwargs[key] = _coerce(value, hints[key], full)
+        if full in CHOICES and kwargs[key] not in CHOICES[full]:
+            raise LdmError(f"config key '{full}': {value!r} is not one of {', '.join(CHOICES[full])}")
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LdmError(f"config override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """Turn ['train_unet.max_steps=100', ...] into a nested dict (values parsed as YAML)."""
+    data: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise LdmError(f"config override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(data, key.strip(), value)
+    return data
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_from_dict(data: dict) -> Config:
+    """Validate a plain mapping into a Config."""
+    cfg = _build(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when path is None) and apply key=value overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise LdmError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise LdmError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(_merge(data, parse_overrides(overrides or [])))
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    if cfg.data.resolution % factor:
+        raise LdmError(
+            f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor {factor}"
+        )
+    if cfg.data.source == "imagefolder" and not cfg.data.path:
+        raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+    if len(cfg.unet.cross_attention) != len(cfg.unet.block_out_channels):
+        raise LdmError("config key 'unet.cross_attention': needs one entry per unet.block_out_channels level")
+    latent = cfg.data.resolution // factor
+    if latent % 2 ** (len(cfg.unet.block_out_channels) - 1):
+        halvings = len(cfg.unet.block_out_channels) - 1
+        raise LdmError(f"config: latent size {latent} cannot be halved {halvings} times by the UNet")
+    for name in ("train_vae", "train_unet"):
+        tc = getattr(cfg, name)
+        for key in ("batch_size", "max_steps", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
+            if getattr(tc, key) < 1:
+                raise LdmError(f"config key '{name}.{key}': must be at least 1")
+    if not 0.0 <= cfg.train_unet.caption_dropout < 1.0:
+        raise LdmError("config key 'train_unet.caption_dropout': must be in [0, 1)")
+    if cfg.text.max_length < 2:
+        raise LdmError("config key 'text.max_length': must be at least 2")
+
+
+def vae_factor(cfg: Config) -> int:
+    """The VAE's spatial downsampling factor."""
+    return 2 ** (len(cfg.vae.block_out_channels) - 1)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The resolved config as plain data (saved beside every checkpoint and output)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

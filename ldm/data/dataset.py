@@ -1,0 +1,179 @@
+"""Image-caption datasets for training: a checked image folder or the procedural shapes."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ldm.config import DataConfig
+from ldm.data.imagefolder import HELDOUT_NAME, METADATA_NAME, Entry, FolderScan, scan_imagefolder
+from ldm.data.images import BadImage, load_image, to_tensor
+from ldm.data.shapes import GENERATOR_VERSION, make_shape, shape_caption, shape_params
+from ldm.errors import LdmError
+
+log = logging.getLogger("ldm.data")
+
+SPLITS = ("train", "heldout")
+# held-out shapes come from an index range that no training set reaches
+SHAPES_HELDOUT_OFFSET = 1_000_000_000
+FINGERPRINT_VERSION = "1"
+
+
+class ImageCaptionDataset(torch.utils.data.Dataset):
+    """Images in [-1, 1] with their captions; subclasses say where pixels come from."""
+
+    captions: list[str]
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def image(self, i: int) -> Image.Image:
+        """Image i as a size x size RGB PIL image."""
+        raise NotImplementedError
+
+    def load(self, i: int) -> torch.Tensor:
+        """Image i as a float32 (3, size, size) tensor in [-1, 1], without augmentation."""
+        return to_tensor(self.image(i))
+
+    def __getitem__(self, i: int) -> dict:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n}")
+        i %= n
+        return {"pixel_values": self.load(i), "caption": self.captions[i], "index": i}
+
+    def fingerprint(self) -> str:
+        """sha256 hex of everything the pixels and captions depend on (for caches)."""
+        raise NotImplementedError
+
+
+class FolderDataset(ImageCaptionDataset):
+    """Checked entries of an image folder, decoded on demand."""
+
+    def __init__(self, entries: Sequence[Entry], size: int):
+        self.entries = list(entries)
+        self.captions = [e.caption for e in self.entries]
+        self.size = size
+        self._warned: set[int] = set()
+
+    def image(self, i: int) -> Image.Image:
+        """Image i; a file that broke since the scan becomes white (with one warning) instead of a crash."""
+        entry = self.entries[i]
+        try:
+            return load_image(entry.path, self.size)
+        except BadImage as exc:
+            if i not in self._warned:
+                self._warned.add(i)
+                log.warning("%s no longer loads (%s); using a white image", entry.rel, exc)
+            return Image.new("RGB", (self.size, self.size), (255, 255, 255))
+
+    def fingerprint(self) -> str:
+        """Hash over source, resolution, order, captions and each file's bytes, size and mtime."""
+        def file_digest(path: Path) -> str:
+            # content too: copies that keep size and mtime (rsync -t, touch -r) must still count as changes
+            try:
+                st = path.stat()
+                h = hashlib.sha256()
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+            except OSError as exc:
+                return f"unreadable:{type(exc).__name__}"
+
+        workers = min(32, (os.cpu_count() or 1) + 4, max(1, len(self.entries)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            digests = list(pool.map(file_digest, [e.path for e in self.entries]))
+        h = hashlib.sha256()
+        for part in ("imagefolder", FINGERPRINT_VERSION, str(self.size)):
+            h.update(part.encode() + b"\0")
+        for entry, digest in zip(self.entries, digests):
+            for part in (str(entry.path), entry.caption, digest):
+                h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"FolderDataset({len(self)} images, size={self.size})"
+
+
+class ShapesDataset(ImageCaptionDataset):
+    """Procedural shapes at the given indices (see ldm.data.shapes)."""
+
+    def __init__(self, indices: Sequence[int], size: int, seed: int = 0):
+        self.indices = list(indices)
+        self.size = size
+        self.seed = seed
+        params = (shape_params(j, size, seed) for j in self.indices)
+        self.captions = [shape_caption(p.color, p.shape, p.background) for p in params]
+
+    def image(self, i: int) -> Image.Image:
+        """Image i, drawn afresh."""
+        return make_shape(self.indices[i], self.size, self.seed)[0]
+
+    def fingerprint(self) -> str:
+        """Hash over the generator version, indices, size and seed."""
+        h = hashlib.sha256()
+        for part in ("shapes", FINGERPRINT_VERSION, GENERATOR_VERSION, str(self.size), str(self.seed),
+                     ",".join(map(str, self.indices))):
+            h.update(part.encode() + b"\0")
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"ShapesDataset({len(self)} images, size={self.size}, seed={self.seed})"
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_scan(root: str, caption_column: str, size: int, heldout_fraction: float, stamp: tuple) -> FolderScan:
+    return scan_imagefolder(root, caption_column, size, heldout_fraction)
+
+
+def cached_scan(root: str | Path, caption_column: str, size: int, heldout_fraction: float) -> FolderScan:
+    """scan_imagefolder, remembered per process so that train and held-out share one decode pass."""
+    root = Path(root).expanduser().absolute()
+    # cheap change detection: files added or removed at the top, or the metadata / split list edited
+    stamp = tuple(_mtime(p) for p in (root, root / METADATA_NAME, root / HELDOUT_NAME))
+    return _cached_scan(str(root), caption_column, size, heldout_fraction, stamp)
+
+
+def clear_scan_cache() -> None:
+    """Forget remembered folder scans."""
+    _cached_scan.cache_clear()
+
+
+def shapes_heldout_count(shapes_count: int) -> int:
+    """Size of the held-out shapes set."""
+    return max(8, shapes_count // 20)
+
+
+def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> ImageCaptionDataset:
+    """The dataset `cfg` describes, for split 'train' or 'heldout'."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if cfg.source == "shapes":
+        if split == "train":
+            indices = range(cfg.shapes_count)
+        else:
+            indices = range(SHAPES_HELDOUT_OFFSET, SHAPES_HELDOUT_OFFSET + shapes_heldout_count(cfg.shapes_count))
+        return ShapesDataset(indices, cfg.resolution, seed)
+    if cfg.source == "imagefolder":
+        if not cfg.path:
+            raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+        scan = cached_scan(cfg.path, cfg.caption_column, cfg.resolution, cfg.heldout_fraction)
+        return FolderDataset(scan.train if split == "train" else scan.heldout, cfg.resolution)
+    raise LdmError(f"config key 'data.source': unknown source {cfg.source!r}")

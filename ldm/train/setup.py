@@ -1,0 +1,129 @@
+"""Pieces both trainers share: Accelerator, optimizer, LR schedule, non-finite guard, logging."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from diffusers.optimization import get_scheduler
+from tqdm.auto import tqdm
+
+from ldm.config import TrainConfig
+from ldm.errors import LdmError
+
+log = logging.getLogger("ldm")
+
+
+def setup_logging(accelerator: Accelerator | None = None) -> None:
+    """One readable line per message on the main process; quiet on the others."""
+    main = accelerator is None or accelerator.is_main_process
+    logging.basicConfig(format="%(message)s", level=logging.INFO if main else logging.WARNING, force=True)
+    for noisy in ("accelerate", "diffusers", "transformers", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Accelerator:
+    """An Accelerator with mixed precision, accumulation and TensorBoard logs under output_dir/logs."""
+    if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise LdmError("mixed_precision fp16 needs a GPU; use bf16 on CPU")
+    project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"))
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = "tensorboard"
+    except ImportError:
+        log_with = None
+    accelerator = Accelerator(
+        mixed_precision=tc.mixed_precision,
+        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        log_with=log_with,
+        project_config=project,
+    )
+    setup_logging(accelerator)
+    if log_with and accelerator.is_main_process:
+        accelerator.init_trackers(log_subdir)
+    return accelerator
+
+
+def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the config's hyper-parameters."""
+    return torch.optim.AdamW(
+        params, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2), weight_decay=tc.weight_decay
+    )
+
+
+def make_lr_scheduler(optimizer, tc: TrainConfig, num_processes: int):
+    """Linear warm-up then cosine decay over max_steps.
+
+    Accelerate steps a prepared scheduler once per process per optimizer step, hence the scaling
+    (as in diffusers' training examples).
+    """
+    return get_scheduler(
+        "cosine",
+        optimizer=optimizer,
+        num_warmup_steps=tc.warmup_steps * num_processes,
+        num_training_steps=tc.max_steps * num_processes,
+    )
+
+
+class NonFiniteGuard:
+    """Counts non-finite steps in a row; the caller skips those updates, this aborts after too many."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_a_row = 0
+
+    def all_finite(self, accelerator: Accelerator, value: torch.Tensor) -> bool:
+        """True when value is finite on every process (so all processes skip together)."""
+        bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], device=accelerator.device)
+        return float(accelerator.reduce(bad, reduction="sum").item()) == 0.0
+
+    def skipped(self, step: int, what: str) -> None:
+        """Record a skipped update; raise once `limit` happened in a row."""
+        self.in_a_row += 1
+        log.warning("step %d: non-finite %s, update skipped (%d in a row)", step, what, self.in_a_row)
+        if self.in_a_row >= self.limit:
+            raise LdmError(
+                f"training diverged: {self.in_a_row} non-finite steps in a row at step {step}; "
+                "lower the learning rate or change mixed precision (weights since the last checkpoint are not saved)"
+            )
+
+    def passed(self) -> None:
+        """Record a good update."""
+        self.in_a_row = 0
+
+
+def optimizer_update(accelerator, model, optimizer, lr_scheduler, tc: TrainConfig, guard: NonFiniteGuard,
+                     step: int, loss_ok: bool) -> tuple[bool, float]:
+    """Clip and apply the accumulated gradients unless the loss or gradient norm is non-finite."""
+    grad_norm = float("nan")
+    if loss_ok:
+        grad_norm_t = accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+        grad_norm = float(grad_norm_t) if grad_norm_t is not None else 0.0
+        if not math.isfinite(grad_norm):
+            loss_ok = False
+            guard.skipped(step, "gradient norm")
+    else:
+        guard.skipped(step, "loss")
+    if loss_ok:
+        optimizer.step()
+        lr_scheduler.step()
+        guard.passed()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_ok, grad_norm
+
+
+def count_params(model: torch.nn.Module) -> str:
+    """Parameter count in millions, for log lines."""
+    return f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
+
+
+def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
+    """A tqdm bar; redrawn rarely when output goes to a log file rather than a terminal."""
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 60.0)

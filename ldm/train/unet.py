@@ -1,0 +1,192 @@
+"""Train the text-conditioned latent UNet on cached latents with Accelerate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+
+from ldm.cache import load_or_build_cache, sample_batch
+from ldm.config import Config, vae_factor
+from ldm.data.dataset import build_dataset
+from ldm.errors import LdmError
+from ldm.media import make_grid, save_image_atomic
+from ldm.models import (
+    build_noise_scheduler,
+    build_unet,
+    cross_attention_dim,
+    load_text_encoder,
+    load_vae,
+    save_pipeline,
+)
+from ldm.pipeline import assemble_pipeline, generate, sampling_scheduler
+from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.losses import diffusion_loss
+from ldm.train.schedule import batch_indices, step_generator
+from ldm.train.setup import (
+    NonFiniteGuard,
+    count_params,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    optimizer_update,
+    progress,
+)
+
+log = logging.getLogger("ldm")
+EMA_DIR = "unet_ema"
+
+
+def find_vae(cfg: Config, output_dir: Path, vae_arg: str | None) -> Path:
+    """The VAE to encode with: --vae, then the config's vae_path, then <output-dir>/vae."""
+    for given in (vae_arg, cfg.vae_path):
+        if given:
+            if not Path(given).is_dir():
+                raise LdmError(f"VAE folder not found: {given}")
+            return Path(given)
+    if (output_dir / "vae").is_dir():
+        return output_dir / "vae"
+    raise LdmError(
+        f"no VAE in {output_dir / 'vae'}: train one first with scripts/train_vae.py --output-dir {output_dir}, "
+        "or pass --vae PATH"
+    )
+
+
+def _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
+                  output_dir: Path, step: int) -> None:
+    tc = cfg.train_unet
+    model = accelerator.unwrap_model(unet)
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    model.eval()
+    try:
+        pipe = assemble_pipeline(vae, model, tokenizer, text_encoder, sampling_scheduler(noise_scheduler))
+        pipe.set_progress_bar_config(disable=True)
+        with accelerator.autocast():
+            images = generate(pipe, tc.validation_prompts, seed=tc.seed, steps=tc.sample_steps,
+                              guidance_scale=tc.guidance_scale)
+    finally:
+        if ema is not None:
+            ema.restore(model.parameters())
+        model.train()
+    path = save_image_atomic(make_grid(images), output_dir / "samples" / f"unet-{step:07d}.png")
+    tracker = accelerator.get_tracker("tensorboard") if accelerator.log_with else None
+    if tracker is not None:
+        tracker.writer.add_images("samples", images, step)
+    log.info("step %d: samples -> %s", step, path)
+
+
+def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, vae_path: str | None = None) -> Path:
+    """Train the UNet; write checkpoints under output_dir/checkpoints/unet and the pipeline to output_dir."""
+    output_dir = Path(output_dir)
+    tc = cfg.train_unet
+    accelerator = make_accelerator(tc, output_dir, "unet")
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+
+    # 1. frozen encoders and the cached dataset
+    vae_dir = find_vae(cfg, output_dir, vae_path)
+    vae = load_vae(vae_dir).requires_grad_(False).eval()
+    tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    dataset = build_dataset(cfg.data, "train", seed=tc.seed)
+    cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
+                                cfg.data.flip, num_workers=cfg.data.num_workers)
+    n = cache["mean"].shape[0]
+    scaling = float(vae.config.scaling_factor)
+
+    # 2. the model, its EMA, optimizer and schedules
+    torch.manual_seed(tc.seed)
+    latent_size = cfg.data.resolution // vae_factor(cfg)
+    unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
+    ema = None
+    if tc.ema_decay > 0:
+        ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
+    noise_scheduler = build_noise_scheduler(cfg.noise)
+    optimizer = make_optimizer(unet.parameters(), tc)
+    lr_scheduler = make_lr_scheduler(optimizer, tc, world)
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    if ema is not None:
+        ema.to(device)
+    vae.to(device)
+    text_encoder.to(device)
+
+    # 3. resume
+    ckpt_root = output_dir / "checkpoints" / "unet"
+    start = 0
+    ckpt = resolve_resume(ckpt_root, resume)
+    if ckpt is not None:
+        start = load_checkpoint(accelerator, ckpt)
+        if ema is not None:
+            loaded = EMAModel.from_pretrained(str(ckpt / EMA_DIR), UNet2DConditionModel)
+            ema.load_state_dict(loaded.state_dict())
+            ema.to(device)
+        log.info("resumed from step %d (%s)", start, ckpt)
+    elif resume:
+        log.info("starting fresh")
+
+    def save_extra(folder: Path) -> None:
+        if ema is not None:
+            ema.save_pretrained(str(folder / EMA_DIR))
+
+    log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
+             count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, tc.mixed_precision)
+
+    # 4. the loop
+    guard = NonFiniteGuard(tc.max_nonfinite_steps)
+    unet.train()
+    accum = tc.gradient_accumulation_steps
+    t_last, steps_since = time.perf_counter(), 0
+    bar = progress(tc.max_steps, start, "unet", accelerator.is_local_main_process)
+    for step in range(start, tc.max_steps):
+        loss_ok, losses = True, []
+        for micro in range(accum):
+            with accelerator.accumulate(unet):
+                gen = step_generator(tc.seed, step, micro, rank)
+                idx = batch_indices(step, micro, accum, tc.batch_size, n, tc.seed, rank, world)
+                latents, embeds = sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
+                loss = diffusion_loss(unet, noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
+                if not guard.all_finite(accelerator, loss):
+                    loss_ok = False
+                    continue
+                accelerator.backward(loss)
+                losses.append(loss.detach())
+        updated, grad_norm = optimizer_update(accelerator, unet, optimizer, lr_scheduler, tc, guard, step, loss_ok)
+        if updated and ema is not None:
+            ema.step(unet.parameters())
+        done, steps_since = step + 1, steps_since + 1
+        bar.update(1)
+        if updated and (done % tc.log_every == 0 or done == tc.max_steps):
+            loss_value = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+            elapsed = time.perf_counter() - t_last
+            rate = steps_since * tc.batch_size * world * accum / max(elapsed, 1e-9)
+            logs = {"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                    "samples_per_s": rate}
+            accelerator.log(logs, step=done)
+            bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}")
+            t_last, steps_since = time.perf_counter(), 0
+        if accelerator.is_main_process and tc.validation_prompts and (done % tc.sample_every == 0):
+            _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg, output_dir, done)
+        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
+            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, save_extra)
+            log.info("step %d: checkpoint -> %s", done, path)
+    bar.close()
+
+    # 5. the pipeline folder (EMA weights when EMA is on)
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(unet)
+        if ema is not None:
+            ema.store(model.parameters())
+            ema.copy_to(model.parameters())
+        own_vae = vae_dir.resolve() == (output_dir / "vae").resolve()
+        scheduler = sampling_scheduler(noise_scheduler)
+        save_pipeline(output_dir, cfg, model, None if own_vae else vae, scheduler, tokenizer, text_encoder)
+        if ema is not None:
+            ema.restore(model.parameters())
+        log.info("pipeline -> %s", output_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return output_dir

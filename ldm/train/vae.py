@@ -1,0 +1,188 @@
+"""Train the KL autoencoder (VAE) with Accelerate and store its latent scaling factor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ldm.config import Config, vae_factor
+from ldm.data.dataset import build_dataset
+from ldm.media import make_grid, save_image_atomic
+from ldm.models import build_vae, save_model
+from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.losses import psnr, vae_loss
+from ldm.train.schedule import batch_indices, step_generator
+from ldm.train.setup import (
+    NonFiniteGuard,
+    count_params,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    optimizer_update,
+    progress,
+)
+
+log = logging.getLogger("ldm")
+
+
+class StepBatches:
+    """Batch sampler yielding this process's index lists from `start` on (see ldm.train.schedule)."""
+
+    def __init__(self, start: int, max_steps: int, accum: int, batch_size: int, n: int, seed: int, rank: int,
+                 world: int):
+        self.args = (start, max_steps, accum, batch_size, n, seed, rank, world)
+
+    def __iter__(self):
+        start, max_steps, accum, batch_size, n, seed, rank, world = self.args
+        for step in range(start, max_steps):
+            for micro in range(accum):
+                yield batch_indices(step, micro, accum, batch_size, n, seed, rank, world)
+
+
+@torch.no_grad()
+def reconstruct(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Decode the posterior mean of each image (the deterministic reconstruction)."""
+    return vae.decode(vae.encode(pixels).latent_dist.mean).sample.float()
+
+
+@torch.no_grad()
+def heldout_psnr(vae, dataset, device, batch_size: int = 64) -> float:
+    """Mean reconstruction PSNR (dB) over a dataset."""
+    scores = []
+    for start in range(0, len(dataset), batch_size):
+        pixels = torch.stack([dataset.load(i) for i in range(start, min(start + batch_size, len(dataset)))])
+        pixels = pixels.to(device)
+        scores.append(psnr(reconstruct(vae, pixels), pixels.float()).cpu())
+    return float(torch.cat(scores).mean())
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, dataset, device, count: int, seed: int, batch_size: int = 64) -> float:
+    """1 / std of posterior samples over up to `count` images (Stable Diffusion's 0.18215 recipe)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=gen)[:count].tolist()
+    samples = []
+    for start in range(0, len(idx), batch_size):
+        pixels = torch.stack([dataset.load(i) for i in idx[start:start + batch_size]]).to(device)
+        dist = vae.encode(pixels).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=gen).to(device)
+        samples.append((dist.mean + dist.std * eps).float().cpu())
+    return float(1.0 / torch.cat(samples).std())
+
+
+class VAEObjective(torch.nn.Module):
+    """The VAE and its loss as one module, so that DDP sees encode and decode in a single forward."""
+
+    def __init__(self, vae, kl_weight: float, recon: str):
+        super().__init__()
+        self.vae, self.kl_weight, self.recon = vae, kl_weight, recon
+
+    def forward(self, pixels: torch.Tensor, eps: torch.Tensor):
+        """(loss, reconstruction term, KL term)."""
+        return vae_loss(self.vae, pixels, eps, self.kl_weight, self.recon)
+
+
+def _flip(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(pixels.shape[0], generator=gen) < 0.5
+    return torch.where(mask[:, None, None, None], pixels.flip(-1), pixels)
+
+
+def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) -> Path:
+    """Train the VAE; checkpoints under output_dir/checkpoints/vae, the model in output_dir/vae."""
+    output_dir = Path(output_dir)
+    tc = cfg.train_vae
+    accelerator = make_accelerator(tc, output_dir, "vae")
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+
+    # 1. data, model, optimizer
+    train_set = build_dataset(cfg.data, "train", seed=tc.seed)
+    heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
+    torch.manual_seed(tc.seed)
+    model = build_vae(cfg.vae, cfg.data.resolution)
+    optimizer = make_optimizer(model.parameters(), tc)
+    lr_scheduler = make_lr_scheduler(optimizer, tc, world)
+    objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
+    objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
+    side = cfg.data.resolution // vae_factor(cfg)
+    latent_shape = (cfg.vae.latent_channels, side, side)
+
+    # 2. resume
+    ckpt_root = output_dir / "checkpoints" / "vae"
+    start = 0
+    ckpt = resolve_resume(ckpt_root, resume)
+    if ckpt is not None:
+        start = load_checkpoint(accelerator, ckpt)
+        log.info("resumed from step %d (%s)", start, ckpt)
+    elif resume:
+        log.info("starting fresh")
+    log.info("vae %s params, %d training / %d held-out images, batch %d x %d processes, %s precision",
+             count_params(model), len(train_set), len(heldout), tc.batch_size, world, tc.mixed_precision)
+
+    # 3. the loop; a worker pool decodes images while the model trains
+    accum = tc.gradient_accumulation_steps
+    batches = StepBatches(start, tc.max_steps, accum, tc.batch_size, len(train_set), tc.seed, rank, world)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=cfg.data.num_workers)
+    batch_iter = iter(loader)
+    guard = NonFiniteGuard(tc.max_nonfinite_steps)
+    objective.train()
+    t_last, steps_since = time.perf_counter(), 0
+    bar = progress(tc.max_steps, start, "vae", accelerator.is_local_main_process)
+    for step in range(start, tc.max_steps):
+        loss_ok, parts = True, {}
+        for micro in range(accum):
+            with accelerator.accumulate(objective):
+                gen = step_generator(tc.seed, step, micro, rank)
+                pixels = next(batch_iter)["pixel_values"]
+                if cfg.data.flip:
+                    pixels = _flip(pixels, gen)
+                eps = torch.randn((pixels.shape[0], *latent_shape), generator=gen)
+                loss, rec, kl = objective(pixels.to(device), eps.to(device))
+                if not guard.all_finite(accelerator, loss):
+                    loss_ok = False
+                    continue
+                accelerator.backward(loss)
+                parts = {"loss": float(loss.detach()), "recon": float(rec), "kl": float(kl)}
+        updated, grad_norm = optimizer_update(accelerator, objective, optimizer, lr_scheduler, tc, guard, step, loss_ok)
+        done, steps_since = step + 1, steps_since + 1
+        bar.update(1)
+        if updated and (done % tc.log_every == 0 or done == tc.max_steps):
+            rate = steps_since * tc.batch_size * world * accum / max(time.perf_counter() - t_last, 1e-9)
+            accelerator.log({**parts, "lr": lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                             "samples_per_s": rate}, step=done)
+            bar.set_postfix(recon=f"{parts['recon']:.4f}", sps=f"{rate:.1f}")
+            t_last, steps_since = time.perf_counter(), 0
+        if accelerator.is_main_process and len(heldout) and (done % tc.eval_every == 0 or done == tc.max_steps):
+            _evaluate(accelerator, model, heldout, output_dir, done)
+            objective.train()
+        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
+            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit)
+            log.info("step %d: checkpoint -> %s", done, path)
+    bar.close()
+
+    # 4. scaling factor, then the diffusers folder
+    if accelerator.is_main_process:
+        model.eval()
+        factor = latent_scaling_factor(model, train_set, device, tc.scaling_samples, tc.seed)
+        model.register_to_config(scaling_factor=factor)
+        save_model(model, output_dir / "vae")
+        log.info("latent scaling factor %.5f; vae -> %s", factor, output_dir / "vae")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return output_dir / "vae"
+
+
+def _evaluate(accelerator, model, heldout, output_dir: Path, step: int) -> float:
+    model.eval()
+    with accelerator.autocast():
+        score = heldout_psnr(model, heldout, accelerator.device)
+        count = min(len(heldout), 16)
+        pixels = torch.stack([heldout.load(i) for i in range(count)]).to(accelerator.device)
+        recon = reconstruct(model, pixels)
+    pairs = torch.stack([pixels.float(), recon], dim=1).flatten(0, 1)
+    save_image_atomic(make_grid((pairs.cpu() + 1) / 2, cols=8), output_dir / "samples" / f"vae-{step:07d}.png")
+    accelerator.log({"heldout_psnr": score}, step=step)
+    log.info("step %d: held-out PSNR %.2f dB", step, score)
+    return score

@@ -1,0 +1,17 @@
+"""Train the latent UNet: python scripts/train_unet.py --config configs/tiny.yaml --output-dir runs/tiny"""
+
+from ldm.cli import config_from_args, run, training_parser
+from ldm.train.unet import train_unet
+
+
+def main() -> None:
+    """Parse flags and train."""
+    parser = training_parser("Train the text-conditioned latent UNet.", "configs/emoji64.yaml")
+    parser.add_argument("--vae", help="trained VAE folder (default <output-dir>/vae or the config's vae_path)")
+    args = parser.parse_args()
+    cfg = config_from_args(args, "train_unet")
+    train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,50 @@
+"""Run scripts/train_unet.py with faults injected, to test recovery from real crashes.
+
+LDM_TEST_NAN_AT=3,5   make the loss of these micro-batch calls (0-based) NaN ('all': every call)
+LDM_TEST_KILL_AT=N    SIGKILL this process at the N-th loss call (mid-training)
+LDM_TEST_KILL_SAVE=S  SIGKILL this process while checkpoint-S is being written (after Accelerate's files)
+"""
+
+import os
+import runpy
+import signal
+import sys
+
+import ldm.train.checkpoints as checkpoints
+import ldm.train.unet as unet_train
+
+calls = {"n": 0}
+nan_at = os.environ.get("LDM_TEST_NAN_AT", "")
+kill_at = int(os.environ.get("LDM_TEST_KILL_AT", "-1"))
+kill_save = int(os.environ.get("LDM_TEST_KILL_SAVE", "-1"))
+original_loss = unet_train.diffusion_loss
+original_save = checkpoints.save_checkpoint
+
+
+def faulty_loss(*args, **kwargs):
+    n = calls["n"]
+    calls["n"] += 1
+    if n == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    loss = original_loss(*args, **kwargs)
+    if nan_at == "all" or str(n) in nan_at.split(","):
+        loss = loss * float("nan")
+    return loss
+
+
+def crashing_save(accelerator, root, step, cfg, limit, extra_save=None):
+    if step != kill_save:
+        return original_save(accelerator, root, step, cfg, limit, extra_save)
+
+    def die(folder):
+        if extra_save is not None:
+            extra_save(folder)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return original_save(accelerator, root, step, cfg, limit, die)
+
+
+unet_train.diffusion_loss = faulty_loss
+unet_train.save_checkpoint = crashing_save
+sys.argv = ["train_unet.py", *sys.argv[1:]]
+runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "train_unet.py"), run_name="__main__")

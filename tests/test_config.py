@@ -1,0 +1,52 @@
+"""Config loading: defaults, overrides, and one-line errors that name the key."""
+
+import pytest
+from support import ROOT, TINY
+
+from ldm.config import load_config, parse_overrides, vae_factor
+from ldm.errors import LdmError
+
+
+def test_shipped_configs_load():
+    emoji = load_config(ROOT / "configs" / "emoji64.yaml")
+    assert emoji.data.resolution == 64 and vae_factor(emoji) == 4
+    assert emoji.vae.latent_channels == 4
+    tiny = load_config(TINY)
+    assert tiny.data.source == "shapes"
+
+
+def test_overrides_are_typed_yaml():
+    cfg = load_config(TINY, ["train_unet.max_steps=7", "train_unet.learning_rate=5e-4", "train_unet.snr_gamma=null",
+                             "train_unet.validation_prompts=[a, b]"])
+    assert cfg.train_unet.max_steps == 7
+    assert cfg.train_unet.learning_rate == pytest.approx(5e-4)
+    assert cfg.train_unet.snr_gamma is None
+    assert cfg.train_unet.validation_prompts == ["a", "b"]
+    assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train_unet.bogus=1", "train_unet.bogus"),
+    ("nonsense=1", "nonsense"),
+    ("train_unet.max_steps=abc", "train_unet.max_steps"),
+    ("train_unet.ema_decay=[1]", "train_unet.ema_decay"),
+    ("data.flip=3", "data.flip"),
+    ("noise.prediction_type=sample", "noise.prediction_type"),
+    ("data.resolution=30", "data.resolution"),
+])
+def test_bad_keys_and_types_name_the_key(override, key):
+    with pytest.raises(LdmError) as err:
+        load_config(TINY, [override])
+    message = str(err.value)
+    assert key in message and "\n" not in message
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(LdmError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(LdmError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(LdmError, match="key=value"):
+        load_config(TINY, ["no_equals_sign"])

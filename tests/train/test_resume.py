@@ -1,0 +1,103 @@
+"""Crashes and bad numbers: SIGKILL mid-training and mid-save, NaN steps, resume semantics."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from support import TINY, run_script
+
+FAST = ["train_unet.max_steps=30", "train_unet.checkpoint_every=10", "train_unet.batch_size=8",
+        "train_unet.checkpoints_total_limit=2", "train_unet.log_every=5", "data.shapes_count=64"]
+
+
+def _train(out, vae, *extra, env=None, check=True):
+    args = ["tests/helpers/patched_train.py", "--config", str(TINY), "--output-dir", str(out), "--vae", str(vae),
+            *FAST, *extra]
+    return run_script(*args, env=env, check=check)
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_run, tmp_path_factory):
+    """An uninterrupted 30-step run."""
+    out = tmp_path_factory.mktemp("reference")
+    _train(out, tiny_run / "vae")
+    return out
+
+
+def _final(out):
+    return load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_uninterrupted_run_keeps_the_newest_checkpoints(reference):
+    names = sorted(p.name for p in (reference / "checkpoints" / "unet").iterdir())
+    assert names == ["checkpoint-20", "checkpoint-30"]
+    assert (reference / "checkpoints" / "unet" / "checkpoint-30" / "unet_ema").is_dir()
+    assert (reference / "checkpoints" / "unet" / "checkpoint-30" / "config.yaml").is_file()
+
+
+def test_sigkill_mid_training_then_resume_matches(tiny_run, reference, tmp_path):
+    killed = _train(tmp_path, tiny_run / "vae", env={"LDM_TEST_KILL_AT": "25"}, check=False)
+    assert killed.returncode != 0
+    resumed = _train(tmp_path, tiny_run / "vae", "--resume", "latest")
+    assert "resumed from step 20" in resumed.stderr + resumed.stdout
+    ck = "checkpoints/unet/checkpoint-30"
+    _assert_same(_weights(reference / ck), _weights(tmp_path / ck))
+    _assert_same(_final(reference), _final(tmp_path))
+
+
+def test_sigkill_while_saving_keeps_the_previous_checkpoint(tiny_run, reference, tmp_path):
+    killed = _train(tmp_path, tiny_run / "vae", env={"LDM_TEST_KILL_SAVE": "20"}, check=False)
+    assert killed.returncode != 0
+    root = tmp_path / "checkpoints" / "unet"
+    assert (root / "checkpoint-10").is_dir() and not (root / "checkpoint-20").exists()
+    resumed = _train(tmp_path, tiny_run / "vae", "--resume", "latest")
+    assert "resumed from step 10" in resumed.stderr + resumed.stdout
+    _assert_same(_final(reference), _final(tmp_path))
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_nan_step_leaves_weights_ema_and_optimizer_untouched(tiny_run, tmp_path):
+    clean, poisoned = tmp_path / "clean", tmp_path / "poisoned"
+    _train(clean, tiny_run / "vae", "train_unet.max_steps=3", "train_unet.checkpoint_every=3")
+    run = _train(poisoned, tiny_run / "vae", "train_unet.max_steps=4", "train_unet.checkpoint_every=4",
+                 env={"LDM_TEST_NAN_AT": "3"})
+    assert "non-finite loss" in run.stderr + run.stdout
+    a, b = clean / "checkpoints/unet/checkpoint-3", poisoned / "checkpoints/unet/checkpoint-4"
+    _assert_same(_weights(a), _weights(b))
+    _assert_same(load_file(str(a / "unet_ema/diffusion_pytorch_model.safetensors")),
+                 load_file(str(b / "unet_ema/diffusion_pytorch_model.safetensors")))
+    opt_a = torch.load(a / "optimizer.bin", weights_only=True)
+    opt_b = torch.load(b / "optimizer.bin", weights_only=True)
+    for key, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b["state"][key][name]), (key, name)
+
+
+def test_persistent_nan_aborts_with_one_line_and_writes_nothing(tiny_run, tmp_path):
+    run = _train(tmp_path, tiny_run / "vae", env={"LDM_TEST_NAN_AT": "all"}, check=False)
+    assert run.returncode == 2
+    assert "error: training diverged" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "checkpoints" / "unet").exists() or not any((tmp_path / "checkpoints" / "unet").iterdir())
+    assert not (tmp_path / "unet").exists()
+
+
+def test_resume_latest_without_checkpoint_starts_fresh_and_bad_path_errors(tiny_run, tmp_path):
+    run = _train(tmp_path / "a", tiny_run / "vae", "train_unet.max_steps=2", "--resume", "latest")
+    assert "starting fresh" in run.stderr + run.stdout
+    bad = _train(tmp_path / "b", tiny_run / "vae", "--resume", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 2 and "checkpoint not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_missing_vae_is_a_one_line_error(tmp_path):
+    run = run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path), check=False)
+    assert run.returncode == 2 and "train one first" in run.stderr and "Traceback" not in run.stderr
