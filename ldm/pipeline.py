@@ -15,8 +15,8 @@ def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDi
 
 
 def sampling_scheduler(train_scheduler) -> DDIMScheduler:
-    """A DDIM sampler over the training schedule."""
-    return DDIMScheduler.from_config(train_scheduler.config)
+    """A DDIM sampler over the training schedule (steps_offset=1 as in Stable Diffusion)."""
+    return DDIMScheduler.from_config(train_scheduler.config, steps_offset=1)
 
 
 @torch.no_grad()

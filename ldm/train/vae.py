@@ -50,7 +50,9 @@ def reconstruct(vae, pixels: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def heldout_psnr(vae, dataset, device, batch_size: int = 64) -> float:
-    """Mean reconstruction PSNR (dB) over a dataset."""
+    """Mean reconstruction PSNR (dB) over a dataset (nan when it is empty)."""
+    if len(dataset) == 0:
+        return float("nan")
     scores = []
     for start in range(0, len(dataset), batch_size):
         pixels = torch.stack([dataset.load(i) for i in range(start, min(start + batch_size, len(dataset)))])

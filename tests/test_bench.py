@@ -1,0 +1,32 @@
+"""The training benchmark runs both modes on the tiny config and reports sane numbers."""
+
+import math
+
+import pytest
+from support import TINY
+
+from ldm.bench import MODES, SquaresDataset, bench_train, format_report
+from ldm.errors import LdmError
+
+
+def test_squares_are_in_range_and_captioned():
+    data = SquaresDataset(8, 16, seed=1)
+    assert data.load(0).shape == (3, 16, 16)
+    assert data.pixels.min() >= -1 and data.pixels.max() <= 1
+    assert len(data.captions) == 8 and all(c.startswith("a ") for c in data.captions)
+
+
+def test_both_modes_train_and_report():
+    # one thread: on a shared 2-core machine, OpenMP threads waiting on a descheduled peer take 100x longer
+    results = [bench_train(TINY, mode, steps=2, warmup=0, batch_size=4, num_images=16, threads=1) for mode in MODES]
+    for r in results:
+        assert math.isfinite(r["samples_per_s"]) and r["samples_per_s"] > 0
+        assert r["loss_finite"] and len(r["losses"]) == 2
+        assert r["peak_rss_mb"] > 0
+    assert results[0]["cache_s"] > 0 and results[1]["data_s"] > 0
+    assert "ours/naive" in format_report(results, "configs/tiny.yaml")
+
+
+def test_unknown_mode_is_a_user_error():
+    with pytest.raises(LdmError, match="mode"):
+        bench_train(TINY, "fast")
