@@ -52,7 +52,7 @@ class UNetConfig:
 
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 256])
     layers_per_block: int = 1
-    attention_head_dim: int = 8
+    attention_heads: int = 8  # per attention layer (diffusers calls this attention_head_dim)
     norm_num_groups: int = 32
     # True per level: that level has cross-attention (CrossAttn*Block2D).
     cross_attention: list[bool] = field(default_factory=lambda: [False, True, True])

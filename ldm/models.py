@@ -126,7 +126,7 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_
         up_block_types=up,
         block_out_channels=tuple(cfg.block_out_channels),
         layers_per_block=cfg.layers_per_block,
-        attention_head_dim=cfg.attention_head_dim,
+        attention_head_dim=cfg.attention_heads,  # diffusers reads it as the head count
         norm_num_groups=cfg.norm_num_groups,
         cross_attention_dim=context_dim,
     )

@@ -38,7 +38,11 @@ def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Acce
         log_with = "tensorboard"
     except ImportError:
         log_with = None
+    # Without an accelerator, say so: Accelerate then runs several launched processes as gloo
+    # multi-CPU instead of falling back to independent single-process runs.
+    no_device = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     accelerator = Accelerator(
+        cpu=no_device,
         mixed_precision=tc.mixed_precision,
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         log_with=log_with,

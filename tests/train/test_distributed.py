@@ -1,4 +1,9 @@
-"""The same script under `accelerate launch` with two CPU processes."""
+"""The same script under `accelerate launch` with two CPU processes.
+
+Accelerate's `--cpu` launcher starts a single process (multi-CPU launching needs MPI), so two local
+processes are started with its torchrun-based launcher; on a machine without GPUs they train as
+one gloo process group.
+"""
 
 import os
 import shutil
@@ -10,14 +15,16 @@ from support import ROOT, TINY
 
 def test_two_process_cpu_run(tiny_run, tmp_path):
     accelerate = shutil.which("accelerate") or os.path.join(os.path.dirname(sys.executable), "accelerate")
-    cmd = [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path),
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           "scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path),
            "--vae", str(tiny_run / "vae"), "train_unet.max_steps=6", "train_unet.checkpoint_every=3",
            "train_unet.batch_size=8", "data.shapes_count=64"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 processes" in proc.stderr + proc.stdout
+    assert "x 2 processes" in proc.stderr + proc.stdout
+    assert (proc.stderr + proc.stdout).count("pipeline ->") == 1  # only the main process writes
     assert (tmp_path / "checkpoints" / "unet" / "checkpoint-6" / "ldm_state.json").is_file()
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (tmp_path / "model_index.json").is_file()

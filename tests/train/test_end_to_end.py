@@ -29,7 +29,7 @@ def test_output_is_a_diffusers_pipeline_folder(tiny_run):
 def test_vae_reconstructs_heldout_shapes(tiny_run):
     cfg = load_config(TINY)
     vae = load_vae(tiny_run / "vae")
-    assert heldout_psnr(vae, build_dataset(cfg.data, "heldout"), "cpu") > 22.0
+    assert heldout_psnr(vae, build_dataset(cfg.data, "heldout"), "cpu") > 20.0  # untrained: ~12 dB
 
 
 def _colour_score(images: torch.Tensor) -> float:
