@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from ldm.bench import MODES, bench_train, emit_result, format_report, run_child
+from ldm.bench import ATTENTION, MODES, bench_train, emit_result, format_report, run_child
 from ldm.cli import run
 
 
@@ -19,8 +19,9 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     train.add_argument("--precision", choices=["no", "bf16"], help="ours only (default: the config's)")
     train.add_argument("--channels-last", action="store_true", help="ours only: channels_last UNet and latents")
-    train.add_argument("--attention", choices=["default", "math"], default="default",
-                       help="ours only: 'math' forces matmul-softmax attention instead of PyTorch's flash kernel")
+    train.add_argument("--attention", choices=ATTENTION, default="default",
+                       help="ours only: 'math' (SDPA's matmul-softmax backend) or 'classic' (diffusers AttnProcessor) "
+                       "instead of PyTorch's CPU flash kernel")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
     return parser.parse_args()
 

@@ -30,3 +30,10 @@ def test_both_modes_train_and_report():
 def test_unknown_mode_is_a_user_error():
     with pytest.raises(LdmError, match="mode"):
         bench_train(TINY, "fast")
+
+
+@pytest.mark.parametrize("attention", ["math", "classic"])
+def test_bf16_attention_variants_train(attention):
+    r = bench_train(TINY, "ours", steps=1, warmup=0, batch_size=2, num_images=4, threads=1, precision="bf16",
+                    attention=attention)
+    assert r["precision"] == "bf16" and r["attention"] == attention and r["loss_finite"]
