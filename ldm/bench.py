@@ -32,6 +32,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ldm.cache import encode_dataset, sample_batch
 from ldm.config import Config, load_config, vae_factor
+from ldm.data.images import to_tensor
+from ldm.data.shapes import make_shape
 from ldm.errors import LdmError
 from ldm.models import (
     build_noise_scheduler,
@@ -53,35 +55,14 @@ TARGET_SPEEDUP = 3.0
 # AttnProcessor (baddbmm + softmax), which measured faster still.
 ATTENTION = ("default", "math", "classic")
 
-PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (0.86, 0.12, 0.12),
-    "green": (0.12, 0.63, 0.2),
-    "blue": (0.12, 0.27, 0.86),
-    "yellow": (0.96, 0.84, 0.12),
-    "purple": (0.55, 0.16, 0.75),
-    "white": (1.0, 1.0, 1.0),
-    "black": (0.0, 0.0, 0.0),
-    "gray": (0.5, 0.5, 0.5),
-}
-
-
 class SquaresDataset(torch.utils.data.Dataset):
-    """In-memory coloured squares on plain backgrounds, with captions, in the shape ldm.cache expects."""
+    """The procedural shapes (ldm.data.shapes) held in memory, so timing never waits on image decoding."""
 
     def __init__(self, count: int, size: int, seed: int = 0):
-        gen = torch.Generator().manual_seed(seed)
-        names = list(PALETTE)
+        shapes = [make_shape(i, size, seed) for i in range(count)]
         self.size = size
-        self.pixels = torch.empty(count, 3, size, size)
-        self.captions: list[str] = []
-        for i in range(count):
-            fg, bg = torch.randperm(len(names), generator=gen)[:2].tolist()
-            side = int(torch.randint(size // 4, size * 3 // 4 + 1, (1,), generator=gen))
-            x, y = torch.randint(0, size - side + 1, (2,), generator=gen).tolist()
-            self.pixels[i] = torch.tensor(PALETTE[names[bg]])[:, None, None]
-            self.pixels[i, :, y:y + side, x:x + side] = torch.tensor(PALETTE[names[fg]])[:, None, None]
-            self.captions.append(f"a {names[fg]} square on a {names[bg]} background")
-        self.pixels = self.pixels * 2 - 1
+        self.pixels = torch.stack([to_tensor(image) for image, _ in shapes])
+        self.captions: list[str] = [caption for _, caption in shapes]
 
     def __len__(self) -> int:
         return len(self.captions)
