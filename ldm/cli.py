@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 
@@ -49,9 +48,3 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
             overrides.append(f"{section}.{flag}={value}")
     return load_config(args.config, overrides)
 
-
-def quiet_libraries() -> None:
-    """Keep third-party INFO chatter out of the user's terminal."""
-    logging.basicConfig(format="%(message)s", level=logging.INFO)
-    for noisy in ("accelerate", "diffusers", "transformers", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

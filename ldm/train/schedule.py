@@ -33,7 +33,3 @@ def step_generator(seed: int, step: int, micro: int = 0, rank: int = 0) -> torch
     """A CPU generator for one micro-batch's noise, timesteps and dropout."""
     return torch.Generator().manual_seed(((seed * 7919 + step) * 131 + micro) * 257 + rank)
 
-
-def epoch_of(step: int, accum: int, batch_size: int, world: int, n: int) -> float:
-    """How many passes over the data `step` optimizer steps amount to."""
-    return step * accum * batch_size * world / max(n, 1)
