@@ -42,6 +42,7 @@ from ldm.models import (
     cross_attention_dim,
     encode_prompts,
     load_text_encoder,
+    use_training_attention,
 )
 from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
@@ -50,10 +51,11 @@ from ldm.train.setup import make_lr_scheduler, make_optimizer
 MODES = ("ours", "naive")
 RESULT_PREFIX = "LDM_BENCH_RESULT "  # marks the child's result line among library chatter
 TARGET_SPEEDUP = 3.0
-# PyTorch's CPU flash-attention backward is slow in bf16 (a third of emoji64's step here). "math" keeps
-# diffusers' SDPA processor but forces the matmul-softmax backend; "classic" swaps in diffusers' pre-SDPA
-# AttnProcessor (baddbmm + softmax), which measured faster still.
-ATTENTION = ("default", "math", "classic")
+# "trainer": whatever ldm's trainer uses on this device (ldm.models.use_training_attention); "sdpa":
+# diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
+# matmul-softmax backend; "classic": diffusers' pre-SDPA AttnProcessor (baddbmm + softmax).
+ATTENTION = ("trainer", "sdpa", "math", "classic")
+
 
 class SquaresDataset(torch.utils.data.Dataset):
     """The procedural shapes (ldm.data.shapes) held in memory, so timing never waits on image decoding."""
@@ -145,7 +147,7 @@ def _precision(cfg: Config, mode: str, precision: str | None) -> str:
 
 def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmup: int = 1,
                 batch_size: int | None = None, *, precision: str | None = None, channels_last: bool = False,
-                attention: str = "default", num_images: int = 256, threads: int | None = None,
+                attention: str = "trainer", num_images: int = 256, threads: int | None = None,
                 overrides: list[str] | None = None) -> dict:
     """Time `steps` UNet training steps (after `warmup` untimed ones) in `mode` 'ours' or 'naive'."""
     if mode not in MODES:
@@ -196,6 +198,8 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, batch_size: int, pre
     unet.to(memory_format=memory_format).train()
     if attention == "classic":
         unet.set_attn_processor(AttnProcessor())
+    elif attention == "trainer":
+        use_training_attention(unet, torch.device("cpu"))
     backend = (lambda: sdpa_kernel(SDPBackend.MATH)) if attention == "math" else contextlib.nullcontext
     ema = None
     if tc.ema_decay > 0:
@@ -313,7 +317,7 @@ def format_report(results: list[dict], config: str) -> str:
     ]
     for r in results:
         extras = [" CL"] if r["channels_last"] else []
-        extras += [] if r["attention"] == "default" else [f" {r['attention']}"]
+        extras += [f" {r['attention']}"]
         fmt = r["precision"] + "".join(extras)
         lines.append(
             f"{r['mode']:<6} {fmt:<15} {r['samples_per_s']:>9.2f} {r['step_s']:>7.2f} {r['data_s']:>11.2f} "

@@ -132,6 +132,16 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_
     )
 
 
+def use_training_attention(unet: UNet2DConditionModel, device: torch.device) -> None:
+    """Pick the attention implementation the trainer uses on this device."""
+    if device.type == "cpu":
+        # PyTorch's fused CPU attention has a slow bf16 backward; diffusers' matmul-softmax processor
+        # made the emoji64 step 3.3 s -> 2.0 s here (scripts/benchmark.py train --attention classic).
+        from diffusers.models.attention_processor import AttnProcessor
+
+        unet.set_attn_processor(AttnProcessor())
+
+
 def build_noise_scheduler(cfg: NoiseConfig) -> DDPMScheduler:
     """The training noise schedule."""
     return DDPMScheduler(

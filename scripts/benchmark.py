@@ -19,9 +19,9 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     train.add_argument("--precision", choices=["no", "bf16"], help="ours only (default: the config's)")
     train.add_argument("--channels-last", action="store_true", help="ours only: channels_last UNet and latents")
-    train.add_argument("--attention", choices=ATTENTION, default="default",
-                       help="ours only: 'math' (SDPA's matmul-softmax backend) or 'classic' (diffusers AttnProcessor) "
-                       "instead of PyTorch's CPU flash kernel")
+    train.add_argument("--attention", choices=ATTENTION, default="trainer",
+                       help="ours only (naive uses sdpa): 'trainer' (what ldm's trainer uses), 'sdpa' (PyTorch's "
+                       "fused kernel), 'math' (SDPA's matmul-softmax backend), 'classic' (diffusers AttnProcessor)")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
     return parser.parse_args()
 
@@ -34,7 +34,7 @@ def main() -> None:
         ours = args.only == "ours"
         emit_result(bench_train(args.config, args.only, **common, precision=args.precision if ours else None,
                                 channels_last=args.channels_last and ours,
-                                attention=args.attention if ours else "default"))
+                                attention=args.attention if ours else "sdpa"))
         return
     results = []
     for mode in MODES:

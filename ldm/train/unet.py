@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import AttnProcessor
 from diffusers.training_utils import EMAModel
 
 from ldm.cache import load_or_build_cache, sample_batch
@@ -23,6 +22,7 @@ from ldm.models import (
     load_text_encoder,
     load_vae,
     save_pipeline,
+    use_training_attention,
 )
 from ldm.pipeline import assemble_pipeline, generate, sampling_scheduler
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
@@ -103,10 +103,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     torch.manual_seed(tc.seed)
     latent_size = cfg.data.resolution // vae_factor(cfg)
     unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
-    if device.type == "cpu":
-        # PyTorch's fused CPU attention has a slow bf16 backward; diffusers' matmul-softmax processor
-        # made the emoji64 step 3.3 s -> 2.0 s here (scripts/benchmark.py train --attention classic).
-        unet.set_attn_processor(AttnProcessor())
+    use_training_attention(unet, device)
     ema = None
     if tc.ema_decay > 0:
         ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
