@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+
+# Scripts talk to users through their own messages; the libraries' import-time notices (optional
+# torchvision, CLIP-typed text encoders) and per-file loading bars are noise there. Set before any
+# library is imported; a user's own setting wins.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from ldm.config import Config, load_config
 from ldm.errors import LdmError
@@ -12,6 +20,9 @@ from ldm.errors import LdmError
 
 def run(main: Callable[[], object]) -> None:
     """Run a script's main(); a user error prints one line and exits 2, never a traceback."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # per-component loading bars; our own bars track the real work
     try:
         main()
     except LdmError as exc:
@@ -22,9 +33,17 @@ def run(main: Callable[[], object]) -> None:
         sys.exit(130)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: ...` and exit 2, no usage dump."""
+
+    def error(self, message: str):
+        """Print one line and exit 2."""
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def training_parser(description: str, default_config: str) -> argparse.ArgumentParser:
     """The flags users of diffusers' training scripts expect, plus key=value config overrides."""
-    p = argparse.ArgumentParser(description=description)
+    p = Parser(description=description)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train_unet.max_steps=200")
     p.add_argument("--config", default=default_config, help=f"YAML config (default {default_config})")
     p.add_argument("--output-dir", required=True, help="run folder: checkpoints, logs, samples and the model")

@@ -38,3 +38,69 @@ def save_image_atomic(image: Image.Image, path: str | Path, **kwargs) -> Path:
     image.save(tmp, **kwargs)
     os.replace(tmp, path)
     return path
+
+
+def save_png(image: torch.Tensor, path: str | Path, parameters: str | None = None) -> Path:
+    """Save one (3, H, W) image in [0, 1] as PNG, with an AUTOMATIC1111 `parameters` chunk when given."""
+    from ldm.parameters import png_info
+
+    pil = Image.fromarray(to_uint8(image[None])[0])
+    return save_image_atomic(pil, path, **({"pnginfo": png_info(parameters)} if parameters else {}))
+
+
+def upscale_for_viewing(frames: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """Nearest-neighbour integer upscaling of (N, H, W, 3) frames so small images are watchable."""
+    scale = max(1, math.ceil(min_side / min(frames.shape[1:3])))
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else frames
+
+
+def save_gif(frames: torch.Tensor, path: str | Path, fps: float = 12, min_side: int = 256) -> Path:
+    """An endlessly looping animated GIF of (N, 3, H, W) frames in [0, 1]."""
+    arr = upscale_for_viewing(to_uint8(frames), min_side)
+    images = [Image.fromarray(a) for a in arr]
+    return save_image_atomic(images[0], path, format="GIF", save_all=True, append_images=images[1:],
+                             duration=round(1000 / fps), loop=0, disposal=1)
+
+
+def save_mp4(frames: torch.Tensor, path: str | Path, fps: float = 12, min_side: int = 256) -> Path:
+    """An H.264 MP4 (yuv420p, plays everywhere) through the ffmpeg that imageio-ffmpeg ships."""
+    import imageio_ffmpeg
+
+    arr = upscale_for_viewing(to_uint8(frames), min_side)
+    h, w = arr.shape[1:3]
+    # H.264 with yuv420p needs even sides; pad by edge replication rather than distort.
+    arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    writer = imageio_ffmpeg.write_frames(str(tmp), (arr.shape[2], arr.shape[1]), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
+                                         ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
+    try:
+        writer.send(None)
+        for frame in arr:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def write_images(out_dir: str | Path, images: torch.Tensor, parameters: list[str], names: list[str],
+                 grid: bool = True) -> list[Path]:
+    """PNG files (each with its parameters) and, for more than one image, a contact-sheet grid.png."""
+    out = Path(out_dir)
+    paths = [save_png(img, out / name, text) for img, text, name in zip(images, parameters, names, strict=True)]
+    if grid and len(images) > 1:
+        paths.append(save_image_atomic(make_grid(images), out / "grid.png"))
+    return paths
+
+
+def write_animation(out_dir: str | Path, frames: torch.Tensor, parameters: list[str], fps: float = 12) -> list[Path]:
+    """Numbered PNG frames, animation.gif, animation.mp4 and grid.png."""
+    out = Path(out_dir)
+    names = [f"frame-{k:04d}.png" for k in range(len(frames))]
+    paths = write_images(out, frames, parameters, names)
+    paths.append(save_gif(frames, out / "animation.gif", fps))
+    paths.append(save_mp4(frames, out / "animation.mp4", fps))
+    return paths

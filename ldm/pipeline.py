@@ -1,9 +1,43 @@
-"""Assemble diffusers' StableDiffusionPipeline from our components and generate images."""
+"""Load any diffusers Stable Diffusion folder and generate reproducible images through its pipeline.
+
+diffusers' StableDiffusionPipeline runs the denoising loop; this module decides what goes in: prompt
+embeddings (blended for morphs), starting latents from per-image CPU generators (blended for seed walks
+and variation seeds), a fresh scheduler of the chosen kind, and the precision.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
 import torch
+import yaml
 from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from ldm.errors import LdmError
+from ldm.interpolate import blend
+from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder, refuse_pickle
+from ldm.noise import NoiseSource, SeedBlend, scheduler_noise
+from ldm.parameters import file_hash, format_parameters, parse_parameters
+from ldm.schedulers import SCHEDULERS, check_scheduler, make_scheduler, scheduler_from_label
+
+log = logging.getLogger("ldm")
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
+# Chosen by measurement on the default model (see README "Sampling defaults").
+DEFAULT_SCHEDULER = "dpmpp-2m"
+DEFAULT_STEPS = 20
+STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
+MORPH_MODES = ("slerp", "lerp")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+Progress = Callable[[int, int], None]
 
 
 def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDiffusionPipeline:
@@ -19,11 +53,364 @@ def sampling_scheduler(train_scheduler) -> DDIMScheduler:
     return DDIMScheduler.from_config(train_scheduler.config, steps_offset=1)
 
 
-@torch.no_grad()
-def generate(pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int = 25,
-             guidance_scale: float = 3.0) -> torch.Tensor:
-    """Images in [0, 1] (N, 3, H, W); image k uses its own CPU generator seeded seed + k."""
-    generators = [torch.Generator().manual_seed(seed + k) for k in range(len(prompts))]
-    out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance_scale, generator=generators,
-               output_type="pt", return_dict=True)
-    return out.images.float().cpu()
+def _cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on CPUs with native bf16 and on bf16-capable GPUs, fp16 on other GPUs, else fp32."""
+    if precision not in PRECISIONS:
+        raise LdmError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and _cpu_has_fast_bf16() else "fp32"
+
+
+def default_device() -> torch.device:
+    """The first GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything about a generation that is shared by all its images (None: the model's default)."""
+
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float | None = None
+    scheduler: str = DEFAULT_SCHEDULER
+    width: int | None = None
+    height: int | None = None
+    eta: float = 0.0
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What decides one image's pixels besides the Settings: prompt (or a morph of two) and noise."""
+
+    prompt: str
+    seed: int
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    morph_to: str | None = None
+    morph_t: float = 0.0
+    morph_mode: str = "slerp"
+
+    @property
+    def noise(self) -> SeedBlend:
+        """The noise recipe (seed, variation seed, strength)."""
+        return SeedBlend(self.seed, self.variation_seed, self.variation_strength)
+
+
+def _check_spec(spec: ImageSpec) -> None:
+    if not 0 <= spec.variation_strength <= 1:
+        raise LdmError(f"variation strength must be in [0, 1], got {spec.variation_strength}")
+    if not 0 <= spec.morph_t <= 1:
+        raise LdmError(f"morph position must be in [0, 1], got {spec.morph_t}")
+    if spec.morph_mode not in MORPH_MODES:
+        raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
+    if not 0 <= spec.seed < 2**63:
+        raise LdmError(f"seed must be in [0, 2^63), got {spec.seed}")
+
+
+def _unet_output_to_fp32(module, args, output):
+    # Under autocast the UNet answers in bf16/fp16; the scheduler's update of the latents stays fp32.
+    if isinstance(output, tuple):
+        return (output[0].float(), *output[1:])
+    output.sample = output.sample.float()
+    return output
+
+
+class SamplingModel:
+    """A loaded pipeline plus what sampling needs to know about it: defaults, factor, hash, precision."""
+
+    def __init__(self, pipe: StableDiffusionPipeline, name: str = "model", folder: Path | None = None,
+                 guidance_scale: float = STOCK_GUIDANCE, precision: str = "auto"):
+        self.pipe = pipe
+        self.name = name
+        self.folder = folder
+        self.default_guidance = guidance_scale
+        self.device = pipe.unet.device
+        self.precision = resolve_precision(precision, self.device)
+        self.base_scheduler_config = dict(pipe.scheduler.config)
+        self._hash: str | None = None
+        self._lock = threading.Lock()  # one generation at a time: the pipeline's scheduler is swapped per call
+        pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def factor(self) -> int:
+        """Pixels per latent cell: width and height must be multiples of it."""
+        return int(self.pipe.vae_scale_factor)
+
+    @property
+    def default_size(self) -> int:
+        """The resolution the UNet was trained at, in pixels."""
+        return int(self.pipe.unet.config.sample_size) * self.factor
+
+    @property
+    def model_hash(self) -> str:
+        """Short sha256 of the UNet weights, as AUTOMATIC1111 writes 'Model hash'."""
+        if self._hash is None:
+            files = sorted((Path(self.folder) / "unet").glob("*.safetensors")) if self.folder else []
+            self._hash = file_hash(files[0]) if files else "unsaved"
+        return self._hash
+
+    def resolve(self, settings: Settings) -> Settings:
+        """Fill in the model's defaults and check every value, raising one-line errors."""
+        check_scheduler(settings.scheduler)
+        s = replace(
+            settings,
+            guidance_scale=self.default_guidance if settings.guidance_scale is None else settings.guidance_scale,
+            width=self.default_size if settings.width is None else settings.width,
+            height=self.default_size if settings.height is None else settings.height,
+        )
+        if s.steps < 1:
+            raise LdmError(f"steps must be at least 1, got {s.steps}")
+        if s.guidance_scale < 0:
+            raise LdmError(f"guidance scale must be >= 0, got {s.guidance_scale}")
+        if s.eta < 0:
+            raise LdmError(f"eta must be >= 0, got {s.eta}")
+        for side, value in (("width", s.width), ("height", s.height)):
+            if value < self.factor or value % self.factor:
+                raise LdmError(f"{side} {value} is not a positive multiple of the model's factor {self.factor}")
+        return s
+
+    def parameters(self, spec: ImageSpec, settings: Settings) -> str:
+        """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
+        s = self.resolve(settings)
+        fields = {
+            "Steps": s.steps,
+            "Sampler": SCHEDULERS[s.scheduler].label,
+            "CFG scale": s.guidance_scale,
+            "Seed": spec.seed,
+            "Size": f"{s.width}x{s.height}",
+            "Model hash": self.model_hash,
+            "Model": self.name,
+        }
+        if spec.variation_seed is not None and spec.variation_strength > 0:
+            fields["Variation seed"] = spec.variation_seed
+            fields["Variation seed strength"] = spec.variation_strength
+        if s.eta:
+            fields["Eta"] = s.eta
+        if spec.morph_to is not None and spec.morph_t > 0:
+            fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
+        fields["Precision"] = self.precision
+        return format_parameters(spec.prompt, s.negative_prompt, fields)
+
+    def _embed(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = {}
+        for prompt in dict.fromkeys(prompts):
+            embeds, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
+            out[prompt] = embeds.float()
+        return out
+
+    def _precision_context(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(), batch_size: int = 8,
+                 progress: Progress | None = None) -> torch.Tensor:
+        """Images in [0, 1] (N, 3, H, W): image k depends only on specs[k] and the settings, not the batch."""
+        # 1. check inputs
+        s = self.resolve(settings)
+        specs = list(specs)
+        for spec in specs:
+            _check_spec(spec)
+        if batch_size < 1:
+            raise LdmError(f"batch size must be at least 1, got {batch_size}")
+        # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
+        prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to) if p is not None]
+        embeds = self._embed([s.negative_prompt, *prompts])
+        total = len(specs) * s.steps
+        images = []
+        with self._lock:
+            for start in range(0, len(specs), batch_size):
+                batch = specs[start:start + batch_size]
+                images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress))
+        return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
+
+    def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[str, torch.Tensor], done: int,
+                        total: int, progress: Progress | None) -> torch.Tensor:
+        # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames
+        cond = torch.cat([
+            embeds[sp.prompt] if sp.morph_to is None else blend(embeds[sp.prompt], embeds[sp.morph_to], sp.morph_t,
+                                                                sp.morph_mode)
+            for sp in batch
+        ])
+        uncond = embeds[s.negative_prompt].expand(len(batch), -1, -1)
+        # 4. starting noise from each image's own CPU generators
+        source = NoiseSource([sp.noise for sp in batch])
+        channels = self.pipe.unet.config.in_channels
+        latents = source.randn((len(batch), channels, s.height // self.factor, s.width // self.factor))
+        # 5. a fresh scheduler of the chosen kind over the model's noise schedule
+        scheduler = make_scheduler(s.scheduler, self.base_scheduler_config)
+        self.pipe.scheduler = scheduler
+
+        def on_step(pipe, i, t, kwargs):
+            if progress is not None:
+                progress(done + (i + 1) * len(batch), total)
+            return kwargs
+
+        # 6. denoise and decode through the stock pipeline
+        hook = self.pipe.unet.register_forward_hook(_unet_output_to_fp32)
+        try:
+            with scheduler_noise(scheduler, source), self._precision_context():
+                latents = self.pipe(
+                    prompt_embeds=cond.to(self.device), negative_prompt_embeds=uncond.to(self.device),
+                    latents=latents.to(self.device), num_inference_steps=s.steps, guidance_scale=s.guidance_scale,
+                    eta=s.eta, height=s.height, width=s.width, output_type="latent", callback_on_step_end=on_step,
+                ).images
+        finally:
+            hook.remove()
+        # 7. decode one image at a time in fp32: the VAE's convolutions give batch-size-dependent bits under
+        # autocast, and decoding costs little next to the denoising steps
+        return torch.cat([self.decode(latent) for latent in latents.float().split(1)])
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (N, C, h, w) -> images in [0, 1] (N, 3, H, W), in fp32."""
+        vae = self.pipe.vae
+        latents = latents.to(self.device, torch.float32) / vae.config.scaling_factor
+        image = vae.decode(latents, return_dict=False)[0]
+        return (image.float().cpu() / 2 + 0.5).clamp(0, 1)
+
+
+def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_seed: int | None = None,
+                variation_strength: float = 0.0) -> list[ImageSpec]:
+    """num_images per prompt; image k of the run (counting across prompts) gets seed + k."""
+    if num_images < 1:
+        raise LdmError(f"number of images must be at least 1, got {num_images}")
+    if not prompts:
+        raise LdmError("no prompt given")
+    specs = []
+    for prompt in prompts:
+        for _ in range(num_images):
+            k = len(specs)
+            specs.append(ImageSpec(prompt, seed + k, None if variation_seed is None else variation_seed + k,
+                                   variation_strength))
+    return specs
+
+
+def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]]:
+    """Parse a `parameters` chunk back into what re-creates the image (and the raw fields)."""
+    prompt, negative, fields = parse_parameters(text)
+
+    def number(key: str, kind=float, default=None):
+        if key not in fields:
+            if default is None:
+                raise LdmError(f"PNG parameters lack {key!r}")
+            return default
+        try:
+            return kind(fields[key])
+        except ValueError:
+            raise LdmError(f"PNG parameters: {key} {fields[key]!r} is not a number") from None
+
+    size = fields.get("Size", "")
+    try:
+        width, height = (int(v) for v in size.split("x")) if size else (None, None)
+    except ValueError:
+        raise LdmError(f"PNG parameters: size {size!r} is not WIDTHxHEIGHT") from None
+    settings = Settings(
+        steps=number("Steps", int), guidance_scale=number("CFG scale", float, 7.0),
+        scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
+        eta=number("Eta", float, 0.0), negative_prompt=negative,
+    )
+    spec = ImageSpec(
+        prompt=prompt, seed=number("Seed", int),
+        variation_seed=number("Variation seed", int) if "Variation seed" in fields else None,
+        variation_strength=number("Variation seed strength", float, 0.0),
+        morph_to=fields.get("Morph to"), morph_t=number("Morph t", float, 0.0),
+        morph_mode=fields.get("Morph mode", "slerp"),
+    )
+    return spec, settings, fields
+
+
+def _read_index(folder: Path) -> dict:
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise LdmError(f"not a diffusers pipeline folder (no model_index.json): {folder}")
+    try:
+        index = json.loads(index_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LdmError(f"{index_file} is not valid JSON: {exc}") from None
+    if not isinstance(index, dict) or "StableDiffusion" not in str(index.get("_class_name", "")):
+        raise LdmError(f"{folder} is not a Stable Diffusion pipeline folder (model_index.json _class_name)")
+    for part in ("unet", "vae", "tokenizer", "scheduler"):
+        if not (folder / part).is_dir():
+            raise LdmError(f"pipeline folder {folder} has no {part}/ folder")
+    for part in ("unet", "vae"):
+        if not any((folder / part).glob("*.safetensors")):
+            raise LdmError(f"{folder / part} has no .safetensors weights (ldm does not load pickles)")
+    return index
+
+
+def _folder_guidance(folder: Path) -> float:
+    config_file = folder / "ldm_config.yaml"
+    if config_file.is_file():
+        try:
+            return float(yaml.safe_load(config_file.read_text())["train_unet"]["guidance_scale"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            log.warning("%s: no train_unet.guidance_scale; using %s", config_file, STOCK_GUIDANCE)
+    return STOCK_GUIDANCE
+
+
+def load_pipeline(folder: str | Path, device: str | torch.device | None = None) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline from an ldm or diffusers folder, offline, safetensors only."""
+    folder = Path(folder).expanduser()
+    refuse_pickle(folder)
+    if not folder.is_dir():
+        raise LdmError(f"model folder not found: {folder}")
+    _read_index(folder)
+    kwargs = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    if (folder / "text_encoder" / REFERENCE_FILE).is_file():  # ours: the encoder lives in an installed package
+        kwargs["tokenizer"], kwargs["text_encoder"] = load_pipeline_text_encoder(folder)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(folder, use_safetensors=True, local_files_only=True,
+                                                       **kwargs)
+    except Exception as exc:  # diffusers/transformers raise many types for malformed folders
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LdmError(f"cannot load pipeline from {folder}: {first}") from None
+    return pipe.to(torch.device(device) if device else default_device())
+
+
+def load_sampling_model(folder: str | Path, device: str | torch.device | None = None,
+                        precision: str = "auto") -> SamplingModel:
+    """Load a pipeline folder for sampling (see load_pipeline)."""
+    folder = Path(folder).expanduser()
+    pipe = load_pipeline(folder, device)
+    return SamplingModel(pipe, name=folder.resolve().name, folder=folder, guidance_scale=_folder_guidance(folder),
+                         precision=precision)
+
+
+def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32") -> Path:
+    """Write a self-contained copy (text encoder included) that stock diffusers loads without ldm."""
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise LdmError(f"unknown dtype {dtype!r}: choose one of {', '.join(dtypes)}")
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise LdmError(f"output folder {out} exists and is not empty")
+    pipe = load_pipeline(folder, "cpu").to(dtype=dtypes[dtype])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-export")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        config = Path(folder) / "ldm_config.yaml"
+        if config.is_file():
+            shutil.copy2(config, tmp / config.name)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -15,3 +15,19 @@ def tiny_run(tmp_path_factory) -> Path:
     run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(out))
     run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """A randomly initialised tiny pipeline folder (no training), for sampling tests."""
+    from support import make_random_pipeline
+
+    return make_random_pipeline(tmp_path_factory.mktemp("tiny_pipeline") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_pipeline):
+    """The tiny pipeline loaded for sampling on the CPU at bf16 (the precision that is batch-exact)."""
+    from ldm.pipeline import load_sampling_model
+
+    return load_sampling_model(tiny_pipeline, "cpu", "bf16")

@@ -23,3 +23,31 @@ def run_script(*args: str, env: dict | None = None, check: bool = True, timeout:
     return proc
 
 
+
+
+def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None) -> Path:
+    """A randomly initialised tiny pipeline folder (configs/tiny.yaml sizes) in diffusers' layout."""
+    import torch
+
+    from ldm.config import load_config
+    from ldm.models import (
+        build_noise_scheduler,
+        build_unet,
+        build_vae,
+        cross_attention_dim,
+        load_text_encoder,
+        save_pipeline,
+    )
+    from ldm.pipeline import sampling_scheduler
+
+    cfg = load_config(TINY)
+    if text_encoder is None:
+        tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    torch.manual_seed(seed)
+    vae = build_vae(cfg.vae, cfg.data.resolution)
+    factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    unet = build_unet(cfg.unet, cfg.vae.latent_channels, cfg.data.resolution // factor,
+                      cross_attention_dim(text_encoder))
+    scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))
+    save_pipeline(folder, cfg, unet, vae, scheduler, tokenizer, text_encoder)
+    return folder

@@ -24,7 +24,7 @@ from ldm.models import (
     save_pipeline,
     use_training_attention,
 )
-from ldm.pipeline import assemble_pipeline, generate, sampling_scheduler
+from ldm.pipeline import ImageSpec, SamplingModel, Settings, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
@@ -67,10 +67,10 @@ def _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_sc
     model.eval()
     try:
         pipe = assemble_pipeline(vae, model, tokenizer, text_encoder, sampling_scheduler(noise_scheduler))
-        pipe.set_progress_bar_config(disable=True)
-        with accelerator.autocast():
-            images = generate(pipe, tc.validation_prompts, seed=tc.seed, steps=tc.sample_steps,
-                              guidance_scale=tc.guidance_scale)
+        sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
+                                precision="fp32" if tc.mixed_precision == "no" else tc.mixed_precision)
+        specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
+        images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler="ddim"))
     finally:
         if ema is not None:
             ema.restore(model.parameters())

@@ -3,13 +3,12 @@
 import json
 
 import torch
-from diffusers import DDIMScheduler
 from support import TINY
 
 from ldm.config import load_config
 from ldm.data.dataset import build_dataset
-from ldm.models import load_pipeline_text_encoder, load_unet, load_vae
-from ldm.pipeline import assemble_pipeline, generate
+from ldm.models import load_vae
+from ldm.pipeline import ImageSpec, Settings, load_sampling_model
 from ldm.train.vae import heldout_psnr
 
 
@@ -37,12 +36,9 @@ def _colour_score(images: torch.Tensor) -> float:
 
 
 def test_unet_follows_the_colour_in_the_prompt(tiny_run):
-    tokenizer, encoder = load_pipeline_text_encoder(tiny_run)
-    unet = load_unet(tiny_run / "unet")
-    scheduler = DDIMScheduler.from_pretrained(tiny_run / "scheduler")
-    pipe = assemble_pipeline(load_vae(tiny_run / "vae"), unet, tokenizer, encoder, scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    red = generate(pipe, ["a red square on a black background"] * 6, seed=0, steps=20)
-    blue = generate(pipe, ["a blue square on a black background"] * 6, seed=0, steps=20)
+    model = load_sampling_model(tiny_run, "cpu")
+    settings = Settings(steps=20, scheduler="ddim")
+    red = model.generate([ImageSpec("a red square on a black background", k) for k in range(6)], settings)
+    blue = model.generate([ImageSpec("a blue square on a black background", k) for k in range(6)], settings)
     assert red.shape == (6, 3, 32, 32)
     assert _colour_score(red) - _colour_score(blue) > 0.05, (_colour_score(red), _colour_score(blue))

@@ -1,0 +1,68 @@
+"""Sampling schedulers by name, with the labels AUTOMATIC1111 writes into PNG parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+
+from ldm.errors import LdmError
+
+
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """A diffusers scheduler class, the config it needs, and its AUTOMATIC1111 label."""
+
+    cls: type
+    label: str
+    options: dict = field(default_factory=dict)
+    ancestral: bool = False
+
+
+SCHEDULERS: dict[str, SchedulerChoice] = {
+    "ddim": SchedulerChoice(DDIMScheduler, "DDIM"),
+    "pndm": SchedulerChoice(PNDMScheduler, "PLMS", {"skip_prk_steps": True}),
+    "euler": SchedulerChoice(EulerDiscreteScheduler, "Euler"),
+    "euler-a": SchedulerChoice(EulerAncestralDiscreteScheduler, "Euler a", ancestral=True),
+    "heun": SchedulerChoice(HeunDiscreteScheduler, "Heun"),
+    "dpmpp-2m": SchedulerChoice(DPMSolverMultistepScheduler, "DPM++ 2M",
+                                {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}),
+    "dpmpp-2m-karras": SchedulerChoice(DPMSolverMultistepScheduler, "DPM++ 2M Karras",
+                                       {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "unipc": SchedulerChoice(UniPCMultistepScheduler, "UniPC"),
+    "lms": SchedulerChoice(LMSDiscreteScheduler, "LMS"),
+}
+LABELS = {choice.label: name for name, choice in SCHEDULERS.items()}
+
+
+def check_scheduler(name: str) -> str:
+    """Return a valid scheduler name or raise a one-line error listing the choices."""
+    if name not in SCHEDULERS:
+        raise LdmError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
+    return name
+
+
+def scheduler_from_label(label: str) -> str:
+    """Our scheduler name for an AUTOMATIC1111 sampler label (or our own name)."""
+    if label in SCHEDULERS:
+        return label
+    if label not in LABELS:
+        raise LdmError(f"unsupported sampler {label!r}: ldm knows {', '.join(LABELS)}")
+    return LABELS[label]
+
+
+def make_scheduler(name: str, base_config):
+    """A fresh scheduler of the named kind over a pipeline's noise schedule (betas, prediction type)."""
+    choice = SCHEDULERS[check_scheduler(name)]
+    # Training configs (DDPM) carry options like variance_type that other schedulers warn about; diffusers'
+    # from_config drops keys a class does not take.
+    return choice.cls.from_config(base_config, **choice.options)

@@ -1,0 +1,88 @@
+"""Seed walks and prompt morphs: keyframe paths turned into per-frame ImageSpecs, rendered evenly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ldm.errors import LdmError
+from ldm.interpolate import EASINGS, frame_distances, path_positions, point_at, respace
+from ldm.pipeline import MORPH_MODES, ImageSpec, Progress, SamplingModel, Settings
+
+
+def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:
+    if not prompts or not seeds:
+        raise LdmError("a walk needs at least one prompt and one seed")
+    if len(prompts) > 1 and len(seeds) > 1 and len(prompts) != len(seeds):
+        raise LdmError(f"a morph combined with a seed walk needs as many seeds as prompts "
+                       f"({len(prompts)} prompts, {len(seeds)} seeds)")
+    count = max(len(prompts), len(seeds))
+    if count < 2:
+        raise LdmError("an interpolation needs at least 2 seeds or 2 prompts")
+    return count
+
+
+def spec_at(u: float, prompts: Sequence[str], seeds: Sequence[int], loop: bool = False, ease: str = "linear",
+            morph_mode: str = "slerp") -> ImageSpec:
+    """The frame at path position u: keyframe i's prompt and seed blended toward keyframe i+1's."""
+    count = _keyframes(prompts, seeds)
+    point = point_at(u, count, ease, loop)
+    i, j = point.keys(count)
+    prompt_a, prompt_b = (prompts[i], prompts[j]) if len(prompts) > 1 else (prompts[0], prompts[0])
+    seed_a, seed_b = (seeds[i], seeds[j]) if len(seeds) > 1 else (seeds[0], seeds[0])
+    if point.t == 0:
+        return ImageSpec(prompt_a, seed_a)
+    return ImageSpec(
+        prompt_a, seed_a,
+        variation_seed=seed_b if seed_b != seed_a else None, variation_strength=point.t if seed_b != seed_a else 0.0,
+        morph_to=prompt_b if prompt_b != prompt_a else None, morph_t=point.t if prompt_b != prompt_a else 0.0,
+        morph_mode=morph_mode,
+    )
+
+
+def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
+                settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = "slerp",
+                even: bool = False, batch_size: int = 8,
+                progress: Progress | None = None) -> tuple[list[ImageSpec], torch.Tensor]:
+    """Frames of a seed walk and/or prompt morph through the keyframes, with their specs.
+
+    With `even`, a first pass measures how much the image changes between frames and a second pass
+    re-places the frames so that each step changes the image by about the same amount.
+    """
+    count = _keyframes(prompts, seeds)
+    if frames < 2:
+        raise LdmError(f"frames must be at least 2, got {frames}")
+    if ease not in EASINGS:
+        raise LdmError(f"unknown easing {ease!r}: choose one of {', '.join(EASINGS)}")
+    if morph_mode not in MORPH_MODES:
+        raise LdmError(f"unknown interpolation {morph_mode!r}: choose one of {', '.join(MORPH_MODES)}")
+    positions = path_positions(frames, count, loop)
+    passes = 2 if even else 1
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total * passes)
+
+    specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in positions]
+    images = model.generate(specs, settings, batch_size, report)
+    if not even:
+        return specs, images
+    # A loop's last gap runs back to the first frame; close it so it is spaced like the others.
+    closed_positions = positions + ([float(count)] if loop else [])
+    closed_images = torch.cat([images, images[:1]]) if loop else images
+    new_positions = respace(closed_positions, frame_distances(closed_images), frames + (1 if loop else 0))
+    new_positions = new_positions[:frames]
+    known = dict(zip(positions, images, strict=True))
+    todo = [u for u in new_positions if u not in known]
+    todo_specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in todo]
+    total = len(specs) * settings.steps
+
+    def report_second(done: int, _total: int) -> None:
+        if progress is not None:
+            progress(total + done, total * passes)
+
+    fresh = model.generate(todo_specs, settings, batch_size, report_second) if todo else images[:0]
+    known.update(zip(todo, fresh, strict=True))
+    specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in new_positions]
+    return specs, torch.stack([known[u] for u in new_positions])

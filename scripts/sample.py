@@ -1,0 +1,140 @@
+"""Generate images, seed walks and prompt morphs: python scripts/sample.py "a red apple" """
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ldm.cli import Parser, run
+from ldm.errors import LdmError
+from ldm.interpolate import EASINGS
+from ldm.media import write_animation, write_images
+from ldm.parameters import read_png_parameters
+from ldm.pipeline import (
+    DEFAULT_MODEL,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+    MORPH_MODES,
+    PRECISIONS,
+    Settings,
+    image_specs,
+    load_sampling_model,
+    spec_from_parameters,
+)
+from ldm.schedulers import SCHEDULERS
+from ldm.walks import render_walk
+
+
+def parser() -> argparse.ArgumentParser:
+    """The sample.py flags."""
+    p = Parser(description="Text to image, seed walks and prompt morphs with a diffusers pipeline folder.")
+    p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompt(s) to generate")
+    p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable; same as positional)")
+    p.add_argument("--prompts-file", help="a text file: one prompt per line")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    p.add_argument("--negative-prompt", default="", help="what to steer away from")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    p.add_argument("--scheduler", choices=list(SCHEDULERS), default=DEFAULT_SCHEDULER,
+                   help=f"sampler (default {DEFAULT_SCHEDULER})")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    p.add_argument("--width", type=int, help="pixels (default: the model's training size)")
+    p.add_argument("--height", type=int, help="pixels (default: the model's training size)")
+    p.add_argument("--num-images", type=int, default=1, help="images per prompt")
+    p.add_argument("--seed", type=int, help="seed of the first image; image k uses seed + k (default: random)")
+    p.add_argument("--variation-seed", type=int, help="second seed slerped into the noise")
+    p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
+    p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
+    p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
+    p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
+    p.add_argument("--morph-mode", choices=MORPH_MODES, default="slerp", help="embedding interpolation")
+    p.add_argument("--frames", type=int, default=24, help="frames of a walk or morph")
+    p.add_argument("--loop", action="store_true", help="walk back to the first keyframe")
+    p.add_argument("--ease", choices=EASINGS, default="linear", help="easing between keyframes")
+    p.add_argument("--even-spacing", action="store_true",
+                   help="second pass placing frames evenly in image change (up to twice the time)")
+    p.add_argument("--fps", type=float, default=12, help="animation frame rate")
+    p.add_argument("--out", help="output folder (default outputs/<kind>-<time>)")
+    p.add_argument("--batch-size", type=int, default=8, help="images denoised together (never changes pixels)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast precision of the UNet")
+    return p
+
+
+def read_prompts(args) -> list[str]:
+    """Prompts from the positional arguments, --prompt and --prompts-file, in that order."""
+    prompts = list(args.prompts) + list(args.prompt)
+    if args.prompts_file:
+        try:
+            text = Path(args.prompts_file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LdmError(f"cannot read prompts file {args.prompts_file}: {exc}") from None
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise LdmError(f"prompts file {args.prompts_file} has no prompts")
+    return prompts
+
+
+def main() -> None:
+    """Parse flags, generate, write and list the files."""
+    args = parser().parse_args()
+    if args.frames < 2:
+        raise LdmError(f"frames must be at least 2, got {args.frames}")
+    settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
+                        width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt)
+    prompts = read_prompts(args)
+    from_png = None
+    if args.from_png:
+        from_png = spec_from_parameters(read_png_parameters(args.from_png))
+    elif not prompts and not args.morph:
+        raise LdmError("give a prompt (or --prompts-file, --morph or --from-png)")
+    model = load_sampling_model(args.model, args.device, args.precision)
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    kind = "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
+    out = Path(args.out or f"outputs/{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = model.resolve(settings) if from_png is None else settings
+    bar = tqdm(unit="step", desc=kind, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    if from_png is not None:
+        spec, settings, fields = from_png
+        if fields.get("Model hash") not in (None, model.model_hash):
+            print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
+                  f"this model is {model.model_hash}", file=sys.stderr)
+        if fields.get("Precision", model.precision) != model.precision:
+            print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
+                  file=sys.stderr)
+        images = model.generate([spec], settings, progress=progress)
+        paths = write_images(out, images, [model.parameters(spec, settings)], [Path(args.from_png).name])
+    elif args.morph or args.interpolate_seeds:
+        keyframe_prompts = args.morph or prompts[:1]
+        if not keyframe_prompts:
+            raise LdmError("a seed walk needs a prompt (--prompt P)")
+        seeds = args.interpolate_seeds or [seed]
+        specs, frames = render_walk(model, keyframe_prompts, seeds, args.frames, settings, loop=args.loop,
+                                    ease=args.ease, morph_mode=args.morph_mode, even=args.even_spacing,
+                                    batch_size=args.batch_size, progress=progress)
+        paths = write_animation(out, frames, [model.parameters(s, settings) for s in specs], args.fps)
+    else:
+        specs = image_specs(prompts, args.num_images, seed, args.variation_seed, args.variation_strength)
+        images = model.generate(specs, settings, args.batch_size, progress)
+        names = [f"{k:05d}-{s.seed}.png" for k, s in enumerate(specs)]
+        paths = write_images(out, images, [model.parameters(s, settings) for s in specs], names)
+        bar.close()
+        for s in specs:
+            print(f"seed {s.seed}: {s.prompt!r}", file=sys.stderr)
+    bar.close()
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,44 @@
+"""AUTOMATIC1111 `parameters` text: formatting, quoting and parsing round-trips."""
+
+import pytest
+
+from ldm.errors import LdmError
+from ldm.parameters import format_parameters, parse_parameters, png_info, read_png_parameters
+
+
+def test_round_trip_with_negative_prompt_and_quoted_values():
+    fields = {"Steps": 20, "Sampler": "DPM++ 2M Karras", "CFG scale": 3.5, "Seed": 42, "Size": "64x64",
+              "Morph to": 'flag: Japan, "red" sun', "Morph t": 0.1 + 0.2}
+    text = format_parameters("a red apple, shiny", "blurry, dark", fields)
+    assert text.splitlines()[0] == "a red apple, shiny"
+    assert text.splitlines()[1] == "Negative prompt: blurry, dark"
+    prompt, negative, parsed = parse_parameters(text)
+    assert (prompt, negative) == ("a red apple, shiny", "blurry, dark")
+    assert parsed["Morph to"] == 'flag: Japan, "red" sun'
+    assert float(parsed["Morph t"]) == 0.1 + 0.2  # repr round-trips floats exactly
+    assert parsed["Sampler"] == "DPM++ 2M Karras" and parsed["Seed"] == "42"
+
+
+def test_parses_an_automatic1111_chunk():
+    text = ("masterpiece, a cat\nNegative prompt: lowres\nSteps: 28, Sampler: Euler a, CFG scale: 7, "
+            "Seed: 123, Size: 512x512, Model hash: 6ce0161689, Model: v1-5, Version: v1.9.0")
+    prompt, negative, fields = parse_parameters(text)
+    assert prompt == "masterpiece, a cat" and negative == "lowres"
+    assert fields["Sampler"] == "Euler a" and fields["Model hash"] == "6ce0161689" and fields["Size"] == "512x512"
+
+
+def test_text_without_settings_is_refused():
+    with pytest.raises(LdmError, match="Steps"):
+        parse_parameters("just a caption")
+
+
+def test_png_without_chunk_is_a_one_line_error(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    with pytest.raises(LdmError, match="no generation parameters"):
+        read_png_parameters(tmp_path / "plain.png")
+    with pytest.raises(LdmError, match="not found"):
+        read_png_parameters(tmp_path / "missing.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "tagged.png", pnginfo=png_info("x\nSteps: 1"))
+    assert read_png_parameters(tmp_path / "tagged.png") == "x\nSteps: 1"

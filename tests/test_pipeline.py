@@ -1,0 +1,135 @@
+"""Sampling through diffusers' pipeline: reproducibility, seeds, morphs, schedulers, loading, export."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ldm.errors import LdmError
+from ldm.pipeline import ImageSpec, Settings, export_pipeline, load_pipeline, spec_from_parameters
+from ldm.schedulers import SCHEDULERS
+
+FAST = Settings(steps=4)
+
+
+def test_same_inputs_give_bit_identical_images(tiny_model):
+    specs = [ImageSpec("a red square", 3), ImageSpec("a blue circle", 4)]
+    first, second = tiny_model.generate(specs, FAST), tiny_model.generate(specs, FAST)
+    assert first.shape == (2, 3, 32, 32)
+    assert torch.equal(first, second)
+    assert not torch.equal(first[0], first[1])
+
+
+@pytest.mark.parametrize("scheduler", ["dpmpp-2m", "euler-a"])
+def test_an_image_does_not_depend_on_batch_size_or_position(tiny_model, scheduler):
+    s = Settings(steps=4, scheduler=scheduler)
+    specs = [ImageSpec("a red square", 10), ImageSpec("a green star", 11), ImageSpec("a blue circle", 12)]
+    together = tiny_model.generate(specs, s, batch_size=3)
+    alone = tiny_model.generate(specs[1:2], s)
+    reordered = tiny_model.generate([specs[2], specs[1]], s, batch_size=2)
+    assert torch.equal(together[1], alone[0])
+    assert torch.equal(together[1], reordered[1]) and torch.equal(together[2], reordered[0])
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_samples_deterministically(tiny_model, name):
+    s = Settings(steps=3, scheduler=name)
+    a = tiny_model.generate([ImageSpec("a red square", 1)], s)
+    assert torch.isfinite(a).all() and torch.equal(a, tiny_model.generate([ImageSpec("a red square", 1)], s))
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler-a"])
+def test_variation_seed_endpoints_and_ancestral_noise(tiny_model, scheduler):
+    s = Settings(steps=6, scheduler=scheduler)
+    plain_a, plain_b = tiny_model.generate([ImageSpec("a red square", 1), ImageSpec("a red square", 2)], s)
+    zero = tiny_model.generate([ImageSpec("a red square", 1, variation_seed=2, variation_strength=0.0)], s)[0]
+    one = tiny_model.generate([ImageSpec("a red square", 1, variation_seed=2, variation_strength=1.0)], s)[0]
+    near_b = tiny_model.generate([ImageSpec("a red square", 1, variation_seed=2, variation_strength=0.97)], s)[0]
+    assert torch.equal(zero, plain_a) and torch.equal(one, plain_b)
+    # the per-step noise of an ancestral sampler is blended too, so strength 0.97 lands next to seed 2's image
+    assert (near_b - plain_b).abs().mean() < 0.2 * (plain_a - plain_b).abs().mean()
+
+
+def test_morph_endpoints_equal_the_plain_prompts_of_different_lengths(tiny_model):
+    short, long = "red", "a large blue circle on a white background, centred"
+    plain = tiny_model.generate([ImageSpec(short, 5), ImageSpec(long, 5)], FAST)
+    ends = tiny_model.generate([ImageSpec(short, 5, morph_to=long, morph_t=0.0),
+                                ImageSpec(short, 5, morph_to=long, morph_t=1.0, morph_mode="lerp")], FAST)
+    assert torch.equal(ends, plain)
+    mid = tiny_model.generate([ImageSpec(short, 5, morph_to=long, morph_t=0.5)], FAST)[0]
+    assert not torch.equal(mid, plain[0]) and not torch.equal(mid, plain[1])
+
+
+def test_parameters_text_round_trips_to_the_same_request(tiny_model):
+    spec = ImageSpec("flag: Japan, red sun", 77, variation_seed=78, variation_strength=0.25,
+                     morph_to="cat face", morph_t=0.4, morph_mode="lerp")
+    settings = Settings(steps=7, guidance_scale=4.5, scheduler="dpmpp-2m-karras", eta=0.0, negative_prompt="dark")
+    back_spec, back_settings, fields = spec_from_parameters(tiny_model.parameters(spec, settings))
+    assert back_spec == spec
+    assert back_settings == tiny_model.resolve(settings)
+    assert fields["Model hash"] == tiny_model.model_hash and len(fields["Model hash"]) == 10
+
+
+@pytest.mark.parametrize("settings, message", [
+    (Settings(steps=0), "steps"),
+    (Settings(guidance_scale=-1), "guidance"),
+    (Settings(width=30), "multiple of the model's factor 4"),
+    (Settings(height=0), "height"),
+    (Settings(scheduler="karras-magic"), "unknown scheduler"),
+])
+def test_bad_settings_are_one_line_errors(tiny_model, settings, message):
+    with pytest.raises(LdmError, match=message):
+        tiny_model.generate([ImageSpec("x", 0)], settings)
+
+
+def test_non_square_sizes_follow_the_factor(tiny_model):
+    assert tiny_model.generate([ImageSpec("x", 0)], Settings(steps=2, width=48, height=24)).shape == (1, 3, 24, 48)
+
+
+def test_bad_folders_are_one_line_errors(tmp_path, tiny_pipeline):
+    with pytest.raises(LdmError, match="not found"):
+        load_pipeline(tmp_path / "nowhere")
+    with pytest.raises(LdmError, match="model_index.json"):
+        load_pipeline(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipeline, broken)
+    (broken / "model_index.json").write_text("{not json")
+    with pytest.raises(LdmError, match="not valid JSON"):
+        load_pipeline(broken)
+    (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    for f in (broken / "unet").glob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    with pytest.raises(LdmError, match="safetensors"):
+        load_pipeline(broken)
+
+
+def test_export_loads_in_stock_diffusers_without_ldm(tmp_path, tiny_pipeline):
+    out = export_pipeline(tiny_pipeline, tmp_path / "export")
+    with pytest.raises(LdmError, match="not empty"):
+        export_pipeline(tiny_pipeline, out)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ldm"] = None  # any import of ldm now fails
+        import torch
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        pipe = StableDiffusionPipeline.from_pretrained({str(out)!r}, local_files_only=True)
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        g = [torch.Generator().manual_seed(9)]
+        img = pipe("a red square", num_inference_steps=4, guidance_scale=3.0, generator=g, output_type="pt").images
+        torch.save(img, {str(tmp_path / "stock.pt")!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stock = torch.load(tmp_path / "stock.pt")
+    from ldm.pipeline import load_sampling_model
+
+    ours = load_sampling_model(tiny_pipeline, "cpu", "fp32").generate(
+        [ImageSpec("a red square", 9)], Settings(steps=4, scheduler="ddim", guidance_scale=3.0))
+    assert stock.shape == ours.shape == (1, 3, 32, 32)
+    assert (stock - ours).abs().max() < 1e-3  # same images as stock diffusers, up to arithmetic
