@@ -1,14 +1,20 @@
-"""Benchmarks: python scripts/benchmark.py train [--config configs/emoji64.yaml] [--steps 3] [--batch-size 64]"""
+"""Benchmarks: python scripts/benchmark.py train|sample [options]; each prints ratios measured in one run."""
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
+
+import torch
 
 from ldm.bench import ATTENTION, MODES, bench_train, emit_result, format_report, run_child
+from ldm.bench_sample import SAMPLE_MODES, bench_sample, format_sample_report, matmul_gflops
 from ldm.cli import run
+from ldm.pipeline import DEFAULT_MODEL, export_pipeline
 
 
 def parse_args() -> argparse.Namespace:
-    """Subcommands: `train` now; room for `sample` later."""
+    """Subcommands: `train` (UNet training step) and `sample` (text to image)."""
     parser = argparse.ArgumentParser(description="Measure ldm against a naive baseline on this machine.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="UNet training samples/s and peak memory: ours vs encode-every-batch fp32")
@@ -23,12 +29,40 @@ def parse_args() -> argparse.Namespace:
                        help="ours only (naive uses sdpa): 'trainer' (what ldm's trainer uses), 'sdpa' (PyTorch's "
                        "fused kernel), 'math' (SDPA's matmul-softmax backend), 'classic' (diffusers AttnProcessor)")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
+    sample = sub.add_parser("sample", help="seconds and peak memory for 8 images: ours vs stock diffusers defaults")
+    sample.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    sample.add_argument("--num-images", type=int, default=8, help="images in the timed batch (default 8)")
+    sample.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    sample.add_argument("--only", choices=SAMPLE_MODES, help="run one mode in this process (needs --export)")
+    sample.add_argument("--export", help="exported folder for the stock mode (default: a temporary export)")
     return parser.parse_args()
+
+
+def main_sample(args: argparse.Namespace) -> None:
+    """Export once, time each mode in its own process, then print the comparison."""
+    if args.only:
+        emit_result(bench_sample(args.only, args.model, args.export, args.num_images, args.threads))
+        return
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
+        export = args.export or str(export_pipeline(args.model, Path(tmp) / "export"))
+        results = []
+        for mode in SAMPLE_MODES:
+            child = [sys.executable, __file__, "sample", "--only", mode, "--model", args.model, "--export", export,
+                     "--num-images", str(args.num_images)] + (["--threads", str(args.threads)] if args.threads else [])
+            print(f"running {mode} ...", file=sys.stderr, flush=True)
+            results.append(run_child(child))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    print(format_sample_report(results, args.model, rates))
 
 
 def main() -> None:
     """Run each mode in its own process so that peak memory is per mode, then print the comparison."""
     args = parse_args()
+    if args.command == "sample":
+        main_sample(args)
+        return
     common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads}
     if args.only:
         ours = args.only == "ours"

@@ -1,5 +1,8 @@
 """Export a self-contained pipeline folder for stock diffusers: python scripts/export.py --out DIR"""
 
+import tempfile
+from pathlib import Path
+
 from ldm.cli import Parser, run
 from ldm.pipeline import DEFAULT_MODEL, export_pipeline
 
@@ -8,9 +11,17 @@ def main() -> None:
     """Parse flags and export."""
     p = Parser(description="Write a folder that diffusers.StableDiffusionPipeline.from_pretrained loads as is.")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    p.add_argument("--checkpoint", help="export a UNet training checkpoint instead (its EMA weights and run's VAE)")
     p.add_argument("--out", required=True, help="new folder to write")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="weight storage type")
     args = p.parse_args()
+    if args.checkpoint:
+        from ldm.train.unet import pipeline_from_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="ldm-export-") as tmp:
+            print(export_pipeline(pipeline_from_checkpoint(args.checkpoint, Path(tmp) / "model"), args.out,
+                                  args.dtype))
+        return
     print(export_pipeline(args.model, args.out, args.dtype))
 
 

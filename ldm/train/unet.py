@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file
 
 from ldm.cache import load_or_build_cache, sample_batch
-from ldm.config import Config, vae_factor
+from ldm.config import Config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.media import make_grid, save_image_atomic
@@ -20,6 +21,7 @@ from ldm.models import (
     build_unet,
     cross_attention_dim,
     load_text_encoder,
+    load_unet,
     load_vae,
     save_pipeline,
     use_training_attention,
@@ -192,3 +194,24 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
+
+
+def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_path: str | Path | None = None) -> Path:
+    """Write a pipeline folder from a UNet training checkpoint (EMA weights when it has them)."""
+    checkpoint = Path(checkpoint)
+    config_file = checkpoint / "config.yaml"
+    if not config_file.is_file():
+        raise LdmError(f"{checkpoint} is not a UNet checkpoint (no config.yaml)")
+    cfg = load_config(config_file)
+    run_dir = checkpoint.parents[2] if len(checkpoint.parents) > 2 else checkpoint.parent
+    vae = load_vae(vae_path or find_vae(cfg, run_dir, None))
+    tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    if (checkpoint / EMA_DIR).is_dir():
+        unet = load_unet(checkpoint / EMA_DIR)
+    else:
+        unet = build_unet(cfg.unet, vae.config.latent_channels, cfg.data.resolution // vae_factor(cfg),
+                          cross_attention_dim(text_encoder))
+        unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
+    scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))
+    save_pipeline(out_dir, cfg, unet, vae, scheduler, tokenizer, text_encoder)
+    return Path(out_dir)

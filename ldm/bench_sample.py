@@ -1,0 +1,148 @@
+"""Sampling speed and memory: ldm's defaults against stock StableDiffusionPipeline defaults on the same model.
+
+"stock" loads the exported folder (scripts/export.py) with plain diffusers and calls the pipeline with
+nothing but prompts and generators: its own scheduler from the folder, 50 steps, guidance 7.5, fp32.
+"ours" loads the model through ldm and samples with ldm's defaults (scheduler, steps, autocast
+precision). Each mode runs in its own process so that peak RSS is its own. The UNet's achieved
+GFLOP/s is set against this machine's measured fp32 and bf16 matmul rates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ldm.bench import busy_cpus, machine_info, reset_rss_peak, rss_peak_mb
+
+SAMPLE_MODES = ("stock", "ours")
+TARGET_SAMPLE_SPEEDUP = 5.0
+PROMPTS = ("grinning face", "red apple", "flag: Japan", "cat face", "thumbs up", "fire", "pizza", "rocket")
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 10) -> float:
+    """This machine's dense matmul rate in GFLOP/s for one dtype (the ceiling a UNet can approach)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+class UNetMeter:
+    """Times every UNet forward (hooks) and counts one forward's FLOPs, for achieved GFLOP/s."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.unet, self.seconds, self.calls, self.flops_per_call, self._start = unet, 0.0, 0, None, 0.0
+        self._hooks = [unet.register_forward_pre_hook(self._before), unet.register_forward_hook(self._after)]
+
+    def _before(self, module, args):
+        self._start = time.perf_counter()
+
+    def _after(self, module, args, output):
+        self.seconds += time.perf_counter() - self._start
+        self.calls += 1
+
+    def count_flops(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> None:
+        """FLOPs of one forward at the batch the pipeline uses (the meter's timing is paused)."""
+        for h in self._hooks:
+            h.remove()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.unet(sample, timestep, context)
+        self.flops_per_call = counter.get_total_flops()
+
+    def gflops(self) -> float | None:
+        """Achieved GFLOP/s over the timed forwards."""
+        if not self.calls or not self.flops_per_call or not self.seconds:
+            return None
+        return self.flops_per_call * self.calls / self.seconds / 1e9
+
+
+def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: int = 8,
+                 threads: int | None = None) -> dict:
+    """Generate num_images images once (after one untimed warm-up image) and report time and memory."""
+    if threads:
+        torch.set_num_threads(threads)
+    busy = busy_cpus()
+    reset_rss_peak()
+    prompts = [PROMPTS[k % len(PROMPTS)] for k in range(num_images)]
+    start = time.perf_counter()
+    if mode == "stock":
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
+        pipe.set_progress_bar_config(disable=True)
+        unet, settings = pipe.unet, {"steps": 50, "guidance": 7.5, "scheduler": type(pipe.scheduler).__name__,
+                                     "precision": "fp32"}
+
+        def run(ps, seed):
+            return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
+                        output_type="np").images
+    else:
+        from ldm.pipeline import ImageSpec, Settings, load_sampling_model
+
+        sampler = load_sampling_model(model, "cpu")
+        s = sampler.resolve(Settings())
+        unet, pipe = sampler.pipe.unet, sampler.pipe
+        settings = {"steps": s.steps, "guidance": s.guidance_scale, "scheduler": s.scheduler,
+                    "precision": sampler.precision}
+
+        def run(ps, seed):
+            return sampler.generate([ImageSpec(p, seed + k) for k, p in enumerate(ps)], s, batch_size=len(ps))
+    load_s = time.perf_counter() - start
+    run(prompts[:1], 1000)  # warm-up: first-call allocations and kernel selection
+    meter = UNetMeter(unet)
+    start = time.perf_counter()
+    run(prompts, 0)
+    wall = time.perf_counter() - start
+    cfg = unet.config
+    h = w = cfg.sample_size
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if settings["precision"] == "bf16"
+                else contextlib.nullcontext())
+    context_dim = cfg.cross_attention_dim
+    tokens = pipe.tokenizer.model_max_length
+    with autocast:
+        meter.count_flops(torch.randn(2 * num_images, cfg.in_channels, h, w), torch.tensor(500),
+                          torch.randn(2 * num_images, tokens, context_dim))
+    return {
+        "mode": mode, **settings, "num_images": num_images, "wall_s": wall, "load_s": load_s,
+        "unet_s": meter.seconds, "unet_calls": meter.calls, "unet_gflops": meter.gflops(),
+        "peak_rss_mb": rss_peak_mb(), "machine": {**machine_info(), "busy_cpus_before": busy},
+    }
+
+
+def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
+    """The table and the stock/ours ratios printed by `scripts/benchmark.py sample`."""
+    m = results[0]["machine"]
+    lines = [
+        f"Sampling benchmark, {model}: {results[0]['num_images']} images in one batch",
+        f"machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads; "
+        f"matmul {rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16",
+        "",
+        f"{'mode':<6} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'precision':>9} {'wall s':>7} {'s/image':>7} "
+        f"{'UNet s':>7} {'UNet GFLOP/s':>12} {'of matmul':>9} {'peak RSS MB':>11}",
+    ]
+    for r in results:
+        rate = rates["bf16" if r["precision"] == "bf16" else "fp32"]
+        g = r["unet_gflops"]
+        lines.append(
+            f"{r['mode']:<6} {r['scheduler']:<24} {r['steps']:>5} {r['guidance']:>4g} {r['precision']:>9} "
+            f"{r['wall_s']:>7.2f} {r['wall_s'] / r['num_images']:>7.2f} {r['unet_s']:>7.2f} "
+            f"{(g or 0):>12.1f} {(g or 0) / rate:>9.0%} {r['peak_rss_mb']:>11,.0f}"
+        )
+    by_mode = {r["mode"]: r for r in results}
+    if set(by_mode) == set(SAMPLE_MODES):
+        speed = by_mode["stock"]["wall_s"] / by_mode["ours"]["wall_s"]
+        verdict = "meets" if speed >= TARGET_SAMPLE_SPEEDUP else "below"
+        lines += ["", f"ours vs stock: {speed:.2f}x faster ({verdict} the {TARGET_SAMPLE_SPEEDUP:g}x target), "
+                      f"{by_mode['ours']['peak_rss_mb'] / by_mode['stock']['peak_rss_mb']:.2f}x peak RSS"]
+    busy = [r["machine"].get("busy_cpus_before") for r in results]
+    if any(b is not None and b > 0.25 for b in busy):
+        lines.append(f"warning: other processes kept up to {max(b or 0 for b in busy):.1f} CPUs busy; "
+                     "timings and ratios are unreliable")
+    return "\n".join(lines)

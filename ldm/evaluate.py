@@ -1,0 +1,156 @@
+"""Quality measures for a text-to-image model on its dataset: fidelity, generalisation, diversity, smoothness.
+
+Images are compared in a fixed, model-free feature space: 16x16 area-downsampled RGB. A generated
+image "is" the dataset image nearest to it there; fidelity asks whether that is the caption's own image.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ldm.interpolate import max_jump_ratio
+from ldm.pipeline import ImageSpec, SamplingModel, Settings
+from ldm.walks import render_walk
+
+FEATURE_SIZE = 16
+
+# Paraphrases, not captions: each must land in an emoji family named by any of its keywords.
+PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "burger": ("hamburger",),
+    "sleepy face": ("sleeping face", "sleepy face"),
+    "bunch of grapes": ("grapes",),
+    "cheeseburger with fries": ("hamburger", "french fries"),
+    "a slice of pizza": ("pizza",),
+    "red heart shape": ("red heart",),
+    "laughing so hard I cry": ("tears of joy", "rolling on the floor laughing"),
+    "smiling face wearing sunglasses": ("sunglasses",),
+    "kitty": ("cat",),
+    "puppy face": ("dog face",),
+    "flame": ("fire",),
+    "space rocket": ("rocket",),
+    "thumbs up gesture": ("thumbs up",),
+    "japanese flag": ("flag: japan",),
+    "american flag": ("flag: united states",),
+    "banana fruit": ("banana",),
+    "ripe strawberry": ("strawberry",),
+    "glass of beer": ("beer",),
+    "cup of coffee": ("hot beverage", "coffee"),
+    "yellow star": ("star",),
+    "crescent moon at night": ("moon",),
+    "sunny weather": ("sun",),
+    "rain cloud": ("cloud with rain", "rain"),
+    "snowman in winter": ("snowman",),
+    "angry red face": ("angry face", "enraged face", "pouting face"),
+    "crying face with tears": ("crying face", "loudly crying face"),
+    "frog face": ("frog",),
+    "panda bear": ("panda",),
+    "birthday cake": ("birthday cake", "cake"),
+    "soccer ball": ("soccer ball",),
+    "musical note": ("musical note", "musical notes"),
+    "ghost": ("ghost",),
+    "skull and bones": ("skull",),
+    "alarm clock": ("alarm clock",),
+    "light bulb idea": ("light bulb",),
+    "red apple fruit": ("red apple",),
+}
+
+
+def image_features(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, 3*16*16) area-downsampled RGB vectors."""
+    return F.interpolate(images.float(), size=(FEATURE_SIZE, FEATURE_SIZE), mode="area").flatten(1)
+
+
+def nearest(queries: torch.Tensor, references: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Indices (N, k) of each query's k nearest references (Euclidean)."""
+    return torch.cdist(queries, references).topk(k, largest=False).indices
+
+
+@dataclass
+class Reference:
+    """Every dataset image's features and caption, the space generated images are judged in."""
+
+    features: torch.Tensor
+    captions: list[str]
+
+    @classmethod
+    def from_datasets(cls, datasets: Sequence, batch: int = 256) -> Reference:
+        """Features of all images of the given datasets (e.g. train and held-out)."""
+        feats, captions = [], []
+        for ds in datasets:
+            for start in range(0, len(ds), batch):
+                idx = range(start, min(start + batch, len(ds)))
+                pixels = torch.stack([ds.load(i) for i in idx]) / 2 + 0.5
+                feats.append(image_features(pixels))
+                captions += [ds.captions[i] for i in idx]
+        return cls(torch.cat(feats), captions)
+
+    def family_share(self, keywords: Sequence[str]) -> float:
+        """Fraction of dataset images whose caption names the family (the chance baseline)."""
+        return sum(_in_family(c, keywords) for c in self.captions) / len(self.captions)
+
+
+def _in_family(caption: str, keywords: Sequence[str]) -> bool:
+    caption = caption.lower()
+    return any(k in caption for k in keywords)
+
+
+def caption_sample(reference: Reference, count: int, seed: int = 0) -> list[int]:
+    """A fixed sample of dataset indices whose caption is unique (so 'its own image' is well defined)."""
+    counts: dict[str, int] = {}
+    for c in reference.captions:
+        counts[c] = counts.get(c, 0) + 1
+    unique = [i for i, c in enumerate(reference.captions) if counts[c] == 1 and c]
+    return sorted(random.Random(seed).sample(unique, min(count, len(unique))))
+
+
+def topk_hits(features: torch.Tensor, reference: Reference, targets: Sequence[int]) -> tuple[float, float]:
+    """Top-1 and top-5 rate at which each image's nearest dataset images include its target."""
+    idx = nearest(features, reference.features, 5)
+    target = torch.tensor(list(targets))[:, None]
+    return float((idx[:, :1] == target).any(1).float().mean()), float((idx == target).any(1).float().mean())
+
+
+def prompt_fidelity(model: SamplingModel, reference: Reference, indices: Sequence[int], settings: Settings,
+                    seed: int = 0, batch_size: int = 16, progress=None) -> tuple[float, float]:
+    """Top-1 and top-5 nearest-neighbour agreement of images generated from dataset captions."""
+    specs = [ImageSpec(reference.captions[i], seed + k) for k, i in enumerate(indices)]
+    images = model.generate(specs, settings, batch_size, progress)
+    return topk_hits(image_features(images), reference, indices)
+
+
+def generalisation(model: SamplingModel, reference: Reference, settings: Settings,
+                   paraphrases: dict[str, tuple[str, ...]] = PARAPHRASES, seed: int = 0,
+                   batch_size: int = 16) -> tuple[float, float, list[tuple[str, str, bool]]]:
+    """Share of paraphrase prompts whose image's nearest neighbour is in the right family, chance, details."""
+    prompts = list(paraphrases)
+    images = model.generate([ImageSpec(p, seed + k) for k, p in enumerate(prompts)], settings, batch_size)
+    idx = nearest(image_features(images), reference.features, 1)[:, 0].tolist()
+    details = [(p, reference.captions[i], _in_family(reference.captions[i], paraphrases[p]))
+               for p, i in zip(prompts, idx, strict=True)]
+    chance = sum(reference.family_share(k) for k in paraphrases.values()) / len(paraphrases)
+    return sum(ok for *_, ok in details) / len(details), chance, details
+
+
+def mean_pairwise_distance(features: torch.Tensor) -> float:
+    """Mean Euclidean distance over all distinct pairs."""
+    d = torch.cdist(features, features)
+    n = len(features)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def diversity(model: SamplingModel, prompt: str, settings: Settings, seeds: int = 8) -> float:
+    """Mean pairwise feature distance between one prompt's images over seeds (0: one memorised image)."""
+    images = model.generate([ImageSpec(prompt, s) for s in range(seeds)], settings, seeds)
+    return mean_pairwise_distance(image_features(images))
+
+
+def walk_smoothness(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
+                    settings: Settings, even: bool = False) -> float:
+    """Largest frame-to-frame change over the median along a seed walk or prompt morph (1 = even)."""
+    _, images = render_walk(model, prompts, seeds, frames, settings, even=even)
+    return max_jump_ratio(images)
