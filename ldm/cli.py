@@ -21,8 +21,11 @@ from ldm.errors import LdmError
 def run(main: Callable[[], object]) -> None:
     """Run a script's main(); a user error prints one line and exits 2, never a traceback."""
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()  # per-component loading bars; our own bars track the real work
+    # per-component and per-file loading bars; our own bars track the real work
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         main()
     except LdmError as exc:

@@ -210,6 +210,16 @@ class SamplingModel:
             out[prompt] = embeds.float()
         return out
 
+    @torch.no_grad()
+    def prompt_features(self, prompts: Sequence[str]) -> torch.Tensor:
+        """One vector per prompt: the text encoder's states averaged over its real (unpadded) tokens."""
+        tokens = self.pipe.tokenizer(list(prompts), padding="max_length", truncation=True,
+                                     max_length=self.pipe.tokenizer.model_max_length, return_tensors="pt")
+        states = self.pipe.text_encoder(tokens.input_ids.to(self.device),
+                                        attention_mask=tokens.attention_mask.to(self.device))[0].float().cpu()
+        mask = tokens.attention_mask[..., None].float()
+        return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
+
     def _precision_context(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()

@@ -1,0 +1,201 @@
+"""The web UI served for real: every API endpoint through gradio_client, bad input, a full queue, path
+traversal probes, and a headless Chromium session (Debian's chromium driven by Playwright)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from support import ROOT
+
+from ldm.data.shapes import make_shape
+
+gradio_client = pytest.importorskip("gradio_client")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _shapes_folder(folder: Path, count: int = 24) -> Path:
+    folder.mkdir(parents=True)
+    with open(folder / "metadata.jsonl", "w") as meta:
+        for i in range(count):
+            image, caption = make_shape(i, 32)
+            image.save(folder / f"{i:03d}.png")
+            meta.write(json.dumps({"file_name": f"{i:03d}.png", "text": caption}) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_pipeline, tmp_path_factory):
+    """The app on a free port with the tiny pipeline, a small shapes dataset and a 2-request queue."""
+    data = _shapes_folder(tmp_path_factory.mktemp("app") / "shapes")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(tiny_pipeline), "--data", str(data),
+                             "--port", str(port), "--queue-size", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app exited early:\n{proc.stdout.read()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        raise AssertionError("app did not start within 180 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+def test_api_lists_the_named_endpoints(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/generate", "/interpolate_seeds", "/morph", "/reconstruct"} <= set(endpoints)
+    params = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
+    assert params[0] == "prompt"
+    assert {"steps", "width", "height", "num_images", "seed", "guidance", "scheduler", "negative_prompt"} <= set(params)
+
+
+def test_generate_returns_pngs_with_parameters(client):
+    gallery, text, files = client.predict(prompt="a red square", steps=3, num_images=2, seed=11, width=32,
+                                          height=32, guidance=3.0, scheduler="euler-a", negative_prompt="",
+                                          api_name="/generate")
+    assert [g["caption"] for g in gallery] == ["seed 11", "seed 12"]
+    assert "Seed: 12" in text and "Sampler: Euler a" in text
+    info = Image.open(files[0]).info["parameters"]
+    assert info.startswith("a red square\nSteps: 3, Sampler: Euler a") and "Seed: 11" in info
+
+
+def test_seed_walk_and_morph_return_gif_and_mp4(client):
+    gif, mp4 = client.predict(prompt="a red square", seeds="1, 2", frames=3, loop=False, steps=2,
+                              api_name="/interpolate_seeds")
+    assert Image.open(gif).n_frames == 3 and Path(mp4).read_bytes()[4:8] == b"ftyp"
+    gif, mp4 = client.predict(prompts="red\na blue circle", seed=3, frames=4, mode="lerp", steps=2,
+                              api_name="/morph")
+    assert Image.open(gif).n_frames == 4
+
+
+def test_reconstruct_reports_psnr_compression_and_anomaly(client, tmp_path):
+    image, _ = make_shape(3, 32)
+    image.save(tmp_path / "in.png")
+    recon, report, channels = client.predict(image=gradio_client.handle_file(str(tmp_path / "in.png")),
+                                             api_name="/reconstruct")
+    assert Image.open(recon).size == (32, 32)
+    assert "PSNR" in report and "compression** 6.0x" in report and "percentile" in report
+    assert len(channels) == 4
+
+
+def test_latent_map_draws_clickable_points(client):
+    svg = client.predict(space="latents", method="pca", points=10, api_name="/latent_map")
+    assert svg.count('class="pt" data-i=') == 10 and "data:image/png;base64," in svg
+
+
+@pytest.mark.parametrize("endpoint, kwargs, message", [
+    ("/generate", {"prompt": "x" * 501}, "longer than 500"),
+    ("/generate", {"prompt": "x", "num_images": 99}, "maximum"),
+    ("/interpolate_seeds", {"prompt": "x", "seeds": "1, banana"}, "whole numbers"),
+    ("/interpolate_seeds", {"prompt": "x", "seeds": "1, 2", "frames": 1}, "minimum"),
+    ("/morph", {"prompts": "only one"}, "between 2 and"),
+])
+def test_bad_input_is_refused_and_the_app_keeps_serving(client, endpoint, kwargs, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(**kwargs, api_name=endpoint)
+    gallery, _, _ = client.predict(prompt="ok", steps=1, num_images=1, seed=1, api_name="/generate")
+    assert len(gallery) == 1
+
+
+def test_bad_uploads_are_refused(client, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 9000)).save(bomb)  # 81 Mpx: over ldm's decompression-bomb limit, tiny on disk
+    for path, message in ((tmp_path / "notes.png", "cannot identify image"), (bomb, "decompression bomb")):
+        with pytest.raises(Exception, match=message):
+            client.predict(image=gradio_client.handle_file(str(path)), api_name="/reconstruct")
+
+
+def test_a_full_queue_refuses_cleanly_and_nothing_crashes(app_url, client):
+    def one(k):
+        c = gradio_client.Client(app_url, verbose=False)
+        try:
+            c.predict(prompt=f"p{k}", steps=40, num_images=4, seed=k, api_name="/generate")
+            return "ok"
+        except Exception as exc:  # the client raises on a refused job
+            return f"refused: {exc}"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert results.count("ok") >= 1
+    refused = [r for r in results if r != "ok"]
+    assert refused and all("queue" in r.lower() or "full" in r.lower() for r in refused), results
+    gallery, _, _ = client.predict(prompt="still here", steps=1, num_images=1, seed=1, api_name="/generate")
+    assert len(gallery) == 1
+
+
+@pytest.mark.parametrize("probe", [
+    "file=../../etc/passwd", "file=/etc/passwd", "gradio_api/file=/etc/passwd", "gradio_api/file=../../etc/passwd",
+    "gradio_api/file=%2e%2e%2f%2e%2e%2fetc%2fpasswd", "gradio_api/file=%2Fetc%2Fpasswd",
+    "gradio_api/file=..%2F..%2F..%2Fetc%2Fpasswd", "file=%2Fetc%2Fpasswd", "gradio_api/file/etc/passwd",
+])
+def test_path_traversal_probes_are_refused(app_url, probe):
+    try:
+        with urllib.request.urlopen(app_url + probe, timeout=10) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    assert status in (403, 404) or b"root:" not in body
+    assert status != 200 or b"root:x:" not in body
+    assert status in (400, 403, 404, 405), status
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_types_a_prompt_and_sees_an_image(app_url):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app_url)
+        page.get_by_label("Prompt", exact=True).first.fill("a green circle")
+        page.locator("#generate-button").click()
+        page.locator("#generate-gallery img").first.wait_for(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "tab-generate.png"), full_page=True)
+        for name in ("Seed walk", "Prompt morph", "Autoencoder", "Latent space"):
+            page.get_by_role("tab", name=name).click()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / f"tab-{name.lower().replace(' ', '-')}.png"), full_page=True)
+        # the explorer: draw the map, click a point, see it decoded
+        page.get_by_role("button", name="Draw map").click()
+        point = page.locator("#latent-map svg .pt circle").nth(3)
+        point.wait_for(timeout=60_000)
+        point.hover()
+        page.screenshot(path=str(ARTIFACTS / "tab-latent-space-map.png"), full_page=True)
+        point.click()
+        page.get_by_text("picked:").wait_for(timeout=60_000)
+        browser.close()
+    assert (ARTIFACTS / "tab-generate.png").stat().st_size > 10_000
