@@ -1,0 +1,70 @@
+"""Latent-space helpers: 2-D projections, principal directions, reconstruction report, SVG map."""
+
+import numpy as np
+import pytest
+import torch
+
+from ldm.errors import LdmError
+from ldm.explore import (
+    DatasetView,
+    PrincipalDirections,
+    anomaly_percentile,
+    channel_images,
+    project_2d,
+    reconstruct,
+    scatter_svg,
+)
+
+
+def test_pca_map_separates_two_clusters_and_is_stable():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20, 50, generator=g)
+    b = torch.randn(20, 50, generator=g) + 6
+    xy = project_2d(torch.cat([a, b]))
+    assert xy.shape == (40, 2)
+    assert (xy[:20, 0].max() < xy[20:, 0].min()) or (xy[20:, 0].max() < xy[:20, 0].min())
+    assert np.allclose(xy, project_2d(torch.cat([a, b])))
+
+
+def test_tsne_map_and_unknown_projection():
+    pts = torch.randn(30, 8, generator=torch.Generator().manual_seed(1))
+    assert project_2d(pts, "tsne").shape == (30, 2)
+    with pytest.raises(LdmError, match="unknown projection"):
+        project_2d(pts, "mds")
+
+
+def test_principal_directions_find_the_axis_of_largest_spread():
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(200, 1, 2, 2, generator=g) * torch.tensor([5.0, 0.1, 0.1, 0.1]).reshape(1, 1, 2, 2)
+    pcs = PrincipalDirections.fit(latents, k=2)
+    assert abs(float(pcs.directions[0, 0])) > 0.99 and 4 < float(pcs.stds[0]) < 6
+    moved = pcs.traverse(torch.zeros(1, 2, 2), [1.0])
+    assert torch.allclose(moved.flatten().abs(), (pcs.stds[0] * pcs.directions[0]).abs(), atol=1e-5)
+
+
+def test_reconstruction_report_and_anomaly_score(tiny_model):
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    r = reconstruct(tiny_model.pipe.vae, image)
+    assert r.reconstruction.shape == image.shape and r.latent.shape == (4, 8, 8)
+    assert r.compression == pytest.approx(32 * 32 * 3 / (4 * 8 * 8 * 2))
+    assert np.isfinite(r.psnr_db)
+    errors = torch.tensor([0.01, 0.02, 0.03, 0.04])
+    assert anomaly_percentile(0.025, errors) == 50 and anomaly_percentile(1.0, errors) == 100
+    assert [im.size for im in channel_images(r.latent)] == [(64, 64)] * 4
+
+
+def test_dataset_view_map_marks_points_and_picks(tiny_model):
+    images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    view = DatasetView(images, [f"caption <{k}>" for k in range(12)], tiny_model.pipe.vae, tiny_model.prompt_features)
+    svg, xy = view.map_svg("latents", "pca", view.subset(8), selected=[view.subset(8)[0]])
+    assert svg.count('class="pt"') == 8 and len(xy) == 8
+    assert "caption &lt;" in svg  # labels escaped
+    assert 'r="7"' in svg  # the pick is drawn larger
+    svg, _ = view.map_svg("captions", "pca", list(range(12)))
+    assert svg.count("data:image/png;base64,") == 12
+    assert view.embeddings.shape == (12, 384)
+
+
+def test_scatter_svg_handles_identical_points():
+    svg = scatter_svg(np.zeros((3, 2)), ["a", "b", "c"])
+    assert svg.startswith("<svg") and svg.count("<circle") == 3
