@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from ldm.interpolate import max_jump_ratio
 from ldm.pipeline import ImageSpec, SamplingModel, Settings
+from ldm.train.losses import psnr
+from ldm.train.vae import heldout_psnr
 from ldm.walks import render_walk
 
 FEATURE_SIZE = 16
@@ -154,3 +156,79 @@ def walk_smoothness(model: SamplingModel, prompts: Sequence[str], seeds: Sequenc
     """Largest frame-to-frame change over the median along a seed walk or prompt morph (1 = even)."""
     _, images = render_walk(model, prompts, seeds, frames, settings, even=even)
     return max_jump_ratio(images)
+
+
+def downsample_psnr(images: torch.Tensor, factor: int) -> float:
+    """PSNR of images (in [-1, 1]) squeezed through a factor-times smaller RGB image and back: the naive
+    compression a VAE has to beat."""
+    small = F.interpolate(images, scale_factor=1 / factor, mode="area")
+    back = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return float(psnr(back, images).mean())
+
+
+DIVERSITY_PROMPTS = ("grinning face", "red apple", "cat face", "thumbs up", "rocket")
+
+
+@dataclass
+class Row:
+    """One line of the quality table."""
+
+    measure: str
+    ours: float
+    baseline: float | None
+    baseline_name: str
+    target: str = ""
+    fmt: str = "{:.3f}"
+
+    def cells(self) -> list[str]:
+        """The row as table cells."""
+        base = "-" if self.baseline is None else self.fmt.format(self.baseline)
+        return [self.measure, self.fmt.format(self.ours), f"{base} ({self.baseline_name})", self.target]
+
+
+def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings: Settings, captions: int = 200,
+                   frames: int = 16, progress=None) -> list[Row]:
+    """Every measure of the model card, each beside a simple baseline."""
+    rows = []
+    vae = model.pipe.vae
+    pixels = torch.stack([heldout.load(i) for i in range(len(heldout))])
+    rows.append(Row("VAE held-out PSNR (dB)", heldout_psnr(vae, heldout, model.device),
+                    downsample_psnr(pixels, model.factor), f"{model.factor}x area down/up-sampling", ">= 32",
+                    "{:.2f}"))
+    indices = caption_sample(reference, captions)
+    top1, top5 = prompt_fidelity(model, reference, indices, settings, progress=progress)
+    n = len(reference.captions)
+    rows.append(Row(f"prompt fidelity top-1 ({len(indices)} captions)", top1, 1 / n, "chance", ">= 0.90"))
+    rows.append(Row("prompt fidelity top-5", top5, 5 / n, "chance"))
+    accuracy, chance, _ = generalisation(model, reference, settings)
+    rows.append(Row(f"generalisation ({len(PARAPHRASES)} paraphrases)", accuracy, chance, "chance", ">= 0.60"))
+    spread = sum(diversity(model, p, settings) for p in DIVERSITY_PROMPTS) / len(DIVERSITY_PROMPTS)
+    sample = reference.features[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:64]]
+    rows.append(Row("diversity over 8 seeds (mean pairwise distance)", spread, mean_pairwise_distance(sample),
+                    "64 random dataset images", "> 0"))
+    walk = walk_smoothness(model, ["grinning face"], [1, 2, 3], frames, settings)
+    walk_even = walk_smoothness(model, ["grinning face"], [1, 2, 3], frames, settings, even=True)
+    rows.append(Row("seed walk max/median frame change", walk_even, walk, "uniform spacing", "small"))
+    morph = walk_smoothness(model, ["grinning face", "cat face"], [1], frames, settings)
+    morph_even = walk_smoothness(model, ["grinning face", "cat face"], [1], frames, settings, even=True)
+    rows.append(Row("prompt morph max/median frame change", morph_even, morph, "uniform spacing", "small"))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A Markdown table of the measures."""
+    lines = ["| measure | ours | baseline | target |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+CARD_BEGIN, CARD_END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
+
+
+def update_card(card: str, table: str) -> str:
+    """The card text with the table placed between the evaluate markers (appended when there are none)."""
+    block = f"{CARD_BEGIN}\n{table}\n{CARD_END}"
+    if CARD_BEGIN in card and CARD_END in card:
+        head, rest = card.split(CARD_BEGIN, 1)
+        return head + block + rest.split(CARD_END, 1)[1]
+    return card.rstrip("\n") + "\n\n" + block + "\n"

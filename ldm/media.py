@@ -104,3 +104,13 @@ def write_animation(out_dir: str | Path, frames: torch.Tensor, parameters: list[
     paths.append(save_gif(frames, out / "animation.gif", fps))
     paths.append(save_mp4(frames, out / "animation.mp4", fps))
     return paths
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file via a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

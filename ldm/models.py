@@ -14,6 +14,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ldm.config import Config, NoiseConfig, UNetConfig, VAEConfig, dump_config
 from ldm.errors import LdmError
+from ldm.media import write_text_atomic
 
 log = logging.getLogger("ldm")
 
@@ -253,14 +254,8 @@ def save_pipeline(out_dir: str | Path, cfg: Config, unet, vae, scheduler, tokeni
         "unet": ["diffusers", type(unet).__name__],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    _write_atomic(out / "ldm_config.yaml", dump_config(cfg))
-    _write_atomic(out / "model_index.json", json.dumps(index, indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(out / "ldm_config.yaml", dump_config(cfg))
+    write_text_atomic(out / "model_index.json", json.dumps(index, indent=2) + "\n")
 
 
 def load_pipeline_text_encoder(folder: str | Path) -> tuple[object, torch.nn.Module]:

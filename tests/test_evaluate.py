@@ -46,3 +46,20 @@ def test_diversity_is_zero_for_copies():
     x = torch.rand(1, 768).expand(4, -1)
     assert mean_pairwise_distance(x) == 0
     assert mean_pairwise_distance(torch.rand(4, 768)) > 1
+
+
+def test_card_table_is_replaced_between_markers():
+    from ldm.evaluate import Row, format_table, update_card
+
+    table = format_table([Row("VAE PSNR", 31.5, 24.0, "down/up", ">= 32", "{:.2f}")])
+    assert "| VAE PSNR | 31.50 | 24.00 (down/up) | >= 32 |" in table
+    card = update_card("# model\n\nintro\n", table)
+    again = update_card(card.replace("31.50", "99.00") + "\nfooter\n", table)
+    assert again.count("evaluate:begin") == 1 and "31.50" in again and "99.00" not in again
+    assert again.endswith("footer\n")
+
+
+def test_downsampling_baseline_is_lossless_on_flat_images():
+    from ldm.evaluate import downsample_psnr
+
+    assert downsample_psnr(torch.zeros(2, 3, 16, 16), 4) > 90
