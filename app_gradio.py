@@ -11,7 +11,7 @@ import sys
 import tempfile
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -39,6 +39,7 @@ from ldm.schedulers import SCHEDULERS
 from ldm.walks import render_walk
 
 MAX_SEED = 2**32 - 1
+NO_LORA = "none"
 MAP_CSS = ".ldm-map .pt .thumb{display:none;pointer-events:none} .ldm-map .pt:hover .thumb{display:inline} " \
           ".ldm-map .pt{cursor:pointer}"
 # Clicks anywhere on the map bubble up to the component; the point's data-i says which one was picked.
@@ -67,8 +68,10 @@ def _fail(message: str):
 class Backend:
     """The UI's handlers: each checks its inputs, calls ldm, and writes its files to its own folder."""
 
-    def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path, limits: Limits = Limits()):
+    def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path, limits: Limits = Limits(),
+                 loras: dict[str, str] | None = None):
         self.model, self.view, self.out_dir, self.limits = model, view, out_dir, limits
+        self.loras = loras or {}  # name shown in the picker -> file
 
     # ---- checks -------------------------------------------------------------------------------------
     def _settings(self, steps, guidance, scheduler, width=None, height=None, negative_prompt="") -> Settings:
@@ -134,11 +137,18 @@ class Backend:
     # ---- generate -----------------------------------------------------------------------------------
     def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int = DEFAULT_STEPS,
                  guidance: float | None = None, scheduler: str = DEFAULT_SCHEDULER, width: int | None = None,
-                 height: int | None = None, num_images: int = 1, progress=gr.Progress()):
+                 height: int | None = None, num_images: int = 1, lora: str = NO_LORA, lora_scale: float = 1.0,
+                 progress=gr.Progress()):
         """Text to image: (gallery of (png, caption), parameters of each image, the PNG files)."""
         prompt = self._prompt(prompt)
         guidance = self.model.default_guidance if guidance is None else guidance
         s = self._settings(steps, guidance, scheduler, width, height, negative_prompt)
+        if lora not in (None, NO_LORA):
+            if lora not in self.loras:
+                _fail(f"unknown LoRA {lora!r}")
+            if lora_scale is None or not -2 <= float(lora_scale) <= 2:
+                _fail("LoRA scale must be between -2 and 2")
+            s = replace(s, lora=self.loras[lora], lora_scale=float(lora_scale))
         if num_images is None or not 1 <= int(num_images) <= self.limits.images:
             _fail(f"number of images must be between 1 and {self.limits.images}")
         seed = self._seed(seed)
@@ -324,6 +334,9 @@ def build_ui(backend: Backend) -> gr.Blocks:
                             width = gr.Slider(m.factor, biggest, value=size, step=m.factor, label="Width")
                             height = gr.Slider(m.factor, biggest, value=size, step=m.factor, label="Height")
                             num_images = gr.Slider(1, lim.images, value=4, step=1, label="Images")
+                        with gr.Row(visible=bool(backend.loras)):
+                            lora = gr.Dropdown([NO_LORA, *backend.loras], value=NO_LORA, label="LoRA")
+                            lora_scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="LoRA scale")
                         go = gr.Button("Generate", variant="primary", elem_id="generate-button")
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="generate-gallery")
@@ -388,7 +401,8 @@ def build_ui(backend: Backend) -> gr.Blocks:
         dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
         go.click(lambda s, locked: s if locked else random.randrange(MAX_SEED), [seed, lock], seed,
                  api_visibility="private").then(
-            backend.generate, [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images],
+            backend.generate,
+            [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale],
             [gallery, params, files], api_name="generate")
         gallery.select(seed_of, None, chosen_seed, api_visibility="private")
         to_walk.click(lambda p, s, c: (p, f"{c}, {c + 1}", gr.Tabs(selected="walk")), [prompt, seed, chosen_seed],
@@ -446,6 +460,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--auth", help="USER:PASSWORD required to use the app")
     p.add_argument("--device", help="cpu, cuda, ... (default: a GPU if there is one)")
+    p.add_argument("--lora", action="append", default=[], help="a LoRA file to offer in the picker (repeatable)")
     p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most; more are refused")
     return p.parse_args(argv)
 
@@ -463,7 +478,12 @@ def main(argv=None) -> None:
     model = load_sampling_model(args.model, args.device)
     view = _dataset_view(model, args.data, args.data_limit)
     out_dir = Path(tempfile.mkdtemp(prefix="ldm-ui-"))
-    backend = Backend(model, view, out_dir)
+    loras = {}
+    for path in args.lora:
+        model.resolve(Settings(lora=path))  # one-line error for a missing or pickle file
+        name = Path(path).parent.name if Path(path).name == "pytorch_lora_weights.safetensors" else Path(path).stem
+        loras[name] = path
+    backend = Backend(model, view, out_dir, loras=loras)
     demo = build_ui(backend)
     # one generation at a time (the model is shared); a bounded queue refuses the rest cleanly
     demo.queue(default_concurrency_limit=1, max_size=args.queue_size)

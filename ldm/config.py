@@ -113,6 +113,19 @@ class UNetTrainConfig(TrainConfig):
     validation_prompts: list[str] = field(
         default_factory=lambda: ["a red circle on a white background", "a blue square on a black background"]
     )
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    attention: str = "auto"  # "auto" (classic matmul on CPU, fused SDPA on GPU), "sdpa" or "classic"
+
+
+@dataclass
+class FinetuneConfig:
+    """Start from an existing pipeline folder instead of a fresh UNet: tune all of it, or LoRA adapters."""
+
+    init_from: str | None = None  # a diffusers StableDiffusionPipeline folder (ours or Stable Diffusion)
+    method: str = "full"  # "full" (every UNet weight) or "lora" (low-rank adapters through peft)
+    lora_rank: int = 8
+    lora_alpha: float = 8.0  # adapter output is scaled by alpha / rank
+    lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
 
 
 @dataclass
@@ -126,6 +139,7 @@ class Config:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train_vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     train_unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     vae_path: str | None = None  # a trained VAE folder; default <output-dir>/vae
 
 
@@ -136,6 +150,8 @@ CHOICES = {
     "train_vae.recon_loss": ("l1", "mse"),
     "train_vae.mixed_precision": ("no", "bf16", "fp16"),
     "train_unet.mixed_precision": ("no", "bf16", "fp16"),
+    "train_unet.attention": ("auto", "sdpa", "classic"),
+    "finetune.method": ("full", "lora"),
 }
 
 
@@ -212,6 +228,9 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def parse_overrides(overrides: list[str]) -> dict:
     """Turn ['train_unet.max_steps=100', ...] into a nested dict (values parsed as YAML)."""
     data: dict = {}
@@ -223,6 +242,8 @@ def parse_overrides(overrides: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if raw.strip().lower() in YAML11_BOOL_WORDS:  # YAML 1.1 reads `no` as False; mixed_precision=no means "no"
+            value = raw.strip()
         _set_dotted(data, key.strip(), value)
     return data
 

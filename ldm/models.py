@@ -133,13 +133,15 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_
     )
 
 
-def use_training_attention(unet: UNet2DConditionModel, device: torch.device) -> None:
-    """Pick the attention implementation the trainer uses on this device."""
-    if device.type == "cpu":
+def use_training_attention(unet: UNet2DConditionModel, device: torch.device, choice: str = "auto") -> None:
+    """Pick the attention implementation the trainer uses: 'auto' (by device), 'sdpa' or 'classic'."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    if choice == "sdpa":
+        unet.set_attn_processor(AttnProcessor2_0())  # PyTorch's fused scaled_dot_product_attention
+    elif choice == "classic" or (choice == "auto" and device.type == "cpu"):
         # PyTorch's fused CPU attention has a slow bf16 backward; diffusers' matmul-softmax processor
         # made the emoji64 step 3.3 s -> 2.0 s here (scripts/benchmark.py train --attention classic).
-        from diffusers.models.attention_processor import AttnProcessor
-
         unet.set_attn_processor(AttnProcessor())
 
 

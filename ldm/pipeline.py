@@ -88,6 +88,8 @@ class Settings:
     height: int | None = None
     eta: float = 0.0
     negative_prompt: str = ""
+    lora: str | None = None  # a LoRA file in diffusers' format (pytorch_lora_weights.safetensors)
+    lora_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class SamplingModel:
         self.precision = resolve_precision(precision, self.device)
         self.base_scheduler_config = dict(pipe.scheduler.config)
         self._hash: str | None = None
+        self._loras: dict[str, str] = {}  # file -> adapter name
+        self._lora_hashes: dict[str, str] = {}
         self._lock = threading.Lock()  # one generation at a time: the pipeline's scheduler is swapped per call
         pipe.set_progress_bar_config(disable=True)
 
@@ -176,6 +180,10 @@ class SamplingModel:
             raise LdmError(f"guidance scale must be >= 0, got {s.guidance_scale}")
         if s.eta < 0:
             raise LdmError(f"eta must be >= 0, got {s.eta}")
+        if s.lora is not None:
+            refuse_pickle(s.lora)
+            if not Path(s.lora).is_file():
+                raise LdmError(f"LoRA file not found: {s.lora}")
         for side, value in (("width", s.width), ("height", s.height)):
             if value < self.factor or value % self.factor:
                 raise LdmError(f"{side} {value} is not a positive multiple of the model's factor {self.factor}")
@@ -198,10 +206,37 @@ class SamplingModel:
             fields["Variation seed strength"] = spec.variation_strength
         if s.eta:
             fields["Eta"] = s.eta
+        if s.lora is not None:
+            fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
+            fields["LoRA hash"] = self._lora_hash(s.lora)
         if spec.morph_to is not None and spec.morph_t > 0:
             fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
         fields["Precision"] = self.precision
         return format_parameters(spec.prompt, s.negative_prompt, fields)
+
+    def _lora_hash(self, path: str) -> str:
+        key = str(Path(path).resolve())
+        if key not in self._lora_hashes:
+            self._lora_hashes[key] = file_hash(key)
+        return self._lora_hashes[key]
+
+    def _use_lora(self, path: str | None, scale: float) -> None:
+        """Activate one LoRA file at `scale` (loaded once, kept for later calls), or none."""
+        if path is None:
+            if self._loras:
+                self.pipe.disable_lora()
+            return
+        key = str(Path(path).resolve())
+        if key not in self._loras:
+            name = f"lora{len(self._loras)}"
+            try:
+                self.pipe.load_lora_weights(key, adapter_name=name)
+            except Exception as exc:  # diffusers/peft raise many types for foreign or broken files
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise LdmError(f"cannot load LoRA {path}: {first}") from None
+            self._loras[key] = name
+        self.pipe.enable_lora()
+        self.pipe.set_adapters([self._loras[key]], adapter_weights=[scale])
 
     def _embed(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         out = {}
@@ -239,10 +274,11 @@ class SamplingModel:
             raise LdmError(f"batch size must be at least 1, got {batch_size}")
         # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
         prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to) if p is not None]
-        embeds = self._embed([s.negative_prompt, *prompts])
         total = len(specs) * s.steps
         images = []
         with self._lock:
+            self._use_lora(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
+            embeds = self._embed([s.negative_prompt, *prompts])
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
                 images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress))
@@ -328,10 +364,15 @@ def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]
         width, height = (int(v) for v in size.split("x")) if size else (None, None)
     except ValueError:
         raise LdmError(f"PNG parameters: size {size!r} is not WIDTHxHEIGHT") from None
+    lora, _, lora_scale = fields.get("LoRA", "").rpartition(":")
+    try:
+        lora_scale = float(lora_scale) if lora else 1.0
+    except ValueError:
+        raise LdmError(f"PNG parameters: LoRA {fields['LoRA']!r} is not NAME:SCALE") from None
     settings = Settings(
         steps=number("Steps", int), guidance_scale=number("CFG scale", float, 7.0),
         scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
-        eta=number("Eta", float, 0.0), negative_prompt=negative,
+        eta=number("Eta", float, 0.0), negative_prompt=negative, lora=lora or None, lora_scale=lora_scale,
     )
     spec = ImageSpec(
         prompt=prompt, seed=number("Seed", int),
@@ -343,7 +384,8 @@ def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]
     return spec, settings, fields
 
 
-def _read_index(folder: Path) -> dict:
+def check_pipeline_folder(folder: Path) -> dict:
+    """The folder's model_index.json, after checking it is a loadable SD pipeline folder (one-line errors)."""
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise LdmError(f"not a diffusers pipeline folder (no model_index.json): {folder}")
@@ -378,7 +420,7 @@ def load_pipeline(folder: str | Path, device: str | torch.device | None = None) 
     refuse_pickle(folder)
     if not folder.is_dir():
         raise LdmError(f"model folder not found: {folder}")
-    _read_index(folder)
+    check_pipeline_folder(folder)
     kwargs = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
     if (folder / "text_encoder" / REFERENCE_FILE).is_file():  # ours: the encoder lives in an installed package
         kwargs["tokenizer"], kwargs["text_encoder"] = load_pipeline_text_encoder(folder)
@@ -400,15 +442,23 @@ def load_sampling_model(folder: str | Path, device: str | torch.device | None = 
                          precision=precision)
 
 
-def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32") -> Path:
-    """Write a self-contained copy (text encoder included) that stock diffusers loads without ldm."""
+def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32", lora: str | None = None,
+                    lora_scale: float = 1.0) -> Path:
+    """Write a self-contained copy (text encoder included, a LoRA fused in if given) for stock diffusers."""
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype not in dtypes:
         raise LdmError(f"unknown dtype {dtype!r}: choose one of {', '.join(dtypes)}")
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()):
         raise LdmError(f"output folder {out} exists and is not empty")
-    pipe = load_pipeline(folder, "cpu").to(dtype=dtypes[dtype])
+    pipe = load_pipeline(folder, "cpu")
+    if lora is not None:
+        model = SamplingModel(pipe)
+        model.resolve(Settings(lora=lora))  # checks the file
+        model._use_lora(lora, lora_scale)
+        pipe.fuse_lora(lora_scale=1.0)  # the adapter weight already carries the scale
+        pipe.unload_lora_weights()
+    pipe = pipe.to(dtype=dtypes[dtype])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-export")
     if tmp.exists():

@@ -14,15 +14,17 @@ def main() -> None:
     p.add_argument("--checkpoint", help="export a UNet training checkpoint instead (its EMA weights and run's VAE)")
     p.add_argument("--out", required=True, help="new folder to write")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="weight storage type")
+    p.add_argument("--lora", help="a LoRA file to fuse into the exported UNet")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="strength of the fused LoRA (default 1.0)")
     args = p.parse_args()
     if args.checkpoint:
         from ldm.train.unet import pipeline_from_checkpoint
 
         with tempfile.TemporaryDirectory(prefix="ldm-export-") as tmp:
             print(export_pipeline(pipeline_from_checkpoint(args.checkpoint, Path(tmp) / "model"), args.out,
-                                  args.dtype))
+                                  args.dtype, args.lora, args.lora_scale))
         return
-    print(export_pipeline(args.model, args.out, args.dtype))
+    print(export_pipeline(args.model, args.out, args.dtype, args.lora, args.lora_scale))
 
 
 if __name__ == "__main__":

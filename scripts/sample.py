@@ -6,6 +6,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -49,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the first image; image k uses seed + k (default: random)")
     p.add_argument("--variation-seed", type=int, help="second seed slerped into the noise")
     p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
+    p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
@@ -86,7 +89,8 @@ def main() -> None:
     if args.frames < 2:
         raise LdmError(f"frames must be at least 2, got {args.frames}")
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
-                        width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt)
+                        width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
+                        lora=args.lora, lora_scale=args.lora_scale)
     prompts = read_prompts(args)
     from_png = None
     if args.from_png:
@@ -106,6 +110,10 @@ def main() -> None:
 
     if from_png is not None:
         spec, settings, fields = from_png
+        if settings.lora is not None:
+            if args.lora is None:
+                raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
+            settings = replace(settings, lora=args.lora)
         if fields.get("Model hash") not in (None, model.model_hash):
             print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
                   f"this model is {model.model_hash}", file=sys.stderr)

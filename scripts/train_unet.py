@@ -8,8 +8,12 @@ def main() -> None:
     """Parse flags and train."""
     parser = training_parser("Train the text-conditioned latent UNet.", "configs/emoji64.yaml")
     parser.add_argument("--vae", help="trained VAE folder (default <output-dir>/vae or the config's vae_path)")
+    parser.add_argument("--init-from", help="fine-tune this pipeline folder (ours or Stable Diffusion) instead of "
+                        "training a fresh UNet; keeps its VAE, text encoder, tokenizer and scheduler")
     args = parser.parse_args()
     cfg = config_from_args(args, "train_unet")
+    if args.init_from:
+        cfg.finetune.init_from = args.init_from
     train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae)
 
 

@@ -43,6 +43,8 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
     cfg = load_config(TINY)
     if text_encoder is None:
         tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    else:
+        cfg.text.encoder = "given"  # not the packaged encoder: save_pipeline copies it into the folder
     torch.manual_seed(seed)
     vae = build_vae(cfg.vae, cfg.data.resolution)
     factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
@@ -51,3 +53,26 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
     scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))
     save_pipeline(folder, cfg, unet, vae, scheduler, tokenizer, text_encoder)
     return folder
+
+
+def make_tiny_clip(folder: Path, max_length: int = 16):
+    """A randomly initialised tiny CLIP text encoder and a character-level CLIP tokenizer (no download)."""
+    import json
+
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+    torch.manual_seed(0)
+    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0,
+                            eos_token_id=1, pad_token_id=1)
+    return tokenizer, CLIPTextModel(config).eval()

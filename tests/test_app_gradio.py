@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import ROOT
+from support import ROOT, run_script
 
 from ldm.data.shapes import make_shape
 
@@ -42,11 +42,18 @@ def _shapes_folder(folder: Path, count: int = 24) -> Path:
 @pytest.fixture(scope="module")
 def app_url(tiny_pipeline, tmp_path_factory):
     """The app on a free port with the tiny pipeline, a small shapes dataset and a 2-request queue."""
-    data = _shapes_folder(tmp_path_factory.mktemp("app") / "shapes")
+    base = tmp_path_factory.mktemp("app")
+    data = _shapes_folder(base / "shapes")
+    lora = base / "mylora"
+    run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from", str(tiny_pipeline),
+               "--data", str(data), "--output-dir", str(lora), "--max-steps", "3", "--mixed-precision", "no",
+               "data.resolution=32", "train_unet.batch_size=4", "train_unet.sample_every=1000",
+               "train_unet.learning_rate=0.05")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(tiny_pipeline), "--data", str(data),
-                             "--port", str(port), "--queue-size", "2"], cwd=ROOT, env=env,
+                             "--port", str(port), "--queue-size", "2",
+                             "--lora", str(lora / "pytorch_lora_weights.safetensors")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -90,6 +97,16 @@ def test_generate_returns_pngs_with_parameters(client):
     assert "Seed: 12" in text and "Sampler: Euler a" in text
     info = Image.open(files[0]).info["parameters"]
     assert info.startswith("a red square\nSteps: 3, Sampler: Euler a") and "Seed: 11" in info
+
+
+def test_generate_applies_the_picked_lora(client):
+    _, _, plain = client.predict(prompt="a red square", steps=3, num_images=1, seed=4, api_name="/generate")
+    _, text, tuned = client.predict(prompt="a red square", steps=3, num_images=1, seed=4, lora="mylora",
+                                    lora_scale=0.8, api_name="/generate")
+    assert 'LoRA: "pytorch_lora_weights.safetensors:0.8"' in text
+    assert Image.open(plain[0]).tobytes() != Image.open(tuned[0]).tobytes()
+    with pytest.raises(Exception, match="missing"):
+        client.predict(prompt="x", lora="missing", api_name="/generate")
 
 
 def test_seed_walk_and_morph_return_gif_and_mp4(client):

@@ -50,3 +50,24 @@ def test_missing_and_invalid_files(tmp_path):
         load_config(bad)
     with pytest.raises(LdmError, match="key=value"):
         load_config(TINY, ["no_equals_sign"])
+
+
+def test_override_no_stays_a_word():
+    from ldm.config import load_config
+
+    cfg = load_config(TINY, ["train_unet.mixed_precision=no", "data.flip=true"])
+    assert cfg.train_unet.mixed_precision == "no" and cfg.data.flip is True
+
+
+@pytest.mark.parametrize("name", ["single_gpu", "multi_gpu", "multi_node", "fsdp", "deepspeed_zero2"])
+def test_accelerate_example_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.mixed_precision == "bf16" and not config.use_cpu
+
+
+@pytest.mark.parametrize("name", ["finetune_lora", "finetune_full"])
+def test_finetune_configs_load(name, tmp_path):
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml", [f"data.path={tmp_path}"])
+    assert cfg.finetune.method == name.removeprefix("finetune_")

@@ -12,10 +12,10 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
 from ldm.cache import load_or_build_cache, sample_batch
-from ldm.config import Config, load_config, vae_factor
+from ldm.config import Config, dump_config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
-from ldm.media import make_grid, save_image_atomic
+from ldm.media import make_grid, save_image_atomic, write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
     build_unet,
@@ -28,6 +28,7 @@ from ldm.models import (
 )
 from ldm.pipeline import ImageSpec, SamplingModel, Settings, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.finetune import add_lora, load_ema_params, load_init_components, save_ema_params, save_lora
 from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.setup import (
@@ -59,13 +60,13 @@ def find_vae(cfg: Config, output_dir: Path, vae_arg: str | None) -> Path:
     )
 
 
-def _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
+def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
                   output_dir: Path, step: int) -> None:
     tc = cfg.train_unet
     model = accelerator.unwrap_model(unet)
     if ema is not None:
-        ema.store(model.parameters())
-        ema.copy_to(model.parameters())
+        ema.store(trainable)
+        ema.copy_to(trainable)
     model.eval()
     try:
         pipe = assemble_pipeline(vae, model, tokenizer, text_encoder, sampling_scheduler(noise_scheduler))
@@ -75,7 +76,7 @@ def _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_sc
         images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler="ddim"))
     finally:
         if ema is not None:
-            ema.restore(model.parameters())
+            ema.restore(trainable)
         model.train()
     path = save_image_atomic(make_grid(images), output_dir / "samples" / f"unet-{step:07d}.png")
     tracker = accelerator.get_tracker("tensorboard") if accelerator.log_with else None
@@ -91,26 +92,39 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     accelerator = make_accelerator(tc, output_dir, "unet")
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
-    # 1. frozen encoders and the cached dataset
-    vae_dir = find_vae(cfg, output_dir, vae_path)
-    vae = load_vae(vae_dir).requires_grad_(False).eval()
-    tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    # 1. frozen encoders (fresh run: the config's; fine-tune: the init folder's) and the cached dataset
+    fc = cfg.finetune
+    init = load_init_components(fc.init_from) if fc.init_from else None
+    if init is not None:
+        vae, tokenizer, text_encoder = init.vae.requires_grad_(False).eval(), init.tokenizer, init.text_encoder
+    else:
+        vae_dir = find_vae(cfg, output_dir, vae_path)
+        vae = load_vae(vae_dir).requires_grad_(False).eval()
+        tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
     dataset = build_dataset(cfg.data, "train", seed=tc.seed)
     cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
                                 cfg.data.flip, num_workers=cfg.data.num_workers)
     n = cache["mean"].shape[0]
     scaling = float(vae.config.scaling_factor)
 
-    # 2. the model, its EMA, optimizer and schedules
+    # 2. the model (fresh, or the init folder's with all or only LoRA weights trainable), EMA, optimizer
     torch.manual_seed(tc.seed)
-    latent_size = cfg.data.resolution // vae_factor(cfg)
-    unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
-    use_training_attention(unet, device)
+    if init is not None:
+        unet, noise_scheduler = init.unet, init.noise_scheduler
+    else:
+        latent_size = cfg.data.resolution // vae_factor(cfg)
+        unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
+        noise_scheduler = build_noise_scheduler(cfg.noise)
+    lora = init is not None and fc.method == "lora"
+    trainable = add_lora(unet, fc) if lora else list(unet.parameters())
+    use_training_attention(unet, device, tc.attention)
+    if tc.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     ema = None
     if tc.ema_decay > 0:
-        ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
-    noise_scheduler = build_noise_scheduler(cfg.noise)
-    optimizer = make_optimizer(unet.parameters(), tc)
+        ema = (EMAModel(trainable, decay=tc.ema_decay) if lora else
+               EMAModel(trainable, decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config))
+    optimizer = make_optimizer(trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     if ema is not None:
@@ -124,7 +138,10 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     ckpt = resolve_resume(ckpt_root, resume)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt)
-        if ema is not None:
+        if ema is not None and lora:
+            load_ema_params(ema, ckpt)
+            ema.to(device)
+        elif ema is not None:
             loaded = EMAModel.from_pretrained(str(ckpt / EMA_DIR), UNet2DConditionModel)
             ema.load_state_dict(loaded.state_dict())
             ema.to(device)
@@ -133,7 +150,9 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         log.info("starting fresh")
 
     def save_extra(folder: Path) -> None:
-        if ema is not None:
+        if ema is not None and lora:
+            save_ema_params(ema, folder)
+        elif ema is not None:
             ema.save_pretrained(str(folder / EMA_DIR))
 
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
@@ -160,7 +179,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
                 losses.append(loss.detach())
         updated, grad_norm = optimizer_update(accelerator, unet, optimizer, lr_scheduler, tc, guard, step, loss_ok)
         if updated and ema is not None:
-            ema.step(unet.parameters())
+            ema.step(trainable)
         done, steps_since = step + 1, steps_since + 1
         bar.update(1)
         if updated and (done % tc.log_every == 0 or done == tc.max_steps):
@@ -173,24 +192,32 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}")
             t_last, steps_since = time.perf_counter(), 0
         if accelerator.is_main_process and tc.validation_prompts and (done % tc.sample_every == 0):
-            _save_samples(accelerator, unet, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg, output_dir, done)
+            _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg,
+                          output_dir, done)
         if done % tc.checkpoint_every == 0 or done == tc.max_steps:
             path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, save_extra)
             log.info("step %d: checkpoint -> %s", done, path)
     bar.close()
 
-    # 5. the pipeline folder (EMA weights when EMA is on)
+    # 5. the result, with EMA weights when EMA is on: a LoRA file, or a pipeline folder
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(unet)
         if ema is not None:
-            ema.store(model.parameters())
-            ema.copy_to(model.parameters())
-        own_vae = vae_dir.resolve() == (output_dir / "vae").resolve()
-        scheduler = sampling_scheduler(noise_scheduler)
-        save_pipeline(output_dir, cfg, model, None if own_vae else vae, scheduler, tokenizer, text_encoder)
+            ema.store(trainable)
+            ema.copy_to(trainable)
+        if lora:
+            log.info("LoRA -> %s", save_lora(model, output_dir))
+            write_text_atomic(output_dir / "ldm_config.yaml", dump_config(cfg))
+        elif init is not None:
+            cfg.text.encoder = init.encoder_spec  # reference the packaged encoder, or copy the folder's
+            save_pipeline(output_dir, cfg, model, vae, init.sampling_scheduler, tokenizer, text_encoder)
+        else:
+            own_vae = vae_dir.resolve() == (output_dir / "vae").resolve()
+            scheduler = sampling_scheduler(noise_scheduler)
+            save_pipeline(output_dir, cfg, model, None if own_vae else vae, scheduler, tokenizer, text_encoder)
         if ema is not None:
-            ema.restore(model.parameters())
-        log.info("pipeline -> %s", output_dir)
+            ema.restore(trainable)
+        log.info("result -> %s", output_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir

@@ -1,0 +1,122 @@
+"""Fine-tuning from an existing pipeline folder: its components, LoRA adapters (peft), and LoRA files.
+
+LoRA files are written the way diffusers' `StableDiffusionPipeline.save_lora_weights` writes them, so a
+stock pipeline reads them with `load_lora_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import torch
+from diffusers import DDPMScheduler
+from safetensors.torch import load_file, save_file
+
+from ldm.config import FinetuneConfig
+from ldm.errors import LdmError
+from ldm.models import MINILM, REFERENCE_FILE, load_pipeline_text_encoder, load_unet, load_vae
+from ldm.pipeline import check_pipeline_folder
+
+LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' save/load_lora_weights use
+LORA_EMA_FILE = "lora_ema.safetensors"
+
+
+@dataclass
+class InitComponents:
+    """Everything a fine-tune keeps from the folder it starts from."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    noise_scheduler: DDPMScheduler  # training noise, with the folder's betas and prediction type
+    sampling_scheduler: object  # the folder's own scheduler, saved with the result
+    encoder_spec: str  # 'minilm' when the folder references the packaged encoder, else its folder
+
+
+def load_init_components(folder: str | Path) -> InitComponents:
+    """Load a pipeline folder's UNet, VAE, tokenizer, text encoder and scheduler for fine-tuning."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise LdmError(f"--init-from folder not found: {folder}")
+    check_pipeline_folder(folder)
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    try:
+        scheduler_config = json.loads(config_file.read_text())
+        scheduler_cls = getattr(diffusers, scheduler_config["_class_name"])
+    except (OSError, json.JSONDecodeError, KeyError, AttributeError) as exc:
+        raise LdmError(f"cannot read the scheduler of {folder}: {exc}") from None
+    tokenizer, text_encoder = load_pipeline_text_encoder(folder)
+    referenced = (folder / "text_encoder" / REFERENCE_FILE).is_file()
+    return InitComponents(
+        unet=load_unet(folder / "unet"),
+        vae=load_vae(folder / "vae"),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        noise_scheduler=DDPMScheduler.from_config(scheduler_config),
+        sampling_scheduler=scheduler_cls.from_config(scheduler_config),
+        encoder_spec=MINILM if referenced else str(folder / "text_encoder"),
+    )
+
+
+def add_lora(unet: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parameter]:
+    """Freeze the UNet and attach LoRA adapters to its attention projections; return the new parameters."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                        target_modules=list(cfg.lora_target_modules))
+    try:
+        unet.add_adapter(config)
+    except ValueError as exc:
+        raise LdmError(f"cannot add LoRA to the UNet: {str(exc).splitlines()[0]}") from None
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if not params:
+        raise LdmError(f"finetune.lora_target_modules {cfg.lora_target_modules} matched no UNet layer")
+    return params
+
+
+def lora_layers(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The UNet's LoRA weights under the key names diffusers' LoRA files use."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_lora(unet: torch.nn.Module, out_dir: str | Path) -> Path:
+    """Write the LoRA file (safetensors) that stock diffusers' load_lora_weights reads."""
+    from diffusers import StableDiffusionPipeline
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".lora-tmp"
+    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=lora_layers(unet), safe_serialization=True)
+    final = out_dir / LORA_FILE
+    (tmp / LORA_FILE).replace(final)
+    tmp.rmdir()
+    return final
+
+
+def save_ema_params(ema, folder: Path) -> None:
+    """EMA shadow weights of a parameter list (LoRA) as safetensors, with its step count."""
+    state = ema.state_dict()
+    tensors = {f"p{k}": t.detach().cpu().contiguous() for k, t in enumerate(state["shadow_params"])}
+    save_file(tensors, folder / LORA_EMA_FILE, metadata={"optimization_step": str(state["optimization_step"])})
+
+
+def load_ema_params(ema, folder: Path) -> None:
+    """Restore what save_ema_params wrote."""
+    from safetensors import safe_open
+
+    path = folder / LORA_EMA_FILE
+    tensors = load_file(path)
+    with safe_open(path, "pt") as f:
+        step = int(f.metadata()["optimization_step"])
+    state = ema.state_dict()
+    state["shadow_params"] = [tensors[f"p{k}"] for k in range(len(tensors))]
+    state["optimization_step"] = step
+    ema.load_state_dict(state)
