@@ -212,7 +212,7 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, batch_size: int, pre
     def batch(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = batch_indices(step, 0, 1, batch_size, n, tc.seed)
         if cache is not None:
-            return sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
+            return sample_batch(cache, idx, gen, scaling, tc.caption_dropout)[:2]
         # as the diffusers example: a posterior sample of this batch's pixels, embeddings of its captions
         with torch.no_grad():
             latents = vae.encode(data.pixels[idx]).latent_dist.sample(generator=gen) * scaling

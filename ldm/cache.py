@@ -98,8 +98,9 @@ def load_or_build_cache(accelerator, cache_dir: Path, vae, tokenizer, text_encod
 
 
 def sample_batch(cache: dict[str, torch.Tensor], indices: list[int], generator: torch.Generator,
-                 scaling_factor: float, caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw latents from the cached posteriors (a fresh sample each step) and their embeddings."""
+                 scaling_factor: float, caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw latents from the cached posteriors (a fresh sample each step), their embeddings, and which
+    captions were dropped (replaced by the empty prompt)."""
     idx = torch.tensor(indices)
     mean, std = cache["mean"][idx], cache["std"][idx]
     if "mean_flip" in cache:
@@ -108,7 +109,8 @@ def sample_batch(cache: dict[str, torch.Tensor], indices: list[int], generator: 
         std = torch.where(flip[:, None, None, None], cache["std_flip"][idx], std)
     latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scaling_factor
     embeds = cache["embeds"][idx].float()
+    drop = torch.zeros(len(idx), dtype=torch.bool)
     if caption_dropout > 0:
         drop = torch.rand(len(idx), generator=generator) < caption_dropout
         embeds = torch.where(drop[:, None, None], cache["uncond"].float(), embeds)
-    return latents, embeds
+    return latents, embeds, drop

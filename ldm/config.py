@@ -126,6 +126,8 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 8.0  # adapter output is scaled by alpha / rank
     lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    lora_text_encoder: bool = False  # also adapt a CLIP text encoder (prompts are then encoded every step)
+    lora_text_encoder_modules: list[str] = field(default_factory=list)  # empty: CLIP's attention projections
 
 
 @dataclass

@@ -82,6 +82,11 @@ def load_text_encoder(spec: str, max_length: int) -> tuple[object, torch.nn.Modu
 @torch.no_grad()
 def encode_prompts(tokenizer, text_encoder: torch.nn.Module, prompts: list[str]) -> torch.Tensor:
     """Embed prompts exactly as diffusers' StableDiffusionPipeline.encode_prompt does."""
+    return embed_prompts(tokenizer, text_encoder, prompts)
+
+
+def embed_prompts(tokenizer, text_encoder: torch.nn.Module, prompts: list[str]) -> torch.Tensor:
+    """encode_prompts with gradients (for training a text-encoder LoRA)."""
     tokens = tokenizer(
         list(prompts),
         padding="max_length",

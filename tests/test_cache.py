@@ -41,10 +41,12 @@ def test_encodings_and_batches():
     assert cache["mean_flip"].shape == cache["mean"].shape
     assert cache["embeds"].shape == (16, cfg.text.max_length, 384)
     gen = torch.Generator().manual_seed(0)
-    latents, embeds = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=0.0)
+    latents, embeds, drop = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=0.0)
+    assert not drop.any()
     assert latents.shape == (4, 4, 8, 8)
     assert torch.equal(embeds, cache["embeds"][:4].float())
     # posterior samples differ step to step; full dropout gives the empty prompt's embedding everywhere
-    latents2, dropped = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=1.0)
+    latents2, dropped, drop = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=1.0)
+    assert drop.all()
     assert not torch.equal(latents, latents2)
     assert torch.equal(dropped, cache["uncond"].float().expand_as(dropped))

@@ -79,22 +79,48 @@ def add_lora(unet: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parame
     return params
 
 
-def lora_layers(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The UNet's LoRA weights under the key names diffusers' LoRA files use."""
+CLIP_TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def add_text_encoder_lora(text_encoder: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parameter]:
+    """LoRA adapters on a CLIP text encoder's attention; return the new parameters."""
+    from peft import LoraConfig
+
+    kind = getattr(text_encoder.config, "model_type", "")
+    if kind != "clip_text_model":
+        # diffusers' LoRA files and load_lora_weights cover CLIP text encoders only (they look for
+        # q_proj/k_proj/v_proj/out_proj); a file for another encoder would not load in stock diffusers.
+        raise LdmError(f"finetune.lora_text_encoder needs a CLIP text encoder (this one is {kind!r}); "
+                       "set it to false to adapt the UNet only")
+    targets = list(cfg.lora_text_encoder_modules) or CLIP_TEXT_TARGETS
+    text_encoder.requires_grad_(False)
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                        target_modules=targets)
+    try:
+        text_encoder.add_adapter(config)
+    except ValueError as exc:
+        raise LdmError(f"cannot add LoRA to the text encoder: {str(exc).splitlines()[0]}") from None
+    return [p for p in text_encoder.parameters() if p.requires_grad]
+
+
+def lora_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A model's LoRA weights under the key names diffusers' LoRA files use."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
 
 
-def save_lora(unet: torch.nn.Module, out_dir: str | Path) -> Path:
+def save_lora(unet: torch.nn.Module, out_dir: str | Path, text_encoder: torch.nn.Module | None = None) -> Path:
     """Write the LoRA file (safetensors) that stock diffusers' load_lora_weights reads."""
     from diffusers import StableDiffusionPipeline
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".lora-tmp"
-    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=lora_layers(unet), safe_serialization=True)
+    te_layers = lora_layers(text_encoder) if text_encoder is not None else None
+    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=lora_layers(unet),
+                                              text_encoder_lora_layers=te_layers, safe_serialization=True)
     final = out_dir / LORA_FILE
     (tmp / LORA_FILE).replace(final)
     tmp.rmdir()

@@ -20,6 +20,7 @@ from ldm.models import (
     build_noise_scheduler,
     build_unet,
     cross_attention_dim,
+    embed_prompts,
     load_text_encoder,
     load_unet,
     load_vae,
@@ -28,7 +29,14 @@ from ldm.models import (
 )
 from ldm.pipeline import ImageSpec, SamplingModel, Settings, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
-from ldm.train.finetune import add_lora, load_ema_params, load_init_components, save_ema_params, save_lora
+from ldm.train.finetune import (
+    add_lora,
+    add_text_encoder_lora,
+    load_ema_params,
+    load_init_components,
+    save_ema_params,
+    save_lora,
+)
 from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.setup import (
@@ -69,7 +77,8 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
         ema.copy_to(trainable)
     model.eval()
     try:
-        pipe = assemble_pipeline(vae, model, tokenizer, text_encoder, sampling_scheduler(noise_scheduler))
+        encoder = accelerator.unwrap_model(text_encoder)
+        pipe = assemble_pipeline(vae, model, tokenizer, encoder, sampling_scheduler(noise_scheduler))
         sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
                                 precision="fp32" if tc.mixed_precision == "no" else tc.mixed_precision)
         specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
@@ -117,6 +126,9 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         noise_scheduler = build_noise_scheduler(cfg.noise)
     lora = init is not None and fc.method == "lora"
     trainable = add_lora(unet, fc) if lora else list(unet.parameters())
+    te_lora = lora and fc.lora_text_encoder
+    if te_lora:  # prompts are then encoded every step through the adapted encoder, not from the cache
+        trainable += add_text_encoder_lora(text_encoder, fc)
     use_training_attention(unet, device, tc.attention)
     if tc.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -127,6 +139,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     optimizer = make_optimizer(trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    if te_lora:
+        text_encoder = accelerator.prepare(text_encoder)
     if ema is not None:
         ema.to(device)
     vae.to(device)
@@ -170,7 +184,10 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             with accelerator.accumulate(unet):
                 gen = step_generator(tc.seed, step, micro, rank)
                 idx = batch_indices(step, micro, accum, tc.batch_size, n, tc.seed, rank, world)
-                latents, embeds = sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
+                latents, embeds, dropped = sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
+                if te_lora:
+                    prompts = ["" if d else dataset.captions[i] for i, d in zip(idx, dropped.tolist(), strict=True)]
+                    embeds = embed_prompts(tokenizer, text_encoder, prompts)
                 loss = diffusion_loss(unet, noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
                 if not guard.all_finite(accelerator, loss):
                     loss_ok = False
@@ -206,7 +223,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             ema.store(trainable)
             ema.copy_to(trainable)
         if lora:
-            log.info("LoRA -> %s", save_lora(model, output_dir))
+            te = accelerator.unwrap_model(text_encoder) if te_lora else None
+            log.info("LoRA -> %s", save_lora(model, output_dir, te))
             write_text_atomic(output_dir / "ldm_config.yaml", dump_config(cfg))
         elif init is not None:
             cfg.text.encoder = init.encoder_spec  # reference the packaged encoder, or copy the folder's

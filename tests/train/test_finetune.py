@@ -169,3 +169,28 @@ def test_bad_init_from_is_a_one_line_error(init, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "not found" in lines[0] or "model_index.json" in lines[0]
+
+
+def test_text_encoder_lora_on_a_clip_pipeline(tmp_path):
+    tokenizer, encoder = make_tiny_clip(tmp_path / "clip")
+    base = make_random_pipeline(tmp_path / "clip-pipe", text_encoder=encoder, tokenizer=tokenizer)
+    out = tmp_path / "te-lora"
+    run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from", str(base),
+               "--data", str(_brown_folder(tmp_path / "brown", 16)), "--output-dir", str(out), "--max-steps", "4",
+               "--mixed-precision", "no", "data.resolution=32", "train_unet.batch_size=4",
+               "train_unet.sample_every=1000", "train_unet.learning_rate=0.05", "finetune.lora_text_encoder=true")
+    lora = str(out / "pytorch_lora_weights.safetensors")
+    model = load_sampling_model(base, "cpu", "fp32")
+    plain = model.prompt_features(["a brown square"])
+    model._use_lora(lora, 1.0)
+    assert (model.prompt_features(["a brown square"]) - plain).abs().max() > 1e-4  # the encoder is adapted
+    model._use_lora(None, 1.0)
+    assert torch.equal(model.prompt_features(["a brown square"]), plain)
+
+
+def test_text_encoder_lora_refuses_a_non_clip_encoder(tiny_pipeline, tmp_path):
+    proc = run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from",
+                      str(tiny_pipeline), "--data", str(_brown_folder(tmp_path / "b", 8)), "--output-dir",
+                      str(tmp_path / "o"), "--max-steps", "2", "data.resolution=32", "finetune.lora_text_encoder=true",
+                      check=False)
+    assert proc.returncode == 2 and "needs a CLIP text encoder" in proc.stderr
