@@ -24,7 +24,7 @@ def test_two_process_cpu_run(tiny_run, tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "x 2 processes" in proc.stderr + proc.stdout
-    assert (proc.stderr + proc.stdout).count("pipeline ->") == 1  # only the main process writes
+    assert (proc.stderr + proc.stdout).count("result ->") == 1  # only the main process writes
     assert (tmp_path / "checkpoints" / "unet" / "checkpoint-6" / "ldm_state.json").is_file()
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (tmp_path / "model_index.json").is_file()
