@@ -17,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ldm.bench import busy_cpus, machine_info, reset_rss_peak, rss_peak_mb
+from ldm.errors import LdmError
 
 SAMPLE_MODES = ("stock", "ours")
 TARGET_SAMPLE_SPEEDUP = 5.0
@@ -145,4 +146,45 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
     if any(b is not None and b > 0.25 for b in busy):
         lines.append(f"warning: other processes kept up to {max(b or 0 for b in busy):.1f} CPUs busy; "
                      "timings and ratios are unreliable")
+    return "\n".join(lines)
+
+
+SWEEP = (("dpmpp-2m", 8), ("dpmpp-2m", 12), ("dpmpp-2m", 16), ("dpmpp-2m", 20), ("dpmpp-2m", 30),
+         ("dpmpp-2m-karras", 16), ("unipc", 12), ("unipc", 16), ("euler", 20), ("euler-a", 20), ("ddim", 20),
+         ("ddim", 50), ("pndm", 50))
+
+
+def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: int = 96,
+                    sweep=SWEEP) -> list[dict]:
+    """Prompt fidelity and seconds per image for each (scheduler, steps), on one model and caption sample."""
+    from ldm.config import load_config
+    from ldm.data.dataset import build_dataset
+    from ldm.evaluate import Reference, caption_sample, image_features, topk_hits
+    from ldm.pipeline import ImageSpec, Settings, load_sampling_model
+
+    model = load_sampling_model(model_dir, "cpu")
+    cfg = load_config(config or Path(model_dir) / "ldm_config.yaml")
+    reference = Reference.from_datasets([build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")])
+    indices = caption_sample(reference, captions)
+    if not indices:
+        raise LdmError("the dataset has no unique captions to measure prompt fidelity with")
+    specs = [ImageSpec(reference.captions[i], k) for k, i in enumerate(indices)]
+    own = reference.features[indices]
+    rows = []
+    for name, steps in sweep:
+        start = time.perf_counter()
+        images = model.generate(specs, Settings(steps=steps, scheduler=name), batch_size=16)
+        seconds = (time.perf_counter() - start) / len(specs)
+        feats = image_features(images)
+        top1, top5 = topk_hits(feats, reference, indices)
+        rows.append({"scheduler": name, "steps": steps, "top1": top1, "top5": top5,
+                     "own_distance": float((feats - own).norm(dim=1).mean()), "s_per_image": seconds})
+    return rows
+
+
+def format_sweep(rows: list[dict]) -> str:
+    """The sweep as a table."""
+    lines = [f"{'scheduler':<16} {'steps':>5} {'top-1':>6} {'top-5':>6} {'own dist':>8} {'s/image':>7}"]
+    lines += [f"{r['scheduler']:<16} {r['steps']:>5} {r['top1']:>6.3f} {r['top5']:>6.3f} {r['own_distance']:>8.3f} "
+              f"{r['s_per_image']:>7.3f}" for r in rows]
     return "\n".join(lines)

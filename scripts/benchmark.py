@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 
 from ldm.bench import ATTENTION, MODES, bench_train, emit_result, format_report, run_child
-from ldm.bench_sample import SAMPLE_MODES, bench_sample, format_sample_report, matmul_gflops
+from ldm.bench_sample import (
+    SAMPLE_MODES,
+    bench_sample,
+    format_sample_report,
+    format_sweep,
+    matmul_gflops,
+    scheduler_sweep,
+)
 from ldm.cli import run
 from ldm.pipeline import DEFAULT_MODEL, export_pipeline
 
@@ -35,6 +42,10 @@ def parse_args() -> argparse.Namespace:
     sample.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     sample.add_argument("--only", choices=SAMPLE_MODES, help="run one mode in this process (needs --export)")
     sample.add_argument("--export", help="exported folder for the stock mode (default: a temporary export)")
+    sweep = sub.add_parser("schedulers", help="prompt fidelity and s/image per scheduler and step count")
+    sweep.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    sweep.add_argument("--config", help="config naming the dataset (default: the model's ldm_config.yaml)")
+    sweep.add_argument("--captions", type=int, default=96, help="training captions generated per setting")
     return parser.parse_args()
 
 
@@ -62,6 +73,9 @@ def main() -> None:
     args = parse_args()
     if args.command == "sample":
         main_sample(args)
+        return
+    if args.command == "schedulers":
+        print(format_sweep(scheduler_sweep(args.model, args.config, args.captions)))
         return
     common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads}
     if args.only:

@@ -37,3 +37,34 @@ def test_bf16_attention_variants_train(attention):
     r = bench_train(TINY, "ours", steps=1, warmup=0, batch_size=2, num_images=4, threads=1, precision="bf16",
                     attention=attention)
     assert r["precision"] == "bf16" and r["attention"] == attention and r["loss_finite"]
+
+
+def test_scheduler_sweep_reports_fidelity_and_time(tiny_pipeline, tmp_path):
+    import json
+
+    from ldm.bench_sample import format_sweep, scheduler_sweep
+    from ldm.data.shapes import make_shape
+
+    with open(tmp_path / "metadata.jsonl", "w") as meta:
+        for i in range(6):
+            make_shape(i, 32)[0].save(tmp_path / f"{i}.png")
+            meta.write(json.dumps({"file_name": f"{i}.png", "text": f"shape number {i}"}) + "\n")
+    (tmp_path / "config.yaml").write_text(f"data: {{source: imagefolder, path: {tmp_path}, resolution: 32}}\n")
+    rows = scheduler_sweep(tiny_pipeline, tmp_path / "config.yaml", captions=4, sweep=(("ddim", 2), ("euler", 3)))
+    assert [(r["scheduler"], r["steps"]) for r in rows] == [("ddim", 2), ("euler", 3)]
+    assert all(0 <= r["top1"] <= r["top5"] <= 1 and r["s_per_image"] > 0 for r in rows)
+    assert "top-1" in format_sweep(rows).splitlines()[0]
+
+
+def test_matmul_rate_and_unet_meter(tiny_model):
+    import torch
+
+    from ldm.bench_sample import UNetMeter, matmul_gflops
+
+    assert matmul_gflops(torch.float32, n=128, repeats=2) > 0
+    unet = tiny_model.pipe.unet
+    meter = UNetMeter(unet)
+    with torch.no_grad():
+        unet(torch.randn(2, 4, 8, 8), torch.tensor(10), torch.randn(2, 16, 384))
+    meter.count_flops(torch.randn(2, 4, 8, 8), torch.tensor(10), torch.randn(2, 16, 384))
+    assert meter.calls == 1 and meter.flops_per_call > 1e6 and meter.gflops() > 0
