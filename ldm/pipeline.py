@@ -32,8 +32,8 @@ log = logging.getLogger("ldm")
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
 # Chosen by measurement on the default model (see README "Sampling defaults").
-DEFAULT_SCHEDULER = "dpmpp-2m"
-DEFAULT_STEPS = 20
+DEFAULT_SCHEDULER = "euler-a"
+DEFAULT_STEPS = 16
 STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
 MORPH_MODES = ("slerp", "lerp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -443,8 +443,12 @@ def load_sampling_model(folder: str | Path, device: str | torch.device | None = 
 
 
 def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32", lora: str | None = None,
-                    lora_scale: float = 1.0) -> Path:
-    """Write a self-contained copy (text encoder included, a LoRA fused in if given) for stock diffusers."""
+                    lora_scale: float = 1.0, reference_encoder: bool = False) -> Path:
+    """Write a self-contained copy (text encoder included, a LoRA fused in if given) for stock diffusers.
+
+    With reference_encoder, a packaged encoder the source only references stays a reference: how the
+    shipped model is kept small in git (it then needs ldm, or the package, to load).
+    """
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype not in dtypes:
         raise LdmError(f"unknown dtype {dtype!r}: choose one of {', '.join(dtypes)}")
@@ -465,6 +469,11 @@ def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32", lo
         shutil.rmtree(tmp)
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        reference = Path(folder) / "text_encoder" / REFERENCE_FILE
+        if reference_encoder and reference.is_file():
+            shutil.rmtree(tmp / "text_encoder")
+            (tmp / "text_encoder").mkdir()
+            shutil.copy2(reference, tmp / "text_encoder" / REFERENCE_FILE)
         config = Path(folder) / "ldm_config.yaml"
         if config.is_file():
             shutil.copy2(config, tmp / config.name)

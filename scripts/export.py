@@ -16,15 +16,17 @@ def main() -> None:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="weight storage type")
     p.add_argument("--lora", help="a LoRA file to fuse into the exported UNet")
     p.add_argument("--lora-scale", type=float, default=1.0, help="strength of the fused LoRA (default 1.0)")
+    p.add_argument("--reference-encoder", action="store_true",
+                   help="keep a packaged text encoder as a reference instead of a copy (smaller; needs ldm to load)")
     args = p.parse_args()
     if args.checkpoint:
         from ldm.train.unet import pipeline_from_checkpoint
 
         with tempfile.TemporaryDirectory(prefix="ldm-export-") as tmp:
             print(export_pipeline(pipeline_from_checkpoint(args.checkpoint, Path(tmp) / "model"), args.out,
-                                  args.dtype, args.lora, args.lora_scale))
+                                  args.dtype, args.lora, args.lora_scale, args.reference_encoder))
         return
-    print(export_pipeline(args.model, args.out, args.dtype, args.lora, args.lora_scale))
+    print(export_pipeline(args.model, args.out, args.dtype, args.lora, args.lora_scale, args.reference_encoder))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,24 @@ def test_bad_folders_are_one_line_errors(tmp_path, tiny_pipeline):
         load_pipeline(broken)
 
 
+def test_fp16_export_keeping_the_encoder_reference_is_small_and_samples_the_same(tmp_path, tiny_pipeline):
+    from safetensors import safe_open
+
+    from ldm.models import REFERENCE_FILE
+    from ldm.pipeline import load_sampling_model
+
+    out = export_pipeline(tiny_pipeline, tmp_path / "shipped", "fp16", reference_encoder=True)
+    assert [p.name for p in (out / "text_encoder").iterdir()] == [REFERENCE_FILE]
+    for part in ("unet", "vae"):
+        with safe_open(next((out / part).glob("*.safetensors")), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    spec, s = [ImageSpec("a red square", 2)], Settings(steps=4, scheduler="ddim")
+    shipped = load_sampling_model(out, "cpu", "fp32")
+    assert next(shipped.pipe.unet.parameters()).dtype == torch.float32  # fp16 storage, fp32 arithmetic
+    source = load_sampling_model(tiny_pipeline, "cpu", "fp32").generate(spec, s)
+    assert (shipped.generate(spec, s) - source).abs().max() < 2e-2
+
+
 def test_export_loads_in_stock_diffusers_without_ldm(tmp_path, tiny_pipeline):
     out = export_pipeline(tiny_pipeline, tmp_path / "export")
     with pytest.raises(LdmError, match="not empty"):
