@@ -78,10 +78,11 @@ class Reference:
 
     features: torch.Tensor
     captions: list[str]
+    trained: int | None = None  # the first `trained` entries are the model's training images (None: all)
 
     @classmethod
     def from_datasets(cls, datasets: Sequence, batch: int = 256) -> Reference:
-        """Features of all images of the given datasets (e.g. train and held-out)."""
+        """Features of all images of the given datasets, the first being the training set (then e.g. held-out)."""
         feats, captions = [], []
         for ds in datasets:
             for start in range(0, len(ds), batch):
@@ -89,7 +90,7 @@ class Reference:
                 pixels = torch.stack([ds.load(i) for i in idx]) / 2 + 0.5
                 feats.append(image_features(pixels))
                 captions += [ds.captions[i] for i in idx]
-        return cls(torch.cat(feats), captions)
+        return cls(torch.cat(feats), captions, len(datasets[0]))
 
     def family_share(self, keywords: Sequence[str]) -> float:
         """Fraction of dataset images whose caption names the family (the chance baseline)."""
@@ -102,11 +103,12 @@ def _in_family(caption: str, keywords: Sequence[str]) -> bool:
 
 
 def caption_sample(reference: Reference, count: int, seed: int = 0) -> list[int]:
-    """A fixed sample of dataset indices whose caption is unique (so 'its own image' is well defined)."""
+    """A fixed sample of training images whose caption is unique (so 'its own image' is well defined)."""
     counts: dict[str, int] = {}
     for c in reference.captions:
         counts[c] = counts.get(c, 0) + 1
-    unique = [i for i, c in enumerate(reference.captions) if counts[c] == 1 and c]
+    trained = reference.captions[:reference.trained]  # held-out images were never seen with their caption
+    unique = [i for i, c in enumerate(trained) if counts[c] == 1 and c]
     return sorted(random.Random(seed).sample(unique, min(count, len(unique))))
 
 

@@ -36,6 +36,12 @@ def test_caption_sample_skips_duplicate_captions_and_is_fixed():
     assert caption_sample(ref, 4, seed=3) == caption_sample(ref, 4, seed=3)
 
 
+def test_caption_sample_draws_only_training_images():
+    ref, _ = _reference()
+    ref.trained = 6  # entries 6.. stand for held-out images
+    assert caption_sample(ref, 20) == [1, 2, 3, 4, 5]
+
+
 def test_family_share_and_paraphrase_list():
     ref = Reference(torch.zeros(4, 768), ["hamburger", "cat face", "grinning cat", "fire"])
     assert ref.family_share(("cat",)) == 0.5
