@@ -1,0 +1,51 @@
+"""The shipped default model (weights/emoji64): small, safetensors only, offline, and it draws what it is asked."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from support import run_script
+
+from ldm.models import REFERENCE_FILE
+from ldm.pipeline import DEFAULT_MODEL, ImageSpec, Settings, load_sampling_model
+
+
+def test_the_folder_is_small_safetensors_with_the_encoder_referenced_and_a_card():
+    files = [p for p in DEFAULT_MODEL.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 60 * 2**20
+    weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".pkl")]
+    assert {p.parent.name for p in weights} == {"unet", "vae"}
+    assert all(p.suffix == ".safetensors" for p in weights)
+    assert [p.name for p in (DEFAULT_MODEL / "text_encoder").iterdir()] == [REFERENCE_FILE]
+    vae = json.loads((DEFAULT_MODEL / "vae" / "config.json").read_text())
+    assert len(vae["block_out_channels"]) == 3 and vae["latent_channels"] == 4  # factor 4, 16x16x4 latents
+    card = (DEFAULT_MODEL / "README.md").read_text()
+    assert "<!-- evaluate:begin -->" in card and "| prompt fidelity top-1" in card
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_sampling_model(DEFAULT_MODEL, "cpu")
+
+
+def _red_minus_blue(images: torch.Tensor) -> torch.Tensor:
+    return (images[:, 0] - images[:, 2]).mean((1, 2))
+
+
+def test_it_draws_the_colour_it_is_asked_for(shipped):
+    assert shipped.default_size == 64
+    seeds = range(4)
+    images = shipped.generate([ImageSpec("red heart", s) for s in seeds] + [ImageSpec("blue heart", s) for s in seeds],
+                              shipped.resolve(Settings()))
+    assert images.shape == (8, 3, 64, 64)
+    score = _red_minus_blue(images)
+    assert score[:4].min() > score[4:].max()  # every red heart is redder than every blue one
+
+
+def test_the_readme_main_job_samples_the_shipped_model(tmp_path):
+    out = tmp_path / "apples"
+    proc = run_script("scripts/sample.py", "red apple", "--num-images", "2", "--seed", "1", "--out", str(out))
+    assert proc.stdout.split() == [str(out / n) for n in ("00000-1.png", "00001-2.png", "grid.png")]
+    image = Image.open(out / "00000-1.png")
+    assert image.size == (64, 64) and image.info["parameters"].startswith("red apple\n")
