@@ -136,10 +136,27 @@ def thumbnail_uri(image: torch.Tensor, size: int = 48) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def subject_colour(image: torch.Tensor, threshold: float = 0.15) -> str:
+    """The mean colour of a (3, H, W) image in [0, 1] where it differs from its background, as #rrggbb.
+
+    The background is the median colour of the border, so an emoji on white is drawn in its own colour
+    rather than a washed-out average with the white around it.
+    """
+    border = torch.cat([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], dim=1)
+    background = border.median(dim=1).values
+    pixels = image.flatten(1)
+    subject = (pixels - background[:, None]).abs().max(dim=0).values > threshold
+    mean = pixels[:, subject].mean(1) if subject.any() else pixels.mean(1)
+    r, g, b = (int(round(float(c) * 255)) for c in mean.clamp(0, 1))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str] | None = None,
-                selected: Sequence[int] = (), size: int = 560, pad: int = 28) -> str:
+                selected: Sequence[int] = (), size: int = 560, pad: int = 28,
+                colours: Sequence[str] | None = None) -> str:
     """An SVG scatter plot: a <title> label and an optional thumbnail that shows on hover for each point.
 
+    Points are filled with `colours` (one #rrggbb each; grey without) and picks drawn larger in red/blue.
     Every point carries data-i (its index) so a click handler can report which one was picked.
     """
     lo, hi = xy.min(0), xy.max(0)
@@ -150,14 +167,17 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str]
     chosen = {int(i): k for k, i in enumerate(selected)}
     for i, ((x, y), label) in enumerate(zip(pos, labels, strict=True)):
         y = size - y  # SVG y grows downwards
-        colour = ("#d62728", "#1f77b4")[chosen[i] % 2] if i in chosen else "#555"
-        radius = 7 if i in chosen else 3.5
+        if i in chosen:
+            colour, radius, stroke = ("#d62728", "#1f77b4")[chosen[i] % 2], 7, "#000"
+        else:
+            colour, radius, stroke = (colours[i] if colours is not None else "#555"), 3.5, "#0006"
         thumb = ""
         if thumbnails is not None:
             tx, ty = min(x + 6, size - 52), max(y - 54, 2)
             thumb = f'<image class="thumb" href="{thumbnails[i]}" x="{tx:.1f}" y="{ty:.1f}" width="48" height="48"/>'
         parts.append(f'<g class="pt" data-i="{i}"><title>{html.escape(label)}</title>'
-                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" fill-opacity="0.75"/>'
+                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" fill-opacity="0.85" '
+                     f'stroke="{stroke}" stroke-width="0.6"/>'
                      f'{thumb}</g>')
     parts.append("</svg>")
     return "".join(parts)
@@ -177,6 +197,7 @@ class DatasetView:
         self._directions: PrincipalDirections | None = None
         self._errors: torch.Tensor | None = None
         self._thumbs: dict[int, str] = {}
+        self._colours: dict[int, str] = {}
 
     @classmethod
     def from_dataset(cls, dataset, vae, embed, limit: int | None = None) -> DatasetView:
@@ -224,6 +245,12 @@ class DatasetView:
             self._thumbs[i] = thumbnail_uri(self.images[i] / 2 + 0.5)
         return self._thumbs[i]
 
+    def colour(self, i: int) -> str:
+        """Image i's subject colour for its point on the map (cached)."""
+        if i not in self._colours:
+            self._colours[i] = subject_colour(self.images[i] / 2 + 0.5)
+        return self._colours[i]
+
     def subset(self, count: int, seed: int = 0) -> list[int]:
         """A fixed random subset of indices to draw (all of them when count >= N)."""
         if count >= len(self):
@@ -237,5 +264,6 @@ class DatasetView:
         points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
         xy = project_2d(points, method)
         chosen = [indices.index(i) for i in selected if i in indices]
-        svg = scatter_svg(xy, [self.captions[i] for i in indices], [self.thumbnail(i) for i in indices], chosen)
+        svg = scatter_svg(xy, [self.captions[i] for i in indices], [self.thumbnail(i) for i in indices], chosen,
+                          colours=[self.colour(i) for i in indices])
         return svg, xy.tolist()
