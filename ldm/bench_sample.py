@@ -149,18 +149,32 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
     return "\n".join(lines)
 
 
-SWEEP = (("dpmpp-2m", 8), ("dpmpp-2m", 12), ("dpmpp-2m", 16), ("dpmpp-2m", 20), ("dpmpp-2m", 30),
-         ("dpmpp-2m-karras", 16), ("unipc", 12), ("unipc", 16), ("euler", 20), ("euler-a", 20), ("ddim", 20),
-         ("ddim", 50), ("pndm", 50))
+SWEEP = (("euler-a", 8), ("euler-a", 12), ("euler-a", 16), ("euler-a", 20), ("dpmpp-2m", 8), ("dpmpp-2m", 12),
+         ("dpmpp-2m", 16), ("dpmpp-2m-karras", 12), ("unipc", 12), ("euler", 16), ("ddim", 20))
+STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
+
+
+def stock_scheduler_name(base_config) -> str | None:
+    """Our name for the scheduler a folder ships with, when ours builds it exactly as stock diffusers does."""
+    from ldm.schedulers import SCHEDULERS
+
+    for name, choice in SCHEDULERS.items():
+        if choice.cls.__name__ == base_config.get("_class_name") and not choice.options:
+            return name
+    return None
 
 
 def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: int = 96,
-                    sweep=SWEEP) -> list[dict]:
-    """Prompt fidelity and seconds per image for each (scheduler, steps), on one model and caption sample."""
+                    sweep=SWEEP, stock: bool = True) -> list[dict]:
+    """Prompt fidelity and seconds per image for each (scheduler, steps), on one model and caption sample.
+
+    With stock, the first row is stock diffusers' defaults on the same captions (the folder's scheduler,
+    50 steps, guidance 7.5, fp32): the fidelity that a faster default must equal.
+    """
     from ldm.config import load_config
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, caption_sample, image_features, topk_hits
-    from ldm.pipeline import ImageSpec, Settings, load_sampling_model
+    from ldm.pipeline import STOCK_GUIDANCE, ImageSpec, Settings, load_sampling_model
 
     model = load_sampling_model(model_dir, "cpu")
     cfg = load_config(config or Path(model_dir) / "ldm_config.yaml")
@@ -170,21 +184,30 @@ def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: 
         raise LdmError("the dataset has no unique captions to measure prompt fidelity with")
     specs = [ImageSpec(reference.captions[i], k) for k, i in enumerate(indices)]
     own = reference.features[indices]
+    runs = [(model, Settings(steps=steps, scheduler=name), name) for name, steps in sweep]
+    stock_name = stock_scheduler_name(model.base_scheduler_config) if stock else None
+    if stock_name is not None:
+        stock_model = load_sampling_model(model_dir, "cpu", precision="fp32")
+        settings = Settings(steps=STOCK_STEPS, scheduler=stock_name, guidance_scale=STOCK_GUIDANCE)
+        runs.insert(0, (stock_model, settings, f"stock ({stock_name})"))
     rows = []
-    for name, steps in sweep:
+    for sampler, settings, label in runs:
         start = time.perf_counter()
-        images = model.generate(specs, Settings(steps=steps, scheduler=name), batch_size=16)
+        images = sampler.generate(specs, settings, batch_size=16)
         seconds = (time.perf_counter() - start) / len(specs)
         feats = image_features(images)
         top1, top5 = topk_hits(feats, reference, indices)
-        rows.append({"scheduler": name, "steps": steps, "top1": top1, "top5": top5,
+        resolved = sampler.resolve(settings)
+        rows.append({"scheduler": label, "steps": resolved.steps, "guidance": resolved.guidance_scale,
+                     "precision": sampler.precision, "top1": top1, "top5": top5,
                      "own_distance": float((feats - own).norm(dim=1).mean()), "s_per_image": seconds})
     return rows
 
 
 def format_sweep(rows: list[dict]) -> str:
     """The sweep as a table."""
-    lines = [f"{'scheduler':<16} {'steps':>5} {'top-1':>6} {'top-5':>6} {'own dist':>8} {'s/image':>7}"]
-    lines += [f"{r['scheduler']:<16} {r['steps']:>5} {r['top1']:>6.3f} {r['top5']:>6.3f} {r['own_distance']:>8.3f} "
-              f"{r['s_per_image']:>7.3f}" for r in rows]
+    lines = [f"{'scheduler':<18} {'steps':>5} {'CFG':>4} {'precision':>9} {'top-1':>6} {'top-5':>6} {'own dist':>8} "
+             f"{'s/image':>7}"]
+    lines += [f"{r['scheduler']:<18} {r['steps']:>5} {r['guidance']:>4g} {r['precision']:>9} {r['top1']:>6.3f} "
+              f"{r['top5']:>6.3f} {r['own_distance']:>8.3f} {r['s_per_image']:>7.3f}" for r in rows]
     return "\n".join(lines)
