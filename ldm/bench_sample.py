@@ -149,8 +149,9 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
     return "\n".join(lines)
 
 
-SWEEP = (("euler-a", 8), ("euler-a", 12), ("euler-a", 16), ("euler-a", 20), ("dpmpp-2m", 8), ("dpmpp-2m", 12),
-         ("dpmpp-2m", 16), ("dpmpp-2m-karras", 12), ("unipc", 12), ("euler", 16), ("ddim", 20))
+SWEEP = (("euler-a", 8), ("euler-a", 12), ("euler-a", 14), ("euler-a", 16), ("euler-a", 20),
+         ("dpmpp-2m", 8), ("dpmpp-2m", 12), ("dpmpp-2m", 16), ("dpmpp-2m-karras", 12), ("unipc", 12),
+         ("euler", 16), ("ddim", 20))
 STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
 
 
