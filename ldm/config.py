@@ -98,6 +98,10 @@ class VAETrainConfig(TrainConfig):
     kl_weight: float = 1e-6
     eval_every: int = 500
     scaling_samples: int = 512  # images encoded to estimate the latent scaling factor
+    init_from: str | None = None  # continue from a trained VAE folder (or a pipeline folder's vae/)
+    # false: fine-tune the decoder only. The encoder, hence every latent and the scaling factor, stays
+    # as it was, so a UNet trained on those latents keeps working (as Stable Diffusion's ft-MSE VAE).
+    train_encoder: bool = True
 
 
 @dataclass
@@ -301,6 +305,9 @@ def validate(cfg: Config) -> None:
         for key in ("batch_size", "max_steps", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
             if getattr(tc, key) < 1:
                 raise LdmError(f"config key '{name}.{key}': must be at least 1")
+    if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:
+        raise LdmError("config key 'train_vae.train_encoder': false needs a trained VAE to keep the encoder of "
+                       "(train_vae.init_from or --init-from)")
     if not 0.0 <= cfg.train_unet.caption_dropout < 1.0:
         raise LdmError("config key 'train_unet.caption_dropout': must be in [0, 1)")
     if cfg.text.max_length < 2:

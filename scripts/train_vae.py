@@ -6,7 +6,12 @@ from ldm.train.vae import train_vae
 
 def main() -> None:
     """Parse flags and train."""
-    args = training_parser("Train the KL autoencoder (VAE).", "configs/emoji64.yaml").parse_args()
+    parser = training_parser("Train the KL autoencoder (VAE).", "configs/emoji64.yaml")
+    parser.add_argument("--init-from", help="continue from this VAE (or pipeline) folder; with "
+                        "train_vae.train_encoder=false only its decoder trains, so its latents stay valid")
+    args = parser.parse_args()
+    if args.init_from:
+        args.overrides.append(f"train_vae.init_from={args.init_from}")
     cfg = config_from_args(args, "train_vae")
     train_vae(cfg, args.output_dir, resume=args.resume)
 

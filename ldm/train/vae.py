@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from ldm.config import Config, vae_factor
+from ldm.config import Config
 from ldm.data.dataset import build_dataset
+from ldm.errors import LdmError
 from ldm.media import make_grid, save_image_atomic
-from ldm.models import build_vae, save_model
+from ldm.models import build_vae, load_vae, save_model
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.losses import psnr, vae_loss
 from ldm.train.schedule import batch_indices, step_generator
@@ -87,6 +88,23 @@ class VAEObjective(torch.nn.Module):
         return vae_loss(self.vae, pixels, eps, self.kl_weight, self.recon)
 
 
+def init_vae_folder(path: str | Path) -> Path:
+    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
+    path = Path(path).expanduser()
+    if (path / "vae" / "config.json").is_file():
+        return path / "vae"
+    if (path / "config.json").is_file():
+        return path
+    raise LdmError(f"--init-from: no VAE at {path} (expected a VAE folder or a pipeline folder with vae/)")
+
+
+def freeze_encoder(vae) -> None:
+    """Freeze everything that maps pixels to latents, so that only the decoder side trains."""
+    for part in (vae.encoder, vae.quant_conv):
+        if part is not None:
+            part.requires_grad_(False)
+
+
 def _flip(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     mask = torch.rand(pixels.shape[0], generator=gen) < 0.5
     return torch.where(mask[:, None, None, None], pixels.flip(-1), pixels)
@@ -103,13 +121,19 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
     train_set = build_dataset(cfg.data, "train", seed=tc.seed)
     heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
     torch.manual_seed(tc.seed)
-    model = build_vae(cfg.vae, cfg.data.resolution)
-    optimizer = make_optimizer(model.parameters(), tc)
+    if tc.init_from:  # its architecture, not the config's vae section, decides the model
+        model = load_vae(init_vae_folder(tc.init_from))
+        log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
+    else:
+        model = build_vae(cfg.vae, cfg.data.resolution)
+    if not tc.train_encoder:
+        freeze_encoder(model)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
     objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
-    side = cfg.data.resolution // vae_factor(cfg)
-    latent_shape = (cfg.vae.latent_channels, side, side)
+    side = cfg.data.resolution // 2 ** (len(model.config.block_out_channels) - 1)
+    latent_shape = (model.config.latent_channels, side, side)
 
     # 2. resume
     ckpt_root = output_dir / "checkpoints" / "vae"
@@ -164,11 +188,13 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
             log.info("step %d: checkpoint -> %s", done, path)
     bar.close()
 
-    # 4. scaling factor, then the diffusers folder
+    # 4. scaling factor (kept when the encoder was frozen: the latents did not change), then the folder
     if accelerator.is_main_process:
         model.eval()
-        factor = latent_scaling_factor(model, train_set, device, tc.scaling_samples, tc.seed)
-        model.register_to_config(scaling_factor=factor)
+        if tc.train_encoder:
+            model.register_to_config(
+                scaling_factor=latent_scaling_factor(model, train_set, device, tc.scaling_samples, tc.seed))
+        factor = model.config.scaling_factor
         save_model(model, output_dir / "vae")
         log.info("latent scaling factor %.5f; vae -> %s", factor, output_dir / "vae")
     accelerator.wait_for_everyone()

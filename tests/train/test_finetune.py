@@ -12,7 +12,7 @@ import torch
 from diffusers import DDPMScheduler
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
-from support import ROOT, make_random_pipeline, make_tiny_clip, run_script
+from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, run_script
 
 from ldm.data.images import load_image, to_tensor
 from ldm.evaluate import image_features
@@ -194,3 +194,38 @@ def test_text_encoder_lora_refuses_a_non_clip_encoder(tiny_pipeline, tmp_path):
                       str(tmp_path / "o"), "--max-steps", "2", "data.resolution=32", "finetune.lora_text_encoder=true",
                       check=False)
     assert proc.returncode == 2 and "needs a CLIP text encoder" in proc.stderr
+
+
+def test_decoder_only_vae_finetune_keeps_the_latents(tiny_run, tmp_path):
+    from ldm.config import load_config
+    from ldm.data.dataset import build_dataset
+    from ldm.models import load_vae
+    from ldm.train.vae import heldout_psnr
+
+    out = tmp_path / "ft"
+    run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(out), "--init-from", str(tiny_run),
+               "train_vae.train_encoder=false", "train_vae.max_steps=100", "train_vae.learning_rate=5e-4",
+               "train_vae.eval_every=100", "train_vae.checkpoint_every=100")
+    before = load_file(tiny_run / "vae" / "diffusion_pytorch_model.safetensors")
+    after = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+    assert before.keys() == after.keys()
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after[k]) for k in encoder)  # latents of any image are unchanged
+    assert sum(not torch.equal(before[k], after[k]) for k in decoder) > len(decoder) // 2
+    config = {p: json.loads((p / "vae" / "config.json").read_text())["scaling_factor"] for p in (tiny_run, out)}
+    assert config[tiny_run] == config[out]  # the UNet's latent scale is kept
+    heldout = build_dataset(load_config(TINY).data, "heldout")
+    assert heldout_psnr(load_vae(out / "vae"), heldout, "cpu") > heldout_psnr(load_vae(tiny_run / "vae"), heldout,
+                                                                                "cpu") + 0.2
+
+
+def test_decoder_only_vae_needs_a_vae_to_start_from(tmp_path):
+    proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "a"),
+                      "train_vae.train_encoder=false", check=False)
+    assert proc.returncode == 2 and "train_vae.train_encoder" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "b"),
+                      "--init-from", str(tmp_path / "missing"), check=False)
+    assert proc.returncode == 2 and "no VAE at" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b" / "vae").exists()
