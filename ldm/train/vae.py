@@ -132,7 +132,11 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
     objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
-    side = cfg.data.resolution // 2 ** (len(model.config.block_out_channels) - 1)
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    if cfg.data.resolution % factor:
+        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
+                       f"{factor}")
+    side = cfg.data.resolution // factor
     latent_shape = (model.config.latent_channels, side, side)
 
     # 2. resume
