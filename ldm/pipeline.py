@@ -33,7 +33,7 @@ log = logging.getLogger("ldm")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
 # Chosen by measurement on the default model (see README "Sampling defaults").
 DEFAULT_SCHEDULER = "euler-a"
-DEFAULT_STEPS = 16
+DEFAULT_STEPS = 14
 STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
 MORPH_MODES = ("slerp", "lerp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
