@@ -126,16 +126,16 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
         log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
     else:
         model = build_vae(cfg.vae, cfg.data.resolution)
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    if cfg.data.resolution % factor:  # validate() checked the config's VAE; an --init-from one may differ
+        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
+                       f"{factor}")
     if not tc.train_encoder:
         freeze_encoder(model)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
     objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
-    factor = 2 ** (len(model.config.block_out_channels) - 1)
-    if cfg.data.resolution % factor:
-        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
-                       f"{factor}")
     side = cfg.data.resolution // factor
     latent_shape = (model.config.latent_channels, side, side)
 
@@ -198,9 +198,8 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
         if tc.train_encoder:
             model.register_to_config(
                 scaling_factor=latent_scaling_factor(model, train_set, device, tc.scaling_samples, tc.seed))
-        factor = model.config.scaling_factor
         save_model(model, output_dir / "vae")
-        log.info("latent scaling factor %.5f; vae -> %s", factor, output_dir / "vae")
+        log.info("latent scaling factor %.5f; vae -> %s", model.config.scaling_factor, output_dir / "vae")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir / "vae"

@@ -230,3 +230,12 @@ def test_decoder_only_vae_needs_a_vae_to_start_from(tmp_path):
                       "--init-from", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2 and "no VAE at" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b" / "vae").exists()
+
+
+def test_vae_init_from_checks_the_resolution_against_its_own_factor(tiny_pipeline, tmp_path):
+    # the config's VAE has factor 2 (34 px is fine for it); the --init-from VAE has factor 4
+    proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "o"),
+                      "--init-from", str(tiny_pipeline), "data.resolution=34", "vae.block_out_channels=[16,32]",
+                      "unet.block_out_channels=[32]", "unet.cross_attention=[true]", check=False)
+    assert proc.returncode == 2 and "not a multiple of the VAE factor 4" in proc.stderr, proc.stderr[-500:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o" / "vae").exists()
