@@ -21,6 +21,7 @@ from ldm.errors import LdmError
 
 SAMPLE_MODES = ("stock", "ours")
 TARGET_SAMPLE_SPEEDUP = 5.0
+STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
 PROMPTS = ("grinning face", "red apple", "flag: Japan", "cat face", "thumbs up", "fire", "pizza", "rocket")
 
 
@@ -78,8 +79,10 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
 
         pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
-        unet, settings = pipe.unet, {"steps": 50, "guidance": 7.5, "scheduler": type(pipe.scheduler).__name__,
-                                     "precision": "fp32"}
+        from ldm.pipeline import STOCK_GUIDANCE
+
+        unet, settings = pipe.unet, {"steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE,
+                                     "scheduler": type(pipe.scheduler).__name__, "precision": "fp32"}
 
         def run(ps, seed):
             return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
@@ -152,17 +155,6 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
 SWEEP = (("euler-a", 8), ("euler-a", 12), ("euler-a", 14), ("euler-a", 16), ("euler-a", 20),
          ("dpmpp-2m", 8), ("dpmpp-2m", 12), ("dpmpp-2m", 16), ("dpmpp-2m-karras", 12), ("unipc", 12),
          ("euler", 16), ("ddim", 20))
-STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
-
-
-def stock_scheduler_name(base_config) -> str | None:
-    """Our name for the scheduler a folder ships with, when ours builds it exactly as stock diffusers does."""
-    from ldm.schedulers import SCHEDULERS
-
-    for name, choice in SCHEDULERS.items():
-        if choice.cls.__name__ == base_config.get("_class_name") and not choice.options:
-            return name
-    return None
 
 
 def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: int = 96,
@@ -176,6 +168,7 @@ def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: 
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, caption_sample, image_features, topk_hits
     from ldm.pipeline import STOCK_GUIDANCE, ImageSpec, Settings, load_sampling_model
+    from ldm.schedulers import stock_scheduler_name
 
     model = load_sampling_model(model_dir, "cpu")
     cfg = load_config(config or Path(model_dir) / "ldm_config.yaml")

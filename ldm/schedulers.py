@@ -60,6 +60,14 @@ def scheduler_from_label(label: str) -> str:
     return LABELS[label]
 
 
+def stock_scheduler_name(base_config) -> str | None:
+    """Our name for the scheduler a folder ships with, when ours builds it exactly as stock diffusers does."""
+    for name, choice in SCHEDULERS.items():
+        if choice.cls.__name__ == base_config.get("_class_name") and not choice.options:
+            return name
+    return None
+
+
 def make_scheduler(name: str, base_config):
     """A fresh scheduler of the named kind over a pipeline's noise schedule (betas, prediction type)."""
     choice = SCHEDULERS[check_scheduler(name)]
