@@ -29,6 +29,29 @@ def test_own_images_are_top1_and_shuffled_ones_are_not():
     assert top1 == 0.0
 
 
+def test_pixel_identical_images_count_as_each_other():
+    # "flag: France" and "flag: St. Martin" are one picture in the font: neither can win a nearest-neighbour
+    # search against the other, so a generated French flag must count for either caption
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(5, 3, 32, 32, generator=g)
+    images[3] = images[1]
+    images[4] = images[2] + 0.3 / 255  # a rendering-noise difference is still the same picture
+    ref = Reference(image_features(images), ["a", "flag: France", "c", "flag: St. Martin", "e"])
+    assert ref.twin_of.tolist() == [0, 1, 2, 1, 2]
+    assert ref.twins(3) == [1, 3] and ref.twins(0) == [0]
+    assert topk_hits(image_features(images[[1, 3, 4]]), ref, [3, 1, 2]) == (1.0, 1.0)
+    assert topk_hits(image_features(images[[0]]), ref, [3])[0] == 0.0
+
+
+def test_twin_distance_keeps_distinct_images_apart():
+    from ldm.evaluate import TWIN_DISTANCE, twin_groups
+
+    features = torch.zeros(3, 768)
+    features[1, 0] = TWIN_DISTANCE / 2
+    features[2, 0] = 0.18  # the nearest distinct pair in the emoji dataset (two skin tones)
+    assert twin_groups(features, block=2).tolist() == [0, 0, 2]
+
+
 def test_caption_sample_skips_duplicate_captions_and_is_fixed():
     ref, _ = _reference()
     sample = caption_sample(ref, 20)
@@ -69,3 +92,29 @@ def test_downsampling_baseline_is_lossless_on_flat_images():
     from ldm.evaluate import downsample_psnr
 
     assert downsample_psnr(torch.zeros(2, 3, 16, 16), 4) > 90
+
+
+class _FixedImages:
+    """Stands in for a SamplingModel: returns preset images, one per prompt, whatever the prompt."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def generate(self, specs, settings, batch_size=16, progress=None):
+        return self.images[: len(specs)]
+
+
+def test_generalisation_accepts_a_twin_of_the_right_family():
+    from ldm.evaluate import generalisation
+    from ldm.pipeline import Settings
+
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(3, 3, 32, 32, generator=g)
+    images[1] = images[0] + 0.2 / 255  # the same flag under the territory's caption, nearest to image 0
+    ref = Reference(image_features(images), ["flag: U.S. Outlying Islands", "flag: United States", "cat"])
+    paraphrases = {"american flag": ("flag: united states",), "kitty": ("cat",)}
+    model = _FixedImages(images[[0, 0]])  # both prompts draw the flag: right for one, wrong for the other
+    accuracy, _, details = generalisation(model, ref, Settings(), paraphrases)
+    assert accuracy == 0.5
+    territory = "flag: U.S. Outlying Islands"
+    assert details == [("american flag", territory, True), ("kitty", territory, False)]
