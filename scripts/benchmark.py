@@ -91,7 +91,10 @@ def main() -> None:
         child = [sys.executable, __file__, "train", "--only", mode] + sys.argv[2:]
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         results.append(run_child(child))
-    print(format_report(results, args.config))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    print(format_report(results, args.config, rates))
 
 
 if __name__ == "__main__":

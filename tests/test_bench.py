@@ -24,7 +24,16 @@ def test_both_modes_train_and_report():
         assert r["loss_finite"] and len(r["losses"]) == 2
         assert r["peak_rss_mb"] > 0
     assert results[0]["cache_s"] > 0 and results[1]["data_s"] > 0
-    assert "ours/naive" in format_report(results, "configs/tiny.yaml")
+    for r in results:
+        # the same model and batch in both modes: the same work a step, whatever the precision
+        assert r["step_gflop"] == pytest.approx(results[0]["step_gflop"], rel=1e-6) and r["step_gflop"] > 0
+        assert 0 < r["unet_step_s"] <= r["step_s"]
+    assert results[1]["unet_step_s"] < results[1]["step_s"]  # naive's step includes encoding its batch
+    report = format_report(results, "configs/tiny.yaml", {"fp32": 100.0, "bf16": 400.0})
+    assert "ours/naive" in report and "from not encoding each batch" in report
+    share = results[1]["unet_gflops"] / 100.0  # naive runs fp32, so its share is of the fp32 rate
+    naive_row = next(line for line in report.splitlines() if line.startswith("naive "))
+    assert f" {share:.0%} " in naive_row
 
 
 def test_unknown_mode_is_a_user_error():
