@@ -5,15 +5,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from ldm.bench import ATTENTION, MODES, bench_train, emit_result, format_report, run_child
 from ldm.bench_sample import (
     SAMPLE_MODES,
     bench_sample,
     format_sample_report,
     format_sweep,
-    matmul_gflops,
+    matmul_rates,
     scheduler_sweep,
 )
 from ldm.cli import run
@@ -64,9 +62,7 @@ def main_sample(args: argparse.Namespace) -> None:
                      "--num-images", str(args.num_images)] + (["--threads", str(args.threads)] if args.threads else [])
             print(f"running {mode} ...", file=sys.stderr, flush=True)
             results.append(run_child(child))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    rates = matmul_rates(args.threads)
     print(format_sample_report(results, args.model, rates))
 
 
@@ -91,9 +87,7 @@ def main() -> None:
         child = [sys.executable, __file__, "train", "--only", mode] + sys.argv[2:]
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         results.append(run_child(child))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    rates = matmul_rates(args.threads)
     print(format_report(results, args.config, rates))
 
 

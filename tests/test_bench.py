@@ -74,9 +74,11 @@ def test_scheduler_sweep_reports_fidelity_and_time(tiny_pipeline, tmp_path):
 def test_matmul_rate_and_unet_meter(tiny_model):
     import torch
 
-    from ldm.bench_sample import UNetMeter, matmul_gflops
+    from ldm.bench_sample import UNetMeter, matmul_gflops, matmul_rates
 
     assert matmul_gflops(torch.float32, n=128, repeats=2) > 0
+    rates = matmul_rates()
+    assert set(rates) == {"fp32", "bf16"} and min(rates.values()) > 0
     unet = tiny_model.pipe.unet
     meter = UNetMeter(unet)
     with torch.no_grad():
