@@ -4,7 +4,8 @@
 step draws a batch from that cache and runs the UNet under the config's mixed precision. "naive" does
 what diffusers' examples/text_to_image/train_text_to_image.py does with default flags: every step
 encodes the pixel batch through the VAE and the captions through the text encoder, all in fp32. Both
-then take the same UNet step (loss, backward, clipping, AdamW, LR schedule, EMA when the config has it).
+then take the same UNet step (loss, backward, clipping, AdamW, LR schedule, EMA when the config has it),
+each with its own AdamW and EMA settings: the example's defaults for naive, the trainer's for ours.
 
 The images are procedural and held in memory, so the benchmark needs no files and no data module;
 models are randomly initialised (timing does not depend on the weights) except the packaged text
@@ -45,9 +46,10 @@ from ldm.models import (
     load_text_encoder,
     use_training_attention,
 )
+from ldm.precision import resolve_mixed_precision
 from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.setup import make_lr_scheduler, make_optimizer
+from ldm.train.setup import make_ema, make_lr_scheduler, make_optimizer
 
 MODES = ("ours", "naive")
 RESULT_PREFIX = "LDM_BENCH_RESULT "  # marks the child's result line among library chatter
@@ -141,9 +143,9 @@ def _precision(cfg: Config, mode: str, precision: str | None) -> str:
         precision = "no" if mode == "naive" else cfg.train_unet.mixed_precision
     if precision == "fp16":
         raise LdmError("mixed precision fp16 needs a GPU; this benchmark runs on the CPU (use bf16 or no)")
-    if precision not in ("no", "bf16"):
-        raise LdmError(f"precision must be 'no' or 'bf16', got {precision!r}")
-    return precision
+    if precision not in ("auto", "no", "bf16"):
+        raise LdmError(f"precision must be 'auto', 'no' or 'bf16', got {precision!r}")
+    return resolve_mixed_precision(precision, torch.device("cpu"))
 
 
 def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmup: int = 1,
@@ -203,10 +205,16 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, batch_size: int, pre
         use_training_attention(unet, torch.device("cpu"))
     backend = (lambda: sdpa_kernel(SDPBackend.MATH)) if attention == "math" else contextlib.nullcontext
     ema = None
+    model_info = {"model_cls": UNet2DConditionModel, "model_config": unet.config}
     if tc.ema_decay > 0:
-        ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
+        # the example's defaults: EMAModel without foreach, AdamW with PyTorch's default (on the CPU a per-tensor
+        # loop); ours: what ldm's trainer builds (foreach EMA, fused AdamW)
+        ema = (make_ema(unet.parameters(), tc.ema_decay, **model_info) if mode == "ours" else
+               EMAModel(unet.parameters(), decay=tc.ema_decay, **model_info))
     noise_scheduler = build_noise_scheduler(cfg.noise)
-    optimizer = make_optimizer(unet.parameters(), tc)
+    optimizer = (make_optimizer(unet.parameters(), tc) if mode == "ours" else
+                 torch.optim.AdamW(unet.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
+                                   weight_decay=tc.weight_decay))
     lr_scheduler = make_lr_scheduler(optimizer, tc, 1)
     n = len(data)
 

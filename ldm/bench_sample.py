@@ -25,15 +25,18 @@ STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
 PROMPTS = ("grinning face", "red apple", "flag: Japan", "cat face", "thumbs up", "fire", "pizza", "rocket")
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 10) -> float:
-    """This machine's dense matmul rate in GFLOP/s for one dtype (the ceiling a UNet can approach)."""
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 10, max_s: float = 1.0) -> float:
+    """This machine's dense matmul rate in GFLOP/s for one dtype (the ceiling a UNet can approach).
+
+    Stops after max_s seconds: a CPU that emulates bf16 takes ~2 s for one product."""
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
     torch.mm(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
+    done, start = 0, time.perf_counter()
+    while done < repeats and (done == 0 or time.perf_counter() - start < max_s):
         torch.mm(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+        done += 1
+    return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
 
 
 

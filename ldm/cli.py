@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from ldm.config import Config, load_config
+from ldm.config import MIXED_PRECISIONS, Config, load_config
 from ldm.errors import LdmError
 
 
@@ -54,7 +54,8 @@ def training_parser(description: str, default_config: str) -> argparse.ArgumentP
     p.add_argument("--max-steps", type=int, help="total optimizer steps")
     p.add_argument("--checkpoint-every", type=int, help="save a resumable checkpoint every N steps")
     p.add_argument("--gradient-accumulation-steps", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS,
+                   help="autocast precision (auto: bf16 where the hardware computes it, else fp32)")
     p.add_argument("--resume", help="'latest' or a checkpoint folder")
     return p
 

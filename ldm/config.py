@@ -56,6 +56,8 @@ class UNetConfig:
     norm_num_groups: int = 32
     # True per level: that level has cross-attention (CrossAttn*Block2D).
     cross_attention: list[bool] = field(default_factory=lambda: [False, True, True])
+    # the block between the down and up paths at the lowest resolution (UNetMidBlock2DCrossAttn), or none
+    mid_block: bool = True
 
 
 @dataclass
@@ -82,7 +84,8 @@ class TrainConfig:
     max_steps: int = 1000
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # "no", "bf16" (CPU and GPU), "fp16" (GPU)
+    # "auto" (bf16 where the hardware computes it, else fp32; see ldm.precision), "no", "bf16", "fp16" (GPU)
+    mixed_precision: str = "auto"
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500
@@ -149,13 +152,14 @@ class Config:
     vae_path: str | None = None  # a trained VAE folder; default <output-dir>/vae
 
 
+MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")  # Accelerate's names, plus auto (ldm.precision)
 CHOICES = {
     "data.source": ("shapes", "imagefolder"),
     "noise.prediction_type": ("epsilon", "v_prediction"),
     "noise.beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
     "train_vae.recon_loss": ("l1", "mse"),
-    "train_vae.mixed_precision": ("no", "bf16", "fp16"),
-    "train_unet.mixed_precision": ("no", "bf16", "fp16"),
+    "train_vae.mixed_precision": MIXED_PRECISIONS,
+    "train_unet.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
     "finetune.method": ("full", "lora"),
 }

@@ -135,6 +135,7 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_
         attention_head_dim=cfg.attention_heads,  # diffusers reads it as the head count
         norm_num_groups=cfg.norm_num_groups,
         cross_attention_dim=context_dim,
+        mid_block_type="UNetMidBlock2DCrossAttn" if cfg.mid_block else None,
     )
 
 

@@ -26,6 +26,7 @@ from ldm.interpolate import blend
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder, refuse_pickle
 from ldm.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.parameters import file_hash, format_parameters, parse_parameters
+from ldm.precision import resolve_precision
 from ldm.schedulers import SCHEDULERS, check_scheduler, make_scheduler, scheduler_from_label
 
 log = logging.getLogger("ldm")
@@ -36,7 +37,6 @@ DEFAULT_SCHEDULER = "euler-a"
 DEFAULT_STEPS = 14
 STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
 MORPH_MODES = ("slerp", "lerp")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Progress = Callable[[int, int], None]
 
 
@@ -51,25 +51,6 @@ def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDi
 def sampling_scheduler(train_scheduler) -> DDIMScheduler:
     """A DDIM sampler over the training schedule (steps_offset=1 as in Stable Diffusion)."""
     return DDIMScheduler.from_config(train_scheduler.config, steps_offset=1)
-
-
-def _cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on CPUs with native bf16 and on bf16-capable GPUs, fp16 on other GPUs, else fp32."""
-    if precision not in PRECISIONS:
-        raise LdmError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and _cpu_has_fast_bf16() else "fp32"
 
 
 def default_device() -> torch.device:

@@ -28,7 +28,7 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     train.add_argument("--batch-size", type=int, help="default: the config's train_unet.batch_size")
     train.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
-    train.add_argument("--precision", choices=["no", "bf16"], help="ours only (default: the config's)")
+    train.add_argument("--precision", choices=["auto", "no", "bf16"], help="ours only (default: the config's)")
     train.add_argument("--channels-last", action="store_true", help="ours only: channels_last UNet and latents")
     train.add_argument("--attention", choices=ATTENTION, default="trainer",
                        help="ours only (naive uses sdpa): 'trainer' (what ldm's trainer uses), 'sdpa' (PyTorch's "

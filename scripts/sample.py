@@ -21,12 +21,12 @@ from ldm.pipeline import (
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     MORPH_MODES,
-    PRECISIONS,
     Settings,
     image_specs,
     load_sampling_model,
     spec_from_parameters,
 )
+from ldm.precision import PRECISIONS
 from ldm.schedulers import SCHEDULERS
 from ldm.walks import render_walk
 

@@ -1,5 +1,6 @@
 """Model building and safe loading: safetensors only, clear errors for pickles and broken files."""
 
+import dataclasses
 import json
 import pickle
 
@@ -47,6 +48,17 @@ def test_unet_cross_attention_follows_encoder(cfg):
     assert unet.config.cross_attention_dim == 384
     out = unet(torch.zeros(1, 4, 8, 8), 10, encoder_hidden_states=torch.zeros(1, 5, 384)).sample
     assert out.shape == (1, 4, 8, 8)
+
+
+@pytest.mark.parametrize("mid_block", [True, False])
+def test_the_mid_block_is_a_choice_that_loads_back(cfg, tmp_path, mid_block):
+    unet = build_unet(dataclasses.replace(cfg.unet, mid_block=mid_block), 4, 8, context_dim=384)
+    assert (unet.mid_block is not None) == mid_block
+    save_model(unet, tmp_path / "unet")
+    again = load_unet(tmp_path / "unet")
+    assert (again.mid_block is not None) == mid_block
+    x, emb = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 384)
+    assert torch.equal(unet(x, 10, encoder_hidden_states=emb).sample, again(x, 10, encoder_hidden_states=emb).sample)
 
 
 def test_round_trip_is_safetensors_only(vae_dir):

@@ -11,10 +11,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ldm.config import TrainConfig
 from ldm.errors import LdmError
+from ldm.precision import resolve_mixed_precision
 
 log = logging.getLogger("ldm")
 
@@ -28,9 +30,7 @@ def setup_logging(accelerator: Accelerator | None = None) -> None:
 
 
 def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Accelerator:
-    """An Accelerator with mixed precision, accumulation and TensorBoard logs under output_dir/logs."""
-    if tc.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise LdmError("mixed_precision fp16 needs a GPU; use bf16 on CPU")
+    """An Accelerator with mixed precision (auto resolved for this device), accumulation and TensorBoard logs."""
     project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"))
     try:
         import tensorboard  # noqa: F401
@@ -41,9 +41,10 @@ def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Acce
     # Without an accelerator, say so: Accelerate then runs several launched processes as gloo
     # multi-CPU instead of falling back to independent single-process runs.
     no_device = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    device = torch.device("cuda" if torch.cuda.is_available() else "mps" if not no_device else "cpu")
     accelerator = Accelerator(
         cpu=no_device,
-        mixed_precision=tc.mixed_precision,
+        mixed_precision=resolve_mixed_precision(tc.mixed_precision, device),
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         log_with=log_with,
         project_config=project,
@@ -55,10 +56,26 @@ def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Acce
 
 
 def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with the config's hyper-parameters."""
+    """AdamW with the config's hyper-parameters, as PyTorch's fused kernel where the parameters allow it."""
+    params = list(params)
     return torch.optim.AdamW(
-        params, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2), weight_decay=tc.weight_decay
+        params, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2), weight_decay=tc.weight_decay,
+        fused=can_fuse(params),
     )
+
+
+def can_fuse(params: list[torch.Tensor]) -> bool:
+    """Whether AdamW's fused kernel takes these parameters (floating point, on the CPU or a GPU).
+
+    On the CPU PyTorch's default is neither fused nor foreach but a Python loop of ~10 kernels per
+    tensor: for the tiny UNet's 208 tensors that loop was a quarter of the training step."""
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
+def make_ema(params, decay: float, **model_info) -> EMAModel:
+    """diffusers' EMAModel with foreach updates (on the CPU a per-tensor loop took 4x as long: 95 vs 22 ms a
+    step for the emoji64 UNet); model_info is EMAModel's model_cls/model_config for save_pretrained."""
+    return EMAModel(params, decay=decay, foreach=True, **model_info)
 
 
 def make_lr_scheduler(optimizer, tc: TrainConfig, num_processes: int):

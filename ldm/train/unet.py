@@ -43,6 +43,7 @@ from ldm.train.setup import (
     NonFiniteGuard,
     count_params,
     make_accelerator,
+    make_ema,
     make_lr_scheduler,
     make_optimizer,
     optimizer_update,
@@ -79,8 +80,9 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
     try:
         encoder = accelerator.unwrap_model(text_encoder)
         pipe = assemble_pipeline(vae, model, tokenizer, encoder, sampling_scheduler(noise_scheduler))
+        precision = accelerator.mixed_precision  # resolved: "no", "bf16" or "fp16"
         sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
-                                precision="fp32" if tc.mixed_precision == "no" else tc.mixed_precision)
+                                precision="fp32" if precision == "no" else precision)
         specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
         images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler="ddim"))
     finally:
@@ -134,8 +136,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         unet.enable_gradient_checkpointing()
     ema = None
     if tc.ema_decay > 0:
-        ema = (EMAModel(trainable, decay=tc.ema_decay) if lora else
-               EMAModel(trainable, decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config))
+        ema = (make_ema(trainable, tc.ema_decay) if lora else
+               make_ema(trainable, tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config))
     optimizer = make_optimizer(trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
@@ -170,7 +172,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             ema.save_pretrained(str(folder / EMA_DIR))
 
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
-             count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, tc.mixed_precision)
+             count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, accelerator.mixed_precision)
 
     # 4. the loop
     guard = NonFiniteGuard(tc.max_nonfinite_steps)

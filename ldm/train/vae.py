@@ -149,7 +149,7 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
     elif resume:
         log.info("starting fresh")
     log.info("vae %s params, %d training / %d held-out images, batch %d x %d processes, %s precision",
-             count_params(model), len(train_set), len(heldout), tc.batch_size, world, tc.mixed_precision)
+             count_params(model), len(train_set), len(heldout), tc.batch_size, world, accelerator.mixed_precision)
 
     # 3. the loop; a worker pool decodes images while the model trains
     accum = tc.gradient_accumulation_steps

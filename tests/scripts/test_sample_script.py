@@ -38,9 +38,12 @@ def test_prompts_file_generates_each_line(tiny_pipeline, tmp_path):
 
 
 def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
+    # bf16 is batch-exact; fp32 (the default on CPUs without native bf16) agrees only to ~1e-6, which
+    # can move a pixel by one level
+    exact = ["--precision", "bf16"]
     out = tmp_path / "walk"
     proc = run_script("scripts/sample.py", "--interpolate-seeds", "5", "6", "--prompt", "a red square", "--frames",
-                      "4", "--loop", "--steps", "3", "--model", str(tiny_pipeline), "--out", str(out))
+                      "4", "--loop", "--steps", "3", "--model", str(tiny_pipeline), "--out", str(out), *exact)
     names = [p.rsplit("/", 1)[-1] for p in proc.stdout.split()]
     assert names == [f"frame-{k:04d}.png" for k in range(4)] + ["grid.png", "animation.gif", "animation.mp4"]
     gif = Image.open(out / "animation.gif")
@@ -48,7 +51,7 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     assert (out / "animation.mp4").read_bytes()[4:8] == b"ftyp"
     plain = tmp_path / "plain"
     run_script("scripts/sample.py", "a red square", "--seed", "6", "--steps", "3", "--model", str(tiny_pipeline),
-               "--out", str(plain))
+               "--out", str(plain), *exact)
     assert np.array_equal(_pixels(out / "frame-0002.png"), _pixels(plain / "00000-6.png"))
 
 
