@@ -141,11 +141,7 @@ def _precision(cfg: Config, mode: str, precision: str | None) -> str:
     if precision is None:
         # naive is the example with default flags (fp32); ours is the trainer with the config's setting
         precision = "no" if mode == "naive" else cfg.train_unet.mixed_precision
-    if precision == "fp16":
-        raise LdmError("mixed precision fp16 needs a GPU; this benchmark runs on the CPU (use bf16 or no)")
-    if precision not in ("auto", "no", "bf16"):
-        raise LdmError(f"precision must be 'auto', 'no' or 'bf16', got {precision!r}")
-    return resolve_mixed_precision(precision, torch.device("cpu"))
+    return resolve_mixed_precision(precision, torch.device("cpu"))  # fp16 or an unknown name: a one-line error
 
 
 def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmup: int = 1,

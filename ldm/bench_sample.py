@@ -39,12 +39,12 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 10, max_s: f
     return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
 
 
-
 def matmul_rates(threads: int | None = None) -> dict[str, float]:
     """This machine's fp32 and bf16 matmul GFLOP/s, on `threads` torch threads (default: as set now)."""
     if threads:
         torch.set_num_threads(threads)
     return {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+
 
 class UNetMeter:
     """Times every UNet forward (hooks) and counts one forward's FLOPs, for achieved GFLOP/s."""

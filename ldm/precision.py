@@ -54,7 +54,7 @@ def resolve_mixed_precision(mixed_precision: str, device: torch.device) -> str:
     if mixed_precision == "fp16" and device.type != "cuda":
         raise LdmError("mixed_precision fp16 needs a GPU; use bf16 or auto on CPU")
     if mixed_precision == "auto":
-        resolved = resolve_precision("auto", device) if device.type in ("cpu", "cuda") else "fp32"
+        resolved = resolve_precision("auto", device)
         return "no" if resolved == "fp32" else resolved
     if mixed_precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
         log.warning("warning: this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 runs emulated, "

@@ -40,10 +40,10 @@ def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Acce
         log_with = None
     # Without an accelerator, say so: Accelerate then runs several launched processes as gloo
     # multi-CPU instead of falling back to independent single-process runs.
-    no_device = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    device = torch.device("cuda" if torch.cuda.is_available() else "mps" if not no_device else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
+                          else "cpu")
     accelerator = Accelerator(
-        cpu=no_device,
+        cpu=device.type == "cpu",
         mixed_precision=resolve_mixed_precision(tc.mixed_precision, device),
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         log_with=log_with,
