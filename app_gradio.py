@@ -19,22 +19,14 @@ import torch
 import yaml
 from PIL import Image
 
-from ldm.cli import Parser, run
+from ldm.cli import Parser, quiet_libraries, run
 from ldm.data.images import MAX_PIXELS, BadImage, load_image, to_tensor
 from ldm.errors import LdmError
 from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
+from ldm.generation import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, MORPH_MODES, ImageSpec, Settings
 from ldm.interpolate import slerp
 from ldm.media import save_png, write_animation
-from ldm.pipeline import (
-    DEFAULT_MODEL,
-    DEFAULT_SCHEDULER,
-    DEFAULT_STEPS,
-    MORPH_MODES,
-    ImageSpec,
-    SamplingModel,
-    Settings,
-    load_sampling_model,
-)
+from ldm.pipeline import SamplingModel, load_sampling_model
 from ldm.schedulers import SCHEDULERS
 from ldm.walks import render_walk
 
@@ -474,6 +466,7 @@ def refuse_decompression_bombs() -> None:
 def main(argv=None) -> None:
     """Load the model, build the UI and serve it."""
     args = parse_args(argv)
+    quiet_libraries()
     refuse_decompression_bombs()
     model = load_sampling_model(args.model, args.device)
     view = _dataset_view(model, args.data, args.data_limit)

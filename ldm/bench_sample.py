@@ -89,7 +89,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
 
         pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
-        from ldm.pipeline import STOCK_GUIDANCE
+        from ldm.folders import STOCK_GUIDANCE
 
         unet, settings = pipe.unet, {"steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE,
                                      "scheduler": type(pipe.scheduler).__name__, "precision": "fp32"}
@@ -98,7 +98,8 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
             return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
                         output_type="np").images
     else:
-        from ldm.pipeline import ImageSpec, Settings, load_sampling_model
+        from ldm.generation import ImageSpec, Settings
+        from ldm.pipeline import load_sampling_model
 
         sampler = load_sampling_model(model, "cpu")
         s = sampler.resolve(Settings())
@@ -177,7 +178,9 @@ def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: 
     from ldm.config import load_config
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, caption_sample, image_features, topk_hits
-    from ldm.pipeline import STOCK_GUIDANCE, ImageSpec, Settings, load_sampling_model
+    from ldm.folders import STOCK_GUIDANCE
+    from ldm.generation import ImageSpec, Settings
+    from ldm.pipeline import load_sampling_model
     from ldm.schedulers import stock_scheduler_name
 
     model = load_sampling_model(model_dir, "cpu")

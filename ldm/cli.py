@@ -18,14 +18,21 @@ from ldm.config import MIXED_PRECISIONS, Config, load_config
 from ldm.errors import LdmError
 
 
-def run(main: Callable[[], object]) -> None:
-    """Run a script's main(); a user error prints one line and exits 2, never a traceback."""
+def quiet_libraries() -> None:
+    """Turn off diffusers' and transformers' per-component loading bars; our own bars track the real work.
+
+    Scripts call it after checking their arguments, just before they import and load models, so that a
+    mistake or --help is answered without the seconds that importing torch and diffusers takes.
+    """
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    # per-component and per-file loading bars; our own bars track the real work
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a script's main(); a user error prints one line and exits 2, never a traceback."""
     try:
         main()
     except LdmError as exc:

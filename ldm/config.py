@@ -153,6 +153,7 @@ class Config:
 
 
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")  # Accelerate's names, plus auto (ldm.precision)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # sampling's names (ldm.precision)
 CHOICES = {
     "data.source": ("shapes", "imagefolder"),
     "noise.prediction_type": ("epsilon", "v_prediction"),

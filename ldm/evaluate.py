@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ldm.generation import ImageSpec, Settings
 from ldm.interpolate import max_jump_ratio
-from ldm.pipeline import ImageSpec, SamplingModel, Settings
+from ldm.pipeline import SamplingModel
 from ldm.train.losses import psnr
 from ldm.train.vae import heldout_psnr
 from ldm.walks import render_walk

@@ -1,4 +1,4 @@
-"""Interpolation as small pure functions: slerp/lerp, easing curves, keyframe paths and frame re-spacing."""
+"""Interpolation as small pure functions: slerp/lerp, keyframe paths (eased, see ldm.easing) and frame re-spacing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-EASINGS = ("linear", "smoothstep", "cosine")
+from ldm.easing import ease
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -48,17 +48,6 @@ def blend(a: torch.Tensor, b: torch.Tensor, t: float, mode: str) -> torch.Tensor
     if mode == "slerp":
         return slerp(a, b, t)
     raise ValueError(f"unknown interpolation {mode!r}: choose lerp or slerp")
-
-
-def ease(t: float, curve: str = "linear") -> float:
-    """Map t in [0, 1] through an easing curve (keeps 0 -> 0 and 1 -> 1 exactly)."""
-    if curve == "linear":
-        return t
-    if curve == "smoothstep":
-        return t * t * (3 - 2 * t)
-    if curve == "cosine":
-        return 0.5 - 0.5 * math.cos(math.pi * t)
-    raise ValueError(f"unknown easing {curve!r}: choose {', '.join(EASINGS)}")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ldm.config import Config, NoiseConfig, UNetConfig, VAEConfig, dump_config
 from ldm.errors import LdmError
+from ldm.folders import PICKLE_SUFFIXES, refuse_pickle
 from ldm.media import write_text_atomic
 
 log = logging.getLogger("ldm")
 
 MINILM = "minilm"
 REFERENCE_FILE = "ldm_reference.json"  # text_encoder/ entry naming an installed encoder instead of a copy
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 
 
 def minilm_path() -> Path:
@@ -161,15 +161,6 @@ def build_noise_scheduler(cfg: NoiseConfig) -> DDPMScheduler:
         prediction_type=cfg.prediction_type,
         clip_sample=False,
     )
-
-
-def refuse_pickle(path: str | Path) -> None:
-    """Raise a clear error for pickle checkpoints, which can run arbitrary code when loaded."""
-    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
-        raise LdmError(
-            f"{path} is a pickle checkpoint; ldm loads safetensors only (pickles can run code). "
-            "Convert it to a diffusers folder with safetensors weights first."
-        )
 
 
 def _check_model_folder(path: Path, what: str) -> None:

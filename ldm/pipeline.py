@@ -8,36 +8,24 @@ and variation seeds), a fresh scheduler of the chosen kind, and the precision.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
 from ldm.errors import LdmError
+from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance
+from ldm.generation import ImageSpec, Progress, Settings, check_spec, resolve_settings
 from ldm.interpolate import blend
-from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder, refuse_pickle
+from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.noise import NoiseSource, SeedBlend, scheduler_noise
-from ldm.parameters import file_hash, format_parameters, parse_parameters
+from ldm.parameters import file_hash, format_parameters
 from ldm.precision import resolve_precision
-from ldm.schedulers import SCHEDULERS, check_scheduler, make_scheduler, scheduler_from_label
-
-log = logging.getLogger("ldm")
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
-# Chosen by measurement on the default model (see README "Sampling defaults").
-DEFAULT_SCHEDULER = "euler-a"
-DEFAULT_STEPS = 14
-STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
-MORPH_MODES = ("slerp", "lerp")
-Progress = Callable[[int, int], None]
+from ldm.schedulers import SCHEDULERS, make_scheduler
 
 
 def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDiffusionPipeline:
@@ -56,50 +44,6 @@ def sampling_scheduler(train_scheduler) -> DDIMScheduler:
 def default_device() -> torch.device:
     """The first GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything about a generation that is shared by all its images (None: the model's default)."""
-
-    steps: int = DEFAULT_STEPS
-    guidance_scale: float | None = None
-    scheduler: str = DEFAULT_SCHEDULER
-    width: int | None = None
-    height: int | None = None
-    eta: float = 0.0
-    negative_prompt: str = ""
-    lora: str | None = None  # a LoRA file in diffusers' format (pytorch_lora_weights.safetensors)
-    lora_scale: float = 1.0
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What decides one image's pixels besides the Settings: prompt (or a morph of two) and noise."""
-
-    prompt: str
-    seed: int
-    variation_seed: int | None = None
-    variation_strength: float = 0.0
-    morph_to: str | None = None
-    morph_t: float = 0.0
-    morph_mode: str = "slerp"
-
-    @property
-    def noise(self) -> SeedBlend:
-        """The noise recipe (seed, variation seed, strength)."""
-        return SeedBlend(self.seed, self.variation_seed, self.variation_strength)
-
-
-def _check_spec(spec: ImageSpec) -> None:
-    if not 0 <= spec.variation_strength <= 1:
-        raise LdmError(f"variation strength must be in [0, 1], got {spec.variation_strength}")
-    if not 0 <= spec.morph_t <= 1:
-        raise LdmError(f"morph position must be in [0, 1], got {spec.morph_t}")
-    if spec.morph_mode not in MORPH_MODES:
-        raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
-    if not 0 <= spec.seed < 2**63:
-        raise LdmError(f"seed must be in [0, 2^63), got {spec.seed}")
 
 
 def _unet_output_to_fp32(module, args, output):
@@ -148,27 +92,7 @@ class SamplingModel:
 
     def resolve(self, settings: Settings) -> Settings:
         """Fill in the model's defaults and check every value, raising one-line errors."""
-        check_scheduler(settings.scheduler)
-        s = replace(
-            settings,
-            guidance_scale=self.default_guidance if settings.guidance_scale is None else settings.guidance_scale,
-            width=self.default_size if settings.width is None else settings.width,
-            height=self.default_size if settings.height is None else settings.height,
-        )
-        if s.steps < 1:
-            raise LdmError(f"steps must be at least 1, got {s.steps}")
-        if s.guidance_scale < 0:
-            raise LdmError(f"guidance scale must be >= 0, got {s.guidance_scale}")
-        if s.eta < 0:
-            raise LdmError(f"eta must be >= 0, got {s.eta}")
-        if s.lora is not None:
-            refuse_pickle(s.lora)
-            if not Path(s.lora).is_file():
-                raise LdmError(f"LoRA file not found: {s.lora}")
-        for side, value in (("width", s.width), ("height", s.height)):
-            if value < self.factor or value % self.factor:
-                raise LdmError(f"{side} {value} is not a positive multiple of the model's factor {self.factor}")
-        return s
+        return resolve_settings(settings, self.factor, self.default_size, self.default_guidance)
 
     def parameters(self, spec: ImageSpec, settings: Settings) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
@@ -250,7 +174,7 @@ class SamplingModel:
         s = self.resolve(settings)
         specs = list(specs)
         for spec in specs:
-            _check_spec(spec)
+            check_spec(spec)
         if batch_size < 1:
             raise LdmError(f"batch size must be at least 1, got {batch_size}")
         # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
@@ -275,7 +199,7 @@ class SamplingModel:
         ])
         uncond = embeds[s.negative_prompt].expand(len(batch), -1, -1)
         # 4. starting noise from each image's own CPU generators
-        source = NoiseSource([sp.noise for sp in batch])
+        source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
         channels = self.pipe.unet.config.in_channels
         latents = source.randn((len(batch), channels, s.height // self.factor, s.width // self.factor))
         # 5. a fresh scheduler of the chosen kind over the model's noise schedule
@@ -310,98 +234,9 @@ class SamplingModel:
         return (image.float().cpu() / 2 + 0.5).clamp(0, 1)
 
 
-def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_seed: int | None = None,
-                variation_strength: float = 0.0) -> list[ImageSpec]:
-    """num_images per prompt; image k of the run (counting across prompts) gets seed + k."""
-    if num_images < 1:
-        raise LdmError(f"number of images must be at least 1, got {num_images}")
-    if not prompts:
-        raise LdmError("no prompt given")
-    specs = []
-    for prompt in prompts:
-        for _ in range(num_images):
-            k = len(specs)
-            specs.append(ImageSpec(prompt, seed + k, None if variation_seed is None else variation_seed + k,
-                                   variation_strength))
-    return specs
-
-
-def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]]:
-    """Parse a `parameters` chunk back into what re-creates the image (and the raw fields)."""
-    prompt, negative, fields = parse_parameters(text)
-
-    def number(key: str, kind=float, default=None):
-        if key not in fields:
-            if default is None:
-                raise LdmError(f"PNG parameters lack {key!r}")
-            return default
-        try:
-            return kind(fields[key])
-        except ValueError:
-            raise LdmError(f"PNG parameters: {key} {fields[key]!r} is not a number") from None
-
-    size = fields.get("Size", "")
-    try:
-        width, height = (int(v) for v in size.split("x")) if size else (None, None)
-    except ValueError:
-        raise LdmError(f"PNG parameters: size {size!r} is not WIDTHxHEIGHT") from None
-    lora, _, lora_scale = fields.get("LoRA", "").rpartition(":")
-    try:
-        lora_scale = float(lora_scale) if lora else 1.0
-    except ValueError:
-        raise LdmError(f"PNG parameters: LoRA {fields['LoRA']!r} is not NAME:SCALE") from None
-    settings = Settings(
-        steps=number("Steps", int), guidance_scale=number("CFG scale", float, 7.0),
-        scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
-        eta=number("Eta", float, 0.0), negative_prompt=negative, lora=lora or None, lora_scale=lora_scale,
-    )
-    spec = ImageSpec(
-        prompt=prompt, seed=number("Seed", int),
-        variation_seed=number("Variation seed", int) if "Variation seed" in fields else None,
-        variation_strength=number("Variation seed strength", float, 0.0),
-        morph_to=fields.get("Morph to"), morph_t=number("Morph t", float, 0.0),
-        morph_mode=fields.get("Morph mode", "slerp"),
-    )
-    return spec, settings, fields
-
-
-def check_pipeline_folder(folder: Path) -> dict:
-    """The folder's model_index.json, after checking it is a loadable SD pipeline folder (one-line errors)."""
-    index_file = folder / "model_index.json"
-    if not index_file.is_file():
-        raise LdmError(f"not a diffusers pipeline folder (no model_index.json): {folder}")
-    try:
-        index = json.loads(index_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LdmError(f"{index_file} is not valid JSON: {exc}") from None
-    if not isinstance(index, dict) or "StableDiffusion" not in str(index.get("_class_name", "")):
-        raise LdmError(f"{folder} is not a Stable Diffusion pipeline folder (model_index.json _class_name)")
-    for part in ("unet", "vae", "tokenizer", "scheduler"):
-        if not (folder / part).is_dir():
-            raise LdmError(f"pipeline folder {folder} has no {part}/ folder")
-    for part in ("unet", "vae"):
-        if not any((folder / part).glob("*.safetensors")):
-            raise LdmError(f"{folder / part} has no .safetensors weights (ldm does not load pickles)")
-    return index
-
-
-def _folder_guidance(folder: Path) -> float:
-    config_file = folder / "ldm_config.yaml"
-    if config_file.is_file():
-        try:
-            return float(yaml.safe_load(config_file.read_text())["train_unet"]["guidance_scale"])
-        except (yaml.YAMLError, KeyError, TypeError, ValueError):
-            log.warning("%s: no train_unet.guidance_scale; using %s", config_file, STOCK_GUIDANCE)
-    return STOCK_GUIDANCE
-
-
 def load_pipeline(folder: str | Path, device: str | torch.device | None = None) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline from an ldm or diffusers folder, offline, safetensors only."""
-    folder = Path(folder).expanduser()
-    refuse_pickle(folder)
-    if not folder.is_dir():
-        raise LdmError(f"model folder not found: {folder}")
-    check_pipeline_folder(folder)
+    folder = check_model_folder(folder)
     kwargs = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
     if (folder / "text_encoder" / REFERENCE_FILE).is_file():  # ours: the encoder lives in an installed package
         kwargs["tokenizer"], kwargs["text_encoder"] = load_pipeline_text_encoder(folder)
@@ -419,7 +254,7 @@ def load_sampling_model(folder: str | Path, device: str | torch.device | None = 
     """Load a pipeline folder for sampling (see load_pipeline)."""
     folder = Path(folder).expanduser()
     pipe = load_pipeline(folder, device)
-    return SamplingModel(pipe, name=folder.resolve().name, folder=folder, guidance_scale=_folder_guidance(folder),
+    return SamplingModel(pipe, name=folder.resolve().name, folder=folder, guidance_scale=folder_guidance(folder),
                          precision=precision)
 
 

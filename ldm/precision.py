@@ -13,12 +13,10 @@ from pathlib import Path
 
 import torch
 
-from ldm.config import MIXED_PRECISIONS
+from ldm.config import MIXED_PRECISIONS, PRECISIONS
 from ldm.errors import LdmError
 
 log = logging.getLogger("ldm")
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # sampling's names
 
 
 def cpu_has_fast_bf16() -> bool:

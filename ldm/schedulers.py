@@ -1,45 +1,43 @@
-"""Sampling schedulers by name, with the labels AUTOMATIC1111 writes into PNG parameters."""
+"""Sampling schedulers by name, with the labels AUTOMATIC1111 writes into PNG parameters.
+
+Classes are named, not imported: the table answers scripts' flag checks without importing diffusers.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    UniPCMultistepScheduler,
-)
 
 from ldm.errors import LdmError
 
 
 @dataclass(frozen=True)
 class SchedulerChoice:
-    """A diffusers scheduler class, the config it needs, and its AUTOMATIC1111 label."""
+    """A diffusers scheduler class (by name), the config it needs, and its AUTOMATIC1111 label."""
 
-    cls: type
+    class_name: str
     label: str
     options: dict = field(default_factory=dict)
     ancestral: bool = False
 
+    @property
+    def cls(self) -> type:
+        """The diffusers class."""
+        return getattr(importlib.import_module("diffusers"), self.class_name)
+
 
 SCHEDULERS: dict[str, SchedulerChoice] = {
-    "ddim": SchedulerChoice(DDIMScheduler, "DDIM"),
-    "pndm": SchedulerChoice(PNDMScheduler, "PLMS", {"skip_prk_steps": True}),
-    "euler": SchedulerChoice(EulerDiscreteScheduler, "Euler"),
-    "euler-a": SchedulerChoice(EulerAncestralDiscreteScheduler, "Euler a", ancestral=True),
-    "heun": SchedulerChoice(HeunDiscreteScheduler, "Heun"),
-    "dpmpp-2m": SchedulerChoice(DPMSolverMultistepScheduler, "DPM++ 2M",
+    "ddim": SchedulerChoice("DDIMScheduler", "DDIM"),
+    "pndm": SchedulerChoice("PNDMScheduler", "PLMS", {"skip_prk_steps": True}),
+    "euler": SchedulerChoice("EulerDiscreteScheduler", "Euler"),
+    "euler-a": SchedulerChoice("EulerAncestralDiscreteScheduler", "Euler a", ancestral=True),
+    "heun": SchedulerChoice("HeunDiscreteScheduler", "Heun"),
+    "dpmpp-2m": SchedulerChoice("DPMSolverMultistepScheduler", "DPM++ 2M",
                                 {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}),
-    "dpmpp-2m-karras": SchedulerChoice(DPMSolverMultistepScheduler, "DPM++ 2M Karras",
+    "dpmpp-2m-karras": SchedulerChoice("DPMSolverMultistepScheduler", "DPM++ 2M Karras",
                                        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
-    "unipc": SchedulerChoice(UniPCMultistepScheduler, "UniPC"),
-    "lms": SchedulerChoice(LMSDiscreteScheduler, "LMS"),
+    "unipc": SchedulerChoice("UniPCMultistepScheduler", "UniPC"),
+    "lms": SchedulerChoice("LMSDiscreteScheduler", "LMS"),
 }
 LABELS = {choice.label: name for name, choice in SCHEDULERS.items()}
 
@@ -63,7 +61,7 @@ def scheduler_from_label(label: str) -> str:
 def stock_scheduler_name(base_config) -> str | None:
     """Our name for the scheduler a folder ships with, when ours builds it exactly as stock diffusers does."""
     for name, choice in SCHEDULERS.items():
-        if choice.cls.__name__ == base_config.get("_class_name") and not choice.options:
+        if choice.class_name == base_config.get("_class_name") and not choice.options:
             return name
     return None
 

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
+from ldm.easing import EASINGS
 from ldm.errors import LdmError
-from ldm.interpolate import EASINGS, frame_distances, path_positions, point_at, respace
-from ldm.pipeline import MORPH_MODES, ImageSpec, Progress, SamplingModel, Settings
+from ldm.generation import MORPH_MODES, ImageSpec, Progress, Settings
+from ldm.interpolate import frame_distances, path_positions, point_at, respace
+from ldm.pipeline import SamplingModel
 
 
 def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:

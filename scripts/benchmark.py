@@ -14,8 +14,9 @@ from ldm.bench_sample import (
     matmul_rates,
     scheduler_sweep,
 )
-from ldm.cli import run
-from ldm.pipeline import DEFAULT_MODEL, export_pipeline
+from ldm.cli import quiet_libraries, run
+from ldm.generation import DEFAULT_MODEL
+from ldm.pipeline import export_pipeline
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +70,7 @@ def main_sample(args: argparse.Namespace) -> None:
 def main() -> None:
     """Run each mode in its own process so that peak memory is per mode, then print the comparison."""
     args = parse_args()
+    quiet_libraries()
     if args.command == "sample":
         main_sample(args)
         return

@@ -3,15 +3,11 @@
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ldm.cli import Parser, run
+from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
-from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
-from ldm.evaluate import Reference, evaluate_model, format_table, update_card
-from ldm.media import write_text_atomic
-from ldm.pipeline import DEFAULT_MODEL, Settings, load_sampling_model
+from ldm.folders import check_model_folder
+from ldm.generation import DEFAULT_MODEL, Settings
 
 
 def main() -> None:
@@ -30,6 +26,15 @@ def main() -> None:
     if not config.is_file():
         raise LdmError(f"no config {config}: pass --config")
     cfg = load_config(config, [f"data.path={args.data}", "data.source=imagefolder"] if args.data else [])
+    check_model_folder(model_dir)
+    quiet_libraries()
+    from tqdm import tqdm
+
+    from ldm.data.dataset import build_dataset
+    from ldm.evaluate import Reference, evaluate_model, format_table, update_card
+    from ldm.media import write_text_atomic
+    from ldm.pipeline import load_sampling_model
+
     model = load_sampling_model(model_dir, args.device)
     train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")
     reference = Reference.from_datasets([train, heldout])

@@ -3,8 +3,9 @@
 import tempfile
 from pathlib import Path
 
-from ldm.cli import Parser, run
-from ldm.pipeline import DEFAULT_MODEL, export_pipeline
+from ldm.cli import Parser, quiet_libraries, run
+from ldm.folders import check_model_folder
+from ldm.generation import DEFAULT_MODEL
 
 
 def main() -> None:
@@ -19,6 +20,11 @@ def main() -> None:
     p.add_argument("--reference-encoder", action="store_true",
                    help="keep a packaged text encoder as a reference instead of a copy (smaller; needs ldm to load)")
     args = p.parse_args()
+    if not args.checkpoint:
+        check_model_folder(args.model)
+    quiet_libraries()
+    from ldm.pipeline import export_pipeline
+
     if args.checkpoint:
         from ldm.train.unet import pipeline_from_checkpoint
 

@@ -9,26 +9,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ldm.cli import Parser, run
+from ldm.cli import Parser, quiet_libraries, run
+from ldm.config import PRECISIONS
+from ldm.easing import EASINGS
 from ldm.errors import LdmError
-from ldm.interpolate import EASINGS
-from ldm.media import write_animation, write_images
-from ldm.parameters import read_png_parameters
-from ldm.pipeline import (
+from ldm.folders import check_model_folder, folder_geometry, folder_guidance
+from ldm.generation import (
     DEFAULT_MODEL,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     MORPH_MODES,
     Settings,
     image_specs,
-    load_sampling_model,
+    resolve_settings,
     spec_from_parameters,
 )
-from ldm.precision import PRECISIONS
+from ldm.parameters import read_png_parameters
 from ldm.schedulers import SCHEDULERS
-from ldm.walks import render_walk
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,7 +81,9 @@ def read_prompts(args) -> list[str]:
 
 
 def main() -> None:
-    """Parse flags, generate, write and list the files."""
+    """Parse flags, check them all, then load the model, generate, write and list the files."""
+    # Everything the user typed is checked before torch and diffusers are imported (seconds), so a
+    # mistake is answered at once and nothing is loaded for it.
     args = parser().parse_args()
     if args.frames < 2:
         raise LdmError(f"frames must be at least 2, got {args.frames}")
@@ -92,53 +91,63 @@ def main() -> None:
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
                         lora=args.lora, lora_scale=args.lora_scale)
     prompts = read_prompts(args)
-    from_png = None
-    if args.from_png:
-        from_png = spec_from_parameters(read_png_parameters(args.from_png))
-    elif not prompts and not args.morph:
-        raise LdmError("give a prompt (or --prompts-file, --morph or --from-png)")
-    model = load_sampling_model(args.model, args.device, args.precision)
+    kind = "png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
     seed = args.seed if args.seed is not None else random.randrange(2**32)
-    kind = "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
-    out = Path(args.out or f"outputs/{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
-    settings = model.resolve(settings) if from_png is None else settings
-    bar = tqdm(unit="step", desc=kind, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
+    if kind == "png":
+        spec, settings, fields = spec_from_parameters(read_png_parameters(args.from_png))
+        if settings.lora is not None:
+            if args.lora is None:
+                raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
+            settings = replace(settings, lora=args.lora)
+        specs = [spec]
+    elif kind == "image":
+        if not prompts:
+            raise LdmError("give a prompt (or --prompts-file, --morph or --from-png)")
+        specs = image_specs(prompts, args.num_images, seed, args.variation_seed, args.variation_strength)
+    else:
+        keyframe_prompts = args.morph or prompts[:1]
+        if not keyframe_prompts:
+            raise LdmError("a seed walk needs a prompt (--prompt P)")
+    folder = check_model_folder(args.model)
+    settings = resolve_settings(settings, *folder_geometry(folder), folder_guidance(folder))
+
+    quiet_libraries()
+    from tqdm import tqdm
+
+    from ldm.media import write_animation, write_images
+    from ldm.pipeline import load_sampling_model
+    from ldm.walks import render_walk
+
+    model = load_sampling_model(folder, args.device, args.precision)
+    name = "image" if kind == "png" else kind
+    out = Path(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    if from_png is not None:
-        spec, settings, fields = from_png
-        if settings.lora is not None:
-            if args.lora is None:
-                raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
-            settings = replace(settings, lora=args.lora)
+    if kind == "png":
         if fields.get("Model hash") not in (None, model.model_hash):
             print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
                   f"this model is {model.model_hash}", file=sys.stderr)
         if fields.get("Precision", model.precision) != model.precision:
             print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
                   file=sys.stderr)
-        images = model.generate([spec], settings, progress=progress)
+        images = model.generate(specs, settings, progress=progress)
         paths = write_images(out, images, [model.parameters(spec, settings)], [Path(args.from_png).name])
-    elif args.morph or args.interpolate_seeds:
-        keyframe_prompts = args.morph or prompts[:1]
-        if not keyframe_prompts:
-            raise LdmError("a seed walk needs a prompt (--prompt P)")
-        seeds = args.interpolate_seeds or [seed]
-        specs, frames = render_walk(model, keyframe_prompts, seeds, args.frames, settings, loop=args.loop,
-                                    ease=args.ease, morph_mode=args.morph_mode, even=args.even_spacing,
-                                    batch_size=args.batch_size, progress=progress)
-        paths = write_animation(out, frames, [model.parameters(s, settings) for s in specs], args.fps)
-    else:
-        specs = image_specs(prompts, args.num_images, seed, args.variation_seed, args.variation_strength)
+    elif kind == "image":
         images = model.generate(specs, settings, args.batch_size, progress)
         names = [f"{k:05d}-{s.seed}.png" for k, s in enumerate(specs)]
         paths = write_images(out, images, [model.parameters(s, settings) for s in specs], names)
         bar.close()
         for s in specs:
             print(f"seed {s.seed}: {s.prompt!r}", file=sys.stderr)
+    else:
+        specs, frames = render_walk(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
+                                    loop=args.loop, ease=args.ease, morph_mode=args.morph_mode,
+                                    even=args.even_spacing, batch_size=args.batch_size, progress=progress)
+        paths = write_animation(out, frames, [model.parameters(s, settings) for s in specs], args.fps)
     bar.close()
     for path in paths:
         print(path)

@@ -1,7 +1,7 @@
 """Train the latent UNet: python scripts/train_unet.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
-from ldm.cli import config_from_args, run, training_parser
-from ldm.train.unet import train_unet
+from ldm.cli import config_from_args, quiet_libraries, run, training_parser
+from ldm.folders import check_model_folder
 
 
 def main() -> None:
@@ -13,7 +13,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = config_from_args(args, "train_unet")
     if args.init_from:
+        check_model_folder(args.init_from, "--init-from")
         cfg.finetune.init_from = args.init_from
+    quiet_libraries()  # the config is checked: now load torch and diffusers
+    from ldm.train.unet import train_unet
+
     train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae)
 
 

@@ -1,7 +1,7 @@
 """Train the VAE: python scripts/train_vae.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
-from ldm.cli import config_from_args, run, training_parser
-from ldm.train.vae import train_vae
+from ldm.cli import config_from_args, quiet_libraries, run, training_parser
+from ldm.folders import vae_folder
 
 
 def main() -> None:
@@ -11,8 +11,12 @@ def main() -> None:
                         "train_vae.train_encoder=false only its decoder trains, so its latents stay valid")
     args = parser.parse_args()
     if args.init_from:
+        vae_folder(args.init_from)
         args.overrides.append(f"train_vae.init_from={args.init_from}")
     cfg = config_from_args(args, "train_vae")
+    quiet_libraries()  # the config is checked: now load torch and diffusers
+    from ldm.train.vae import train_vae
+
     train_vae(cfg, args.output_dir, resume=args.resume)
 
 

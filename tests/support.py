@@ -23,6 +23,17 @@ def run_script(*args: str, env: dict | None = None, check: bool = True, timeout:
     return proc
 
 
+def no_model_libraries(folder: Path) -> dict:
+    """An environment in which importing torch, diffusers or transformers fails loudly.
+
+    Scripts check their arguments before they import those (seconds of start-up); running a bad-input
+    case under this environment shows that the check really comes first.
+    """
+    for name in ("torch", "diffusers", "transformers"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        message = f"{name} imported before the arguments were checked"
+        (folder / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
+    return {"PYTHONPATH": str(folder)}
 
 
 def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None) -> Path:

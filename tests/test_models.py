@@ -10,6 +10,7 @@ from support import TINY
 
 from ldm.config import load_config
 from ldm.errors import LdmError
+from ldm.folders import refuse_pickle
 from ldm.models import (
     build_unet,
     build_vae,
@@ -18,7 +19,6 @@ from ldm.models import (
     load_unet,
     load_vae,
     minilm_path,
-    refuse_pickle,
     save_model,
 )
 

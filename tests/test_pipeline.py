@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from ldm.errors import LdmError
-from ldm.pipeline import ImageSpec, Settings, export_pipeline, load_pipeline, spec_from_parameters
+from ldm.folders import folder_geometry, folder_guidance
+from ldm.generation import ImageSpec, Settings, resolve_settings, spec_from_parameters
+from ldm.pipeline import export_pipeline, load_pipeline
 from ldm.schedulers import SCHEDULERS
 
 FAST = Settings(steps=4)
@@ -105,6 +107,23 @@ def test_bad_folders_are_one_line_errors(tmp_path, tiny_pipeline):
         f.rename(f.with_suffix(".bin"))
     with pytest.raises(LdmError, match="safetensors"):
         load_pipeline(broken)
+
+
+def test_folder_geometry_and_guidance_match_the_loaded_model(tiny_model, tiny_pipeline, tmp_path):
+    # scripts check sizes and settings from the folder's files before loading; they must agree with the model
+    assert folder_geometry(tiny_pipeline) == (tiny_model.factor, tiny_model.default_size) == (4, 32)
+    assert folder_guidance(tiny_pipeline) == tiny_model.default_guidance
+    assert resolve_settings(Settings(), *folder_geometry(tiny_pipeline), folder_guidance(tiny_pipeline)) == \
+        tiny_model.resolve(Settings())
+    wide = tmp_path / "wide"
+    shutil.copytree(tiny_pipeline, wide)
+    config = json.loads((wide / "vae" / "config.json").read_text())
+    config["block_out_channels"] = [*config["block_out_channels"], 64]  # one more level: factor 8
+    (wide / "vae" / "config.json").write_text(json.dumps(config))
+    assert folder_geometry(wide) == (8, 64)
+    (wide / "unet" / "config.json").write_text("{}")
+    with pytest.raises(LdmError, match="sample_size"):
+        folder_geometry(wide)
 
 
 def test_fp16_export_keeping_the_encoder_reference_is_small_and_samples_the_same(tmp_path, tiny_pipeline):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ldm.errors import LdmError
+from ldm.generation import ImageSpec, Settings
 from ldm.interpolate import max_jump_ratio
-from ldm.pipeline import ImageSpec, Settings
 from ldm.walks import render_walk
 
 ANCESTRAL = Settings(steps=5, scheduler="euler-a")

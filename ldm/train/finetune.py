@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from ldm.config import FinetuneConfig
 from ldm.errors import LdmError
+from ldm.folders import check_model_folder
 from ldm.models import MINILM, REFERENCE_FILE, load_pipeline_text_encoder, load_unet, load_vae
-from ldm.pipeline import check_pipeline_folder
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' save/load_lora_weights use
 LORA_EMA_FILE = "lora_ema.safetensors"
@@ -39,10 +39,7 @@ class InitComponents:
 
 def load_init_components(folder: str | Path) -> InitComponents:
     """Load a pipeline folder's UNet, VAE, tokenizer, text encoder and scheduler for fine-tuning."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise LdmError(f"--init-from folder not found: {folder}")
-    check_pipeline_folder(folder)
+    folder = check_model_folder(folder, "--init-from")
     config_file = folder / "scheduler" / "scheduler_config.json"
     try:
         scheduler_config = json.loads(config_file.read_text())

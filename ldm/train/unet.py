@@ -15,6 +15,7 @@ from ldm.cache import load_or_build_cache, sample_batch
 from ldm.config import Config, dump_config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
+from ldm.generation import ImageSpec, Settings
 from ldm.media import make_grid, save_image_atomic, write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
@@ -27,7 +28,7 @@ from ldm.models import (
     save_pipeline,
     use_training_attention,
 )
-from ldm.pipeline import ImageSpec, SamplingModel, Settings, assemble_pipeline, sampling_scheduler
+from ldm.pipeline import SamplingModel, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.finetune import (
     add_lora,

@@ -11,6 +11,7 @@ import torch
 from ldm.config import Config
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
+from ldm.folders import vae_folder
 from ldm.media import make_grid, save_image_atomic
 from ldm.models import build_vae, load_vae, save_model
 from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
@@ -88,16 +89,6 @@ class VAEObjective(torch.nn.Module):
         return vae_loss(self.vae, pixels, eps, self.kl_weight, self.recon)
 
 
-def init_vae_folder(path: str | Path) -> Path:
-    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
-    path = Path(path).expanduser()
-    if (path / "vae" / "config.json").is_file():
-        return path / "vae"
-    if (path / "config.json").is_file():
-        return path
-    raise LdmError(f"--init-from: no VAE at {path} (expected a VAE folder or a pipeline folder with vae/)")
-
-
 def freeze_encoder(vae) -> None:
     """Freeze everything that maps pixels to latents, so that only the decoder side trains."""
     for part in (vae.encoder, vae.quant_conv):
@@ -122,7 +113,7 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
     heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
     torch.manual_seed(tc.seed)
     if tc.init_from:  # its architecture, not the config's vae section, decides the model
-        model = load_vae(init_vae_folder(tc.init_from))
+        model = load_vae(vae_folder(tc.init_from))
         log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
     else:
         model = build_vae(cfg.vae, cfg.data.resolution)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from support import run_script
+from support import no_model_libraries, run_script
 
 
 def _pixels(path) -> np.ndarray:
@@ -65,16 +65,24 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["x", "--model", "/nonexistent/model"], "model folder not found"),
     (["--from-png", "/nonexistent.png"], "PNG not found"),
 ])
-def test_bad_arguments_fail_with_one_line(tiny_pipeline, args, message):
+def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message):
     if "--model" not in args:
         args = [*args, "--model", str(tiny_pipeline)]
-    proc = run_script("scripts/sample.py", *args, check=False)
+    proc = run_script("scripts/sample.py", *args, check=False, env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+def test_help_needs_no_model_libraries(tmp_path):
+    for script in ("scripts/sample.py", "scripts/export.py", "scripts/train_vae.py", "scripts/train_unet.py",
+                   "scripts/evaluate.py"):
+        proc = run_script(script, "--help", env=no_model_libraries(tmp_path / "libs"))
+        assert proc.stdout.startswith("usage:"), (script, proc.stdout[:200])
+
+
 def test_export_script_refuses_a_bad_model(tmp_path):
-    proc = run_script("scripts/export.py", "--model", str(tmp_path), "--out", str(tmp_path / "x"), check=False)
+    proc = run_script("scripts/export.py", "--model", str(tmp_path), "--out", str(tmp_path / "x"), check=False,
+                      env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2 and "model_index.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -12,12 +12,13 @@ import torch
 from diffusers import DDPMScheduler
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
-from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, run_script
+from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, no_model_libraries, run_script
 
 from ldm.data.images import load_image, to_tensor
 from ldm.evaluate import image_features
 from ldm.explore import decode_latents, encode_latents
-from ldm.pipeline import ImageSpec, Settings, export_pipeline, load_sampling_model
+from ldm.generation import ImageSpec, Settings
+from ldm.pipeline import export_pipeline, load_sampling_model
 
 BROWN = (140, 80, 30)  # not among the tiny model's colours (configs/tiny.yaml shapes)
 PROMPT = "a brown square on a black background"
@@ -166,7 +167,8 @@ def test_init_from_a_clip_text_encoder_folder(tmp_path):
 @pytest.mark.parametrize("init", ["/nonexistent/model", str(ROOT / "configs")])
 def test_bad_init_from_is_a_one_line_error(init, tmp_path):
     proc = run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from", init,
-                      "--data", str(tmp_path), "--output-dir", str(tmp_path / "out"), check=False)
+                      "--data", str(tmp_path), "--output-dir", str(tmp_path / "out"), check=False,
+                      env=no_model_libraries(tmp_path / "libs"))
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "not found" in lines[0] or "model_index.json" in lines[0]
@@ -223,11 +225,12 @@ def test_decoder_only_vae_finetune_keeps_the_latents(tiny_run, tmp_path):
 
 
 def test_decoder_only_vae_needs_a_vae_to_start_from(tmp_path):
+    libs = no_model_libraries(tmp_path / "libs")
     proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "a"),
-                      "train_vae.train_encoder=false", check=False)
+                      "train_vae.train_encoder=false", check=False, env=libs)
     assert proc.returncode == 2 and "train_vae.train_encoder" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "b"),
-                      "--init-from", str(tmp_path / "missing"), check=False)
+                      "--init-from", str(tmp_path / "missing"), check=False, env=libs)
     assert proc.returncode == 2 and "no VAE at" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b" / "vae").exists()
 

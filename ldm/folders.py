@@ -1,0 +1,91 @@
+"""What a pipeline folder's files say, read without loading a model (so scripts check their inputs first)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import yaml
+
+from ldm.errors import LdmError
+
+log = logging.getLogger("ldm")
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
+
+
+def refuse_pickle(path: str | Path) -> None:
+    """Raise a clear error for pickle checkpoints, which can run arbitrary code when loaded."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        raise LdmError(
+            f"{path} is a pickle checkpoint; ldm loads safetensors only (pickles can run code). "
+            "Convert it to a diffusers folder with safetensors weights first."
+        )
+
+
+def _read_json(path: Path):
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LdmError(f"{path} is not valid JSON: {exc}") from None
+    return data
+
+
+def check_pipeline_folder(folder: Path) -> dict:
+    """The folder's model_index.json, after checking it is a loadable SD pipeline folder (one-line errors)."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise LdmError(f"not a diffusers pipeline folder (no model_index.json): {folder}")
+    index = _read_json(index_file)
+    if not isinstance(index, dict) or "StableDiffusion" not in str(index.get("_class_name", "")):
+        raise LdmError(f"{folder} is not a Stable Diffusion pipeline folder (model_index.json _class_name)")
+    for part in ("unet", "vae", "tokenizer", "scheduler"):
+        if not (folder / part).is_dir():
+            raise LdmError(f"pipeline folder {folder} has no {part}/ folder")
+    for part in ("unet", "vae"):
+        if not any((folder / part).glob("*.safetensors")):
+            raise LdmError(f"{folder / part} has no .safetensors weights (ldm does not load pickles)")
+    return index
+
+
+def check_model_folder(folder: str | Path, what: str = "model") -> Path:
+    """A pipeline folder given by a user, checked (not a pickle, exists, SD layout) before anything loads."""
+    folder = Path(folder).expanduser()
+    refuse_pickle(folder)
+    if not folder.is_dir():
+        raise LdmError(f"{what} folder not found: {folder}")
+    check_pipeline_folder(folder)
+    return folder
+
+
+def vae_folder(path: str | Path) -> Path:
+    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
+    path = Path(path).expanduser()
+    if (path / "vae" / "config.json").is_file():
+        return path / "vae"
+    if (path / "config.json").is_file():
+        return path
+    raise LdmError(f"--init-from: no VAE at {path} (expected a VAE folder or a pipeline folder with vae/)")
+
+
+def folder_guidance(folder: Path) -> float:
+    """The guidance scale the folder's training config names (ours), else stock diffusers' default."""
+    config_file = folder / "ldm_config.yaml"
+    if config_file.is_file():
+        try:
+            return float(yaml.safe_load(config_file.read_text())["train_unet"]["guidance_scale"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            log.warning("%s: no train_unet.guidance_scale; using %s", config_file, STOCK_GUIDANCE)
+    return STOCK_GUIDANCE
+
+
+def folder_geometry(folder: Path) -> tuple[int, int]:
+    """(VAE factor, default image size in pixels) from the folder's configs, as diffusers' pipeline derives them."""
+    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    try:
+        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+        return factor, int(unet["sample_size"]) * factor
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LdmError(f"{folder}: vae/unet config lacks block_out_channels or sample_size ({exc})") from None

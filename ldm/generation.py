@@ -1,0 +1,142 @@
+"""What a generation asks for (Settings, ImageSpec), its defaults and checks: plain Python, no torch.
+
+Scripts build and check these before they import diffusers, so a mistake is answered at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ldm.errors import LdmError
+from ldm.folders import refuse_pickle
+from ldm.parameters import parse_parameters
+from ldm.schedulers import check_scheduler, scheduler_from_label
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
+# Chosen by measurement on the default model (see README "Sampling defaults").
+DEFAULT_SCHEDULER = "euler-a"
+DEFAULT_STEPS = 14
+MORPH_MODES = ("slerp", "lerp")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything about a generation that is shared by all its images (None: the model's default)."""
+
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float | None = None
+    scheduler: str = DEFAULT_SCHEDULER
+    width: int | None = None
+    height: int | None = None
+    eta: float = 0.0
+    negative_prompt: str = ""
+    lora: str | None = None  # a LoRA file in diffusers' format (pytorch_lora_weights.safetensors)
+    lora_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What decides one image's pixels besides the Settings: prompt (or a morph of two) and noise."""
+
+    prompt: str
+    seed: int
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    morph_to: str | None = None
+    morph_t: float = 0.0
+    morph_mode: str = "slerp"
+
+
+def check_spec(spec: ImageSpec) -> None:
+    """Raise a one-line error for an out-of-range seed, variation strength, morph position or mode."""
+    if not 0 <= spec.variation_strength <= 1:
+        raise LdmError(f"variation strength must be in [0, 1], got {spec.variation_strength}")
+    if not 0 <= spec.morph_t <= 1:
+        raise LdmError(f"morph position must be in [0, 1], got {spec.morph_t}")
+    if spec.morph_mode not in MORPH_MODES:
+        raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
+    if not 0 <= spec.seed < 2**63:
+        raise LdmError(f"seed must be in [0, 2^63), got {spec.seed}")
+
+
+def resolve_settings(settings: Settings, factor: int, default_size: int, default_guidance: float) -> Settings:
+    """Fill in a model's defaults (size, guidance) and check every value, raising one-line errors."""
+    check_scheduler(settings.scheduler)
+    s = replace(
+        settings,
+        guidance_scale=default_guidance if settings.guidance_scale is None else settings.guidance_scale,
+        width=default_size if settings.width is None else settings.width,
+        height=default_size if settings.height is None else settings.height,
+    )
+    if s.steps < 1:
+        raise LdmError(f"steps must be at least 1, got {s.steps}")
+    if s.guidance_scale < 0:
+        raise LdmError(f"guidance scale must be >= 0, got {s.guidance_scale}")
+    if s.eta < 0:
+        raise LdmError(f"eta must be >= 0, got {s.eta}")
+    if s.lora is not None:
+        refuse_pickle(s.lora)
+        if not Path(s.lora).is_file():
+            raise LdmError(f"LoRA file not found: {s.lora}")
+    for side, value in (("width", s.width), ("height", s.height)):
+        if value < factor or value % factor:
+            raise LdmError(f"{side} {value} is not a positive multiple of the model's factor {factor}")
+    return s
+
+
+def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_seed: int | None = None,
+                variation_strength: float = 0.0) -> list[ImageSpec]:
+    """num_images per prompt; image k of the run (counting across prompts) gets seed + k."""
+    if num_images < 1:
+        raise LdmError(f"number of images must be at least 1, got {num_images}")
+    if not prompts:
+        raise LdmError("no prompt given")
+    specs = []
+    for prompt in prompts:
+        for _ in range(num_images):
+            k = len(specs)
+            specs.append(ImageSpec(prompt, seed + k, None if variation_seed is None else variation_seed + k,
+                                   variation_strength))
+    return specs
+
+
+def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]]:
+    """Parse a `parameters` chunk back into what re-creates the image (and the raw fields)."""
+    prompt, negative, fields = parse_parameters(text)
+
+    def number(key: str, kind=float, default=None):
+        if key not in fields:
+            if default is None:
+                raise LdmError(f"PNG parameters lack {key!r}")
+            return default
+        try:
+            return kind(fields[key])
+        except ValueError:
+            raise LdmError(f"PNG parameters: {key} {fields[key]!r} is not a number") from None
+
+    size = fields.get("Size", "")
+    try:
+        width, height = (int(v) for v in size.split("x")) if size else (None, None)
+    except ValueError:
+        raise LdmError(f"PNG parameters: size {size!r} is not WIDTHxHEIGHT") from None
+    lora, _, lora_scale = fields.get("LoRA", "").rpartition(":")
+    try:
+        lora_scale = float(lora_scale) if lora else 1.0
+    except ValueError:
+        raise LdmError(f"PNG parameters: LoRA {fields['LoRA']!r} is not NAME:SCALE") from None
+    settings = Settings(
+        steps=number("Steps", int), guidance_scale=number("CFG scale", float, 7.0),
+        scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
+        eta=number("Eta", float, 0.0), negative_prompt=negative, lora=lora or None, lora_scale=lora_scale,
+    )
+    spec = ImageSpec(
+        prompt=prompt, seed=number("Seed", int),
+        variation_seed=number("Variation seed", int) if "Variation seed" in fields else None,
+        variation_strength=number("Variation seed strength", float, 0.0),
+        morph_to=fields.get("Morph to"), morph_t=number("Morph t", float, 0.0),
+        morph_mode=fields.get("Morph mode", "slerp"),
+    )
+    return spec, settings, fields
