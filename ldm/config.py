@@ -292,6 +292,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
+    # model shapes diffusers would otherwise reject with a traceback (or an assert) mid-build
+    for part in ("vae", "unet"):
+        mc = getattr(cfg, part)
+        for key in ("layers_per_block", "norm_num_groups"):
+            if getattr(mc, key) < 1:
+                raise LdmError(f"config key '{part}.{key}': must be at least 1")
+        if not mc.block_out_channels:
+            raise LdmError(f"config key '{part}.block_out_channels': needs at least one level")
+        for channels in mc.block_out_channels:
+            if channels < 1 or channels % mc.norm_num_groups:
+                raise LdmError(f"config key '{part}.block_out_channels': {channels} is not a positive multiple of "
+                               f"{part}.norm_num_groups ({mc.norm_num_groups})")
+    if cfg.vae.latent_channels < 1:
+        raise LdmError("config key 'vae.latent_channels': must be at least 1")
+    if cfg.unet.attention_heads < 1:
+        raise LdmError("config key 'unet.attention_heads': must be at least 1")
     factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
     if cfg.data.resolution % factor:
         raise LdmError(

@@ -33,6 +33,14 @@ def test_overrides_are_typed_yaml():
     ("data.flip=3", "data.flip"),
     ("noise.prediction_type=sample", "noise.prediction_type"),
     ("data.resolution=30", "data.resolution"),
+    # shapes diffusers only rejects mid-build, with a traceback
+    ("vae.layers_per_block=0", "vae.layers_per_block"),
+    ("unet.layers_per_block=0", "unet.layers_per_block"),
+    ("vae.block_out_channels=[12,32,32]", "vae.block_out_channels"),
+    ("unet.block_out_channels=[]", "unet.block_out_channels"),
+    ("unet.norm_num_groups=0", "unet.norm_num_groups"),
+    ("vae.latent_channels=0", "vae.latent_channels"),
+    ("unet.attention_heads=0", "unet.attention_heads"),
 ])
 def test_bad_keys_and_types_name_the_key(override, key):
     with pytest.raises(LdmError) as err:
