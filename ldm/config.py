@@ -165,6 +165,43 @@ CHOICES = {
     "finetune.method": ("full", "lora"),
 }
 
+# Numeric ranges, checked like CHOICES: values outside them would crash deep in torch or diffusers with a
+# traceback, or train nonsense without a word (a negative min-SNR gamma flips the loss's sign).
+_AT_LEAST_1 = (lambda v: v >= 1, "must be at least 1")
+_AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+LIMITS = {
+    "data.resolution": _AT_LEAST_1,
+    "data.shapes_count": _AT_LEAST_1,
+    "data.heldout_fraction": _FRACTION,
+    "data.num_workers": _AT_LEAST_0,
+    "text.max_length": (lambda v: v >= 2, "must be at least 2"),
+    "noise.num_train_timesteps": _AT_LEAST_1,
+    "noise.beta_start": _FRACTION,
+    "noise.beta_end": _FRACTION,
+    **{f"{part}.{key}": _AT_LEAST_1 for part in ("vae", "unet") for key in ("layers_per_block", "norm_num_groups")},
+    "vae.latent_channels": _AT_LEAST_1,
+    "unet.attention_heads": _AT_LEAST_1,
+    **{f"{section}.{key}": limit for section in ("train_vae", "train_unet") for key, limit in (
+        ("batch_size", _AT_LEAST_1), ("max_steps", _AT_LEAST_1), ("gradient_accumulation_steps", _AT_LEAST_1),
+        ("checkpoint_every", _AT_LEAST_1), ("log_every", _AT_LEAST_1), ("checkpoints_total_limit", _AT_LEAST_1),
+        ("max_nonfinite_steps", _AT_LEAST_1), ("learning_rate", _AT_LEAST_0), ("weight_decay", _AT_LEAST_0),
+        ("warmup_steps", _AT_LEAST_0), ("max_grad_norm", _POSITIVE), ("adam_beta1", _FRACTION),
+        ("adam_beta2", _FRACTION), ("seed", _AT_LEAST_0))},
+    "train_vae.kl_weight": _AT_LEAST_0,
+    "train_vae.eval_every": _AT_LEAST_1,
+    "train_vae.scaling_samples": _AT_LEAST_1,
+    "train_unet.caption_dropout": _FRACTION,
+    "train_unet.ema_decay": _FRACTION,
+    "train_unet.snr_gamma": _POSITIVE,
+    "train_unet.sample_every": _AT_LEAST_1,
+    "train_unet.sample_steps": _AT_LEAST_1,
+    "train_unet.guidance_scale": _AT_LEAST_0,
+    "finetune.lora_rank": _AT_LEAST_1,
+    "finetune.lora_alpha": _POSITIVE,
+}
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -226,6 +263,8 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
         kwargs[key] = _coerce(value, hints[key], full)
         if full in CHOICES and kwargs[key] not in CHOICES[full]:
             raise LdmError(f"config key '{full}': {value!r} is not one of {', '.join(CHOICES[full])}")
+        if full in LIMITS and kwargs[key] is not None and not LIMITS[full][0](kwargs[key]):
+            raise LdmError(f"config key '{full}': {LIMITS[full][1]}, got {value!r}")
     return cls(**kwargs)
 
 
@@ -295,19 +334,12 @@ def validate(cfg: Config) -> None:
     # model shapes diffusers would otherwise reject with a traceback (or an assert) mid-build
     for part in ("vae", "unet"):
         mc = getattr(cfg, part)
-        for key in ("layers_per_block", "norm_num_groups"):
-            if getattr(mc, key) < 1:
-                raise LdmError(f"config key '{part}.{key}': must be at least 1")
         if not mc.block_out_channels:
             raise LdmError(f"config key '{part}.block_out_channels': needs at least one level")
         for channels in mc.block_out_channels:
             if channels < 1 or channels % mc.norm_num_groups:
                 raise LdmError(f"config key '{part}.block_out_channels': {channels} is not a positive multiple of "
                                f"{part}.norm_num_groups ({mc.norm_num_groups})")
-    if cfg.vae.latent_channels < 1:
-        raise LdmError("config key 'vae.latent_channels': must be at least 1")
-    if cfg.unet.attention_heads < 1:
-        raise LdmError("config key 'unet.attention_heads': must be at least 1")
     factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
     if cfg.data.resolution % factor:
         raise LdmError(
@@ -321,18 +353,9 @@ def validate(cfg: Config) -> None:
     if latent % 2 ** (len(cfg.unet.block_out_channels) - 1):
         halvings = len(cfg.unet.block_out_channels) - 1
         raise LdmError(f"config: latent size {latent} cannot be halved {halvings} times by the UNet")
-    for name in ("train_vae", "train_unet"):
-        tc = getattr(cfg, name)
-        for key in ("batch_size", "max_steps", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
-            if getattr(tc, key) < 1:
-                raise LdmError(f"config key '{name}.{key}': must be at least 1")
     if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:
         raise LdmError("config key 'train_vae.train_encoder': false needs a trained VAE to keep the encoder of "
                        "(train_vae.init_from or --init-from)")
-    if not 0.0 <= cfg.train_unet.caption_dropout < 1.0:
-        raise LdmError("config key 'train_unet.caption_dropout': must be in [0, 1)")
-    if cfg.text.max_length < 2:
-        raise LdmError("config key 'text.max_length': must be at least 2")
 
 
 def vae_factor(cfg: Config) -> int:

@@ -41,6 +41,16 @@ def test_overrides_are_typed_yaml():
     ("unet.norm_num_groups=0", "unet.norm_num_groups"),
     ("vae.latent_channels=0", "vae.latent_channels"),
     ("unet.attention_heads=0", "unet.attention_heads"),
+    # values torch rejects with a traceback, or that would train nonsense silently
+    ("train_unet.learning_rate=-1", "train_unet.learning_rate"),
+    ("train_vae.adam_beta1=1.5", "train_vae.adam_beta1"),
+    ("train_unet.ema_decay=1.5", "train_unet.ema_decay"),
+    ("train_unet.snr_gamma=-1", "train_unet.snr_gamma"),
+    ("train_vae.eval_every=0", "train_vae.eval_every"),
+    ("data.resolution=0", "data.resolution"),
+    ("data.shapes_count=0", "data.shapes_count"),
+    ("noise.num_train_timesteps=0", "noise.num_train_timesteps"),
+    ("train_unet.caption_dropout=1", "train_unet.caption_dropout"),
 ])
 def test_bad_keys_and_types_name_the_key(override, key):
     with pytest.raises(LdmError) as err:
