@@ -1,6 +1,6 @@
 """Train the latent UNet: python scripts/train_unet.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
-from ldm.cli import config_from_args, quiet_libraries, run, training_parser
+from ldm.cli import config_from_args, make_output_dir, quiet_libraries, run, training_parser
 from ldm.folders import check_model_folder
 
 
@@ -12,6 +12,7 @@ def main() -> None:
                         "training a fresh UNet; keeps its VAE, text encoder, tokenizer and scheduler")
     args = parser.parse_args()
     cfg = config_from_args(args, "train_unet")
+    make_output_dir(args.output_dir)
     if args.init_from:
         check_model_folder(args.init_from, "--init-from")
         cfg.finetune.init_from = args.init_from
