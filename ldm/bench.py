@@ -198,7 +198,7 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, batch_size: int, pre
     if attention == "classic":
         unet.set_attn_processor(AttnProcessor())
     elif attention == "trainer":
-        use_training_attention(unet, torch.device("cpu"))
+        use_training_attention(unet, torch.device("cpu"), mixed_precision=precision)
     backend = (lambda: sdpa_kernel(SDPBackend.MATH)) if attention == "math" else contextlib.nullcontext
     ema = None
     model_info = {"model_cls": UNet2DConditionModel, "model_config": unet.config}

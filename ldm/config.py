@@ -121,7 +121,7 @@ class UNetTrainConfig(TrainConfig):
         default_factory=lambda: ["a red circle on a white background", "a blue square on a black background"]
     )
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
-    attention: str = "auto"  # "auto" (classic matmul on CPU, fused SDPA on GPU), "sdpa" or "classic"
+    attention: str = "auto"  # "auto" (classic matmul for bf16/fp16 on a CPU, else fused SDPA), "sdpa", "classic"
 
 
 @dataclass

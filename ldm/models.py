@@ -139,15 +139,17 @@ def build_unet(cfg: UNetConfig, latent_channels: int, latent_size: int, context_
     )
 
 
-def use_training_attention(unet: UNet2DConditionModel, device: torch.device, choice: str = "auto") -> None:
-    """Pick the attention implementation the trainer uses: 'auto' (by device), 'sdpa' or 'classic'."""
+def use_training_attention(unet: UNet2DConditionModel, device: torch.device, choice: str = "auto",
+                           mixed_precision: str = "no") -> None:
+    """Pick the attention implementation the trainer uses: 'auto' (by device and precision), 'sdpa' or 'classic'."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+    # PyTorch's fused CPU attention (diffusers' default) has a slow reduced-precision backward: under bf16
+    # autocast diffusers' matmul-softmax processor made the emoji64 step 3.3 s -> 2.0 s (scripts/benchmark.py
+    # train --attention classic). In fp32 the fused kernel wins (emoji64 UNet, batch 32, AVX2: 1.31 vs 1.41 s).
     if choice == "sdpa":
         unet.set_attn_processor(AttnProcessor2_0())  # PyTorch's fused scaled_dot_product_attention
-    elif choice == "classic" or (choice == "auto" and device.type == "cpu"):
-        # PyTorch's fused CPU attention has a slow bf16 backward; diffusers' matmul-softmax processor
-        # made the emoji64 step 3.3 s -> 2.0 s here (scripts/benchmark.py train --attention classic).
+    elif choice == "classic" or (choice == "auto" and device.type == "cpu" and mixed_precision in ("bf16", "fp16")):
         unet.set_attn_processor(AttnProcessor())
 
 

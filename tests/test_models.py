@@ -20,6 +20,7 @@ from ldm.models import (
     load_vae,
     minilm_path,
     save_model,
+    use_training_attention,
 )
 
 
@@ -41,6 +42,19 @@ def test_minilm_loads_offline_and_sets_length():
     emb = encode_prompts(tokenizer, encoder, ["a red apple", "x " * 100])
     assert emb.shape == (2, 12, 384)
     assert not any(p.requires_grad for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("device, choice, precision, expected", [
+    ("cpu", "auto", "no", "AttnProcessor2_0"),  # fp32: PyTorch's fused kernel is the faster one
+    ("cpu", "auto", "bf16", "AttnProcessor"),  # its bf16 backward on a CPU is slow
+    ("cuda", "auto", "bf16", "AttnProcessor2_0"),
+    ("cpu", "sdpa", "bf16", "AttnProcessor2_0"),
+    ("cpu", "classic", "no", "AttnProcessor"),
+])
+def test_training_attention_follows_device_and_precision(cfg, device, choice, precision, expected):
+    unet = build_unet(cfg.unet, 4, 8, 384)
+    use_training_attention(unet, torch.device(device), choice, precision)
+    assert {type(p).__name__ for p in unet.attn_processors.values()} == {expected}
 
 
 def test_unet_cross_attention_follows_encoder(cfg):

@@ -132,7 +132,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     te_lora = lora and fc.lora_text_encoder
     if te_lora:  # prompts are then encoded every step through the adapted encoder, not from the cache
         trainable += add_text_encoder_lora(text_encoder, fc)
-    use_training_attention(unet, device, tc.attention)
+    use_training_attention(unet, device, tc.attention, accelerator.mixed_precision)
     if tc.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     ema = None
