@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ldm.config import Config
 from ldm.errors import LdmError
 
 log = logging.getLogger("ldm")
@@ -89,3 +90,18 @@ def folder_geometry(folder: Path) -> tuple[int, int]:
         return factor, int(unet["sample_size"]) * factor
     except (KeyError, TypeError, ValueError) as exc:
         raise LdmError(f"{folder}: vae/unet config lacks block_out_channels or sample_size ({exc})") from None
+
+
+def find_vae(cfg: Config, output_dir: Path, vae_arg: str | None) -> Path:
+    """The VAE to encode with: --vae, then the config's vae_path, then <output-dir>/vae."""
+    for given in (vae_arg, cfg.vae_path):
+        if given:
+            if not Path(given).is_dir():
+                raise LdmError(f"VAE folder not found: {given}")
+            return Path(given)
+    if (output_dir / "vae").is_dir():
+        return output_dir / "vae"
+    raise LdmError(
+        f"no VAE in {output_dir / 'vae'}: train one first with scripts/train_vae.py --output-dir {output_dir}, "
+        "or pass --vae PATH"
+    )

@@ -1,7 +1,9 @@
 """Train the latent UNet: python scripts/train_unet.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
+from pathlib import Path
+
 from ldm.cli import config_from_args, make_output_dir, quiet_libraries, run, training_parser
-from ldm.folders import check_model_folder
+from ldm.folders import check_model_folder, find_vae
 
 
 def main() -> None:
@@ -12,10 +14,12 @@ def main() -> None:
                         "training a fresh UNet; keeps its VAE, text encoder, tokenizer and scheduler")
     args = parser.parse_args()
     cfg = config_from_args(args, "train_unet")
-    make_output_dir(args.output_dir)
     if args.init_from:
         check_model_folder(args.init_from, "--init-from")
         cfg.finetune.init_from = args.init_from
+    elif not cfg.finetune.init_from:
+        find_vae(cfg, Path(args.output_dir), args.vae)
+    make_output_dir(args.output_dir)
     quiet_libraries()  # the config is checked: now load torch and diffusers
     from ldm.train.unet import train_unet
 

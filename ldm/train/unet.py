@@ -15,6 +15,7 @@ from ldm.cache import load_or_build_cache, sample_batch
 from ldm.config import Config, dump_config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
+from ldm.folders import find_vae
 from ldm.generation import ImageSpec, Settings
 from ldm.media import make_grid, save_image_atomic, write_text_atomic
 from ldm.models import (
@@ -53,21 +54,6 @@ from ldm.train.setup import (
 
 log = logging.getLogger("ldm")
 EMA_DIR = "unet_ema"
-
-
-def find_vae(cfg: Config, output_dir: Path, vae_arg: str | None) -> Path:
-    """The VAE to encode with: --vae, then the config's vae_path, then <output-dir>/vae."""
-    for given in (vae_arg, cfg.vae_path):
-        if given:
-            if not Path(given).is_dir():
-                raise LdmError(f"VAE folder not found: {given}")
-            return Path(given)
-    if (output_dir / "vae").is_dir():
-        return output_dir / "vae"
-    raise LdmError(
-        f"no VAE in {output_dir / 'vae'}: train one first with scripts/train_vae.py --output-dir {output_dir}, "
-        "or pass --vae PATH"
-    )
 
 
 def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,

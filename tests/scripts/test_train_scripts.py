@@ -10,11 +10,13 @@ from support import TINY, no_model_libraries, run_script
     ("under_file", "cannot create it"),
     ("bad_value", "train_unet.learning_rate"),
 ])
-def test_bad_run_folder_or_config_is_one_line_before_torch(tmp_path, script, case, message):
+def test_bad_run_folder_or_config_is_one_line_before_torch(tiny_pipeline, tmp_path, script, case, message):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     out = {"file": a_file, "under_file": a_file / "run"}.get(case, tmp_path / "run")
     extra = ["train_unet.learning_rate=-1"] if case == "bad_value" else []
+    if script.endswith("train_unet.py"):
+        extra.append(f"--vae={tiny_pipeline / 'vae'}")  # a VAE to train on, so the run folder is what is wrong
     proc = run_script(script, "--config", str(TINY), "--output-dir", str(out), *extra, check=False,
                       env=no_model_libraries(tmp_path / "libs"))
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import TINY, run_script
+from support import TINY, no_model_libraries, run_script
 
 FAST = ["train_unet.max_steps=30", "train_unet.checkpoint_every=10", "train_unet.batch_size=8",
         "train_unet.checkpoints_total_limit=2", "train_unet.log_every=5", "data.shapes_count=64"]
@@ -99,5 +99,11 @@ def test_resume_latest_without_checkpoint_starts_fresh_and_bad_path_errors(tiny_
 
 
 def test_missing_vae_is_a_one_line_error(tmp_path):
-    run = run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path), check=False)
+    libs = no_model_libraries(tmp_path / "libs")  # answered before torch loads
+    run = run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path / "run"),
+                     check=False, env=libs)
     assert run.returncode == 2 and "train one first" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "run").exists()
+    run = run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path / "run"),
+                     "--vae", str(tmp_path / "nowhere"), check=False, env=libs)
+    assert run.returncode == 2 and "VAE folder not found" in run.stderr and "Traceback" not in run.stderr
