@@ -1,4 +1,4 @@
-"""What a pipeline folder's files say, read without loading a model (so scripts check their inputs first)."""
+"""What model and run folders hold, read from their files without loading a model (scripts check inputs first)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ def refuse_pickle(path: str | Path) -> None:
 
 def _read_json(path: Path):
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LdmError(f"{path} is not valid JSON: {exc}") from None
-    return data
 
 
 def check_pipeline_folder(folder: Path) -> dict:
