@@ -250,11 +250,13 @@ def load_pipeline(folder: str | Path, device: str | torch.device | None = None) 
 
 
 def load_sampling_model(folder: str | Path, device: str | torch.device | None = None,
-                        precision: str = "auto") -> SamplingModel:
-    """Load a pipeline folder for sampling (see load_pipeline)."""
+                        precision: str = "auto", guidance_scale: float | None = None) -> SamplingModel:
+    """Load a pipeline folder for sampling (see load_pipeline); guidance_scale None: the folder's default."""
     folder = Path(folder).expanduser()
     pipe = load_pipeline(folder, device)
-    return SamplingModel(pipe, name=folder.resolve().name, folder=folder, guidance_scale=folder_guidance(folder),
+    if guidance_scale is None:
+        guidance_scale = folder_guidance(folder)
+    return SamplingModel(pipe, name=folder.resolve().name, folder=folder, guidance_scale=guidance_scale,
                          precision=precision)
 
 

@@ -109,7 +109,8 @@ def main() -> None:
         if not keyframe_prompts:
             raise LdmError("a seed walk needs a prompt (--prompt P)")
     folder = check_model_folder(args.model)
-    settings = resolve_settings(settings, *folder_geometry(folder), folder_guidance(folder))
+    guidance = folder_guidance(folder)  # read once: it warns when the folder's config lacks it
+    settings = resolve_settings(settings, *folder_geometry(folder), guidance)
 
     quiet_libraries()
     from tqdm import tqdm
@@ -118,7 +119,7 @@ def main() -> None:
     from ldm.pipeline import load_sampling_model
     from ldm.walks import render_walk
 
-    model = load_sampling_model(folder, args.device, args.precision)
+    model = load_sampling_model(folder, args.device, args.precision, guidance)
     name = "image" if kind == "png" else kind
     out = Path(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures

@@ -1,7 +1,10 @@
 """scripts/sample.py and scripts/export.py end to end: outputs, --from-png round trip, one-line errors."""
 
+import shutil
+
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from support import no_model_libraries, run_script
 
@@ -73,6 +76,16 @@ def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_folder_without_a_guidance_default_warns_once(tiny_pipeline, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline, model)
+    config = yaml.safe_load((model / "ldm_config.yaml").read_text())
+    del config["train_unet"]["guidance_scale"]
+    (model / "ldm_config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_script("scripts/sample.py", "x", "--model", str(model), "--steps", "1", "--out", str(tmp_path / "o"))
+    assert proc.stderr.count("no train_unet.guidance_scale; using 7.5") == 1, proc.stderr
 
 
 def test_help_needs_no_model_libraries(tmp_path):
