@@ -79,6 +79,32 @@ def add_lora(unet: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parame
 CLIP_TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
+def text_encoder_lora_problem() -> str | None:
+    """Why the installed transformers/peft cannot put LoRA on a text encoder, or None when they can."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+    from transformers.integrations import peft as transformers_peft
+
+    try:
+        installed = version("peft")
+    except PackageNotFoundError:
+        return "peft is not installed"
+    # transformers' add_adapter refuses peft releases older than this (5.24 asks for one not yet published).
+    needed = getattr(transformers_peft, "MIN_PEFT_VERSION", None)
+    if needed and Version(installed) < Version(needed):
+        return f"transformers {version('transformers')} needs peft >= {needed}, and peft {installed} is installed"
+    return None
+
+
+def require_text_encoder_lora() -> None:
+    """Refuse finetune.lora_text_encoder at start-up, in one line, where the installed libraries lack it."""
+    problem = text_encoder_lora_problem()
+    if problem:
+        raise LdmError(f"finetune.lora_text_encoder is unavailable: {problem}; install the tested versions with "
+                       "pip install -c requirements-lock.txt -e . (UNet LoRA and everything else work as they are)")
+
+
 def add_text_encoder_lora(text_encoder: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parameter]:
     """LoRA adapters on a CLIP text encoder's attention; return the new parameters."""
     from peft import LoraConfig

@@ -36,6 +36,7 @@ from ldm.train.finetune import (
     add_text_encoder_lora,
     load_ema_params,
     load_init_components,
+    require_text_encoder_lora,
     save_ema_params,
     save_lora,
 )
@@ -92,6 +93,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
 
     # 1. frozen encoders (fresh run: the config's; fine-tune: the init folder's) and the cached dataset
     fc = cfg.finetune
+    if fc.init_from and fc.method == "lora" and fc.lora_text_encoder:
+        require_text_encoder_lora()
     init = load_init_components(fc.init_from) if fc.init_from else None
     if init is not None:
         vae, tokenizer, text_encoder = init.vae.requires_grad_(False).eval(), init.tokenizer, init.text_encoder

@@ -3,6 +3,7 @@
 LDM_TEST_NAN_AT=3,5   make the loss of these micro-batch calls (0-based) NaN ('all': every call)
 LDM_TEST_KILL_AT=N    SIGKILL this process at the N-th loss call (mid-training)
 LDM_TEST_KILL_SAVE=S  SIGKILL this process while checkpoint-S is being written (after Accelerate's files)
+LDM_TEST_MIN_PEFT=V   make transformers ask for peft >= V (an installed peft too old for text-encoder LoRA)
 """
 
 import os
@@ -10,6 +11,7 @@ import runpy
 import signal
 import sys
 
+import ldm.cli  # noqa: F401  first, as in the real script: it quiets the libraries' import-time notices
 import ldm.train.checkpoints as checkpoints
 import ldm.train.unet as unet_train
 
@@ -44,6 +46,10 @@ def crashing_save(accelerator, root, step, cfg, limit, extra_save=None):
     return original_save(accelerator, root, step, cfg, limit, die)
 
 
+if os.environ.get("LDM_TEST_MIN_PEFT"):
+    import transformers.integrations.peft as transformers_peft
+
+    transformers_peft.MIN_PEFT_VERSION = os.environ["LDM_TEST_MIN_PEFT"]
 unet_train.diffusion_loss = faulty_loss
 unet_train.save_checkpoint = crashing_save
 sys.argv = ["train_unet.py", *sys.argv[1:]]
