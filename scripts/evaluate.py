@@ -11,22 +11,30 @@ from ldm.generation import DEFAULT_MODEL, Settings
 
 
 def main() -> None:
-    """Evaluate, print the table, and write it into the model card."""
+    """Evaluate, print the table, and with --write-card put it into the model card."""
     p = Parser(description="Fidelity, generalisation, diversity and smoothness of a model, beside baselines.")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     p.add_argument("--config", help="config naming the dataset (default: the model's ldm_config.yaml)")
     p.add_argument("--data", help="dataset folder (default: the config's data.path)")
     p.add_argument("--captions", type=int, default=200, help="training captions in the fidelity sample")
-    p.add_argument("--card", help="model card to write the table into (default: <model>/README.md)")
-    p.add_argument("--no-card", action="store_true", help="print only")
+    p.add_argument("--write-card", action="store_true",
+                   help="also write the table into the model card (<model>/README.md, or --card)")
+    p.add_argument("--card", help="with --write-card: the card to write instead of <model>/README.md")
     p.add_argument("--device", help="cpu, cuda, ... (default: a GPU if there is one)")
     args = p.parse_args()
+    if args.card and not args.write_card:
+        raise LdmError("--card names the card that --write-card writes: add --write-card")
+    if args.captions < 1:
+        raise LdmError(f"--captions must be at least 1, got {args.captions}")
     model_dir = Path(args.model)
     config = Path(args.config) if args.config else model_dir / "ldm_config.yaml"
     if not config.is_file():
         raise LdmError(f"no config {config}: pass --config")
     cfg = load_config(config, [f"data.path={args.data}", "data.source=imagefolder"] if args.data else [])
     check_model_folder(model_dir)
+    if cfg.data.source == "imagefolder" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
+        raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
+                       f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
     quiet_libraries()
     from tqdm import tqdm
 
@@ -38,16 +46,17 @@ def main() -> None:
     model = load_sampling_model(model_dir, args.device)
     train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")
     reference = Reference.from_datasets([train, heldout])
-    bar = tqdm(desc="fidelity", unit="step", file=sys.stderr)
+    bar = tqdm(desc="fidelity", unit="step", file=sys.stderr, delay=0.5)  # delay: no bar when it is skipped
 
     def progress(done, total):
         bar.total = total
         bar.update(done - bar.n)
 
-    table = format_table(evaluate_model(model, reference, heldout, Settings(), args.captions, progress=progress))
+    result = evaluate_model(model, reference, heldout, Settings(), args.captions, progress=progress)
     bar.close()
+    table = format_table(result.rows, result.not_measured)
     print(table)
-    if not args.no_card:
+    if args.write_card:
         card = Path(args.card) if args.card else model_dir / "README.md"
         text = card.read_text(encoding="utf-8") if card.is_file() else f"# {model_dir.name}\n"
         write_text_atomic(card, update_card(text, table))

@@ -118,3 +118,14 @@ def test_generalisation_accepts_a_twin_of_the_right_family():
     assert accuracy == 0.5
     territory = "flag: U.S. Outlying Islands"
     assert details == [("american flag", territory, True), ("kitty", territory, False)]
+
+
+def test_probe_prompts_come_from_the_dataset_when_it_has_no_emoji():
+    from ldm.evaluate import DIVERSITY_PROMPTS, probe_prompts
+
+    shapes = ["a red circle on a white background", "a red square on a white background",
+              "a red circle on a white background", "a blue circle on a black background", "held-out caption"]
+    reference = Reference(torch.rand(5, 768), shapes, trained=4)
+    assert probe_prompts(reference) == (shapes[0], shapes[1], shapes[3])
+    emoji = list(DIVERSITY_PROMPTS) + ["grinning face with big eyes"]
+    assert probe_prompts(Reference(torch.rand(6, 768), emoji)) == DIVERSITY_PROMPTS

@@ -1,0 +1,54 @@
+"""scripts/evaluate.py end to end: a model without unique captions, the card only on request, one-line errors."""
+
+import math
+
+import pytest
+import yaml
+from support import no_model_libraries, run_script
+
+
+def _table(stdout: str) -> dict[str, float]:
+    """measure -> our value, from the Markdown table the script prints."""
+    rows = [line.strip("| ").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["measure", "ours", "baseline", "target"]
+    return {cells[0]: float(cells[1]) for cells in rows[1:]}
+
+
+def test_a_shapes_model_gets_the_measures_that_apply_and_one_note(tiny_run):
+    # the tiny model trains on procedural shapes: 54 captions, each on many images, and no emoji families
+    proc = run_script("scripts/evaluate.py", "--model", str(tiny_run), "--device", "cpu")
+    assert "Traceback" not in proc.stderr
+    measured = _table(proc.stdout)
+    assert set(measured) == {"VAE held-out PSNR (dB)", "diversity over 8 seeds (mean pairwise distance)",
+                             "seed walk max/median frame change", "prompt morph max/median frame change"}
+    assert all(math.isfinite(v) for v in measured.values())
+    assert measured["VAE held-out PSNR (dB)"] > 10 and measured["diversity over 8 seeds (mean pairwise distance)"] > 0
+    notes = [line for line in proc.stdout.splitlines() if line.startswith("Not measured")]
+    assert len(notes) == 1 and "prompt fidelity" in notes[0] and "generalisation" in notes[0]
+    assert not (tiny_run / "README.md").exists()  # the card is written only with --write-card
+
+
+def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
+    config = yaml.safe_load((tiny_pipeline / "ldm_config.yaml").read_text())
+    config["data"].update(source="imagefolder", path=str(tmp_path / "data" / "emoji64"))
+    path = tmp_path / "emoji.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("card_without_write", "add --write-card"),
+    ("no_dataset", "build it first"),
+    ("captions", "--captions must be at least 1"),
+])
+def test_bad_arguments_are_one_line_before_torch(tiny_pipeline, tmp_path, case, message):
+    args = {
+        "card_without_write": ["--card", str(tmp_path / "card.md")],
+        "no_dataset": ["--config", _imagefolder_config(tmp_path, tiny_pipeline)],
+        "captions": ["--captions", "0"],
+    }[case]
+    proc = run_script("scripts/evaluate.py", "--model", str(tiny_pipeline), *args, check=False,
+                      env=no_model_libraries(tmp_path / "libs"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "card.md").exists()
