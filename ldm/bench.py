@@ -32,6 +32,7 @@ from diffusers.training_utils import EMAModel
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from ldm.bench_options import ATTENTION, MODES
 from ldm.cache import encode_dataset, sample_batch
 from ldm.config import Config, load_config, vae_factor
 from ldm.data.images import to_tensor
@@ -51,13 +52,8 @@ from ldm.train.losses import diffusion_loss
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.setup import make_ema, make_lr_scheduler, make_optimizer
 
-MODES = ("ours", "naive")
 RESULT_PREFIX = "LDM_BENCH_RESULT "  # marks the child's result line among library chatter
 TARGET_SPEEDUP = 3.0
-# "trainer": whatever ldm's trainer uses on this device (ldm.models.use_training_attention); "sdpa":
-# diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
-# matmul-softmax backend; "classic": diffusers' pre-SDPA AttnProcessor (baddbmm + softmax).
-ATTENTION = ("trainer", "sdpa", "math", "classic")
 
 
 class SquaresDataset(torch.utils.data.Dataset):

@@ -17,9 +17,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ldm.bench import busy_cpus, machine_info, reset_rss_peak, rss_peak_mb
+from ldm.bench_options import SAMPLE_MODES
 from ldm.errors import LdmError
 
-SAMPLE_MODES = ("stock", "ours")
 TARGET_SAMPLE_SPEEDUP = 5.0
 STOCK_STEPS = 50  # StableDiffusionPipeline's default num_inference_steps
 PROMPTS = ("grinning face", "red apple", "flag: Japan", "cat face", "thumbs up", "fire", "pizza", "rocket")

@@ -1,27 +1,21 @@
-"""Benchmarks: python scripts/benchmark.py train|sample [options]; each prints ratios measured in one run."""
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers [options]; each prints what one run measured."""
 
 import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-from ldm.bench import ATTENTION, MODES, bench_train, emit_result, format_report, run_child
-from ldm.bench_sample import (
-    SAMPLE_MODES,
-    bench_sample,
-    format_sample_report,
-    format_sweep,
-    matmul_rates,
-    scheduler_sweep,
-)
-from ldm.cli import quiet_libraries, run
+from ldm.bench_options import ATTENTION, MODES, SAMPLE_MODES
+from ldm.cli import Parser, quiet_libraries, run
+from ldm.config import load_config
+from ldm.errors import LdmError
+from ldm.folders import check_model_folder
 from ldm.generation import DEFAULT_MODEL
-from ldm.pipeline import export_pipeline
 
 
 def parse_args() -> argparse.Namespace:
-    """Subcommands: `train` (UNet training step) and `sample` (text to image)."""
-    parser = argparse.ArgumentParser(description="Measure ldm against a naive baseline on this machine.")
+    """Subcommands `train`, `sample` and `schedulers`; every value is checked before torch is imported."""
+    parser = Parser(description="Measure ldm against a naive baseline on this machine.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="UNet training samples/s and peak memory: ours vs encode-every-batch fp32")
     train.add_argument("--config", default="configs/emoji64.yaml", help="model config (default configs/emoji64.yaml)")
@@ -47,11 +41,39 @@ def parse_args() -> argparse.Namespace:
     sweep.add_argument("--captions", type=int, default=96, help="training captions generated per setting")
     sweep.add_argument("--no-stock", action="store_true",
                        help="skip the stock-defaults row (50 steps, guidance 7.5, fp32: the slowest row)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One-line errors for values argparse cannot judge: counts, the config, model and export folders."""
+    for flag, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("threads", 1), ("num_images", 1),
+                        ("captions", 1)):
+        value = getattr(args, flag, None)
+        if value is not None and value < least:
+            raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
+    if args.command == "train":
+        load_config(args.config)
+        return
+    check_model_folder(args.model)
+    if args.command == "sample" and args.export:
+        check_model_folder(args.export)
+    if args.command == "sample" and args.only and not args.export:
+        raise LdmError("--only needs --export (the exported folder the stock mode loads)")
+    if args.command == "schedulers":
+        config = Path(args.config) if args.config else Path(args.model) / "ldm_config.yaml"
+        if not config.is_file():
+            raise LdmError(f"no config {config}: pass --config")
+        load_config(config)
 
 
 def main_sample(args: argparse.Namespace) -> None:
     """Export once, time each mode in its own process, then print the comparison."""
+    from ldm.bench import emit_result, run_child
+    from ldm.bench_sample import bench_sample, format_sample_report, matmul_rates
+    from ldm.pipeline import export_pipeline
+
     if args.only:
         emit_result(bench_sample(args.only, args.model, args.export, args.num_images, args.threads))
         return
@@ -67,16 +89,11 @@ def main_sample(args: argparse.Namespace) -> None:
     print(format_sample_report(results, args.model, rates))
 
 
-def main() -> None:
-    """Run each mode in its own process so that peak memory is per mode, then print the comparison."""
-    args = parse_args()
-    quiet_libraries()
-    if args.command == "sample":
-        main_sample(args)
-        return
-    if args.command == "schedulers":
-        print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
-        return
+def main_train(args: argparse.Namespace) -> None:
+    """Time each training mode in its own process (peak memory is per mode), then print the comparison."""
+    from ldm.bench import bench_train, emit_result, format_report, run_child
+    from ldm.bench_sample import matmul_rates
+
     common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads}
     if args.only:
         ours = args.only == "ours"
@@ -91,6 +108,20 @@ def main() -> None:
         results.append(run_child(child))
     rates = matmul_rates(args.threads)
     print(format_report(results, args.config, rates))
+
+
+def main() -> None:
+    """Check the arguments, then load the libraries and run the chosen benchmark."""
+    args = parse_args()
+    quiet_libraries()
+    if args.command == "sample":
+        main_sample(args)
+    elif args.command == "schedulers":
+        from ldm.bench_sample import format_sweep, scheduler_sweep
+
+        print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
+    else:
+        main_train(args)
 
 
 if __name__ == "__main__":
