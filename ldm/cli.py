@@ -65,7 +65,17 @@ def training_parser(description: str, default_config: str) -> argparse.ArgumentP
     p.add_argument("--mixed-precision", choices=MIXED_PRECISIONS,
                    help="autocast precision (auto: bf16 where the hardware computes it, else fp32)")
     p.add_argument("--resume", help="'latest' or a checkpoint folder")
+    p.add_argument("--trust-pickle-checkpoint", action="store_true",
+                   help="let --resume convert a checkpoint that an older ldm saved with pickles (they can run code: "
+                   "only for checkpoints you trust)")
     return p
+
+
+def check_resume(args: argparse.Namespace, kind: str) -> None:
+    """Refuse a bad --resume (missing, incomplete, or pickled without trust) before anything is created or loaded."""
+    from ldm.train.checkpoints import checkpoint_root, resolve_resume
+
+    resolve_resume(checkpoint_root(args.output_dir, kind), args.resume, args.trust_pickle_checkpoint, quiet=True)
 
 
 def make_output_dir(path: str) -> Path:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ldm.cli import config_from_args, make_output_dir, quiet_libraries, run, training_parser
+from ldm.cli import check_resume, config_from_args, make_output_dir, quiet_libraries, run, training_parser
 from ldm.folders import check_model_folder, find_vae
 
 
@@ -19,11 +19,12 @@ def main() -> None:
         cfg.finetune.init_from = args.init_from
     elif not cfg.finetune.init_from:
         find_vae(cfg, Path(args.output_dir), args.vae)
+    check_resume(args, "unet")
     make_output_dir(args.output_dir)
     quiet_libraries()  # the config is checked: now load torch and diffusers
     from ldm.train.unet import train_unet
 
-    train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae)
+    train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae, trust_pickle=args.trust_pickle_checkpoint)
 
 
 if __name__ == "__main__":

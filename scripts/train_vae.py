@@ -1,6 +1,6 @@
 """Train the VAE: python scripts/train_vae.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
-from ldm.cli import config_from_args, make_output_dir, quiet_libraries, run, training_parser
+from ldm.cli import check_resume, config_from_args, make_output_dir, quiet_libraries, run, training_parser
 from ldm.folders import vae_folder
 
 
@@ -14,11 +14,12 @@ def main() -> None:
         vae_folder(args.init_from)
         args.overrides.append(f"train_vae.init_from={args.init_from}")
     cfg = config_from_args(args, "train_vae")
+    check_resume(args, "vae")
     make_output_dir(args.output_dir)
     quiet_libraries()  # the config is checked: now load torch and diffusers
     from ldm.train.vae import train_vae
 
-    train_vae(cfg, args.output_dir, resume=args.resume)
+    train_vae(cfg, args.output_dir, resume=args.resume, trust_pickle=args.trust_pickle_checkpoint)
 
 
 if __name__ == "__main__":

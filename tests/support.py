@@ -23,6 +23,23 @@ def run_script(*args: str, env: dict | None = None, check: bool = True, timeout:
     return proc
 
 
+class _Planted:
+    """Unpickling this creates a folder: evidence that a file was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def planted_pickle(marker: Path) -> bytes:
+    """A code-carrying pickle: loading it creates the folder `marker`."""
+    import pickle
+
+    return pickle.dumps(_Planted(marker))
+
+
 def no_model_libraries(folder: Path) -> dict:
     """An environment in which importing torch, diffusers or transformers fails loudly.
 

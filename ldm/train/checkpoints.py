@@ -1,4 +1,13 @@
-"""Atomic, resumable training checkpoints on top of Accelerate's save_state/load_state."""
+"""Atomic, resumable training checkpoints: safetensors and JSON only, so resuming never unpickles anything.
+
+A checkpoint folder holds each prepared model (`model.safetensors`, `model_1.safetensors`, ... as
+Accelerate names them), `optimizer.safetensors`, `lr_scheduler.safetensors`, `scaler.safetensors` (fp16
+only), `random_states_<rank>.safetensors` and, written last, `ldm_state.json` with the step and format.
+Accelerate's own `save_state` pickles the optimizer, scheduler and RNG states; checkpoints written that
+way (ldm releases before this format) are refused unless the user trusts them, and are then converted
+once. Under FSDP and DeepSpeed, whose sharded states only Accelerate can gather, Accelerate's format is
+still written, and resuming it needs the same explicit trust.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldm.config import Config, dump_config
@@ -16,6 +26,23 @@ log = logging.getLogger("ldm")
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "ldm_state.json"  # written last inside the temporary folder, before the rename
+FORMAT = "safetensors-1"
+PICKLED_FORMAT = "accelerate"  # Accelerate's save_state: pickled optimizer, scheduler and RNG states
+TRUST_FLAG = "--trust-pickle-checkpoint"
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint saves and restores: the prepared models, optimizer and LR scheduler."""
+
+    models: list = field(default_factory=list)
+    optimizer: object = None
+    lr_scheduler: object = None
+
+
+def checkpoint_root(output_dir: str | Path, kind: str) -> Path:
+    """Where a run keeps the checkpoints of one trainer ('vae' or 'unet')."""
+    return Path(output_dir) / "checkpoints" / kind
 
 
 def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
@@ -30,25 +57,50 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(root: str | Path, resume: str | None) -> Path | None:
-    """Map --resume (None, 'latest' or a path) to a checkpoint folder, or None to start fresh."""
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        int(state["step"])
+        return state
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LdmError(f"checkpoint {path}: unreadable {STATE_FILE} ({exc})") from None
+
+
+def checkpoint_format(path: Path) -> str:
+    """The checkpoint's storage format: FORMAT, or PICKLED_FORMAT for Accelerate's save_state (older ldm)."""
+    return _read_state(path).get("format", PICKLED_FORMAT)
+
+
+def resolve_resume(root: str | Path, resume: str | None, trust_pickle: bool = False, quiet: bool = False
+                   ) -> Path | None:
+    """Map --resume (None, 'latest' or a path) to a checkpoint folder, or None to start fresh.
+
+    Reads no weights (scripts call it before loading torch); a pickled checkpoint is refused unless
+    trust_pickle is set.
+    """
     if not resume:
         return None
     if resume == "latest":
         found = list_checkpoints(root)
         if not found:
-            log.info("--resume latest: no checkpoint in %s, starting fresh", root)
+            if not quiet:
+                log.info("--resume latest: no checkpoint in %s, starting fresh", root)
             return None
-        return found[-1][1]
-    path = Path(resume)
-    if not path.is_dir():
-        raise LdmError(f"--resume: checkpoint not found: {resume}")
-    if not (path / STATE_FILE).is_file():
-        raise LdmError(f"--resume: {resume} is not a complete ldm checkpoint (no {STATE_FILE})")
+        path = found[-1][1]
+    else:
+        path = Path(resume).expanduser()
+        if not path.is_dir():
+            raise LdmError(f"--resume: checkpoint not found: {resume}")
+        if not (path / STATE_FILE).is_file():
+            raise LdmError(f"--resume: {resume} is not a complete ldm checkpoint (no {STATE_FILE})")
+    if checkpoint_format(path) == PICKLED_FORMAT and not trust_pickle:
+        raise LdmError(f"--resume: {path} stores its optimizer and RNG states as pickles, which can run code when "
+                       f"loaded; if you trust where it came from, add {TRUST_FLAG} to convert it to safetensors once")
     return path
 
 
-def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit: int, extra_save=None) -> Path:
+def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit: int, state: TrainingState,
+                    extra_save=None) -> Path:
     """Save full training state as root/checkpoint-<step>, atomically; then prune the oldest beyond limit.
 
     extra_save(folder) runs on the main process to add files (e.g. EMA weights) before the rename.
@@ -60,16 +112,19 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    if _sharded(accelerator):
+        log.warning("%s: FSDP/DeepSpeed state is saved in Accelerate's pickle format", final)
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        storage = PICKLED_FORMAT
+    else:
+        _write_state(accelerator, tmp, state)
+        storage = FORMAT
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if extra_save is not None:
             extra_save(tmp)
         (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        state = tmp / STATE_FILE
-        with open(state, "w", encoding="utf-8") as f:
-            json.dump({"step": step}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_state_file(tmp, {"step": step, "format": storage})
         if final.exists():  # a re-save of the same step (e.g. the last one) replaces it whole
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -82,8 +137,104 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
     return final
 
 
-def load_checkpoint(accelerator, path: Path) -> int:
-    """Restore Accelerate state from a checkpoint folder and return its step."""
-    step = int(json.loads((path / STATE_FILE).read_text())["step"])
-    accelerator.load_state(str(path))
-    return step
+def load_checkpoint(accelerator, path: Path, state: TrainingState, trust_pickle: bool = False) -> int:
+    """Restore training state from a checkpoint folder (converting a trusted pickled one first); return its step."""
+    storage = checkpoint_format(path)
+    if storage == PICKLED_FORMAT:
+        if not trust_pickle:  # resolve_resume refuses first; this guards direct library calls
+            raise LdmError(f"{path} holds pickles; pass {TRUST_FLAG} to load it")
+        if _sharded(accelerator):
+            accelerator.load_state(str(path))
+            return int(_read_state(path)["step"])
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            convert_pickled_checkpoint(path, accelerator.num_processes)
+        accelerator.wait_for_everyone()
+    return _read_state_files(accelerator, path, state)
+
+
+def _sharded(accelerator) -> bool:
+    return accelerator.distributed_type.name in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def _model_file(index: int) -> str:
+    return "model.safetensors" if index == 0 else f"model_{index}.safetensors"
+
+
+def _write_state_file(folder: Path, content: dict) -> None:
+    """Write ldm_state.json durably and atomically (the checkpoint counts as complete once it exists)."""
+    tmp = folder / f".{STATE_FILE}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(content, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / STATE_FILE)
+
+
+def _write_state(accelerator, folder: Path, state: TrainingState) -> None:
+    from safetensors.torch import save_file
+
+    from ldm.train.state_files import rng_states, save_state
+
+    weights = [accelerator.get_state_dict(model) for model in state.models]  # every process: DDP-safe
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, tensors in enumerate(weights):
+            save_file({name: t.contiguous() for name, t in tensors.items()}, str(folder / _model_file(k)))
+        save_state(state.optimizer.state_dict(), folder / "optimizer.safetensors")
+        save_state(state.lr_scheduler.state_dict(), folder / "lr_scheduler.safetensors")
+        if accelerator.scaler is not None:
+            save_state(accelerator.scaler.state_dict(), folder / "scaler.safetensors")
+    accelerator.wait_for_everyone()  # the folder exists before the other processes write into it
+    save_state(rng_states(), folder / f"random_states_{accelerator.process_index}.safetensors")
+
+
+def _read_state_files(accelerator, path: Path, state: TrainingState) -> int:
+    from safetensors.torch import load_file
+
+    from ldm.train.state_files import load_state, set_rng_states
+
+    for k, model in enumerate(state.models):
+        accelerator.unwrap_model(model).load_state_dict(load_file(str(path / _model_file(k))))
+    state.optimizer.load_state_dict(load_state(path / "optimizer.safetensors"))
+    state.lr_scheduler.load_state_dict(load_state(path / "lr_scheduler.safetensors"))
+    if accelerator.scaler is not None and (path / "scaler.safetensors").is_file():
+        accelerator.scaler.load_state_dict(load_state(path / "scaler.safetensors"))
+    rng = path / f"random_states_{accelerator.process_index}.safetensors"
+    if rng.is_file():
+        set_rng_states(load_state(rng))
+    else:  # more processes than the run that saved it; the data order does not depend on these states
+        log.warning("%s: no random states for process %d; keeping this process's", path, accelerator.process_index)
+    return int(_read_state(path)["step"])
+
+
+def convert_pickled_checkpoint(path: Path, num_processes: int = 1) -> None:
+    """Rewrite a checkpoint saved by Accelerate's save_state (pickles) in this module's format, in place.
+
+    Unpickles its files: only for checkpoints the user trusts. The new files are complete before the
+    state file names the new format, and the pickles are removed only after that.
+    """
+    import torch
+
+    from ldm.train.state_files import save_state
+
+    pickles = {"optimizer.bin": "optimizer.safetensors", "scheduler.bin": "lr_scheduler.safetensors",
+               "scaler.pt": "scaler.safetensors"}
+    if not (path / "model.safetensors").is_file():
+        raise LdmError(f"{path}: no model.safetensors; only checkpoints saved with safetensors weights convert")
+    for old, new in pickles.items():
+        if (path / old).is_file():
+            save_state(torch.load(path / old, map_location="cpu", weights_only=False), path / new)
+    for rank in range(num_processes):
+        old = path / f"random_states_{rank}.pkl"
+        if old.is_file():
+            states = torch.load(old, map_location="cpu", weights_only=False)
+            rng = {"python": states["random_state"], "numpy": states["numpy_random_seed"],
+                   "torch": states["torch_manual_seed"]}
+            if "torch_cuda_manual_seed" in states:
+                rng["cuda"] = states["torch_cuda_manual_seed"]
+            save_state(rng, path / f"random_states_{rank}.safetensors")
+    _write_state_file(path, {**_read_state(path), "format": FORMAT})
+    for old in [*pickles, *(p.name for p in path.glob("random_states_*.pkl"))]:
+        (path / old).unlink(missing_ok=True)
+    log.info("%s: converted from pickles to safetensors", path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from ldm.models import (
     use_training_attention,
 )
 from ldm.pipeline import SamplingModel, assemble_pipeline, sampling_scheduler
-from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.finetune import (
     add_lora,
     add_text_encoder_lora,
@@ -84,8 +85,22 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
     log.info("step %d: samples -> %s", step, path)
 
 
-def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, vae_path: str | None = None) -> Path:
-    """Train the UNet; write checkpoints under output_dir/checkpoints/unet and the pipeline to output_dir."""
+def _load_ema_unet(ema: EMAModel, folder: Path) -> None:
+    """Restore what EMAModel.save_pretrained wrote, reading its safetensors only (its own loader would take a .bin)."""
+    shadow = load_unet(folder)
+    settings = json.loads((folder / "config.json").read_text())
+    state = ema.state_dict()
+    state.update({key: settings[key] for key in state if key in settings and key != "shadow_params"})
+    state["shadow_params"] = [p.detach() for p in shadow.parameters()]
+    ema.load_state_dict(state)
+
+
+def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, vae_path: str | None = None,
+               trust_pickle: bool = False) -> Path:
+    """Train the UNet; write checkpoints under output_dir/checkpoints/unet and the pipeline to output_dir.
+
+    trust_pickle lets --resume convert a checkpoint that an older ldm saved with pickles.
+    """
     output_dir = Path(output_dir)
     tc = cfg.train_unet
     accelerator = make_accelerator(tc, output_dir, "unet")
@@ -131,25 +146,26 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     optimizer = make_optimizer(trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    state = TrainingState([unet], optimizer, lr_scheduler)
     if te_lora:
         text_encoder = accelerator.prepare(text_encoder)
+        state.models.append(text_encoder)
     if ema is not None:
         ema.to(device)
     vae.to(device)
     text_encoder.to(device)
 
     # 3. resume
-    ckpt_root = output_dir / "checkpoints" / "unet"
+    ckpt_root = checkpoint_root(output_dir, "unet")
     start = 0
-    ckpt = resolve_resume(ckpt_root, resume)
+    ckpt = resolve_resume(ckpt_root, resume, trust_pickle)
     if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
+        start = load_checkpoint(accelerator, ckpt, state, trust_pickle)
         if ema is not None and lora:
             load_ema_params(ema, ckpt)
             ema.to(device)
         elif ema is not None:
-            loaded = EMAModel.from_pretrained(str(ckpt / EMA_DIR), UNet2DConditionModel)
-            ema.load_state_dict(loaded.state_dict())
+            _load_ema_unet(ema, ckpt / EMA_DIR)
             ema.to(device)
         log.info("resumed from step %d (%s)", start, ckpt)
     elif resume:
@@ -204,7 +220,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg,
                           output_dir, done)
         if done % tc.checkpoint_every == 0 or done == tc.max_steps:
-            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, save_extra)
+            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state, save_extra)
             log.info("step %d: checkpoint -> %s", done, path)
     bar.close()
 

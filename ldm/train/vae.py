@@ -14,7 +14,7 @@ from ldm.errors import LdmError
 from ldm.folders import vae_folder
 from ldm.media import make_grid, save_image_atomic
 from ldm.models import build_vae, load_vae, save_model
-from ldm.train.checkpoints import load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.losses import psnr, vae_loss
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.setup import (
@@ -101,8 +101,11 @@ def _flip(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], pixels.flip(-1), pixels)
 
 
-def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) -> Path:
-    """Train the VAE; checkpoints under output_dir/checkpoints/vae, the model in output_dir/vae."""
+def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, trust_pickle: bool = False) -> Path:
+    """Train the VAE; checkpoints under output_dir/checkpoints/vae, the model in output_dir/vae.
+
+    trust_pickle lets --resume convert a checkpoint that an older ldm saved with pickles.
+    """
     output_dir = Path(output_dir)
     tc = cfg.train_vae
     accelerator = make_accelerator(tc, output_dir, "vae")
@@ -127,15 +130,16 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
     objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
+    state = TrainingState([objective], optimizer, lr_scheduler)
     side = cfg.data.resolution // factor
     latent_shape = (model.config.latent_channels, side, side)
 
     # 2. resume
-    ckpt_root = output_dir / "checkpoints" / "vae"
+    ckpt_root = checkpoint_root(output_dir, "vae")
     start = 0
-    ckpt = resolve_resume(ckpt_root, resume)
+    ckpt = resolve_resume(ckpt_root, resume, trust_pickle)
     if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt)
+        start = load_checkpoint(accelerator, ckpt, state, trust_pickle)
         log.info("resumed from step %d (%s)", start, ckpt)
     elif resume:
         log.info("starting fresh")
@@ -179,7 +183,7 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None) ->
             _evaluate(accelerator, model, heldout, output_dir, done)
             objective.train()
         if done % tc.checkpoint_every == 0 or done == tc.max_steps:
-            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit)
+            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state)
             log.info("step %d: checkpoint -> %s", done, path)
     bar.close()
 

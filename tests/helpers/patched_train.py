@@ -2,7 +2,7 @@
 
 LDM_TEST_NAN_AT=3,5   make the loss of these micro-batch calls (0-based) NaN ('all': every call)
 LDM_TEST_KILL_AT=N    SIGKILL this process at the N-th loss call (mid-training)
-LDM_TEST_KILL_SAVE=S  SIGKILL this process while checkpoint-S is being written (after Accelerate's files)
+LDM_TEST_KILL_SAVE=S  SIGKILL this process while checkpoint-S is being written (after the state files)
 LDM_TEST_MIN_PEFT=V   make transformers ask for peft >= V (an installed peft too old for text-encoder LoRA)
 """
 
@@ -34,16 +34,16 @@ def faulty_loss(*args, **kwargs):
     return loss
 
 
-def crashing_save(accelerator, root, step, cfg, limit, extra_save=None):
+def crashing_save(accelerator, root, step, cfg, limit, state, extra_save=None):
     if step != kill_save:
-        return original_save(accelerator, root, step, cfg, limit, extra_save)
+        return original_save(accelerator, root, step, cfg, limit, state, extra_save)
 
     def die(folder):
         if extra_save is not None:
             extra_save(folder)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    return original_save(accelerator, root, step, cfg, limit, die)
+    return original_save(accelerator, root, step, cfg, limit, state, die)
 
 
 if os.environ.get("LDM_TEST_MIN_PEFT"):

@@ -1,9 +1,13 @@
-"""Crashes and bad numbers: SIGKILL mid-training and mid-save, NaN steps, resume semantics."""
+"""Crashes and bad numbers: SIGKILL mid-training and mid-save, NaN steps, resume semantics, no pickles."""
+
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import TINY, no_model_libraries, run_script
+from support import TINY, no_model_libraries, planted_pickle, run_script
+
+from ldm.train.state_files import load_state
 
 FAST = ["train_unet.max_steps=30", "train_unet.checkpoint_every=10", "train_unet.batch_size=8",
         "train_unet.checkpoints_total_limit=2", "train_unet.log_every=5", "data.shapes_count=64"]
@@ -75,8 +79,7 @@ def test_nan_step_leaves_weights_ema_and_optimizer_untouched(tiny_run, tmp_path)
     _assert_same(_weights(a), _weights(b))
     _assert_same(load_file(str(a / "unet_ema/diffusion_pytorch_model.safetensors")),
                  load_file(str(b / "unet_ema/diffusion_pytorch_model.safetensors")))
-    opt_a = torch.load(a / "optimizer.bin", weights_only=True)
-    opt_b = torch.load(b / "optimizer.bin", weights_only=True)
+    opt_a, opt_b = load_state(a / "optimizer.safetensors"), load_state(b / "optimizer.safetensors")
     for key, state in opt_a["state"].items():
         for name, value in state.items():
             assert torch.equal(value, opt_b["state"][key][name]), (key, name)
@@ -107,3 +110,48 @@ def test_missing_vae_is_a_one_line_error(tmp_path):
     run = run_script("scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path / "run"),
                      "--vae", str(tmp_path / "nowhere"), check=False, env=libs)
     assert run.returncode == 2 and "VAE folder not found" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_checkpoint_folder_holds_no_pickle(reference):
+    folder = reference / "checkpoints" / "unet" / "checkpoint-30"
+    suffixes = {p.suffix for p in folder.rglob("*") if p.is_file()}
+    assert suffixes <= {".safetensors", ".json", ".yaml"}, suffixes
+
+
+def test_planted_pickles_are_never_executed_on_resume(tiny_run, reference, tmp_path):
+    run = tmp_path / "run"
+    checkpoint = run / "checkpoints" / "unet" / "checkpoint-20"
+    shutil.copytree(reference / "checkpoints" / "unet" / "checkpoint-20", checkpoint)
+    marker = tmp_path / "executed"
+    for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "scaler.pt", "pytorch_model.bin",
+                 "unet_ema/diffusion_pytorch_model.bin", "custom_checkpoint_0.pkl"):
+        (checkpoint / name).write_bytes(planted_pickle(marker))
+    resumed = _train(run, tiny_run / "vae", "--resume", "latest")
+    assert "resumed from step 20" in resumed.stderr + resumed.stdout
+    assert not marker.exists()
+    _assert_same(_final(reference), _final(run))  # and the resume is still exact
+
+
+@pytest.mark.parametrize("script", ["train_unet", "train_vae"])
+def test_bad_resume_is_refused_before_anything_is_created(tmp_path, script):
+    libs = no_model_libraries(tmp_path / "libs")  # answered before torch loads: no cache, no logs/
+    (tmp_path / "vae").mkdir()
+    out = tmp_path / "run"
+    args = [f"scripts/{script}.py", "--config", str(TINY), "--output-dir", str(out)]
+    if script == "train_unet":
+        args += ["--vae", str(tmp_path / "vae")]
+    missing = run_script(*args, "--resume", str(tmp_path / "missing"), env=libs, check=False)
+    assert missing.returncode == 2 and "checkpoint not found" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr and not out.exists()
+
+    # a checkpoint of an older ldm (Accelerate's pickles): refused in one line, its pickle never loaded
+    kind = "unet" if script == "train_unet" else "vae"
+    old = out / "checkpoints" / kind / "checkpoint-10"
+    old.mkdir(parents=True)
+    (old / "ldm_state.json").write_text('{"step": 10}')
+    marker = tmp_path / "executed"
+    (old / "random_states_0.pkl").write_bytes(planted_pickle(marker))
+    refused = run_script(*args, "--resume", "latest", env=libs, check=False)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1 and "--trust-pickle-checkpoint" in lines[0], refused.stderr
+    assert not marker.exists() and not (out / "logs").exists()

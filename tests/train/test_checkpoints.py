@@ -1,0 +1,153 @@
+"""Checkpoint files without pickles: the state format round-trips exactly, and an old pickled checkpoint is
+refused unless trusted, then converted once."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
+from safetensors.torch import load_file
+from support import TINY, planted_pickle
+
+from ldm.config import load_config
+from ldm.errors import LdmError
+from ldm.train.checkpoints import (
+    FORMAT,
+    STATE_FILE,
+    TRUST_FLAG,
+    TrainingState,
+    checkpoint_format,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
+from ldm.train.state_files import load_state, save_state
+
+
+def _same(a, b):
+    """Deep equality for nested state with tensors, arrays and NaN."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def test_state_file_round_trips_nested_state(tmp_path):
+    state = {
+        0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4, 2, dtype=torch.bfloat16)},
+        "groups": [{"betas": (0.9, 0.999), "params": [0, 1], "lr": float("nan"), "name": None, "fused": True}],
+        "python": (3, tuple(range(625)), None),
+        "numpy": np.random.RandomState(5).get_state(),
+        "empty": {},
+    }
+    save_state(state, tmp_path / "s.safetensors")
+    back = load_state(tmp_path / "s.safetensors")
+    assert _same(state, back)
+    assert not _same(state, {**back, "python": (3, tuple(range(625)), 0.5)})  # the comparison can fail
+
+
+def _tiny_training(seed: int):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    scheduler = get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=2, num_training_steps=20)
+    return model, optimizer, scheduler
+
+
+def _steps(model, optimizer, scheduler, count: int):
+    for _ in range(count):
+        model(torch.randn(5, 6)).square().mean().backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+
+
+@pytest.fixture
+def accelerator():
+    return Accelerator(cpu=True)
+
+
+def _fresh(accelerator, seed: int = 1) -> TrainingState:
+    model, optimizer, scheduler = accelerator.prepare(*_tiny_training(seed))
+    return TrainingState([model], optimizer, scheduler)
+
+
+def _trained(accelerator, steps: int = 3) -> TrainingState:
+    state = _fresh(accelerator, 0)
+    _steps(*state.models, state.optimizer, state.lr_scheduler, steps)
+    return state
+
+
+def _assert_restored(saved: TrainingState, restored: TrainingState):
+    assert _same(saved.models[0].state_dict(), restored.models[0].state_dict())
+    assert _same(saved.optimizer.state_dict(), restored.optimizer.state_dict())
+    assert _same(saved.lr_scheduler.state_dict(), restored.lr_scheduler.state_dict())
+
+
+def test_checkpoint_round_trip_is_exact_and_holds_no_pickle(accelerator, tmp_path):
+    saved = _trained(accelerator)
+    folder = save_checkpoint(accelerator, tmp_path, 3, load_config(TINY), 2, saved)
+    rng = torch.get_rng_state()
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".safetensors", ".safetensors", ".safetensors",
+                                                          ".safetensors", ".yaml"]
+    assert checkpoint_format(folder) == FORMAT
+    torch.randn(100)  # moves the global RNG on; loading must put it back
+    restored = _fresh(accelerator)
+    assert not _same(saved.models[0].state_dict(), restored.models[0].state_dict())
+    assert load_checkpoint(accelerator, folder, restored) == 3
+    _assert_restored(saved, restored)
+    assert torch.equal(torch.get_rng_state(), rng)
+    # the next steps are the same too: nothing the optimizer or schedule needs was lost
+    torch.manual_seed(7)
+    _steps(*saved.models, saved.optimizer, saved.lr_scheduler, 2)
+    torch.manual_seed(7)
+    _steps(*restored.models, restored.optimizer, restored.lr_scheduler, 2)
+    _assert_restored(saved, restored)
+
+
+def _pickled_checkpoint(accelerator, root, step: int = 3) -> tuple[TrainingState, object]:
+    """A checkpoint as ldm wrote it before this format: Accelerate's save_state, pickles included."""
+    saved = _trained(accelerator, step)
+    folder = root / f"checkpoint-{step}"
+    accelerator.save_state(str(folder), safe_serialization=True)
+    (folder / STATE_FILE).write_text(json.dumps({"step": step}))
+    return saved, folder
+
+
+def test_pickled_checkpoint_is_refused_without_trust_and_nothing_runs(accelerator, tmp_path):
+    _, folder = _pickled_checkpoint(accelerator, tmp_path)
+    marker = tmp_path / "executed"
+    (folder / "random_states_0.pkl").write_bytes(planted_pickle(marker))
+    for resume in ("latest", str(folder)):
+        with pytest.raises(LdmError, match=TRUST_FLAG):
+            resolve_resume(tmp_path, resume)
+    restored = _fresh(accelerator)
+    with pytest.raises(LdmError, match=TRUST_FLAG):
+        load_checkpoint(accelerator, folder, restored)
+    assert not marker.exists()
+
+
+def test_trusted_pickled_checkpoint_is_converted_once_and_resumes_exactly(accelerator, tmp_path):
+    saved, folder = _pickled_checkpoint(accelerator, tmp_path)
+    model_before = load_file(folder / "model.safetensors")
+    assert {"optimizer.bin", "scheduler.bin", "random_states_0.pkl"} <= {p.name for p in folder.iterdir()}
+    assert resolve_resume(tmp_path, "latest", trust_pickle=True) == folder
+    restored = _fresh(accelerator)
+    assert load_checkpoint(accelerator, folder, restored, trust_pickle=True) == 3
+    _assert_restored(saved, restored)
+    names = {p.name for p in folder.iterdir()}
+    assert not {n for n in names if n.endswith((".bin", ".pkl", ".pt"))}
+    assert {"optimizer.safetensors", "lr_scheduler.safetensors", "random_states_0.safetensors"} <= names
+    assert checkpoint_format(folder) == FORMAT
+    assert resolve_resume(tmp_path, "latest") == folder  # converted: no trust needed any more
+    assert _same(model_before, load_file(folder / "model.safetensors"))
