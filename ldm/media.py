@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -30,22 +31,42 @@ def make_grid(images: torch.Tensor, cols: int | None = None, pad: int = 2) -> Im
     return Image.fromarray(canvas)
 
 
-def save_image_atomic(image: Image.Image, path: str | Path, **kwargs) -> Path:
-    """Save a PIL image via a temporary file in the same folder, then rename."""
+def save_image_atomic(image: Image.Image, path: str | Path, overwrite: bool = True, **kwargs) -> Path:
+    """Save a PIL image via a temporary file in the same folder, then rename.
+
+    With overwrite=False an existing file is never replaced: FileExistsError instead.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    image.save(tmp, **kwargs)
-    os.replace(tmp, path)
+    try:
+        image.save(tmp, **kwargs)
+        _publish(tmp, path, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only by a failed or interrupted save
     return path
 
 
-def save_png(image: torch.Tensor, path: str | Path, parameters: str | None = None) -> Path:
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic, and refused when path exists, even if another process just made it
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
+
+
+def save_png(image: torch.Tensor, path: str | Path, parameters: str | None = None, overwrite: bool = True) -> Path:
     """Save one (3, H, W) image in [0, 1] as PNG, with an AUTOMATIC1111 `parameters` chunk when given."""
     from ldm.parameters import png_info
 
     pil = Image.fromarray(to_uint8(image[None])[0])
-    return save_image_atomic(pil, path, **({"pnginfo": png_info(parameters)} if parameters else {}))
+    return save_image_atomic(pil, path, overwrite, **({"pnginfo": png_info(parameters)} if parameters else {}))
 
 
 def upscale_for_viewing(frames: np.ndarray, min_side: int = 256) -> np.ndarray:
@@ -97,13 +118,16 @@ def write_images(out_dir: str | Path, images: torch.Tensor, parameters: list[str
 
 
 def write_animation(out_dir: str | Path, frames: torch.Tensor, parameters: list[str], fps: float = 12) -> list[Path]:
-    """Numbered PNG frames, animation.gif, animation.mp4 and grid.png."""
+    """Numbered PNG frames, grid.png, animation.gif and animation.mp4."""
     out = Path(out_dir)
     names = [f"frame-{k:04d}.png" for k in range(len(frames))]
-    paths = write_images(out, frames, parameters, names)
-    paths.append(save_gif(frames, out / "animation.gif", fps))
-    paths.append(save_mp4(frames, out / "animation.mp4", fps))
-    return paths
+    return write_images(out, frames, parameters, names) + write_movies(out, frames, fps)
+
+
+def write_movies(out_dir: str | Path, frames: torch.Tensor, fps: float = 12) -> list[Path]:
+    """animation.gif and animation.mp4 of the frames."""
+    out = Path(out_dir)
+    return [save_gif(frames, out / "animation.gif", fps), save_mp4(frames, out / "animation.mp4", fps)]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

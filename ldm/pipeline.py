@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -168,8 +168,13 @@ class SamplingModel:
 
     @torch.no_grad()
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(), batch_size: int = 8,
-                 progress: Progress | None = None) -> torch.Tensor:
-        """Images in [0, 1] (N, 3, H, W): image k depends only on specs[k] and the settings, not the batch."""
+                 progress: Progress | None = None,
+                 on_batch: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Images in [0, 1] (N, 3, H, W): image k depends only on specs[k] and the settings, not the batch.
+
+        on_batch(start, images) gets each batch as soon as it is done (images start, start + 1, ...), so a
+        caller can keep what is finished when a long run is interrupted.
+        """
         # 1. check inputs
         s = self.resolve(settings)
         specs = list(specs)
@@ -187,6 +192,8 @@ class SamplingModel:
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
                 images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress))
+                if on_batch is not None:
+                    on_batch(start, images[-1])
         return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
 
     def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[str, torch.Tensor], done: int,

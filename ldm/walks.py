@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,14 +43,19 @@ def spec_at(u: float, prompts: Sequence[str], seeds: Sequence[int], loop: bool =
     )
 
 
+Frames = Callable[[list[int], list[ImageSpec], torch.Tensor], None]
+
+
 def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
                 settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = "slerp",
-                even: bool = False, batch_size: int = 8,
-                progress: Progress | None = None) -> tuple[list[ImageSpec], torch.Tensor]:
+                even: bool = False, batch_size: int = 8, progress: Progress | None = None,
+                on_frames: Frames | None = None) -> tuple[list[ImageSpec], torch.Tensor]:
     """Frames of a seed walk and/or prompt morph through the keyframes, with their specs.
 
     With `even`, a first pass measures how much the image changes between frames and a second pass
     re-places the frames so that each step changes the image by about the same amount.
+    on_frames(indices, specs, images) gets frames as soon as they are final (in batches, not in order
+    with `even`), so a caller can keep what is finished when a long walk is interrupted.
     """
     count = _keyframes(prompts, seeds)
     if frames < 2:
@@ -66,8 +71,16 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
         if progress is not None:
             progress(done, total * passes)
 
+    def final(indices: list[int], specs: list[ImageSpec]):
+        def hand_over(start: int, images: torch.Tensor) -> None:
+            chosen = indices[start:start + len(images)]
+            on_frames(chosen, [specs[k] for k in chosen], images)
+
+        return hand_over if on_frames is not None else None
+
     specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in positions]
-    images = model.generate(specs, settings, batch_size, report)
+    images = model.generate(specs, settings, batch_size, report,
+                            on_batch=None if even else final(list(range(frames)), specs))
     if not even:
         return specs, images
     # A loop's last gap runs back to the first frame; close it so it is spaced like the others.
@@ -75,16 +88,20 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
     closed_images = torch.cat([images, images[:1]]) if loop else images
     new_positions = respace(closed_positions, frame_distances(closed_images), frames + (1 if loop else 0))
     new_positions = new_positions[:frames]
+    new_specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in new_positions]
     known = dict(zip(positions, images, strict=True))
-    todo = [u for u in new_positions if u not in known]
-    todo_specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in todo]
+    kept = [k for k, u in enumerate(new_positions) if u in known]
+    if on_frames is not None and kept:
+        on_frames(kept, [new_specs[k] for k in kept], torch.stack([known[new_positions[k]] for k in kept]))
+    todo = [k for k, u in enumerate(new_positions) if u not in known]
     total = len(specs) * settings.steps
 
     def report_second(done: int, _total: int) -> None:
         if progress is not None:
             progress(total + done, total * passes)
 
-    fresh = model.generate(todo_specs, settings, batch_size, report_second) if todo else images[:0]
-    known.update(zip(todo, fresh, strict=True))
-    specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in new_positions]
-    return specs, torch.stack([known[u] for u in new_positions])
+    if todo:
+        fresh = model.generate([new_specs[k] for k in todo], settings, batch_size, report_second,
+                               on_batch=final(todo, new_specs))
+        known.update(zip([new_positions[k] for k in todo], fresh, strict=True))
+    return new_specs, torch.stack([known[u] for u in new_positions])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import time
@@ -24,6 +25,7 @@ from ldm.generation import (
     resolve_settings,
     spec_from_parameters,
 )
+from ldm.outputs import NumberedFolder, finish_before_ctrl_c, prepare_folder
 from ldm.parameters import read_png_parameters
 from ldm.schedulers import SCHEDULERS
 
@@ -87,6 +89,10 @@ def main() -> None:
     args = parser().parse_args()
     if args.frames < 2:
         raise LdmError(f"frames must be at least 2, got {args.frames}")
+    if args.batch_size < 1:
+        raise LdmError(f"batch size must be at least 1, got {args.batch_size}")
+    if not args.fps > 0:
+        raise LdmError(f"fps must be above 0, got {args.fps}")
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
                         lora=args.lora, lora_scale=args.lora_scale)
@@ -111,17 +117,15 @@ def main() -> None:
     folder = check_model_folder(args.model)
     guidance = folder_guidance(folder)  # read once: it warns when the folder's config lacks it
     settings = resolve_settings(settings, *folder_geometry(folder), guidance)
+    name = "image" if kind == "png" else kind
+    out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
     quiet_libraries()
     from tqdm import tqdm
 
-    from ldm.media import write_animation, write_images
     from ldm.pipeline import load_sampling_model
-    from ldm.walks import render_walk
 
     model = load_sampling_model(folder, args.device, args.precision, guidance)
-    name = "image" if kind == "png" else kind
-    out = Path(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
 
     def progress(done: int, total: int) -> None:
@@ -135,23 +139,76 @@ def main() -> None:
         if fields.get("Precision", model.precision) != model.precision:
             print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
                   file=sys.stderr)
-        images = model.generate(specs, settings, progress=progress)
-        paths = write_images(out, images, [model.parameters(spec, settings)], [Path(args.from_png).name])
-    elif kind == "image":
-        images = model.generate(specs, settings, args.batch_size, progress)
-        names = [f"{k:05d}-{s.seed}.png" for k, s in enumerate(specs)]
-        paths = write_images(out, images, [model.parameters(s, settings) for s in specs], names)
+    try:
+        if kind in ("png", "image"):
+            paths = generate_images(model, specs, settings, args.batch_size, progress, out)
+        else:
+            paths = generate_walk(model, keyframe_prompts, args.interpolate_seeds or [seed], settings, args, progress,
+                                  out.subfolder(kind))
+    except Interrupted as stop:
+        bar.leave = False  # the one line below is all that stays on the terminal
         bar.close()
+        for path in stop.kept:
+            print(path)
+        print(f"interrupted: kept {len(stop.kept)} of {stop.total} {stop.what}"
+              + (f" in {stop.kept[0].parent}" if stop.kept else ""), file=sys.stderr)
+        sys.exit(130)
+    bar.close()
+    if kind == "image":
         for s in specs:
             print(f"seed {s.seed}: {s.prompt!r}", file=sys.stderr)
-    else:
-        specs, frames = render_walk(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
-                                    loop=args.loop, ease=args.ease, morph_mode=args.morph_mode,
-                                    even=args.even_spacing, batch_size=args.batch_size, progress=progress)
-        paths = write_animation(out, frames, [model.parameters(s, settings) for s in specs], args.fps)
-    bar.close()
     for path in paths:
         print(path)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during generation: what was finished and kept."""
+
+    def __init__(self, kept: list[Path], total: int, what: str):
+        super().__init__(f"kept {len(kept)} of {total} {what}")
+        self.kept, self.total, self.what = kept, total, what
+
+
+def generate_images(model, specs, settings, batch_size, progress, out: NumberedFolder) -> list[Path]:
+    """Each batch written as soon as it is done, under the folder's next free numbers; then the run's grid."""
+
+    def keep(start, images):
+        with finish_before_ctrl_c():
+            for spec, image in zip(specs[start:start + len(images)], images, strict=True):
+                out.image(image, spec.seed, model.parameters(spec, settings))
+
+    try:
+        images = model.generate(specs, settings, batch_size, progress, on_batch=keep)
+    except KeyboardInterrupt:
+        raise Interrupted(list(out.written), len(specs), "images") from None
+    if len(images) > 1:
+        out.grid(images)
+    return out.written
+
+
+def generate_walk(model, prompts, seeds, settings, args, progress, folder: Path) -> list[Path]:
+    """A walk's or morph's frames written into its own new folder as they are final, then grid and animation."""
+    from ldm.media import make_grid, save_image_atomic, save_png, write_movies
+    from ldm.walks import render_walk
+
+    kept: dict[int, Path] = {}
+
+    def keep(indices, specs, images):
+        with finish_before_ctrl_c():
+            for k, spec, image in zip(indices, specs, images, strict=True):
+                kept[k] = save_png(image, folder / f"frame-{k:04d}.png", model.parameters(spec, settings))
+
+    try:
+        _, frames = render_walk(model, prompts, seeds, args.frames, settings, loop=args.loop, ease=args.ease,
+                                morph_mode=args.morph_mode, even=args.even_spacing, batch_size=args.batch_size,
+                                progress=progress, on_frames=keep)
+    except KeyboardInterrupt:
+        if not kept:
+            with contextlib.suppress(OSError):  # leave no empty folder behind
+                folder.rmdir()
+        raise Interrupted([kept[k] for k in sorted(kept)], args.frames, "frames (no animation)") from None
+    grid = save_image_atomic(make_grid(frames), folder / "grid.png")
+    return [kept[k] for k in sorted(kept)] + [grid] + write_movies(folder, frames, args.fps)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,6 @@ def test_it_draws_the_colour_it_is_asked_for(shipped):
 def test_the_readme_main_job_samples_the_shipped_model(tmp_path):
     out = tmp_path / "apples"
     proc = run_script("scripts/sample.py", "red apple", "--num-images", "2", "--seed", "1", "--out", str(out))
-    assert proc.stdout.split() == [str(out / n) for n in ("00000-1.png", "00001-2.png", "grid.png")]
+    assert proc.stdout.split() == [str(out / n) for n in ("00000-1.png", "00001-2.png", "grid-0000.png")]
     image = Image.open(out / "00000-1.png")
     assert image.size == (64, 64) and image.info["parameters"].startswith("red apple\n")

@@ -51,6 +51,24 @@ def test_even_spacing_keeps_the_endpoints_and_evens_the_steps(tiny_model):
     assert max_jump_ratio(even) <= max_jump_ratio(uniform) * 1.05
 
 
+@pytest.mark.parametrize("even", [False, True])
+def test_each_frame_is_handed_over_once_when_final(tiny_model, even):
+    # what scripts/sample.py writes as a walk goes, so that Ctrl-C keeps the finished frames
+    s = Settings(steps=3)
+    prompts = ["red", "a blue circle on a white background"]
+    handed: dict[int, tuple] = {}
+
+    def on_frames(indices, specs, images):
+        assert len(indices) == len(specs) == len(images)
+        for k, spec, image in zip(indices, specs, images, strict=True):
+            assert k not in handed
+            handed[k] = (spec, image)
+
+    specs, frames = render_walk(tiny_model, prompts, [1], 6, s, even=even, batch_size=2, on_frames=on_frames)
+    assert sorted(handed) == list(range(6))
+    assert all(handed[k][0] == specs[k] and torch.equal(handed[k][1], frames[k]) for k in range(6))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"prompts": ["a"], "seeds": [1, 2], "frames": 1}, "at least 2"),
     ({"prompts": ["a"], "seeds": [1], "frames": 4}, "at least 2 seeds or 2 prompts"),

@@ -1,12 +1,18 @@
 """scripts/sample.py and scripts/export.py end to end: outputs, --from-png round trip, one-line errors."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from support import no_model_libraries, run_script
+from support import ROOT, no_model_libraries, run_script
 
 
 def _pixels(path) -> np.ndarray:
@@ -19,7 +25,7 @@ def test_images_carry_parameters_that_recreate_them(tiny_pipeline, tmp_path):
                       "--seed", "40", "--steps", "4", "--scheduler", "euler-a", "--negative-prompt", "blue",
                       "--variation-seed", "7", "--variation-strength", "0.3", "--batch-size", "2", "--out", str(out))
     listed = proc.stdout.split()
-    assert listed == [str(out / n) for n in ("00000-40.png", "00001-41.png", "00002-42.png", "grid.png")]
+    assert listed == [str(out / n) for n in ("00000-40.png", "00001-41.png", "00002-42.png", "grid-0000.png")]
     assert "seed 41" in proc.stderr
     text = Image.open(out / "00001-41.png").info["parameters"]
     assert text.startswith("a red square\nNegative prompt: blue\nSteps: 4, Sampler: Euler a, CFG scale: 3.0, Seed: 41")
@@ -27,7 +33,7 @@ def test_images_carry_parameters_that_recreate_them(tiny_pipeline, tmp_path):
     again = tmp_path / "again"
     run_script("scripts/sample.py", "--from-png", str(out / "00001-41.png"), "--model", str(tiny_pipeline),
                "--out", str(again))
-    assert np.array_equal(_pixels(again / "00001-41.png"), _pixels(out / "00001-41.png"))
+    assert np.array_equal(_pixels(again / "00000-41.png"), _pixels(out / "00001-41.png"))
 
 
 def test_prompts_file_generates_each_line(tiny_pipeline, tmp_path):
@@ -36,7 +42,7 @@ def test_prompts_file_generates_each_line(tiny_pipeline, tmp_path):
     proc = run_script("scripts/sample.py", "--prompts-file", str(prompts), "--model", str(tiny_pipeline),
                       "--seed", "1", "--steps", "2", "--out", str(tmp_path / "o"))
     names = [p.rsplit("/", 1)[-1] for p in proc.stdout.split()]
-    assert names == ["00000-1.png", "00001-2.png", "grid.png"]
+    assert names == ["00000-1.png", "00001-2.png", "grid-0000.png"]
     assert Image.open(tmp_path / "o" / "00001-2.png").info["parameters"].startswith("a blue circle\n")
 
 
@@ -44,10 +50,10 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     # bf16 is batch-exact; fp32 (the default on CPUs without native bf16) agrees only to ~1e-6, which
     # can move a pixel by one level
     exact = ["--precision", "bf16"]
-    out = tmp_path / "walk"
     proc = run_script("scripts/sample.py", "--interpolate-seeds", "5", "6", "--prompt", "a red square", "--frames",
-                      "4", "--loop", "--steps", "3", "--model", str(tiny_pipeline), "--out", str(out), *exact)
-    names = [p.rsplit("/", 1)[-1] for p in proc.stdout.split()]
+                      "4", "--loop", "--steps", "3", "--model", str(tiny_pipeline), "--out", str(tmp_path), *exact)
+    out = tmp_path / "00000-walk"  # the walk's own numbered folder
+    names = [str(Path(p).relative_to(out)) for p in proc.stdout.split()]
     assert names == [f"frame-{k:04d}.png" for k in range(4)] + ["grid.png", "animation.gif", "animation.mp4"]
     gif = Image.open(out / "animation.gif")
     assert gif.n_frames == 4 and gif.size == (256, 256)
@@ -67,10 +73,15 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["--prompts-file", "/nonexistent/prompts.txt"], "cannot read prompts file"),
     (["x", "--model", "/nonexistent/model"], "model folder not found"),
     (["--from-png", "/nonexistent.png"], "PNG not found"),
+    (["x", "--batch-size", "0"], "batch size must be at least 1"),
+    (["--interpolate-seeds", "1", "2", "--prompt", "x", "--fps", "0"], "fps must be above 0"),
+    (["x", "--out", "/dev/null"], "--out /dev/null exists and is not a folder"),
 ])
 def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message):
     if "--model" not in args:
         args = [*args, "--model", str(tiny_pipeline)]
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "out")]
     proc = run_script("scripts/sample.py", *args, check=False, env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -99,3 +110,52 @@ def test_export_script_refuses_a_bad_model(tmp_path):
     proc = run_script("scripts/export.py", "--model", str(tmp_path), "--out", str(tmp_path / "x"), check=False,
                       env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2 and "model_index.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runs_into_one_folder_continue_the_numbering_and_overwrite_nothing(tiny_pipeline, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "00041-7.png").write_bytes(b"an earlier image")  # numbering goes on after the largest number there
+    (out / "grid-0002.png").write_bytes(b"an earlier grid")
+    common = ["--model", str(tiny_pipeline), "--steps", "2", "--out", str(out)]
+    first = run_script("scripts/sample.py", "a red square", "--num-images", "2", "--seed", "1", *common).stdout.split()
+    second = run_script("scripts/sample.py", "a red square", "--num-images", "2", "--seed", "1", *common).stdout.split()
+    walk = run_script("scripts/sample.py", "--interpolate-seeds", "1", "2", "--prompt", "a red square", "--frames",
+                      "2", *common).stdout.split()
+    again = run_script("scripts/sample.py", "a red square", "--seed", "9", *common).stdout.split()
+    assert first == [str(out / n) for n in ("00042-1.png", "00043-2.png", "grid-0003.png")]
+    assert second == [str(out / n) for n in ("00044-1.png", "00045-2.png", "grid-0004.png")]
+    assert walk[0] == str(out / "00046-walk" / "frame-0000.png") and walk[-1].endswith("00046-walk/animation.mp4")
+    assert again == [str(out / "00047-9.png")]  # one image: no grid
+    assert (out / "00041-7.png").read_bytes() == b"an earlier image"
+    assert (out / "grid-0002.png").read_bytes() == b"an earlier grid"
+    assert np.array_equal(_pixels(out / "00042-1.png"), _pixels(out / "00044-1.png"))
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize("kind", ["images", "walk"])
+def test_ctrl_c_keeps_the_finished_images_and_says_how_many(tiny_pipeline, tmp_path, kind):
+    out = tmp_path / "out"
+    what = {"images": ["a red square", "--num-images", "40"],
+            "walk": ["--interpolate-seeds", "1", "2", "--prompt", "a red square", "--frames", "40"]}[kind]
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/sample.py", *what, "--seed", "1", "--steps", "20", "--batch-size", "2",
+         "--model", str(tiny_pipeline), "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pattern = "0*.png" if kind == "images" else "00000-walk/frame-*.png"
+    deadline = time.monotonic() + 300
+    while not list(out.glob(pattern)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    kept = sorted(out.glob(pattern))
+    unit = "images" if kind == "images" else "frames (no animation)"
+    last = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert proc.returncode == 130, stderr[-2000:]
+    assert last == f"interrupted: kept {len(kept)} of 40 {unit} in {kept[0].parent}", stderr[-2000:]
+    assert 2 <= len(kept) < 40 and len(kept) % 2 == 0  # whole batches of 2: one finished is all written
+    assert "Traceback" not in stderr
+    assert stdout.split() == [str(p) for p in kept]
+    for path in kept:  # whole PNGs that re-create themselves
+        assert Image.open(path).info["parameters"].startswith("a red square\n")
+    assert not list(out.rglob(".*")) and not list(out.rglob("grid*")) and not list(out.rglob("animation.*"))
