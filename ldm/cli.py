@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 # Scripts talk to users through their own messages; the libraries' import-time notices (optional
 # torchvision, CLIP-typed text encoders) and per-file loading bars are noise there. Set before any
@@ -76,20 +75,6 @@ def check_resume(args: argparse.Namespace, kind: str) -> None:
     from ldm.train.checkpoints import checkpoint_root, resolve_resume
 
     resolve_resume(checkpoint_root(args.output_dir, kind), args.resume, args.trust_pickle_checkpoint, quiet=True)
-
-
-def make_output_dir(path: str) -> Path:
-    """Create the run folder (a one-line error if that is impossible) before any model is loaded."""
-    folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise LdmError(f"--output-dir {path} exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LdmError(f"--output-dir {path}: cannot create it ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise LdmError(f"--output-dir {path}: not writable")
-    return folder
 
 
 def config_from_args(args: argparse.Namespace, section: str) -> Config:

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from ldm.cli import check_resume, config_from_args, make_output_dir, quiet_libraries, run, training_parser
+from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
 from ldm.folders import check_model_folder, find_vae
+from ldm.outputs import prepare_folder
 
 
 def main() -> None:
@@ -20,7 +21,7 @@ def main() -> None:
     elif not cfg.finetune.init_from:
         find_vae(cfg, Path(args.output_dir), args.vae)
     check_resume(args, "unet")
-    make_output_dir(args.output_dir)
+    prepare_folder(args.output_dir, "--output-dir")
     quiet_libraries()  # the config is checked: now load torch and diffusers
     from ldm.train.unet import train_unet
 

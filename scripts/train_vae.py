@@ -1,7 +1,8 @@
 """Train the VAE: python scripts/train_vae.py --config configs/tiny.yaml --output-dir runs/tiny"""
 
-from ldm.cli import check_resume, config_from_args, make_output_dir, quiet_libraries, run, training_parser
+from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
 from ldm.folders import vae_folder
+from ldm.outputs import prepare_folder
 
 
 def main() -> None:
@@ -15,7 +16,7 @@ def main() -> None:
         args.overrides.append(f"train_vae.init_from={args.init_from}")
     cfg = config_from_args(args, "train_vae")
     check_resume(args, "vae")
-    make_output_dir(args.output_dir)
+    prepare_folder(args.output_dir, "--output-dir")
     quiet_libraries()  # the config is checked: now load torch and diffusers
     from ldm.train.vae import train_vae
 
