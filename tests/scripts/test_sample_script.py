@@ -141,7 +141,9 @@ def test_ctrl_c_keeps_the_finished_images_and_says_how_many(tiny_pipeline, tmp_p
     proc = subprocess.Popen(
         [sys.executable, "scripts/sample.py", *what, "--seed", "1", "--steps", "20", "--batch-size", "2",
          "--model", str(tiny_pipeline), "--out", str(out)],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell that starts the test runner in the background ignores SIGINT for it; a user's terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pattern = "0*.png" if kind == "images" else "00000-walk/frame-*.png"
     deadline = time.monotonic() + 300
     while not list(out.glob(pattern)) and proc.poll() is None and time.monotonic() < deadline:
