@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ldm.io import atomic_file
 from ldm.models import encode_prompts
 
 log = logging.getLogger("ldm")
@@ -75,10 +75,8 @@ def encode_dataset(vae, tokenizer, text_encoder, dataset, flip: bool, batch_size
 
 def save_cache(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Write the cache atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def load_or_build_cache(accelerator, cache_dir: Path, vae, tokenizer, text_encoder, dataset, flip: bool,

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ldm.errors import LdmError
+from ldm.io import one_line
 
 
 @dataclass
@@ -325,7 +326,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise LdmError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise LdmError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
     return config_from_dict(_merge(data, parse_overrides(overrides or [])))
 
 

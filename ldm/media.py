@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ldm.io import atomic_file
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -32,33 +32,10 @@ def make_grid(images: torch.Tensor, cols: int | None = None, pad: int = 2) -> Im
 
 
 def save_image_atomic(image: Image.Image, path: str | Path, overwrite: bool = True, **kwargs) -> Path:
-    """Save a PIL image via a temporary file in the same folder, then rename.
-
-    With overwrite=False an existing file is never replaced: FileExistsError instead.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
+    """Save a PIL image whole or not at all (see ldm.io.atomic_file; overwrite=False never replaces a file)."""
+    with atomic_file(path, overwrite) as tmp:
         image.save(tmp, **kwargs)
-        _publish(tmp, path, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)  # left only by a failed or interrupted save
-    return path
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # atomic, and refused when path exists, even if another process just made it
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: check, then rename
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
-        os.replace(tmp, path)
+    return Path(path)
 
 
 def save_png(image: torch.Tensor, path: str | Path, parameters: str | None = None, overwrite: bool = True) -> Path:
@@ -91,20 +68,17 @@ def save_mp4(frames: torch.Tensor, path: str | Path, fps: float = 12, min_side: 
     h, w = arr.shape[1:3]
     # H.264 with yuv420p needs even sides; pad by edge replication rather than distort.
     arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    writer = imageio_ffmpeg.write_frames(str(tmp), (arr.shape[2], arr.shape[1]), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
-                                         ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
-    try:
-        writer.send(None)
-        for frame in arr:
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        writer.close()
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(str(tmp), (arr.shape[2], arr.shape[1]), fps=fps, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
+                                             ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
+        try:
+            writer.send(None)
+            for frame in arr:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
+    return Path(path)
 
 
 def write_images(out_dir: str | Path, images: torch.Tensor, parameters: list[str], names: list[str],
@@ -128,13 +102,3 @@ def write_movies(out_dir: str | Path, frames: torch.Tensor, fps: float = 12) -> 
     """animation.gif and animation.mp4 of the frames."""
     out = Path(out_dir)
     return [save_gif(frames, out / "animation.gif", fps), save_mp4(frames, out / "animation.mp4", fps)]
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a UTF-8 text file via a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

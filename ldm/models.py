@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from ldm.config import Config, NoiseConfig, UNetConfig, VAEConfig, dump_config
 from ldm.errors import LdmError
 from ldm.folders import PICKLE_SUFFIXES, refuse_pickle
-from ldm.media import write_text_atomic
+from ldm.io import one_line, replace_folder, write_text_atomic
 
 log = logging.getLogger("ldm")
 
@@ -53,7 +52,7 @@ def load_encoder_model(folder: str | Path) -> torch.nn.Module:
         cls = CLIPTextModel if config.get("model_type") in ("clip", "clip_text_model") else AutoModel
         encoder = cls.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise LdmError(f"cannot load text encoder from {folder}: {str(exc).splitlines()[0]}") from None
+        raise LdmError(f"cannot load text encoder from {folder}: {one_line(exc)}") from None
     if getattr(encoder.config, "model_type", "") != "clip_text_model":
         # Bidirectional encoders must not attend to padding; diffusers' pipeline honours this flag.
         encoder.config.use_attention_mask = True
@@ -67,7 +66,7 @@ def load_tokenizer(folder: str | Path, max_length: int | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise LdmError(f"cannot load tokenizer from {folder}: {str(exc).splitlines()[0]}") from None
+        raise LdmError(f"cannot load tokenizer from {folder}: {one_line(exc)}") from None
     if max_length is not None:
         tokenizer.model_max_length = max_length
     return tokenizer
@@ -184,8 +183,7 @@ def load_model(cls, path: str | Path, what: str):
     try:
         return cls.from_pretrained(path, use_safetensors=True)
     except Exception as exc:  # diffusers raises many types for truncated/mismatched files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LdmError(f"cannot load {what} from {path}: {first}") from None
+        raise LdmError(f"cannot load {what} from {path}: {one_line(exc)}") from None
 
 
 def load_vae(path: str | Path) -> AutoencoderKL:
@@ -198,18 +196,6 @@ def load_unet(path: str | Path) -> UNet2DConditionModel:
     return load_model(UNet2DConditionModel, path, "UNet")
 
 
-def _atomic_dir_replace(tmp: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(final.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_model(model, folder: str | Path) -> None:
     """Save a diffusers model as safetensors, atomically (temporary folder, then rename)."""
     folder = Path(folder)
@@ -217,7 +203,7 @@ def save_model(model, folder: str | Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        _atomic_dir_replace(tmp, folder)
+        replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -21,6 +21,7 @@ from ldm.errors import LdmError
 from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance
 from ldm.generation import ImageSpec, Progress, Settings, check_spec, resolve_settings
 from ldm.interpolate import blend
+from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.parameters import file_hash, format_parameters
@@ -137,8 +138,7 @@ class SamplingModel:
             try:
                 self.pipe.load_lora_weights(key, adapter_name=name)
             except Exception as exc:  # diffusers/peft raise many types for foreign or broken files
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise LdmError(f"cannot load LoRA {path}: {first}") from None
+                raise LdmError(f"cannot load LoRA {path}: {one_line(exc)}") from None
             self._loras[key] = name
         self.pipe.enable_lora()
         self.pipe.set_adapters([self._loras[key]], adapter_weights=[scale])
@@ -251,8 +251,7 @@ def load_pipeline(folder: str | Path, device: str | torch.device | None = None) 
         pipe = StableDiffusionPipeline.from_pretrained(folder, use_safetensors=True, local_files_only=True,
                                                        **kwargs)
     except Exception as exc:  # diffusers/transformers raise many types for malformed folders
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LdmError(f"cannot load pipeline from {folder}: {first}") from None
+        raise LdmError(f"cannot load pipeline from {folder}: {one_line(exc)}") from None
     return pipe.to(torch.device(device) if device else default_device())
 
 

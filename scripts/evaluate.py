@@ -40,7 +40,7 @@ def main() -> None:
 
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, evaluate_model, format_table, update_card
-    from ldm.media import write_text_atomic
+    from ldm.io import write_text_atomic
     from ldm.pipeline import load_sampling_model
 
     model = load_sampling_model(model_dir, args.device)

@@ -17,6 +17,7 @@ import emoji
 from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
 from ldm.errors import LdmError
+from ldm.io import atomic_file, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def load_emoji_font(font_path: str | os.PathLike = DEFAULT_FONT) -> ImageFont.Fr
     try:
         return ImageFont.truetype(os.fspath(font_path), EMOJI_PPEM, layout_engine=layout)
     except (OSError, ValueError) as err:
-        raise LdmError(f"cannot open emoji font {font_path} at {EMOJI_PPEM} px: {_one_line(err)}") from err
+        raise LdmError(f"cannot open emoji font {font_path} at {EMOJI_PPEM} px: {one_line(err)}") from err
 
 
 def render_emoji(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin: float = 0.05) -> Image.Image:
@@ -182,7 +183,7 @@ def build_emoji_dataset(
     try:
         images_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise LdmError(f"cannot create {images_dir}: {_one_line(err)}") from err
+        raise LdmError(f"cannot create {images_dir}: {one_line(err)}") from err
     records, skipped = [], []
     for char, caption in progress(items) if progress else items:
         try:
@@ -268,15 +269,8 @@ def _same_pixels(a: Image.Image, b: Image.Image) -> bool:
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            write(tmp)
     except OSError as err:
-        raise LdmError(f"cannot write {path}: {_one_line(err)}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+        raise LdmError(f"cannot write {path}: {one_line(err)}") from err

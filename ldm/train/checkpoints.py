@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ldm.config import Config, dump_config
 from ldm.errors import LdmError
+from ldm.io import replace_folder, write_text_atomic
 
 log = logging.getLogger("ldm")
 
@@ -125,9 +125,7 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
             extra_save(tmp)
         (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         _write_state_file(tmp, {"step": step, "format": storage})
-        if final.exists():  # a re-save of the same step (e.g. the last one) replaces it whole
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)  # a re-save of the same step (e.g. the last one) replaces it whole
         # Only now that the new checkpoint is complete may old ones go.
         for _, old in list_checkpoints(root)[:-limit] if limit > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
@@ -163,12 +161,7 @@ def _model_file(index: int) -> str:
 
 def _write_state_file(folder: Path, content: dict) -> None:
     """Write ldm_state.json durably and atomically (the checkpoint counts as complete once it exists)."""
-    tmp = folder / f".{STATE_FILE}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(content, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / STATE_FILE)
+    write_text_atomic(folder / STATE_FILE, json.dumps(content), durable=True)
 
 
 def _write_state(accelerator, folder: Path, state: TrainingState) -> None:

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ldm.config import FinetuneConfig
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
+from ldm.io import one_line
 from ldm.models import MINILM, REFERENCE_FILE, load_pipeline_text_encoder, load_unet, load_vae
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' save/load_lora_weights use
@@ -69,7 +70,7 @@ def add_lora(unet: torch.nn.Module, cfg: FinetuneConfig) -> list[torch.nn.Parame
     try:
         unet.add_adapter(config)
     except ValueError as exc:
-        raise LdmError(f"cannot add LoRA to the UNet: {str(exc).splitlines()[0]}") from None
+        raise LdmError(f"cannot add LoRA to the UNet: {one_line(exc)}") from None
     params = [p for p in unet.parameters() if p.requires_grad]
     if not params:
         raise LdmError(f"finetune.lora_target_modules {cfg.lora_target_modules} matched no UNet layer")
@@ -122,7 +123,7 @@ def add_text_encoder_lora(text_encoder: torch.nn.Module, cfg: FinetuneConfig) ->
     try:
         text_encoder.add_adapter(config)
     except ValueError as exc:
-        raise LdmError(f"cannot add LoRA to the text encoder: {str(exc).splitlines()[0]}") from None
+        raise LdmError(f"cannot add LoRA to the text encoder: {one_line(exc)}") from None
     return [p for p in text_encoder.parameters() if p.requires_grad]
 
 

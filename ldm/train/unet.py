@@ -18,7 +18,8 @@ from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import find_vae
 from ldm.generation import ImageSpec, Settings
-from ldm.media import make_grid, save_image_atomic, write_text_atomic
+from ldm.io import write_text_atomic
+from ldm.media import make_grid, save_image_atomic
 from ldm.models import (
     build_noise_scheduler,
     build_unet,
