@@ -49,8 +49,8 @@ from ldm.models import (
 )
 from ldm.precision import resolve_mixed_precision
 from ldm.train.losses import diffusion_loss
+from ldm.train.optimization import make_ema, make_lr_scheduler, make_optimizer
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.setup import make_ema, make_lr_scheduler, make_optimizer
 
 RESULT_PREFIX = "LDM_BENCH_RESULT "  # marks the child's result line among library chatter
 TARGET_SPEEDUP = 3.0

@@ -39,7 +39,7 @@ class TextConfig:
 
 @dataclass
 class VAEConfig:
-    """AutoencoderKL shape; the downsampling factor is 2 ** (len(block_out_channels) - 1)."""
+    """AutoencoderKL shape; its downsampling factor is downsampling_factor(block_out_channels)."""
 
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
     layers_per_block: int = 1
@@ -341,7 +341,7 @@ def validate(cfg: Config) -> None:
             if channels < 1 or channels % mc.norm_num_groups:
                 raise LdmError(f"config key '{part}.block_out_channels': {channels} is not a positive multiple of "
                                f"{part}.norm_num_groups ({mc.norm_num_groups})")
-    factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    factor = vae_factor(cfg)
     if cfg.data.resolution % factor:
         raise LdmError(
             f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor {factor}"
@@ -351,7 +351,7 @@ def validate(cfg: Config) -> None:
     if len(cfg.unet.cross_attention) != len(cfg.unet.block_out_channels):
         raise LdmError("config key 'unet.cross_attention': needs one entry per unet.block_out_channels level")
     latent = cfg.data.resolution // factor
-    if latent % 2 ** (len(cfg.unet.block_out_channels) - 1):
+    if latent % downsampling_factor(cfg.unet.block_out_channels):
         halvings = len(cfg.unet.block_out_channels) - 1
         raise LdmError(f"config: latent size {latent} cannot be halved {halvings} times by the UNet")
     if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:
@@ -359,9 +359,14 @@ def validate(cfg: Config) -> None:
                        "(train_vae.init_from or --init-from)")
 
 
+def downsampling_factor(block_out_channels) -> int:
+    """How much a VAE or UNet with these levels shrinks its input: 2 per level after the first (diffusers' rule)."""
+    return 2 ** (len(block_out_channels) - 1)
+
+
 def vae_factor(cfg: Config) -> int:
     """The VAE's spatial downsampling factor."""
-    return 2 ** (len(cfg.vae.block_out_channels) - 1)
+    return downsampling_factor(cfg.vae.block_out_channels)
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ldm.config import Config
+from ldm.config import Config, downsampling_factor
 from ldm.errors import LdmError
 
 log = logging.getLogger("ldm")
@@ -85,7 +85,7 @@ def folder_geometry(folder: Path) -> tuple[int, int]:
     """(VAE factor, default image size in pixels) from the folder's configs, as diffusers' pipeline derives them."""
     vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
     try:
-        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+        factor = downsampling_factor(vae["block_out_channels"])
         return factor, int(unet["sample_size"]) * factor
     except (KeyError, TypeError, ValueError) as exc:
         raise LdmError(f"{folder}: vae/unet config lacks block_out_channels or sample_size ({exc})") from None

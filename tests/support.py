@@ -57,7 +57,7 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
     """A randomly initialised tiny pipeline folder (configs/tiny.yaml sizes) in diffusers' layout."""
     import torch
 
-    from ldm.config import load_config
+    from ldm.config import load_config, vae_factor
     from ldm.models import (
         build_noise_scheduler,
         build_unet,
@@ -75,7 +75,7 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
         cfg.text.encoder = "given"  # not the packaged encoder: save_pipeline copies it into the folder
     torch.manual_seed(seed)
     vae = build_vae(cfg.vae, cfg.data.resolution)
-    factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
+    factor = vae_factor(cfg)
     unet = build_unet(cfg.unet, cfg.vae.latent_channels, cfg.data.resolution // factor,
                       cross_attention_dim(text_encoder))
     scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))

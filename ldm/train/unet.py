@@ -43,17 +43,9 @@ from ldm.train.finetune import (
     save_lora,
 )
 from ldm.train.losses import diffusion_loss
+from ldm.train.optimization import NonFiniteGuard, make_ema, make_lr_scheduler, make_optimizer, optimizer_update
+from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.setup import (
-    NonFiniteGuard,
-    count_params,
-    make_accelerator,
-    make_ema,
-    make_lr_scheduler,
-    make_optimizer,
-    optimizer_update,
-    progress,
-)
 
 log = logging.getLogger("ldm")
 EMA_DIR = "unet_ema"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ldm.config import Config
+from ldm.config import Config, downsampling_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import vae_folder
@@ -16,16 +16,9 @@ from ldm.media import make_grid, save_image_atomic
 from ldm.models import build_vae, load_vae, save_model
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.losses import psnr, vae_loss
+from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
+from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.setup import (
-    NonFiniteGuard,
-    count_params,
-    make_accelerator,
-    make_lr_scheduler,
-    make_optimizer,
-    optimizer_update,
-    progress,
-)
 
 log = logging.getLogger("ldm")
 
@@ -120,7 +113,7 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
         log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
     else:
         model = build_vae(cfg.vae, cfg.data.resolution)
-    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    factor = downsampling_factor(model.config.block_out_channels)
     if cfg.data.resolution % factor:  # validate() checked the config's VAE; an --init-from one may differ
         raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
                        f"{factor}")

@@ -4,7 +4,7 @@ import torch
 from diffusers.training_utils import EMAModel
 
 from ldm.config import TrainConfig
-from ldm.train.setup import can_fuse, make_ema, make_optimizer
+from ldm.train.optimization import can_fuse, make_ema, make_optimizer
 
 
 def _model(seed: int) -> torch.nn.Module:

@@ -1,58 +1,19 @@
-"""Pieces both trainers share: Accelerator, optimizer, LR schedule, non-finite guard, logging."""
+"""How weights change: AdamW, the LR schedule, EMA, and the guarded update that skips non-finite steps."""
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from ldm.config import TrainConfig
 from ldm.errors import LdmError
-from ldm.precision import resolve_mixed_precision
 
 log = logging.getLogger("ldm")
-
-
-def setup_logging(accelerator: Accelerator | None = None) -> None:
-    """One readable line per message on the main process; quiet on the others."""
-    main = accelerator is None or accelerator.is_main_process
-    logging.basicConfig(format="%(message)s", level=logging.INFO if main else logging.WARNING, force=True)
-    for noisy in ("accelerate", "diffusers", "transformers", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Accelerator:
-    """An Accelerator with mixed precision (auto resolved for this device), accumulation and TensorBoard logs."""
-    project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"))
-    try:
-        import tensorboard  # noqa: F401
-
-        log_with = "tensorboard"
-    except ImportError:
-        log_with = None
-    # Without an accelerator, say so: Accelerate then runs several launched processes as gloo
-    # multi-CPU instead of falling back to independent single-process runs.
-    device = torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
-                          else "cpu")
-    accelerator = Accelerator(
-        cpu=device.type == "cpu",
-        mixed_precision=resolve_mixed_precision(tc.mixed_precision, device),
-        gradient_accumulation_steps=tc.gradient_accumulation_steps,
-        log_with=log_with,
-        project_config=project,
-    )
-    setup_logging(accelerator)
-    if log_with and accelerator.is_main_process:
-        accelerator.init_trackers(log_subdir)
-    return accelerator
 
 
 def make_optimizer(params, tc: TrainConfig) -> torch.optim.Optimizer:
@@ -137,14 +98,3 @@ def optimizer_update(accelerator, model, optimizer, lr_scheduler, tc: TrainConfi
         guard.passed()
     optimizer.zero_grad(set_to_none=True)
     return loss_ok, grad_norm
-
-
-def count_params(model: torch.nn.Module) -> str:
-    """Parameter count in millions, for log lines."""
-    return f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
-
-
-def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
-    """A tqdm bar; redrawn rarely when output goes to a log file rather than a terminal."""
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 60.0)
