@@ -147,7 +147,7 @@ class Backend:
         specs = [ImageSpec(prompt, seed + k) for k in range(int(num_images))]
         images = self.model.generate(specs, s, progress=self._progress(progress))
         folder = self._folder("generate")
-        texts = [self.model.parameters(sp, s) for sp in specs]
+        texts = [self.model.parameters_text(sp, s) for sp in specs]
         paths = [str(save_png(img, folder / f"{k:02d}-{sp.seed}.png", text))
                  for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
         gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
@@ -160,7 +160,7 @@ class Backend:
                                         progress=self._progress(progress), **walk)
         except LdmError as exc:
             _fail(str(exc))
-        paths = write_animation(self._folder(kind), images, [self.model.parameters(sp, settings) for sp in specs])
+        paths = write_animation(self._folder(kind), images, [self.model.parameters_text(sp, settings) for sp in specs])
         frame_paths = [str(p) for p in paths if p.name.startswith("frame-")]
         gif = next(str(p) for p in paths if p.suffix == ".gif")
         mp4 = next(str(p) for p in paths if p.suffix == ".mp4")

@@ -95,7 +95,7 @@ class SamplingModel:
         """Fill in the model's defaults and check every value, raising one-line errors."""
         return resolve_settings(settings, self.factor, self.default_size, self.default_guidance)
 
-    def parameters(self, spec: ImageSpec, settings: Settings) -> str:
+    def parameters_text(self, spec: ImageSpec, settings: Settings) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
         s = self.resolve(settings)
         fields = {

@@ -175,7 +175,7 @@ def generate_images(model, specs, settings, batch_size, progress, out: NumberedF
     def keep(start, images):
         with finish_before_ctrl_c():
             for spec, image in zip(specs[start:start + len(images)], images, strict=True):
-                out.image(image, spec.seed, model.parameters(spec, settings))
+                out.image(image, spec.seed, model.parameters_text(spec, settings))
 
     try:
         images = model.generate(specs, settings, batch_size, progress, on_batch=keep)
@@ -196,7 +196,7 @@ def generate_walk(model, prompts, seeds, settings, args, progress, folder: Path)
     def keep(indices, specs, images):
         with finish_before_ctrl_c():
             for k, spec, image in zip(indices, specs, images, strict=True):
-                kept[k] = save_png(image, folder / f"frame-{k:04d}.png", model.parameters(spec, settings))
+                kept[k] = save_png(image, folder / f"frame-{k:04d}.png", model.parameters_text(spec, settings))
 
     try:
         _, frames = render_walk(model, prompts, seeds, args.frames, settings, loop=args.loop, ease=args.ease,

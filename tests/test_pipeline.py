@@ -70,7 +70,7 @@ def test_parameters_text_round_trips_to_the_same_request(tiny_model):
     spec = ImageSpec("flag: Japan, red sun", 77, variation_seed=78, variation_strength=0.25,
                      morph_to="cat face", morph_t=0.4, morph_mode="lerp")
     settings = Settings(steps=7, guidance_scale=4.5, scheduler="dpmpp-2m-karras", eta=0.0, negative_prompt="dark")
-    back_spec, back_settings, fields = spec_from_parameters(tiny_model.parameters(spec, settings))
+    back_spec, back_settings, fields = spec_from_parameters(tiny_model.parameters_text(spec, settings))
     assert back_spec == spec
     assert back_settings == tiny_model.resolve(settings)
     assert fields["Model hash"] == tiny_model.model_hash and len(fields["Model hash"]) == 10
