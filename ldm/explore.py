@@ -25,10 +25,10 @@ def project_2d(points: torch.Tensor, method: str = "pca", seed: int = 0) -> np.n
     if len(x) < 3:
         raise LdmError("a map needs at least 3 points")
     if method == "pca":
-        x = x - x.mean(0)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        out = x @ vt[:2].T
-        return out * np.sign(vt[:2].sum(1))  # fix each axis's sign so maps do not flip between runs
+        from sklearn.decomposition import PCA
+
+        # scikit-learn fixes each axis's sign (svd_flip), so maps do not flip between runs
+        return PCA(n_components=2, svd_solver="full").fit_transform(x)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -52,12 +52,13 @@ class PrincipalDirections:
 
     @classmethod
     def fit(cls, latents: torch.Tensor, k: int = 4) -> PrincipalDirections:
-        """PCA of (N, C, h, w) latents."""
-        flat = latents.flatten(1).double()
-        mean = flat.mean(0)
-        _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
-        k = min(k, vt.shape[0])
-        return cls(mean.reshape(latents.shape[1:]).float(), vt[:k].float(), (s[:k] / (len(flat) - 1) ** 0.5).float())
+        """PCA of (N, C, h, w) latents (scikit-learn's, in float64)."""
+        from sklearn.decomposition import PCA
+
+        flat = latents.flatten(1).double().numpy()
+        pca = PCA(n_components=min(k, *flat.shape), svd_solver="full").fit(flat)
+        return cls(torch.from_numpy(pca.mean_).reshape(latents.shape[1:]).float(),
+                   torch.from_numpy(pca.components_).float(), torch.from_numpy(pca.explained_variance_ ** 0.5).float())
 
     def traverse(self, latent: torch.Tensor, amounts: Sequence[float]) -> torch.Tensor:
         """Move (C, h, w) `latent` by amounts[i] standard deviations along direction i."""
