@@ -23,12 +23,12 @@ from ldm.cli import Parser, quiet_libraries, run
 from ldm.data.images import MAX_PIXELS, BadImage, load_image, to_tensor
 from ldm.errors import LdmError
 from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
-from ldm.generation import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, MORPH_MODES, ImageSpec, Settings
-from ldm.interpolate import slerp
 from ldm.media import save_png, write_animation
-from ldm.pipeline import SamplingModel, load_sampling_model
-from ldm.schedulers import SCHEDULERS
-from ldm.walks import render_walk
+from ldm.sampling.interpolate import slerp
+from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_SCHEDULER, DEFAULT_STEPS, MORPH_MODES, ImageSpec, Settings
+from ldm.sampling.sampler import SamplingModel, load_sampling_model
+from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.walks import render_walk
 
 MAX_SEED = 2**32 - 1
 NO_LORA = "none"

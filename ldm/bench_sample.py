@@ -98,8 +98,8 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
             return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
                         output_type="np").images
     else:
-        from ldm.generation import ImageSpec, Settings
-        from ldm.pipeline import load_sampling_model
+        from ldm.sampling.requests import ImageSpec, Settings
+        from ldm.sampling.sampler import load_sampling_model
 
         sampler = load_sampling_model(model, "cpu")
         s = sampler.resolve(Settings())
@@ -179,9 +179,9 @@ def scheduler_sweep(model_dir: str | Path, config: str | Path | None, captions: 
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, caption_sample, image_features, topk_hits
     from ldm.folders import STOCK_GUIDANCE
-    from ldm.generation import ImageSpec, Settings
-    from ldm.pipeline import load_sampling_model
-    from ldm.schedulers import stock_scheduler_name
+    from ldm.sampling.requests import ImageSpec, Settings
+    from ldm.sampling.sampler import load_sampling_model
+    from ldm.sampling.schedulers import stock_scheduler_name
 
     model = load_sampling_model(model_dir, "cpu")
     cfg = load_config(config or Path(model_dir) / "ldm_config.yaml")

@@ -40,7 +40,7 @@ def save_image_atomic(image: Image.Image, path: str | Path, overwrite: bool = Tr
 
 def save_png(image: torch.Tensor, path: str | Path, parameters: str | None = None, overwrite: bool = True) -> Path:
     """Save one (3, H, W) image in [0, 1] as PNG, with an AUTOMATIC1111 `parameters` chunk when given."""
-    from ldm.parameters import png_info
+    from ldm.sampling.parameters import png_info
 
     pil = Image.fromarray(to_uint8(image[None])[0])
     return save_image_atomic(pil, path, overwrite, **({"pnginfo": png_info(parameters)} if parameters else {}))

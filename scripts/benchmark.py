@@ -10,7 +10,7 @@ from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
-from ldm.generation import DEFAULT_MODEL
+from ldm.sampling.requests import DEFAULT_MODEL
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,7 +72,7 @@ def main_sample(args: argparse.Namespace) -> None:
     """Export once, time each mode in its own process, then print the comparison."""
     from ldm.bench import emit_result, run_child
     from ldm.bench_sample import bench_sample, format_sample_report, matmul_rates
-    from ldm.pipeline import export_pipeline
+    from ldm.sampling.sampler import export_pipeline
 
     if args.only:
         emit_result(bench_sample(args.only, args.model, args.export, args.num_images, args.threads))

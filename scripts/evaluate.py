@@ -7,7 +7,7 @@ from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
-from ldm.generation import DEFAULT_MODEL, Settings
+from ldm.sampling.requests import DEFAULT_MODEL, Settings
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     from ldm.data.dataset import build_dataset
     from ldm.evaluate import Reference, evaluate_model, format_table, update_card
     from ldm.io import write_text_atomic
-    from ldm.pipeline import load_sampling_model
+    from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(model_dir, args.device)
     train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")

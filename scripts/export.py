@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.folders import check_model_folder
-from ldm.generation import DEFAULT_MODEL
+from ldm.sampling.requests import DEFAULT_MODEL
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     if not args.checkpoint:
         check_model_folder(args.model)
     quiet_libraries()
-    from ldm.pipeline import export_pipeline
+    from ldm.sampling.sampler import export_pipeline
 
     if args.checkpoint:
         from ldm.train.unet import pipeline_from_checkpoint

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import PRECISIONS
-from ldm.easing import EASINGS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, folder_geometry, folder_guidance
-from ldm.generation import (
+from ldm.outputs import NumberedFolder, finish_before_ctrl_c, prepare_folder
+from ldm.sampling.easing import EASINGS
+from ldm.sampling.parameters import read_png_parameters
+from ldm.sampling.requests import (
     DEFAULT_MODEL,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
@@ -25,9 +27,7 @@ from ldm.generation import (
     resolve_settings,
     spec_from_parameters,
 )
-from ldm.outputs import NumberedFolder, finish_before_ctrl_c, prepare_folder
-from ldm.parameters import read_png_parameters
-from ldm.schedulers import SCHEDULERS
+from ldm.sampling.schedulers import SCHEDULERS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,7 +123,7 @@ def main() -> None:
     quiet_libraries()
     from tqdm import tqdm
 
-    from ldm.pipeline import load_sampling_model
+    from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, args.device, args.precision, guidance)
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
@@ -189,7 +189,7 @@ def generate_images(model, specs, settings, batch_size, progress, out: NumberedF
 def generate_walk(model, prompts, seeds, settings, args, progress, folder: Path) -> list[Path]:
     """A walk's or morph's frames written into its own new folder as they are final, then grid and animation."""
     from ldm.media import make_grid, save_image_atomic, save_png, write_movies
-    from ldm.walks import render_walk
+    from ldm.sampling.walks import render_walk
 
     kept: dict[int, Path] = {}
 

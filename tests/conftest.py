@@ -28,6 +28,6 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_pipeline):
     """The tiny pipeline loaded for sampling on the CPU at bf16 (the precision that is batch-exact)."""
-    from ldm.pipeline import load_sampling_model
+    from ldm.sampling.sampler import load_sampling_model
 
     return load_sampling_model(tiny_pipeline, "cpu", "bf16")

@@ -66,7 +66,7 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
         load_text_encoder,
         save_pipeline,
     )
-    from ldm.pipeline import sampling_scheduler
+    from ldm.sampling.sampler import sampling_scheduler
 
     cfg = load_config(TINY)
     if text_encoder is None:

@@ -106,7 +106,7 @@ class _FixedImages:
 
 def test_generalisation_accepts_a_twin_of_the_right_family():
     from ldm.evaluate import generalisation
-    from ldm.generation import Settings
+    from ldm.sampling.requests import Settings
 
     g = torch.Generator().manual_seed(2)
     images = torch.rand(3, 3, 32, 32, generator=g)

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from support import run_script
 
-from ldm.generation import DEFAULT_MODEL, ImageSpec, Settings
 from ldm.models import REFERENCE_FILE
-from ldm.pipeline import load_sampling_model
+from ldm.sampling.requests import DEFAULT_MODEL, ImageSpec, Settings
+from ldm.sampling.sampler import load_sampling_model
 
 
 def test_the_folder_is_small_safetensors_with_the_encoder_referenced_and_a_card():

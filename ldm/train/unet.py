@@ -17,7 +17,6 @@ from ldm.config import Config, dump_config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import find_vae
-from ldm.generation import ImageSpec, Settings
 from ldm.io import write_text_atomic
 from ldm.media import make_grid, save_image_atomic
 from ldm.models import (
@@ -31,7 +30,8 @@ from ldm.models import (
     save_pipeline,
     use_training_attention,
 )
-from ldm.pipeline import SamplingModel, assemble_pipeline, sampling_scheduler
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.finetune import (
     add_lora,

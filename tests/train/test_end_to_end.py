@@ -7,9 +7,9 @@ from support import TINY
 
 from ldm.config import load_config
 from ldm.data.dataset import build_dataset
-from ldm.generation import ImageSpec, Settings
 from ldm.models import load_vae
-from ldm.pipeline import load_sampling_model
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.sampler import load_sampling_model
 from ldm.train.vae import heldout_psnr
 
 

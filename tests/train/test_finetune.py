@@ -17,8 +17,8 @@ from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, no_model_l
 from ldm.data.images import load_image, to_tensor
 from ldm.evaluate import image_features
 from ldm.explore import decode_latents, encode_latents
-from ldm.generation import ImageSpec, Settings
-from ldm.pipeline import export_pipeline, load_sampling_model
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.sampler import export_pipeline, load_sampling_model
 from ldm.train.finetune import text_encoder_lora_problem
 
 BROWN = (140, 80, 30)  # not among the tiny model's colours (configs/tiny.yaml shapes)

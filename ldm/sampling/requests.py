@@ -11,10 +11,10 @@ from pathlib import Path
 
 from ldm.errors import LdmError
 from ldm.folders import refuse_pickle
-from ldm.parameters import parse_parameters
-from ldm.schedulers import check_scheduler, scheduler_from_label
+from ldm.sampling.parameters import parse_parameters
+from ldm.sampling.schedulers import check_scheduler, scheduler_from_label
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji64"  # the shipped model
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "weights" / "emoji64"  # the shipped model
 # Chosen by measurement on the default model (see README "Sampling defaults").
 DEFAULT_SCHEDULER = "euler-a"
 DEFAULT_STEPS = 14

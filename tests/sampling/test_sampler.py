@@ -11,9 +11,9 @@ import torch
 
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance
-from ldm.generation import ImageSpec, Settings, resolve_settings, spec_from_parameters
-from ldm.pipeline import export_pipeline, load_pipeline
-from ldm.schedulers import SCHEDULERS
+from ldm.sampling.requests import ImageSpec, Settings, resolve_settings, spec_from_parameters
+from ldm.sampling.sampler import export_pipeline, load_pipeline
+from ldm.sampling.schedulers import SCHEDULERS
 
 FAST = Settings(steps=4)
 
@@ -130,7 +130,7 @@ def test_fp16_export_keeping_the_encoder_reference_is_small_and_samples_the_same
     from safetensors import safe_open
 
     from ldm.models import REFERENCE_FILE
-    from ldm.pipeline import load_sampling_model
+    from ldm.sampling.sampler import load_sampling_model
 
     out = export_pipeline(tiny_pipeline, tmp_path / "shipped", "fp16", reference_encoder=True)
     assert [p.name for p in (out / "text_encoder").iterdir()] == [REFERENCE_FILE]
@@ -164,7 +164,7 @@ def test_export_loads_in_stock_diffusers_without_ldm(tmp_path, tiny_pipeline):
                           timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     stock = torch.load(tmp_path / "stock.pt")
-    from ldm.pipeline import load_sampling_model
+    from ldm.sampling.sampler import load_sampling_model
 
     ours = load_sampling_model(tiny_pipeline, "cpu", "fp32").generate(
         [ImageSpec("a red square", 9)], Settings(steps=4, scheduler="ddim", guidance_scale=3.0))

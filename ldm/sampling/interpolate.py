@@ -1,4 +1,4 @@
-"""Interpolation as small pure functions: slerp/lerp, keyframe paths (eased, see ldm.easing) and frame re-spacing."""
+"""Interpolation as small pure functions: slerp/lerp, keyframe paths (eased, see easing.py) and frame re-spacing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ldm.easing import ease
+from ldm.sampling.easing import ease
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ldm.interpolate import slerp
+from ldm.sampling.interpolate import slerp
 
 _patch_lock = threading.Lock()
 

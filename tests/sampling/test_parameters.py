@@ -3,7 +3,7 @@
 import pytest
 
 from ldm.errors import LdmError
-from ldm.parameters import format_parameters, parse_parameters, png_info, read_png_parameters
+from ldm.sampling.parameters import format_parameters, parse_parameters, png_info, read_png_parameters
 
 
 def test_round_trip_with_negative_prompt_and_quoted_values():

@@ -6,11 +6,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ldm.easing import EASINGS
 from ldm.errors import LdmError
-from ldm.generation import MORPH_MODES, ImageSpec, Progress, Settings
-from ldm.interpolate import frame_distances, path_positions, point_at, respace
-from ldm.pipeline import SamplingModel
+from ldm.sampling.easing import EASINGS
+from ldm.sampling.interpolate import frame_distances, path_positions, point_at, respace
+from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings
+from ldm.sampling.sampler import SamplingModel
 
 
 def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ldm.easing import ease
-from ldm.interpolate import lerp, max_jump_ratio, path_positions, point_at, respace, slerp
+from ldm.sampling.easing import ease
+from ldm.sampling.interpolate import lerp, max_jump_ratio, path_positions, point_at, respace, slerp
 
 
 def test_slerp_endpoints_are_exact_and_midpoints_keep_gaussian_norm():

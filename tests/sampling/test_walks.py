@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ldm.errors import LdmError
-from ldm.generation import ImageSpec, Settings
-from ldm.interpolate import max_jump_ratio
-from ldm.walks import render_walk
+from ldm.sampling.interpolate import max_jump_ratio
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.walks import render_walk
 
 ANCESTRAL = Settings(steps=5, scheduler="euler-a")
 

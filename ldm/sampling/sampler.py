@@ -19,14 +19,14 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 
 from ldm.errors import LdmError
 from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance
-from ldm.generation import ImageSpec, Progress, Settings, check_spec, resolve_settings
-from ldm.interpolate import blend
 from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
-from ldm.noise import NoiseSource, SeedBlend, scheduler_noise
-from ldm.parameters import file_hash, format_parameters
 from ldm.precision import resolve_precision
-from ldm.schedulers import SCHEDULERS, make_scheduler
+from ldm.sampling.interpolate import blend
+from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
+from ldm.sampling.parameters import file_hash, format_parameters
+from ldm.sampling.requests import ImageSpec, Progress, Settings, check_spec, resolve_settings
+from ldm.sampling.schedulers import SCHEDULERS, make_scheduler
 
 
 def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDiffusionPipeline:

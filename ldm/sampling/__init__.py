@@ -1,0 +1,5 @@
+"""Sampling from a pipeline folder: requests and their checks (requests.py, no torch), schedulers, noise,
+interpolation, walks and morphs, PNG parameters text, and the sampler itself (sampler.py).
+
+Nothing is imported here, so that scripts can check a request before torch loads.
+"""
