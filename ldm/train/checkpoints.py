@@ -146,7 +146,7 @@ def load_checkpoint(accelerator, path: Path, state: TrainingState, trust_pickle:
             return int(_read_state(path)["step"])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            convert_pickled_checkpoint(path, accelerator.num_processes)
+            convert_pickled_checkpoint(path)
         accelerator.wait_for_everyone()
     return _read_state_files(accelerator, path, state)
 
@@ -201,7 +201,7 @@ def _read_state_files(accelerator, path: Path, state: TrainingState) -> int:
     return int(_read_state(path)["step"])
 
 
-def convert_pickled_checkpoint(path: Path, num_processes: int = 1) -> None:
+def convert_pickled_checkpoint(path: Path) -> None:
     """Rewrite a checkpoint saved by Accelerate's save_state (pickles) in this module's format, in place.
 
     Unpickles its files: only for checkpoints the user trusts. The new files are complete before the
@@ -218,16 +218,15 @@ def convert_pickled_checkpoint(path: Path, num_processes: int = 1) -> None:
     for old, new in pickles.items():
         if (path / old).is_file():
             save_state(torch.load(path / old, map_location="cpu", weights_only=False), path / new)
-    for rank in range(num_processes):
-        old = path / f"random_states_{rank}.pkl"
-        if old.is_file():
-            states = torch.load(old, map_location="cpu", weights_only=False)
-            rng = {"python": states["random_state"], "numpy": states["numpy_random_seed"],
-                   "torch": states["torch_manual_seed"]}
-            if "torch_cuda_manual_seed" in states:
-                rng["cuda"] = states["torch_cuda_manual_seed"]
-            save_state(rng, path / f"random_states_{rank}.safetensors")
+    rng_pickles = sorted(path.glob("random_states_*.pkl"))  # one per process of the run that saved it
+    for old in rng_pickles:
+        states = torch.load(old, map_location="cpu", weights_only=False)
+        rng = {"python": states["random_state"], "numpy": states["numpy_random_seed"],
+               "torch": states["torch_manual_seed"]}
+        if "torch_cuda_manual_seed" in states:
+            rng["cuda"] = states["torch_cuda_manual_seed"]
+        save_state(rng, old.with_suffix(".safetensors"))
     _write_state_file(path, {**_read_state(path), "format": FORMAT})
-    for old in [*pickles, *(p.name for p in path.glob("random_states_*.pkl"))]:
-        (path / old).unlink(missing_ok=True)
+    for old in [*(path / name for name in pickles), *rng_pickles]:
+        old.unlink(missing_ok=True)
     log.info("%s: converted from pickles to safetensors", path)
