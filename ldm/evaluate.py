@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ldm.metrics import heldout_psnr, psnr
 from ldm.sampling.interpolate import max_jump_ratio
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
-from ldm.train.losses import psnr
-from ldm.train.vae import heldout_psnr
 
 FEATURE_SIZE = 16
 # Feature distance at or below which two dataset images are the same picture. In the emoji dataset the

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ldm.errors import LdmError
 from ldm.media import to_uint8
-from ldm.train.losses import psnr
+from ldm.metrics import psnr
 
 PROJECTIONS = ("pca", "tsne", "umap")
 

@@ -39,9 +39,3 @@ def vae_loss(vae, pixels: torch.Tensor, eps: torch.Tensor, kl_weight: float,
         rec = F.mse_loss(decoded, pixels.float())
     kl = posterior.kl().float().mean() / pixels[0].numel()
     return rec + kl_weight * kl, rec.detach(), kl.detach()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [-1, 1]."""
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

@@ -13,9 +13,10 @@ from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import vae_folder
 from ldm.media import make_grid, save_image_atomic
+from ldm.metrics import heldout_psnr, vae_round_trip
 from ldm.models import build_vae, load_vae, save_model
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
-from ldm.train.losses import psnr, vae_loss
+from ldm.train.losses import vae_loss
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
@@ -35,25 +36,6 @@ class StepBatches:
         for step in range(start, max_steps):
             for micro in range(accum):
                 yield batch_indices(step, micro, accum, batch_size, n, seed, rank, world)
-
-
-@torch.no_grad()
-def reconstruct(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """Decode the posterior mean of each image (the deterministic reconstruction)."""
-    return vae.decode(vae.encode(pixels).latent_dist.mean).sample.float()
-
-
-@torch.no_grad()
-def heldout_psnr(vae, dataset, device, batch_size: int = 64) -> float:
-    """Mean reconstruction PSNR (dB) over a dataset (nan when it is empty)."""
-    if len(dataset) == 0:
-        return float("nan")
-    scores = []
-    for start in range(0, len(dataset), batch_size):
-        pixels = torch.stack([dataset.load(i) for i in range(start, min(start + batch_size, len(dataset)))])
-        pixels = pixels.to(device)
-        scores.append(psnr(reconstruct(vae, pixels), pixels.float()).cpu())
-    return float(torch.cat(scores).mean())
 
 
 @torch.no_grad()
@@ -199,7 +181,7 @@ def _evaluate(accelerator, model, heldout, output_dir: Path, step: int) -> float
         score = heldout_psnr(model, heldout, accelerator.device)
         count = min(len(heldout), 16)
         pixels = torch.stack([heldout.load(i) for i in range(count)]).to(accelerator.device)
-        recon = reconstruct(model, pixels)
+        recon = vae_round_trip(model, pixels)
     pairs = torch.stack([pixels.float(), recon], dim=1).flatten(0, 1)
     save_image_atomic(make_grid((pairs.cpu() + 1) / 2, cols=8), output_dir / "samples" / f"vae-{step:07d}.png")
     accelerator.log({"heldout_psnr": score}, step=step)

@@ -7,10 +7,10 @@ from support import TINY
 
 from ldm.config import load_config
 from ldm.data.dataset import build_dataset
+from ldm.metrics import heldout_psnr
 from ldm.models import load_vae
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
-from ldm.train.vae import heldout_psnr
 
 
 def test_output_is_a_diffusers_pipeline_folder(tiny_run):

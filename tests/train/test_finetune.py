@@ -229,8 +229,8 @@ def test_text_encoder_lora_refuses_a_non_clip_encoder(tiny_pipeline, tmp_path):
 def test_decoder_only_vae_finetune_keeps_the_latents(tiny_run, tmp_path):
     from ldm.config import load_config
     from ldm.data.dataset import build_dataset
+    from ldm.metrics import heldout_psnr
     from ldm.models import load_vae
-    from ldm.train.vae import heldout_psnr
 
     out = tmp_path / "ft"
     run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(out), "--init-from", str(tiny_run),
