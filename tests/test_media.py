@@ -1,0 +1,46 @@
+"""Grids, GIFs and MP4s from image tensors: the right sizes, frames and files, nothing half-written."""
+
+import imageio_ffmpeg
+import numpy as np
+import torch
+from PIL import Image
+
+from ldm.media import make_grid, save_gif, save_mp4, save_png, to_uint8, write_animation
+
+
+def _frames(n: int = 5, size: int = 17) -> torch.Tensor:
+    return torch.stack([torch.full((3, size, size), k / max(n - 1, 1)) for k in range(n)])
+
+
+def test_grid_places_each_image_in_rows_of_columns():
+    images = _frames(5, 8)
+    grid = make_grid(images, cols=3, pad=2)
+    assert grid.size == (3 * 10 + 2, 2 * 10 + 2)
+    arr = np.asarray(grid)
+    assert (arr[2:10, 2:10] == 0).all()  # the first image (black) at the top left
+    assert (arr[12:20, 12:20] == to_uint8(images[4:5])[0]).all()  # the fifth: second row, second column
+    assert (arr[12:20, 22:30] == 255).all()  # the empty cell stays white
+
+
+def test_gif_and_mp4_hold_every_frame_upscaled_for_viewing(tmp_path):
+    frames = _frames(5, 17)  # odd sides: H.264 needs even ones
+    gif = Image.open(save_gif(frames, tmp_path / "a.gif", fps=10))
+    assert gif.n_frames == 5 and gif.info["loop"] == 0 and gif.info["duration"] == 100
+    assert min(gif.size) >= 256  # 17 px nearest-neighbour upscaled, not shown as a speck
+    reader = imageio_ffmpeg.read_frames(str(save_mp4(frames, tmp_path / "a.mp4", fps=10)))
+    meta = next(reader)
+    assert meta["size"][0] % 2 == 0 and meta["size"][1] % 2 == 0
+    assert sum(1 for _ in reader) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.mp4"]  # no temporary files left
+
+
+def test_png_keeps_pixels_and_parameters_and_animation_writes_its_set(tmp_path):
+    image = torch.rand(3, 8, 8)
+    path = save_png(image, tmp_path / "x.png", "red apple\nSteps: 14, Seed: 1")
+    back = Image.open(path)
+    assert back.text["parameters"] == "red apple\nSteps: 14, Seed: 1"
+    assert (np.asarray(back) == to_uint8(image[None])[0]).all()
+    paths = write_animation(tmp_path / "walk", _frames(3, 8), ["a", "b", "c"], fps=4)
+    assert [p.name for p in paths] == ["frame-0000.png", "frame-0001.png", "frame-0002.png", "grid.png",
+                                       "animation.gif", "animation.mp4"]
+    assert Image.open(paths[1]).text["parameters"] == "b"
