@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
-from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
 from ldm.cache import load_or_build_cache, sample_batch
-from ldm.config import Config, dump_config, load_config, vae_factor
+from ldm.config import Config, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import find_vae
-from ldm.io import write_text_atomic
 from ldm.media import make_grid, save_image_atomic
 from ldm.models import (
     build_noise_scheduler,
@@ -33,22 +29,13 @@ from ldm.models import (
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
-from ldm.train.finetune import (
-    add_lora,
-    add_text_encoder_lora,
-    load_ema_params,
-    load_init_components,
-    require_text_encoder_lora,
-    save_ema_params,
-    save_lora,
-)
 from ldm.train.losses import diffusion_loss
-from ldm.train.optimization import NonFiniteGuard, make_ema, make_lr_scheduler, make_optimizer, optimizer_update
+from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
+from ldm.train.targets import EMA_DIR, make_target
 
 log = logging.getLogger("ldm")
-EMA_DIR = "unet_ema"
 
 
 def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
@@ -78,16 +65,6 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
     log.info("step %d: samples -> %s", step, path)
 
 
-def _load_ema_unet(ema: EMAModel, folder: Path) -> None:
-    """Restore what EMAModel.save_pretrained wrote, reading its safetensors only (its own loader would take a .bin)."""
-    shadow = load_unet(folder)
-    settings = json.loads((folder / "config.json").read_text())
-    state = ema.state_dict()
-    state.update({key: settings[key] for key in state if key in settings and key != "shadow_params"})
-    state["shadow_params"] = [p.detach() for p in shadow.parameters()]
-    ema.load_state_dict(state)
-
-
 def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, vae_path: str | None = None,
                trust_pickle: bool = False) -> Path:
     """Train the UNet; write checkpoints under output_dir/checkpoints/unet and the pipeline to output_dir.
@@ -99,48 +76,29 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     accelerator = make_accelerator(tc, output_dir, "unet")
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
-    # 1. frozen encoders (fresh run: the config's; fine-tune: the init folder's) and the cached dataset
-    fc = cfg.finetune
-    if fc.init_from and fc.method == "lora" and fc.lora_text_encoder:
-        require_text_encoder_lora()
-    init = load_init_components(fc.init_from) if fc.init_from else None
-    if init is not None:
-        vae, tokenizer, text_encoder = init.vae.requires_grad_(False).eval(), init.tokenizer, init.text_encoder
-    else:
-        vae_dir = find_vae(cfg, output_dir, vae_path)
-        vae = load_vae(vae_dir).requires_grad_(False).eval()
-        tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
+    # 1. what this run trains (fresh, full fine-tune or LoRA), its frozen encoders, and the cached dataset
+    target = make_target(cfg, output_dir, vae_path)
+    vae, tokenizer, text_encoder = target.vae, target.tokenizer, target.text_encoder
     dataset = build_dataset(cfg.data, "train", seed=tc.seed)
     cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
                                 cfg.data.flip, num_workers=cfg.data.num_workers)
     n = cache["mean"].shape[0]
     scaling = float(vae.config.scaling_factor)
 
-    # 2. the model (fresh, or the init folder's with all or only LoRA weights trainable), EMA, optimizer
+    # 2. the model and its trainable parameters, EMA, optimizer
     torch.manual_seed(tc.seed)
-    if init is not None:
-        unet, noise_scheduler = init.unet, init.noise_scheduler
-    else:
-        latent_size = cfg.data.resolution // vae_factor(cfg)
-        unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
-        noise_scheduler = build_noise_scheduler(cfg.noise)
-    lora = init is not None and fc.method == "lora"
-    trainable = add_lora(unet, fc) if lora else list(unet.parameters())
-    te_lora = lora and fc.lora_text_encoder
-    if te_lora:  # prompts are then encoded every step through the adapted encoder, not from the cache
-        trainable += add_text_encoder_lora(text_encoder, fc)
+    target.build()
+    unet, noise_scheduler, trainable = target.unet, target.noise_scheduler, target.trainable
+    encode_each_step = target.encode_prompts_each_step
     use_training_attention(unet, device, tc.attention, accelerator.mixed_precision)
     if tc.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    ema = None
-    if tc.ema_decay > 0:
-        ema = (make_ema(trainable, tc.ema_decay) if lora else
-               make_ema(trainable, tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config))
+    ema = target.make_ema(tc.ema_decay) if tc.ema_decay > 0 else None
     optimizer = make_optimizer(trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, world)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     state = TrainingState([unet], optimizer, lr_scheduler)
-    if te_lora:
+    if encode_each_step:  # its adapters train
         text_encoder = accelerator.prepare(text_encoder)
         state.models.append(text_encoder)
     if ema is not None:
@@ -154,21 +112,16 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     ckpt = resolve_resume(ckpt_root, resume, trust_pickle)
     if ckpt is not None:
         start = load_checkpoint(accelerator, ckpt, state, trust_pickle)
-        if ema is not None and lora:
-            load_ema_params(ema, ckpt)
-            ema.to(device)
-        elif ema is not None:
-            _load_ema_unet(ema, ckpt / EMA_DIR)
+        if ema is not None:
+            target.load_ema(ema, ckpt)
             ema.to(device)
         log.info("resumed from step %d (%s)", start, ckpt)
     elif resume:
         log.info("starting fresh")
 
     def save_extra(folder: Path) -> None:
-        if ema is not None and lora:
-            save_ema_params(ema, folder)
-        elif ema is not None:
-            ema.save_pretrained(str(folder / EMA_DIR))
+        if ema is not None:
+            target.save_ema(ema, folder)
 
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
              count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, accelerator.mixed_precision)
@@ -186,7 +139,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
                 gen = step_generator(tc.seed, step, micro, rank)
                 idx = batch_indices(step, micro, accum, tc.batch_size, n, tc.seed, rank, world)
                 latents, embeds, dropped = sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
-                if te_lora:
+                if encode_each_step:
                     prompts = ["" if d else dataset.captions[i] for i, d in zip(idx, dropped.tolist(), strict=True)]
                     embeds = embed_prompts(tokenizer, text_encoder, prompts)
                 loss = diffusion_loss(unet, noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
@@ -223,17 +176,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         if ema is not None:
             ema.store(trainable)
             ema.copy_to(trainable)
-        if lora:
-            te = accelerator.unwrap_model(text_encoder) if te_lora else None
-            log.info("LoRA -> %s", save_lora(model, output_dir, te))
-            write_text_atomic(output_dir / "ldm_config.yaml", dump_config(cfg))
-        elif init is not None:
-            cfg.text.encoder = init.encoder_spec  # reference the packaged encoder, or copy the folder's
-            save_pipeline(output_dir, cfg, model, vae, init.sampling_scheduler, tokenizer, text_encoder)
-        else:
-            own_vae = vae_dir.resolve() == (output_dir / "vae").resolve()
-            scheduler = sampling_scheduler(noise_scheduler)
-            save_pipeline(output_dir, cfg, model, None if own_vae else vae, scheduler, tokenizer, text_encoder)
+        target.write_result(model, accelerator.unwrap_model(text_encoder))
         if ema is not None:
             ema.restore(trainable)
         log.info("result -> %s", output_dir)
