@@ -137,18 +137,19 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
 
 def load_checkpoint(accelerator, path: Path, state: TrainingState, trust_pickle: bool = False) -> int:
     """Restore training state from a checkpoint folder (converting a trusted pickled one first); return its step."""
-    storage = checkpoint_format(path)
-    if storage == PICKLED_FORMAT:
+    saved = _read_state(path)
+    if saved.get("format", PICKLED_FORMAT) == PICKLED_FORMAT:
         if not trust_pickle:  # resolve_resume refuses first; this guards direct library calls
             raise LdmError(f"{path} holds pickles; pass {TRUST_FLAG} to load it")
         if _sharded(accelerator):
             accelerator.load_state(str(path))
-            return int(_read_state(path)["step"])
+            return int(saved["step"])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             convert_pickled_checkpoint(path)
         accelerator.wait_for_everyone()
-    return _read_state_files(accelerator, path, state)
+    _read_state_files(accelerator, path, state)
+    return int(saved["step"])
 
 
 def _sharded(accelerator) -> bool:
@@ -182,7 +183,7 @@ def _write_state(accelerator, folder: Path, state: TrainingState) -> None:
     save_state(rng_states(), folder / f"random_states_{accelerator.process_index}.safetensors")
 
 
-def _read_state_files(accelerator, path: Path, state: TrainingState) -> int:
+def _read_state_files(accelerator, path: Path, state: TrainingState) -> None:
     from safetensors.torch import load_file
 
     from ldm.train.state_files import load_state, set_rng_states
@@ -198,7 +199,6 @@ def _read_state_files(accelerator, path: Path, state: TrainingState) -> int:
         set_rng_states(load_state(rng))
     else:  # more processes than the run that saved it; the data order does not depend on these states
         log.warning("%s: no random states for process %d; keeping this process's", path, accelerator.process_index)
-    return int(_read_state(path)["step"])
 
 
 def convert_pickled_checkpoint(path: Path) -> None:
