@@ -1,10 +1,12 @@
 """requirements-lock.txt, which the README's install and CI use, pins every dependency within pyproject's ranges."""
 
-import tomllib
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from support import ROOT
+
+tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with tomllib (Python 3.11+, the lock's Python)")
 
 
 def _lock() -> dict[str, Version]:
