@@ -1,9 +1,9 @@
 """Quality measures for a text-to-image model on its dataset: fidelity, generalisation, diversity, smoothness.
 
-Images are compared in a fixed, model-free feature space: 16x16 area-downsampled RGB. A generated
-image "is" the dataset image nearest to it there; fidelity asks whether that is the caption's own image.
-Dataset images the font draws identically under two captions ("flag: France" and "flag: St. Martin")
-are twins: no image can be nearer to one than to the other, so either counts as the other.
+Images are compared in ldm.metrics' feature space (16x16 area-downsampled RGB). A generated image "is"
+the dataset image nearest to it there; fidelity asks whether that is the caption's own image. Dataset
+images the font draws identically under two captions ("flag: France" and "flag: St. Martin") are twins:
+no image can be nearer to one than to the other, so either counts as the other.
 """
 
 from __future__ import annotations
@@ -13,69 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ldm.metrics import heldout_psnr, psnr
+from ldm.data.emoji_eval import DIVERSITY_PROMPTS, PARAPHRASES
+from ldm.metrics import downsample_psnr, heldout_psnr, image_features, mean_pairwise_distance, nearest, twin_groups
 from ldm.sampling.interpolate import max_jump_ratio
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
-
-FEATURE_SIZE = 16
-# Feature distance at or below which two dataset images are the same picture. In the emoji dataset the
-# pixel-identical pairs (flags of a country and its territories, "family" and its first variants) are
-# <= 0.011 apart and the nearest distinct pair (two skin tones) 0.18; the median nearest-neighbour 2.0.
-TWIN_DISTANCE = 0.05
-
-# Paraphrases, not captions: each must land in an emoji family named by any of its keywords.
-PARAPHRASES: dict[str, tuple[str, ...]] = {
-    "burger": ("hamburger",),
-    "sleepy face": ("sleeping face", "sleepy face"),
-    "bunch of grapes": ("grapes",),
-    "cheeseburger with fries": ("hamburger", "french fries"),
-    "a slice of pizza": ("pizza",),
-    "red heart shape": ("red heart",),
-    "laughing so hard I cry": ("tears of joy", "rolling on the floor laughing"),
-    "smiling face wearing sunglasses": ("sunglasses",),
-    "kitty": ("cat",),
-    "puppy face": ("dog face",),
-    "flame": ("fire",),
-    "space rocket": ("rocket",),
-    "thumbs up gesture": ("thumbs up",),
-    "japanese flag": ("flag: japan",),
-    "american flag": ("flag: united states",),
-    "banana fruit": ("banana",),
-    "ripe strawberry": ("strawberry",),
-    "glass of beer": ("beer",),
-    "cup of coffee": ("hot beverage", "coffee"),
-    "yellow star": ("star",),
-    "crescent moon at night": ("moon",),
-    "sunny weather": ("sun",),
-    "rain cloud": ("cloud with rain", "rain"),
-    "snowman in winter": ("snowman",),
-    "angry red face": ("angry face", "enraged face", "pouting face"),
-    "crying face with tears": ("crying face", "loudly crying face"),
-    "frog face": ("frog",),
-    "panda bear": ("panda",),
-    "birthday cake": ("birthday cake", "cake"),
-    "soccer ball": ("soccer ball",),
-    "musical note": ("musical note", "musical notes"),
-    "ghost": ("ghost",),
-    "skull and bones": ("skull",),
-    "alarm clock": ("alarm clock",),
-    "light bulb idea": ("light bulb",),
-    "red apple fruit": ("red apple",),
-}
-
-
-def image_features(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> (N, 3*16*16) area-downsampled RGB vectors."""
-    return F.interpolate(images.float(), size=(FEATURE_SIZE, FEATURE_SIZE), mode="area").flatten(1)
-
-
-def nearest(queries: torch.Tensor, references: torch.Tensor, k: int = 5) -> torch.Tensor:
-    """Indices (N, k) of each query's k nearest references (Euclidean)."""
-    return torch.cdist(queries, references).topk(k, largest=False).indices
 
 
 @dataclass
@@ -110,15 +54,6 @@ class Reference:
     def family_share(self, keywords: Sequence[str]) -> float:
         """Fraction of dataset images whose caption names the family (the chance baseline)."""
         return sum(_in_family(c, keywords) for c in self.captions) / len(self.captions)
-
-
-def twin_groups(features: torch.Tensor, distance: float = TWIN_DISTANCE, block: int = 512) -> torch.Tensor:
-    """For each row, the lowest index of the rows within `distance` of it (its own index when none is)."""
-    groups = torch.arange(len(features))
-    for start in range(0, len(features), block):
-        close = torch.cdist(features[start:start + block], features) <= distance
-        groups[start:start + block] = close.int().argmax(1)  # the first True: the row itself at the latest
-    return groups
 
 
 def _in_family(caption: str, keywords: Sequence[str]) -> bool:
@@ -165,13 +100,6 @@ def generalisation(model: SamplingModel, reference: Reference, settings: Setting
     return sum(ok for *_, ok in details) / len(details), chance, details
 
 
-def mean_pairwise_distance(features: torch.Tensor) -> float:
-    """Mean Euclidean distance over all distinct pairs."""
-    d = torch.cdist(features, features)
-    n = len(features)
-    return float(d.sum() / (n * (n - 1)))
-
-
 def diversity(model: SamplingModel, prompt: str, settings: Settings, seeds: int = 8) -> float:
     """Mean pairwise feature distance between one prompt's images over seeds (0: one memorised image)."""
     images = model.generate([ImageSpec(prompt, s) for s in range(seeds)], settings, seeds)
@@ -183,17 +111,6 @@ def walk_smoothness(model: SamplingModel, prompts: Sequence[str], seeds: Sequenc
     """Largest frame-to-frame change over the median along a seed walk or prompt morph (1 = even)."""
     _, images = render_walk(model, prompts, seeds, frames, settings, even=even)
     return max_jump_ratio(images)
-
-
-def downsample_psnr(images: torch.Tensor, factor: int) -> float:
-    """PSNR of images (in [-1, 1]) squeezed through a factor-times smaller RGB image and back: the naive
-    compression a VAE has to beat."""
-    small = F.interpolate(images, scale_factor=1 / factor, mode="area")
-    back = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return float(psnr(back, images).mean())
-
-
-DIVERSITY_PROMPTS = ("grinning face", "red apple", "cat face", "thumbs up", "rocket")
 
 
 def probe_prompts(reference: Reference, count: int = len(DIVERSITY_PROMPTS)) -> tuple[str, ...]:

@@ -1,25 +1,15 @@
-"""Quality measures: nearest-neighbour fidelity, caption sampling, diversity and family matching."""
+"""The evaluation procedure: nearest-neighbour fidelity, caption sampling, family matching, the card table."""
 
 import torch
 
-from ldm.evaluate import (
-    PARAPHRASES,
-    Reference,
-    caption_sample,
-    image_features,
-    mean_pairwise_distance,
-    topk_hits,
-)
+from ldm.evaluate import Reference, caption_sample, topk_hits
+from ldm.metrics import image_features
 
 
 def _reference() -> tuple[Reference, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(10, 3, 32, 32, generator=g)
     return Reference(image_features(images), [f"thing {k}" for k in range(9)] + ["thing 0"]), images
-
-
-def test_features_are_16x16_rgb():
-    assert image_features(torch.rand(2, 3, 64, 64)).shape == (2, 768)
 
 
 def test_own_images_are_top1_and_shuffled_ones_are_not():
@@ -43,15 +33,6 @@ def test_pixel_identical_images_count_as_each_other():
     assert topk_hits(image_features(images[[0]]), ref, [3])[0] == 0.0
 
 
-def test_twin_distance_keeps_distinct_images_apart():
-    from ldm.evaluate import TWIN_DISTANCE, twin_groups
-
-    features = torch.zeros(3, 768)
-    features[1, 0] = TWIN_DISTANCE / 2
-    features[2, 0] = 0.18  # the nearest distinct pair in the emoji dataset (two skin tones)
-    assert twin_groups(features, block=2).tolist() == [0, 0, 2]
-
-
 def test_caption_sample_skips_duplicate_captions_and_is_fixed():
     ref, _ = _reference()
     sample = caption_sample(ref, 20)
@@ -65,16 +46,9 @@ def test_caption_sample_draws_only_training_images():
     assert caption_sample(ref, 20) == [1, 2, 3, 4, 5]
 
 
-def test_family_share_and_paraphrase_list():
+def test_family_share():
     ref = Reference(torch.zeros(4, 768), ["hamburger", "cat face", "grinning cat", "fire"])
     assert ref.family_share(("cat",)) == 0.5
-    assert len(PARAPHRASES) >= 30
-
-
-def test_diversity_is_zero_for_copies():
-    x = torch.rand(1, 768).expand(4, -1)
-    assert mean_pairwise_distance(x) == 0
-    assert mean_pairwise_distance(torch.rand(4, 768)) > 1
 
 
 def test_card_table_is_replaced_between_markers():
@@ -86,12 +60,6 @@ def test_card_table_is_replaced_between_markers():
     again = update_card(card.replace("31.50", "99.00") + "\nfooter\n", table)
     assert again.count("evaluate:begin") == 1 and "31.50" in again and "99.00" not in again
     assert again.endswith("footer\n")
-
-
-def test_downsampling_baseline_is_lossless_on_flat_images():
-    from ldm.evaluate import downsample_psnr
-
-    assert downsample_psnr(torch.zeros(2, 3, 16, 16), 4) > 90
 
 
 class _FixedImages:
@@ -121,7 +89,8 @@ def test_generalisation_accepts_a_twin_of_the_right_family():
 
 
 def test_probe_prompts_come_from_the_dataset_when_it_has_no_emoji():
-    from ldm.evaluate import DIVERSITY_PROMPTS, probe_prompts
+    from ldm.data.emoji_eval import DIVERSITY_PROMPTS
+    from ldm.evaluate import probe_prompts
 
     shapes = ["a red circle on a white background", "a red square on a white background",
               "a red circle on a white background", "a blue circle on a black background", "held-out caption"]
