@@ -33,6 +33,26 @@ class _Planted:
         return os.mkdir, (self.marker,)
 
 
+def same_state(a, b) -> bool:
+    """Deep equality for nested training state with tensors, arrays and NaN (dtypes and container types too)."""
+    import math
+
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
 def planted_pickle(marker: Path) -> bytes:
     """A code-carrying pickle: loading it creates the folder `marker`."""
     import pickle

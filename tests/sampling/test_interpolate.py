@@ -1,9 +1,8 @@
-"""Pure interpolation helpers: slerp/lerp endpoints and norms, easing, keyframe paths, re-spacing."""
+"""Pure interpolation helpers: slerp/lerp endpoints and norms, keyframe paths, re-spacing."""
 
 import pytest
 import torch
 
-from ldm.sampling.easing import ease
 from ldm.sampling.interpolate import lerp, max_jump_ratio, path_positions, point_at, respace, slerp
 
 
@@ -21,13 +20,6 @@ def test_slerp_endpoints_are_exact_and_midpoints_keep_gaussian_norm():
 def test_slerp_of_parallel_vectors_falls_back_to_lerp():
     a = torch.ones(1, 16)
     assert torch.allclose(slerp(a, 2 * a, 0.5), 1.5 * a)
-
-
-@pytest.mark.parametrize("curve", ["linear", "smoothstep", "cosine"])
-def test_easing_keeps_endpoints_and_is_monotonic(curve):
-    values = [ease(t / 10, curve) for t in range(11)]
-    assert values[0] == 0 and values[-1] == 1
-    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
 
 
 def test_open_path_hits_every_keyframe_once_with_no_duplicates():

@@ -1,16 +1,14 @@
-"""Checkpoint files without pickles: the state format round-trips exactly, and an old pickled checkpoint is
+"""Checkpoint files without pickles: a checkpoint round-trips exactly, and an old pickled checkpoint is
 refused unless trusted, then converted once."""
 
 import json
-import math
 
-import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file
-from support import TINY, planted_pickle
+from support import TINY, planted_pickle, same_state
 
 from ldm.config import load_config
 from ldm.errors import LdmError
@@ -24,36 +22,6 @@ from ldm.train.checkpoints import (
     resolve_resume,
     save_checkpoint,
 )
-from ldm.train.state_files import load_state, save_state
-
-
-def _same(a, b):
-    """Deep equality for nested state with tensors, arrays and NaN."""
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return type(a) is type(b) and a == b
-
-
-def test_state_file_round_trips_nested_state(tmp_path):
-    state = {
-        0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4, 2, dtype=torch.bfloat16)},
-        "groups": [{"betas": (0.9, 0.999), "params": [0, 1], "lr": float("nan"), "name": None, "fused": True}],
-        "python": (3, tuple(range(625)), None),
-        "numpy": np.random.RandomState(5).get_state(),
-        "empty": {},
-    }
-    save_state(state, tmp_path / "s.safetensors")
-    back = load_state(tmp_path / "s.safetensors")
-    assert _same(state, back)
-    assert not _same(state, {**back, "python": (3, tuple(range(625)), 0.5)})  # the comparison can fail
 
 
 def _tiny_training(seed: int):
@@ -89,9 +57,9 @@ def _trained(accelerator, steps: int = 3) -> TrainingState:
 
 
 def _assert_restored(saved: TrainingState, restored: TrainingState):
-    assert _same(saved.models[0].state_dict(), restored.models[0].state_dict())
-    assert _same(saved.optimizer.state_dict(), restored.optimizer.state_dict())
-    assert _same(saved.lr_scheduler.state_dict(), restored.lr_scheduler.state_dict())
+    assert same_state(saved.models[0].state_dict(), restored.models[0].state_dict())
+    assert same_state(saved.optimizer.state_dict(), restored.optimizer.state_dict())
+    assert same_state(saved.lr_scheduler.state_dict(), restored.lr_scheduler.state_dict())
 
 
 def test_checkpoint_round_trip_is_exact_and_holds_no_pickle(accelerator, tmp_path):
@@ -103,7 +71,7 @@ def test_checkpoint_round_trip_is_exact_and_holds_no_pickle(accelerator, tmp_pat
     assert checkpoint_format(folder) == FORMAT
     torch.randn(100)  # moves the global RNG on; loading must put it back
     restored = _fresh(accelerator)
-    assert not _same(saved.models[0].state_dict(), restored.models[0].state_dict())
+    assert not same_state(saved.models[0].state_dict(), restored.models[0].state_dict())
     assert load_checkpoint(accelerator, folder, restored) == 3
     _assert_restored(saved, restored)
     assert torch.equal(torch.get_rng_state(), rng)
@@ -150,4 +118,4 @@ def test_trusted_pickled_checkpoint_is_converted_once_and_resumes_exactly(accele
     assert {"optimizer.safetensors", "lr_scheduler.safetensors", "random_states_0.safetensors"} <= names
     assert checkpoint_format(folder) == FORMAT
     assert resolve_resume(tmp_path, "latest") == folder  # converted: no trust needed any more
-    assert _same(model_before, load_file(folder / "model.safetensors"))
+    assert same_state(model_before, load_file(folder / "model.safetensors"))
