@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
 from ldm.cache import load_or_build_cache, sample_batch
-from ldm.config import Config, load_config, vae_factor
+from ldm.config import Config, TrainConfig, load_config, vae_factor
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import find_vae
@@ -33,7 +37,7 @@ from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.targets import EMA_DIR, make_target
+from ldm.train.targets import EMA_DIR, FreshUNet, make_target
 
 log = logging.getLogger("ldm")
 
@@ -65,6 +69,91 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
     log.info("step %d: samples -> %s", step, path)
 
 
+@dataclass
+class UNetTraining:
+    """What each optimizer step of the UNet trainer touches, after accelerator.prepare."""
+
+    accelerator: Accelerator
+    tc: TrainConfig
+    unet: torch.nn.Module
+    text_encoder: torch.nn.Module
+    noise_scheduler: object
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: EMAModel | None
+    guard: NonFiniteGuard
+
+
+def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfig) -> UNetTraining:
+    """Build the target's UNet (seeded), its attention, EMA, AdamW and LR schedule, prepared by Accelerate."""
+    device = accelerator.device
+    torch.manual_seed(tc.seed)
+    target.build()
+    unet, text_encoder = target.unet, target.text_encoder
+    use_training_attention(unet, device, tc.attention, accelerator.mixed_precision)
+    if tc.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    ema = target.make_ema(tc.ema_decay) if tc.ema_decay > 0 else None
+    optimizer = make_optimizer(target.trainable, tc)
+    lr_scheduler = make_lr_scheduler(optimizer, tc, accelerator.num_processes)
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    if target.encode_prompts_each_step:  # its adapters train
+        text_encoder = accelerator.prepare(text_encoder)
+    if ema is not None:
+        ema.to(device)
+    target.vae.to(device)
+    text_encoder.to(device)
+    return UNetTraining(accelerator, tc, unet, text_encoder, target.noise_scheduler, target.trainable, optimizer,
+                        lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps))
+
+
+class CachedBatches:
+    """Each step's micro-batches drawn from the latent cache, in the trainer's seeded order.
+
+    embed(indices, dropped), when given, replaces the cached embeddings (a text encoder that trains)."""
+
+    def __init__(self, cache: dict[str, torch.Tensor], tc: TrainConfig, scaling: float, rank: int = 0,
+                 world: int = 1, embed: Callable[[list[int], torch.Tensor], torch.Tensor] | None = None):
+        self.cache, self.tc, self.scaling, self.rank, self.world, self.embed = cache, tc, scaling, rank, world, embed
+        self.n = cache["mean"].shape[0]
+
+    def __call__(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        """Latents, embeddings and the generator that then draws the noise, for one micro-batch."""
+        tc = self.tc
+        gen = step_generator(tc.seed, step, micro, self.rank)
+        idx = batch_indices(step, micro, tc.gradient_accumulation_steps, tc.batch_size, self.n, tc.seed, self.rank,
+                            self.world)
+        latents, embeds, dropped = sample_batch(self.cache, idx, gen, self.scaling, tc.caption_dropout)
+        if self.embed is not None:
+            embeds = self.embed(idx, dropped)
+        return latents, embeds, gen
+
+
+def unet_step(run: UNetTraining, step: int,
+              batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
+              ) -> tuple[bool, float, list[torch.Tensor]]:
+    """One optimizer step: gradients accumulated over the step's micro-batches, the guarded update, then EMA.
+
+    Returns whether the weights changed, the gradient norm and the finite micro-batch losses."""
+    accelerator, tc, unet, device = run.accelerator, run.tc, run.unet, run.accelerator.device
+    loss_ok, losses = True, []
+    for micro in range(tc.gradient_accumulation_steps):
+        with accelerator.accumulate(unet):
+            latents, embeds, gen = batches(step, micro)
+            loss = diffusion_loss(unet, run.noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
+            if not run.guard.all_finite(accelerator, loss):
+                loss_ok = False
+                continue
+            accelerator.backward(loss)
+            losses.append(loss.detach())
+    updated, grad_norm = optimizer_update(accelerator, unet, run.optimizer, run.lr_scheduler, tc, run.guard, step,
+                                          loss_ok)
+    if updated and run.ema is not None:
+        run.ema.step(run.trainable)
+    return updated, grad_norm, losses
+
+
 def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, vae_path: str | None = None,
                trust_pickle: bool = False) -> Path:
     """Train the UNet; write checkpoints under output_dir/checkpoints/unet and the pipeline to output_dir.
@@ -86,25 +175,12 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     scaling = float(vae.config.scaling_factor)
 
     # 2. the model and its trainable parameters, EMA, optimizer
-    torch.manual_seed(tc.seed)
-    target.build()
-    unet, noise_scheduler, trainable = target.unet, target.noise_scheduler, target.trainable
-    encode_each_step = target.encode_prompts_each_step
-    use_training_attention(unet, device, tc.attention, accelerator.mixed_precision)
-    if tc.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    ema = target.make_ema(tc.ema_decay) if tc.ema_decay > 0 else None
-    optimizer = make_optimizer(trainable, tc)
-    lr_scheduler = make_lr_scheduler(optimizer, tc, world)
-    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    run = prepare_training(accelerator, target, tc)
+    unet, text_encoder, ema, trainable = run.unet, run.text_encoder, run.ema, run.trainable
+    optimizer, lr_scheduler, noise_scheduler = run.optimizer, run.lr_scheduler, run.noise_scheduler
     state = TrainingState([unet], optimizer, lr_scheduler)
-    if encode_each_step:  # its adapters train
-        text_encoder = accelerator.prepare(text_encoder)
+    if target.encode_prompts_each_step:  # its adapters train
         state.models.append(text_encoder)
-    if ema is not None:
-        ema.to(device)
-    vae.to(device)
-    text_encoder.to(device)
 
     # 3. resume
     ckpt_root = checkpoint_root(output_dir, "unet")
@@ -127,30 +203,17 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
              count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, accelerator.mixed_precision)
 
     # 4. the loop
-    guard = NonFiniteGuard(tc.max_nonfinite_steps)
+    def embed(idx: list[int], dropped: torch.Tensor) -> torch.Tensor:  # a training text encoder: fresh embeddings
+        prompts = ["" if d else dataset.captions[i] for i, d in zip(idx, dropped.tolist(), strict=True)]
+        return embed_prompts(tokenizer, text_encoder, prompts)
+
+    batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None)
     unet.train()
     accum = tc.gradient_accumulation_steps
     t_last, steps_since = time.perf_counter(), 0
     bar = progress(tc.max_steps, start, "unet", accelerator.is_local_main_process)
     for step in range(start, tc.max_steps):
-        loss_ok, losses = True, []
-        for micro in range(accum):
-            with accelerator.accumulate(unet):
-                gen = step_generator(tc.seed, step, micro, rank)
-                idx = batch_indices(step, micro, accum, tc.batch_size, n, tc.seed, rank, world)
-                latents, embeds, dropped = sample_batch(cache, idx, gen, scaling, tc.caption_dropout)
-                if encode_each_step:
-                    prompts = ["" if d else dataset.captions[i] for i, d in zip(idx, dropped.tolist(), strict=True)]
-                    embeds = embed_prompts(tokenizer, text_encoder, prompts)
-                loss = diffusion_loss(unet, noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
-                if not guard.all_finite(accelerator, loss):
-                    loss_ok = False
-                    continue
-                accelerator.backward(loss)
-                losses.append(loss.detach())
-        updated, grad_norm = optimizer_update(accelerator, unet, optimizer, lr_scheduler, tc, guard, step, loss_ok)
-        if updated and ema is not None:
-            ema.step(trainable)
+        updated, grad_norm, losses = unet_step(run, step, batches)
         done, steps_since = step + 1, steps_since + 1
         bar.update(1)
         if updated and (done % tc.log_every == 0 or done == tc.max_steps):
