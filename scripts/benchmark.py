@@ -5,7 +5,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ldm.bench_options import ATTENTION, MODES, SAMPLE_MODES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside ldm/, not installed
+
+from benchmarks.options import ATTENTION, MODES, SAMPLE_MODES
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
 from ldm.errors import LdmError
@@ -70,8 +72,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main_sample(args: argparse.Namespace) -> None:
     """Export once, time each mode in its own process, then print the comparison."""
-    from ldm.bench import emit_result, run_child
-    from ldm.bench_sample import bench_sample, format_sample_report, matmul_rates
+    from benchmarks.child import emit_result, run_child
+    from benchmarks.machine import matmul_rates
+    from benchmarks.sample import bench_sample, format_sample_report
     from ldm.sampling.sampler import export_pipeline
 
     if args.only:
@@ -91,8 +94,9 @@ def main_sample(args: argparse.Namespace) -> None:
 
 def main_train(args: argparse.Namespace) -> None:
     """Time each training mode in its own process (peak memory is per mode), then print the comparison."""
-    from ldm.bench import bench_train, emit_result, format_report, run_child
-    from ldm.bench_sample import matmul_rates
+    from benchmarks.child import emit_result, run_child
+    from benchmarks.machine import matmul_rates
+    from benchmarks.train import bench_train, format_report
 
     common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads}
     if args.only:
@@ -117,7 +121,7 @@ def main() -> None:
     if args.command == "sample":
         main_sample(args)
     elif args.command == "schedulers":
-        from ldm.bench_sample import format_sweep, scheduler_sweep
+        from benchmarks.schedulers import format_sweep, scheduler_sweep
 
         print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
     else:

@@ -39,3 +39,25 @@ def test_schedulers_needs_a_config_naming_the_dataset(tiny_pipeline, tmp_path):
     proc = run_script("scripts/benchmark.py", "schedulers", "--model", str(model), check=False,
                       env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2 and "pass --config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _table(report: str) -> list[str]:
+    """The rows under a report's `mode ...` header, up to the blank line."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("mode ")) + 1
+    return lines[start:lines.index("", start)]
+
+
+def test_train_runs_both_modes_in_children_and_prints_the_ratio():
+    proc = run_script("scripts/benchmark.py", "train", "--config", str(TINY), "--steps", "1", "--warmup", "0",
+                      "--batch-size", "2", "--threads", "1")
+    assert proc.stdout.startswith(f"UNet training benchmark, {TINY}"), proc.stdout[:300]
+    assert [row.split()[0] for row in _table(proc.stdout)] == ["ours", "naive"] and "ours/naive: " in proc.stdout
+    assert "running ours ..." in proc.stderr and "running naive ..." in proc.stderr
+
+
+def test_sample_exports_then_times_stock_and_ours(tiny_pipeline):
+    proc = run_script("scripts/benchmark.py", "sample", "--model", str(tiny_pipeline), "--num-images", "1",
+                      "--threads", "1")
+    assert [row.split()[:2] for row in _table(proc.stdout)] == [["stock", "DDIMScheduler"], ["ours", "euler-a"]]
+    assert "ours vs stock: " in proc.stdout

@@ -1,7 +1,7 @@
 """What the benchmarks can be asked for, without torch: scripts/benchmark.py checks its arguments against
 these before it loads anything, so --help and mistakes are answered at once."""
 
-MODES = ("ours", "naive")  # training: our cached-latent step, diffusers' example loop
+MODES = ("ours", "naive")  # training: ldm's trainer step on cached latents, diffusers' example loop
 SAMPLE_MODES = ("stock", "ours")  # sampling: stock StableDiffusionPipeline defaults, ours
 # "trainer": whatever ldm's trainer uses on this device (ldm.models.use_training_attention); "sdpa":
 # diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
