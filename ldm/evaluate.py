@@ -158,7 +158,7 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
     shapes, whose 54 captions repeat); generalisation needs the emoji families its paraphrases name.
     """
     rows, skipped = [], []
-    vae = model.pipe.vae
+    vae = model.vae
     pixels = torch.stack([heldout.load(i) for i in range(len(heldout))])
     rows.append(Row("VAE held-out PSNR (dB)", heldout_psnr(vae, heldout, model.device),
                     downsample_psnr(pixels, model.factor), f"{model.factor}x area down/up-sampling", ">= 32",

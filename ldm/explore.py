@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
+from ldm.cache import save_cache, weights_digest
 from ldm.errors import LdmError
+from ldm.folders import folder_training_images
 from ldm.media import to_uint8
 from ldm.metrics import psnr
+from ldm.sampling.interpolate import slerp
+from ldm.sampling.requests import Progress
 
 PROJECTIONS = ("pca", "tsne", "umap")
 
@@ -67,6 +76,17 @@ class PrincipalDirections:
 
 
 @torch.no_grad()
+def prompt_features(model, prompts: Sequence[str]) -> torch.Tensor:
+    """One vector per prompt: a SamplingModel's text-encoder states averaged over the real (unpadded) tokens."""
+    tokenizer, encoder = model.pipe.tokenizer, model.pipe.text_encoder
+    tokens = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                       return_tensors="pt")
+    states = encoder(tokens.input_ids.to(model.device), attention_mask=tokens.attention_mask.to(model.device))[0]
+    mask = tokens.attention_mask[..., None].float()
+    return (states.float().cpu() * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+
+@torch.no_grad()
 def encode_latents(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> posterior means (N, C, h, w), unscaled."""
     out = []
@@ -102,16 +122,6 @@ def reconstruct(vae, image: torch.Tensor) -> Reconstruction:
     latent_bytes = latent.numel() * 2  # stored as fp16
     return Reconstruction(image, recon, latent, float(psnr(recon[None] * 2 - 1, image[None] * 2 - 1)), error,
                           pixel_bytes / latent_bytes)
-
-
-def reconstruction_errors(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """Per-image mean squared reconstruction error of (N, 3, H, W) images in [-1, 1], in [0, 1] units."""
-    errors = []
-    for start in range(0, len(images), batch):
-        x = images[start:start + batch]
-        recon = decode_latents(vae, encode_latents(vae, x))
-        errors.append(((recon - (x / 2 + 0.5)) ** 2).flatten(1).mean(1))
-    return torch.cat(errors)
 
 
 def anomaly_percentile(error: float, reference_errors: torch.Tensor) -> float:
@@ -184,47 +194,144 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str]
     return "".join(parts)
 
 
+def explorer_cache_dir() -> Path:
+    """Where the explorer keeps its encodings: $XDG_CACHE_HOME/ldm/explorer (~/.cache/ldm/explorer)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldm" / "explorer"
+
+
 class DatasetView:
-    """A training set seen through a model: images, captions, and (computed once, on first use) their
+    """A training set seen through a SamplingModel: images, captions, and (computed once, see prepare) their
     VAE latents, caption embeddings, principal directions and reconstruction errors."""
 
-    def __init__(self, images: torch.Tensor, captions: list[str], vae, embed):
+    ERROR_IMAGES = 1024  # reconstruction errors of this many images are the yardstick for anomaly scores
+    BATCH = 64
+
+    def __init__(self, images: torch.Tensor, captions: list[str], model, cache_dir: Path | None = None):
         self.images = images  # (N, 3, H, W) in [-1, 1]
         self.captions = captions
-        self.vae = vae
-        self.embed = embed  # list[str] -> (N, D) pooled caption embeddings
-        self._latents: torch.Tensor | None = None
-        self._embeddings: torch.Tensor | None = None
+        self.model = model
+        self.vae = model.vae
+        self.cache_dir = cache_dir  # None: encode in memory only
+        self.done, self.total = 0, 1  # progress of prepare(), read by waiting threads
+        self._encoded: dict[str, torch.Tensor] | None = None
+        self._prepare_lock = threading.Lock()
         self._directions: PrincipalDirections | None = None
-        self._errors: torch.Tensor | None = None
         self._thumbs: dict[int, str] = {}
         self._colours: dict[int, str] = {}
+        self._projections: dict[tuple, np.ndarray] = {}  # the last map drawn
 
     @classmethod
-    def from_dataset(cls, dataset, vae, embed, limit: int | None = None) -> DatasetView:
+    def from_dataset(cls, dataset, model, limit: int | None = None, cache_dir: Path | None = None) -> DatasetView:
         """Load up to `limit` images of an ldm dataset (in order) into memory."""
         n = len(dataset) if limit is None else min(limit, len(dataset))
         if n == 0:
             raise LdmError("the explorer's dataset has no images")
         images = torch.stack([dataset.load(i) for i in range(n)])
-        return cls(images, [dataset.captions[i] for i in range(n)], vae, embed)
+        return cls(images, [dataset.captions[i] for i in range(n)], model, cache_dir)
+
+    @classmethod
+    def for_model(cls, model, data: str | Path | None = None, limit: int | None = None,
+                  cache_dir: Path | None = None) -> DatasetView | None:
+        """The image folder `data` (default: the one the model was trained on, when its config names one)."""
+        from ldm.config import DataConfig
+        from ldm.data.dataset import build_dataset
+
+        if data is None and model.folder is not None:
+            data = folder_training_images(Path(model.folder))
+        if data is None:
+            return None
+        cfg = DataConfig(source="imagefolder", path=str(data), resolution=model.default_size)
+        return cls.from_dataset(build_dataset(cfg, "train"), model, limit, cache_dir)
 
     def __len__(self) -> int:
         return len(self.captions)
 
+    # ---- encodings, computed once -----------------------------------------------------------------
+    def _cache_key(self) -> str:
+        h = hashlib.sha256()
+        with self.model.exclusive():  # not while a request switches a LoRA into the text encoder
+            encoder = weights_digest(self.model.pipe.text_encoder)
+        for part in ("explorer-1", weights_digest(self.vae), encoder, "\n".join(self.captions)):
+            h.update(part.encode())
+            h.update(b"\0")
+        h.update(self.images.contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:20]
+
+    @torch.no_grad()
+    def _encode(self, progress: Progress | None) -> dict[str, torch.Tensor]:
+        batch, n_err = self.BATCH, min(len(self), self.ERROR_IMAGES)
+        starts = list(range(0, len(self), batch))
+        error_starts = list(range(0, n_err, batch))
+        text_starts = list(range(0, len(self), 256))
+        self.total = len(starts) + len(error_starts) + len(text_starts)
+
+        def step():
+            self.done += 1
+            if progress is not None:
+                progress(self.done, self.total)
+
+        latents, errors, embeddings = [], [], []
+        for s in starts:
+            latents.append(encode_latents(self.vae, self.images[s:s + batch]))
+            step()
+        latents = torch.cat(latents)
+        for s in error_starts:
+            x = self.images[s:s + batch]
+            recon = decode_latents(self.vae, latents[s:s + batch])
+            errors.append(((recon - (x / 2 + 0.5)) ** 2).flatten(1).mean(1))
+            step()
+        for s in text_starts:
+            with self.model.exclusive():  # the plain text encoder, not one a request has adapted with a LoRA
+                self.model.loras.use(None)
+                embeddings.append(prompt_features(self.model, self.captions[s:s + 256]))
+            step()
+        return {"latents": latents, "errors": torch.cat(errors), "embeddings": torch.cat(embeddings)}
+
+    def prepare(self, progress: Progress | None = None) -> None:
+        """Encode every image's latent, every caption and the reconstruction errors once, reporting
+        progress(done, total); with a cache_dir, load them from (or save them to) a file keyed by the VAE,
+        the text encoder and the data, so that later starts take seconds."""
+        with self._prepare_lock:
+            if self._encoded is not None:
+                return
+            self.done = 0
+            path = None
+            if self.cache_dir is not None:
+                path = Path(self.cache_dir) / f"explorer-{self._cache_key()}.safetensors"
+                if path.is_file():
+                    self._encoded = load_file(str(path))
+                    self.done = self.total
+                    return
+            encoded = self._encode(progress)  # a Stop raised from progress leaves nothing half-done
+            if path is not None:
+                save_cache(path, encoded, {"count": str(len(self))})
+            self._encoded = encoded
+
+    def wait(self, progress: Progress | None = None, poll_s: float = 0.25) -> None:
+        """prepare() here, or, while another thread prepares, report its progress until it is done."""
+        while self._encoded is None:
+            if self._prepare_lock.acquire(timeout=poll_s):
+                self._prepare_lock.release()
+                self.prepare(progress)
+            elif progress is not None:
+                progress(self.done, self.total)
+
+    @property
+    def ready(self) -> bool:
+        """True once the encodings are in memory."""
+        return self._encoded is not None
+
     @property
     def latents(self) -> torch.Tensor:
         """VAE posterior means of every image (unscaled)."""
-        if self._latents is None:
-            self._latents = encode_latents(self.vae, self.images)
-        return self._latents
+        self.wait()
+        return self._encoded["latents"]
 
     @property
     def embeddings(self) -> torch.Tensor:
         """Pooled text-encoder embeddings of every caption."""
-        if self._embeddings is None:
-            self._embeddings = torch.cat([self.embed(self.captions[s:s + 256]) for s in range(0, len(self), 256)])
-        return self._embeddings
+        self.wait()
+        return self._encoded["embeddings"]
 
     @property
     def directions(self) -> PrincipalDirections:
@@ -235,10 +342,9 @@ class DatasetView:
 
     @property
     def errors(self) -> torch.Tensor:
-        """Reconstruction errors of up to 1,024 images: the yardstick for anomaly scores."""
-        if self._errors is None:
-            self._errors = reconstruction_errors(self.vae, self.images[:1024])
-        return self._errors
+        """Reconstruction errors of up to ERROR_IMAGES images: the yardstick for anomaly scores."""
+        self.wait()
+        return self._encoded["errors"]
 
     def thumbnail(self, i: int) -> str:
         """Image i as a small data URI (cached)."""
@@ -262,9 +368,25 @@ class DatasetView:
         """The SVG map of `indices` in 'captions' or 'latents' space, and the projected coordinates."""
         if space not in ("captions", "latents"):
             raise LdmError(f"unknown space {space!r}: choose captions or latents")
-        points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
-        xy = project_2d(points, method)
+        key = (space, method, tuple(indices))
+        if key not in self._projections:  # a pick redraws the same map: t-SNE/UMAP take seconds, so keep it
+            points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
+            self._projections = {key: project_2d(points, method)}
+        xy = self._projections[key]
         chosen = [indices.index(i) for i in selected if i in indices]
         svg = scatter_svg(xy, [self.captions[i] for i in indices], [self.thumbnail(i) for i in indices], chosen,
                           colours=[self.colour(i) for i in indices])
         return svg, xy.tolist()
+
+    def decoded(self, i: int) -> torch.Tensor:
+        """Image i as the VAE gives it back from its latent: (3, H, W) in [0, 1]."""
+        return decode_latents(self.vae, self.latents[i:i + 1])[0]
+
+    def slerp_images(self, a: int, b: int, frames: int) -> torch.Tensor:
+        """`frames` images along the spherical path between the latents of images a and b."""
+        za, zb = self.latents[a:a + 1], self.latents[b:b + 1]
+        return torch.cat([decode_latents(self.vae, slerp(za, zb, k / (frames - 1))) for k in range(frames)])
+
+    def traversed(self, i: int, amounts: Sequence[float]) -> torch.Tensor:
+        """Image i moved amounts[k] standard deviations along principal direction k: (3, H, W) in [0, 1]."""
+        return decode_latents(self.vae, self.directions.traverse(self.latents[i], amounts)[None])[0]

@@ -81,6 +81,17 @@ def folder_guidance(folder: Path) -> float:
     return STOCK_GUIDANCE
 
 
+def folder_training_images(folder: Path) -> Path | None:
+    """The image folder the model was trained on, when its training config names one that exists here."""
+    config_file = folder / "ldm_config.yaml"
+    try:
+        data = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}) if config_file.is_file() else {}
+    except (yaml.YAMLError, AttributeError):
+        return None
+    path = data.get("path") if isinstance(data, dict) and data.get("source") == "imagefolder" else None
+    return Path(path) if path and Path(path).is_dir() else None
+
+
 def folder_geometry(folder: Path) -> tuple[int, int]:
     """(VAE factor, default image size in pixels) from the folder's configs, as diffusers' pipeline derives them."""
     vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")

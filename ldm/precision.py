@@ -8,6 +8,7 @@ matmul), so 'auto' must fall back to fp32 there rather than follow a config writ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -58,3 +59,10 @@ def resolve_mixed_precision(mixed_precision: str, device: torch.device) -> str:
         log.warning("warning: this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 runs emulated, "
                     "tens of times slower than fp32; use mixed_precision auto or no")
     return mixed_precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context for a resolved sampling precision ('fp32': none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import sys
 import time
@@ -14,8 +13,9 @@ from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import PRECISIONS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, folder_geometry, folder_guidance
-from ldm.outputs import NumberedFolder, finish_before_ctrl_c, prepare_folder
+from ldm.outputs import NumberedFolder, prepare_folder
 from ldm.sampling.easing import EASINGS
+from ldm.sampling.limits import check
 from ldm.sampling.parameters import read_png_parameters
 from ldm.sampling.requests import (
     DEFAULT_MODEL,
@@ -87,12 +87,8 @@ def main() -> None:
     # Everything the user typed is checked before torch and diffusers are imported (seconds), so a
     # mistake is answered at once and nothing is loaded for it.
     args = parser().parse_args()
-    if args.frames < 2:
-        raise LdmError(f"frames must be at least 2, got {args.frames}")
-    if args.batch_size < 1:
-        raise LdmError(f"batch size must be at least 1, got {args.batch_size}")
-    if not args.fps > 0:
-        raise LdmError(f"fps must be above 0, got {args.fps}")
+    for name in ("frames", "batch_size", "fps"):
+        check(name, getattr(args, name))
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
                         lora=args.lora, lora_scale=args.lora_scale)
@@ -123,6 +119,7 @@ def main() -> None:
     quiet_libraries()
     from tqdm import tqdm
 
+    from ldm.render import Interrupted, render_animation, render_images
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, args.device, args.precision, guidance)
@@ -141,10 +138,11 @@ def main() -> None:
                   file=sys.stderr)
     try:
         if kind in ("png", "image"):
-            paths = generate_images(model, specs, settings, args.batch_size, progress, out)
+            paths = render_images(model, specs, settings, out, args.batch_size, progress)
         else:
-            paths = generate_walk(model, keyframe_prompts, args.interpolate_seeds or [seed], settings, args, progress,
-                                  out.subfolder(kind))
+            paths = render_animation(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
+                                     out.subfolder(kind), args.fps, progress, loop=args.loop, ease=args.ease,
+                                     morph_mode=args.morph_mode, even=args.even_spacing, batch_size=args.batch_size)
     except Interrupted as stop:
         bar.leave = False  # the one line below is all that stays on the terminal
         bar.close()
@@ -159,56 +157,6 @@ def main() -> None:
             print(f"seed {s.seed}: {s.prompt!r}", file=sys.stderr)
     for path in paths:
         print(path)
-
-
-class Interrupted(Exception):
-    """Ctrl-C during generation: what was finished and kept."""
-
-    def __init__(self, kept: list[Path], total: int, what: str):
-        super().__init__(f"kept {len(kept)} of {total} {what}")
-        self.kept, self.total, self.what = kept, total, what
-
-
-def generate_images(model, specs, settings, batch_size, progress, out: NumberedFolder) -> list[Path]:
-    """Each batch written as soon as it is done, under the folder's next free numbers; then the run's grid."""
-
-    def keep(start, images):
-        with finish_before_ctrl_c():
-            for spec, image in zip(specs[start:start + len(images)], images, strict=True):
-                out.image(image, spec.seed, model.parameters_text(spec, settings))
-
-    try:
-        images = model.generate(specs, settings, batch_size, progress, on_batch=keep)
-    except KeyboardInterrupt:
-        raise Interrupted(list(out.written), len(specs), "images") from None
-    if len(images) > 1:
-        out.grid(images)
-    return out.written
-
-
-def generate_walk(model, prompts, seeds, settings, args, progress, folder: Path) -> list[Path]:
-    """A walk's or morph's frames written into its own new folder as they are final, then grid and animation."""
-    from ldm.media import make_grid, save_image_atomic, save_png, write_movies
-    from ldm.sampling.walks import render_walk
-
-    kept: dict[int, Path] = {}
-
-    def keep(indices, specs, images):
-        with finish_before_ctrl_c():
-            for k, spec, image in zip(indices, specs, images, strict=True):
-                kept[k] = save_png(image, folder / f"frame-{k:04d}.png", model.parameters_text(spec, settings))
-
-    try:
-        _, frames = render_walk(model, prompts, seeds, args.frames, settings, loop=args.loop, ease=args.ease,
-                                morph_mode=args.morph_mode, even=args.even_spacing, batch_size=args.batch_size,
-                                progress=progress, on_frames=keep)
-    except KeyboardInterrupt:
-        if not kept:
-            with contextlib.suppress(OSError):  # leave no empty folder behind
-                folder.rmdir()
-        raise Interrupted([kept[k] for k in sorted(kept)], args.frames, "frames (no animation)") from None
-    grid = save_image_atomic(make_grid(frames), folder / "grid.png")
-    return [kept[k] for k in sorted(kept)] + [grid] + write_movies(folder, frames, args.fps)
 
 
 if __name__ == "__main__":

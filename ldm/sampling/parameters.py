@@ -5,11 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin
 
 from ldm.errors import LdmError
+from ldm.sampling.schedulers import SCHEDULERS
+
+if TYPE_CHECKING:  # requests.py imports this module (to parse PNG text back into a request)
+    from ldm.sampling.requests import ImageSpec, Settings
 
 # key: value pairs on the last line; a value is either "quoted JSON" or runs up to the next comma.
 _PAIR = re.compile(r'\s*([\w][\w \-/+.()]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
@@ -81,3 +87,43 @@ def file_hash(path: str | Path, length: int = 10) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+def unet_hash(folder: str | Path | None) -> str:
+    """Short sha256 of a pipeline folder's UNet weights ('unsaved' for a model not loaded from a folder)."""
+    files = sorted((Path(folder) / "unet").glob("*.safetensors")) if folder else []
+    return file_hash(files[0]) if files else "unsaved"
+
+
+@dataclass(frozen=True)
+class ModelStamp:
+    """What an image's parameters say about the model that made it."""
+
+    name: str
+    hash: str
+    precision: str
+
+
+def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash: str | None = None) -> str:
+    """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings)."""
+    fields = {
+        "Steps": s.steps,
+        "Sampler": SCHEDULERS[s.scheduler].label,
+        "CFG scale": s.guidance_scale,
+        "Seed": spec.seed,
+        "Size": f"{s.width}x{s.height}",
+        "Model hash": model.hash,
+        "Model": model.name,
+    }
+    if spec.variation_seed is not None and spec.variation_strength > 0:
+        fields["Variation seed"] = spec.variation_seed
+        fields["Variation seed strength"] = spec.variation_strength
+    if s.eta:
+        fields["Eta"] = s.eta
+    if s.lora is not None:
+        fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
+        fields["LoRA hash"] = lora_hash
+    if spec.morph_to is not None and spec.morph_t > 0:
+        fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
+    fields["Precision"] = model.precision
+    return format_parameters(spec.prompt, s.negative_prompt, fields)

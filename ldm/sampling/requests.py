@@ -5,12 +5,14 @@ Scripts build and check these before they import diffusers, so a mistake is answ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ldm.errors import LdmError
 from ldm.folders import refuse_pickle
+from ldm.sampling.limits import check
 from ldm.sampling.parameters import parse_parameters
 from ldm.sampling.schedulers import check_scheduler, scheduler_from_label
 
@@ -19,6 +21,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "weights" / "emoji64"  # t
 DEFAULT_SCHEDULER = "euler-a"
 DEFAULT_STEPS = 14
 MORPH_MODES = ("slerp", "lerp")
+PIPELINE_MULTIPLE = 8  # diffusers' StableDiffusionPipeline.check_inputs refuses other sizes, whatever the VAE
 Progress = Callable[[int, int], None]
 
 
@@ -58,8 +61,12 @@ def check_spec(spec: ImageSpec) -> None:
         raise LdmError(f"morph position must be in [0, 1], got {spec.morph_t}")
     if spec.morph_mode not in MORPH_MODES:
         raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
-    if not 0 <= spec.seed < 2**63:
-        raise LdmError(f"seed must be in [0, 2^63), got {spec.seed}")
+    check("seed", spec.seed)
+
+
+def size_step(factor: int) -> int:
+    """The multiple every width and height must be for a VAE that downsamples by `factor`: the one size rule."""
+    return math.lcm(factor, PIPELINE_MULTIPLE)
 
 
 def resolve_settings(settings: Settings, factor: int, default_size: int, default_guidance: float) -> Settings:
@@ -71,27 +78,23 @@ def resolve_settings(settings: Settings, factor: int, default_size: int, default
         width=default_size if settings.width is None else settings.width,
         height=default_size if settings.height is None else settings.height,
     )
-    if s.steps < 1:
-        raise LdmError(f"steps must be at least 1, got {s.steps}")
-    if s.guidance_scale < 0:
-        raise LdmError(f"guidance scale must be >= 0, got {s.guidance_scale}")
-    if s.eta < 0:
-        raise LdmError(f"eta must be >= 0, got {s.eta}")
+    s = replace(s, steps=check("steps", s.steps), guidance_scale=check("guidance", s.guidance_scale),
+                eta=check("eta", s.eta))
     if s.lora is not None:
         refuse_pickle(s.lora)
         if not Path(s.lora).is_file():
             raise LdmError(f"LoRA file not found: {s.lora}")
+    step = size_step(factor)
     for side, value in (("width", s.width), ("height", s.height)):
-        if value < factor or value % factor:
-            raise LdmError(f"{side} {value} is not a positive multiple of the model's factor {factor}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < step or value % step:
+            raise LdmError(f"{side} {value!r} is not a positive multiple of {step}, this model's size step")
     return s
 
 
 def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_seed: int | None = None,
                 variation_strength: float = 0.0) -> list[ImageSpec]:
     """num_images per prompt; image k of the run (counting across prompts) gets seed + k."""
-    if num_images < 1:
-        raise LdmError(f"number of images must be at least 1, got {num_images}")
+    check("images", num_images)
     if not prompts:
         raise LdmError("no prompt given")
     specs = []

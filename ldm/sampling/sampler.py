@@ -7,7 +7,6 @@ and variation seeds), a fresh scheduler of the chosen kind, and the precision.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -21,12 +20,13 @@ from ldm.errors import LdmError
 from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance
 from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
-from ldm.precision import resolve_precision
+from ldm.precision import autocast, resolve_precision
 from ldm.sampling.interpolate import blend
+from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
-from ldm.sampling.parameters import file_hash, format_parameters
-from ldm.sampling.requests import ImageSpec, Progress, Settings, check_spec, resolve_settings
-from ldm.sampling.schedulers import SCHEDULERS, make_scheduler
+from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
+from ldm.sampling.requests import ImageSpec, Progress, Settings, check_spec, resolve_settings, size_step
+from ldm.sampling.schedulers import make_scheduler
 
 
 def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDiffusionPipeline:
@@ -56,7 +56,7 @@ def _unet_output_to_fp32(module, args, output):
 
 
 class SamplingModel:
-    """A loaded pipeline plus what sampling needs to know about it: defaults, factor, hash, precision."""
+    """A loaded pipeline and how to sample from it: its defaults, its LoRAs, its precision; generate and decode."""
 
     def __init__(self, pipe: StableDiffusionPipeline, name: str = "model", folder: Path | None = None,
                  guidance_scale: float = STOCK_GUIDANCE, precision: str = "auto"):
@@ -67,10 +67,10 @@ class SamplingModel:
         self.device = pipe.unet.device
         self.precision = resolve_precision(precision, self.device)
         self.base_scheduler_config = dict(pipe.scheduler.config)
+        self.loras = LoraAdapters(pipe)
         self._hash: str | None = None
-        self._loras: dict[str, str] = {}  # file -> adapter name
-        self._lora_hashes: dict[str, str] = {}
-        self._lock = threading.Lock()  # one generation at a time: the pipeline's scheduler is swapped per call
+        # One generation at a time: an active LoRA is state of the shared UNet and text encoder.
+        self._lock = threading.Lock()
         pipe.set_progress_bar_config(disable=True)
 
     @property
@@ -79,16 +79,25 @@ class SamplingModel:
         return int(self.pipe.vae_scale_factor)
 
     @property
+    def size_step(self) -> int:
+        """Width and height must be multiples of this (the VAE's factor and the pipeline's 8)."""
+        return size_step(self.factor)
+
+    @property
     def default_size(self) -> int:
         """The resolution the UNet was trained at, in pixels."""
         return int(self.pipe.unet.config.sample_size) * self.factor
 
     @property
+    def vae(self):
+        """The pipeline's autoencoder (for the explorer's encode/decode of dataset images)."""
+        return self.pipe.vae
+
+    @property
     def model_hash(self) -> str:
         """Short sha256 of the UNet weights, as AUTOMATIC1111 writes 'Model hash'."""
         if self._hash is None:
-            files = sorted((Path(self.folder) / "unet").glob("*.safetensors")) if self.folder else []
-            self._hash = file_hash(files[0]) if files else "unsaved"
+            self._hash = unet_hash(self.folder)
         return self._hash
 
     def resolve(self, settings: Settings) -> Settings:
@@ -98,50 +107,12 @@ class SamplingModel:
     def parameters_text(self, spec: ImageSpec, settings: Settings) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
         s = self.resolve(settings)
-        fields = {
-            "Steps": s.steps,
-            "Sampler": SCHEDULERS[s.scheduler].label,
-            "CFG scale": s.guidance_scale,
-            "Seed": spec.seed,
-            "Size": f"{s.width}x{s.height}",
-            "Model hash": self.model_hash,
-            "Model": self.name,
-        }
-        if spec.variation_seed is not None and spec.variation_strength > 0:
-            fields["Variation seed"] = spec.variation_seed
-            fields["Variation seed strength"] = spec.variation_strength
-        if s.eta:
-            fields["Eta"] = s.eta
-        if s.lora is not None:
-            fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
-            fields["LoRA hash"] = self._lora_hash(s.lora)
-        if spec.morph_to is not None and spec.morph_t > 0:
-            fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
-        fields["Precision"] = self.precision
-        return format_parameters(spec.prompt, s.negative_prompt, fields)
+        stamp = ModelStamp(self.name, self.model_hash, self.precision)
+        return image_parameters(spec, s, stamp, None if s.lora is None else self.loras.hash(s.lora))
 
-    def _lora_hash(self, path: str) -> str:
-        key = str(Path(path).resolve())
-        if key not in self._lora_hashes:
-            self._lora_hashes[key] = file_hash(key)
-        return self._lora_hashes[key]
-
-    def _use_lora(self, path: str | None, scale: float) -> None:
-        """Activate one LoRA file at `scale` (loaded once, kept for later calls), or none."""
-        if path is None:
-            if self._loras:
-                self.pipe.disable_lora()
-            return
-        key = str(Path(path).resolve())
-        if key not in self._loras:
-            name = f"lora{len(self._loras)}"
-            try:
-                self.pipe.load_lora_weights(key, adapter_name=name)
-            except Exception as exc:  # diffusers/peft raise many types for foreign or broken files
-                raise LdmError(f"cannot load LoRA {path}: {one_line(exc)}") from None
-            self._loras[key] = name
-        self.pipe.enable_lora()
-        self.pipe.set_adapters([self._loras[key]], adapter_weights=[scale])
+    def exclusive(self):
+        """A block no generation runs during: the weights stay as they are (no LoRA is switched on or off)."""
+        return self._lock
 
     def _embed(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         out = {}
@@ -150,21 +121,12 @@ class SamplingModel:
             out[prompt] = embeds.float()
         return out
 
-    @torch.no_grad()
-    def prompt_features(self, prompts: Sequence[str]) -> torch.Tensor:
-        """One vector per prompt: the text encoder's states averaged over its real (unpadded) tokens."""
-        tokens = self.pipe.tokenizer(list(prompts), padding="max_length", truncation=True,
-                                     max_length=self.pipe.tokenizer.model_max_length, return_tensors="pt")
-        states = self.pipe.text_encoder(tokens.input_ids.to(self.device),
-                                        attention_mask=tokens.attention_mask.to(self.device))[0].float().cpu()
-        mask = tokens.attention_mask[..., None].float()
-        return (states * mask).sum(1) / mask.sum(1).clamp_min(1)
-
-    def _precision_context(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+    def _pipeline(self, scheduler) -> StableDiffusionPipeline:
+        # The loaded modules under a scheduler of this call's own: concurrent calls never share its state.
+        pipe = StableDiffusionPipeline(**{**self.pipe.components, "scheduler": scheduler},
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     @torch.no_grad()
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(), batch_size: int = 8,
@@ -187,7 +149,7 @@ class SamplingModel:
         total = len(specs) * s.steps
         images = []
         with self._lock:
-            self._use_lora(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
+            self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
             embeds = self._embed([s.negative_prompt, *prompts])
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
@@ -209,20 +171,20 @@ class SamplingModel:
         source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
         channels = self.pipe.unet.config.in_channels
         latents = source.randn((len(batch), channels, s.height // self.factor, s.width // self.factor))
-        # 5. a fresh scheduler of the chosen kind over the model's noise schedule
+        # 5. a fresh scheduler of the chosen kind over the model's noise schedule, in a pipeline of its own
         scheduler = make_scheduler(s.scheduler, self.base_scheduler_config)
-        self.pipe.scheduler = scheduler
+        pipe = self._pipeline(scheduler)
 
         def on_step(pipe, i, t, kwargs):
             if progress is not None:
                 progress(done + (i + 1) * len(batch), total)
             return kwargs
 
-        # 6. denoise and decode through the stock pipeline
-        hook = self.pipe.unet.register_forward_hook(_unet_output_to_fp32)
+        # 6. denoise through the stock pipeline
+        hook = pipe.unet.register_forward_hook(_unet_output_to_fp32)
         try:
-            with scheduler_noise(scheduler, source), self._precision_context():
-                latents = self.pipe(
+            with scheduler_noise(scheduler, source), autocast(self.precision, self.device):
+                latents = pipe(
                     prompt_embeds=cond.to(self.device), negative_prompt_embeds=uncond.to(self.device),
                     latents=latents.to(self.device), num_inference_steps=s.steps, guidance_scale=s.guidance_scale,
                     eta=s.eta, height=s.height, width=s.width, output_type="latent", callback_on_step_end=on_step,
@@ -234,7 +196,7 @@ class SamplingModel:
         return torch.cat([self.decode(latent) for latent in latents.float().split(1)])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (N, C, h, w) -> images in [0, 1] (N, 3, H, W), in fp32."""
+        """Latents (N, C, h, w) as the UNet sees them (scaled) -> images in [0, 1] (N, 3, H, W), in fp32."""
         vae = self.pipe.vae
         latents = latents.to(self.device, torch.float32) / vae.config.scaling_factor
         image = vae.decode(latents, return_dict=False)[0]
@@ -281,9 +243,8 @@ def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32", lo
         raise LdmError(f"output folder {out} exists and is not empty")
     pipe = load_pipeline(folder, "cpu")
     if lora is not None:
-        model = SamplingModel(pipe)
-        model.resolve(Settings(lora=lora))  # checks the file
-        model._use_lora(lora, lora_scale)
+        SamplingModel(pipe).resolve(Settings(lora=lora))  # checks the file
+        LoraAdapters(pipe).use(lora, lora_scale)
         pipe.fuse_lora(lora_scale=1.0)  # the adapter weight already carries the scale
         pipe.unload_lora_weights()
     pipe = pipe.to(dtype=dtypes[dtype])

@@ -1,4 +1,4 @@
-"""The web UI served for real: every API endpoint through gradio_client, bad input, a full queue, path
+"""The web UI served for real (app_gradio.py): every API endpoint through gradio_client, bad input, a full queue, path
 traversal probes, and a headless Chromium session (Debian's chromium driven by Playwright)."""
 
 import json
@@ -21,6 +21,18 @@ from ldm.data.shapes import make_shape
 gradio_client = pytest.importorskip("gradio_client")
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+APP_LOG: list[Path] = []  # the running app's output, for the log checks
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--auth", "nocolon"], "error: --auth must be USER:PASSWORD"),
+    (["--max-work", "0"], "--max-work must be above 0, got 0.0"),
+    (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
+])
+def test_bad_flags_are_refused_at_once_before_the_model_loads(flags, message, tmp_path):
+    proc = run_script("app_gradio.py", *flags, check=False, env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(message), proc.stderr
+    assert not list(tmp_path.iterdir())  # no folder made for a run that never starts
 
 
 def _free_port() -> int:
@@ -50,16 +62,20 @@ def app_url(tiny_pipeline, tmp_path_factory):
                "data.resolution=32", "train_unet.batch_size=4", "train_unet.sample_every=1000",
                "train_unet.learning_rate=0.05")
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    tmp = base / "tmp"  # the app's temporary files, to see that it removes them
+    tmp.mkdir()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
+    log = open(base / "app.log", "w")  # noqa: SIM115 (open while the app runs)
     proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(tiny_pipeline), "--data", str(data),
-                             "--port", str(port), "--queue-size", "2",
+                             "--port", str(port), "--queue-size", "2", "--max-batch", "2", "--max-work", "100000",
                              "--lora", str(lora / "pytorch_lora_weights.safetensors")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    APP_LOG.append(base / "app.log")
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"app exited early:\n{proc.stdout.read()[-3000:]}")
+            raise AssertionError(f"app exited early:\n{(base / 'app.log').read_text()[-3000:]}")
         try:
             urllib.request.urlopen(url, timeout=2)
             break
@@ -69,11 +85,13 @@ def app_url(tiny_pipeline, tmp_path_factory):
         proc.kill()
         raise AssertionError("app did not start within 180 s")
     yield url
-    proc.terminate()
+    proc.terminate()  # SIGTERM, as a service manager stops it
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
+    assert not list(tmp.iterdir()), "the app left its output folder behind"
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +153,13 @@ def test_latent_map_draws_clickable_points(client):
 
 @pytest.mark.parametrize("endpoint, kwargs, message", [
     ("/generate", {"prompt": "x" * 501}, "longer than 500"),
-    ("/generate", {"prompt": "x", "num_images": 99}, "maximum"),
+    ("/generate", {"prompt": "x", "num_images": 99}, "number of images must be a whole number between 1 and 16"),
+    ("/generate", {"prompt": "x", "steps": 2.5}, "steps must be a whole number between 1 and 100, got 2.5"),
+    ("/generate", {"prompt": "x", "steps": True}, "got True"),
+    ("/generate", {"prompt": "x", "seed": 1.5}, "seed must be a whole number"),
+    ("/generate", {"prompt": "x", "width": 12}, "multiple of 8"),
     ("/interpolate_seeds", {"prompt": "x", "seeds": "1, banana"}, "whole numbers"),
-    ("/interpolate_seeds", {"prompt": "x", "seeds": "1, 2", "frames": 1}, "minimum"),
+    ("/interpolate_seeds", {"prompt": "x", "seeds": "1, 2", "frames": 1}, "frames must be a whole number between 2"),
     ("/morph", {"prompts": "only one"}, "between 2 and"),
 ])
 def test_bad_input_is_refused_and_the_app_keeps_serving(client, endpoint, kwargs, message):
@@ -151,9 +173,11 @@ def test_bad_uploads_are_refused(client, tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     bomb = tmp_path / "bomb.png"
     Image.new("1", (9000, 9000)).save(bomb)  # 81 Mpx: over ldm's decompression-bomb limit, tiny on disk
-    for path, message in ((tmp_path / "notes.png", "cannot identify image"), (bomb, "decompression bomb")):
-        with pytest.raises(Exception, match=message):
+    for path, message in ((tmp_path / "notes.png", "cannot use notes.png: not an image"),
+                          (bomb, "cannot use bomb.png: decompression bomb")):
+        with pytest.raises(Exception, match=message) as caught:
             client.predict(image=gradio_client.handle_file(str(path)), api_name="/reconstruct")
+        assert "/tmp" not in str(caught.value) and "\n" not in str(caught.value)  # no server paths, one line
 
 
 def test_a_full_queue_refuses_cleanly_and_nothing_crashes(app_url, client):
@@ -191,22 +215,73 @@ def test_path_traversal_probes_are_refused(app_url, probe):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_browser_types_a_prompt_and_sees_an_image(app_url):
+def test_browser_session_through_every_tab(app_url):
     playwright = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app_url)
+
+        def number(label: str, value) -> None:  # a slider's number box, as a user types into it
+            box = page.get_by_label(f"number input for {label}").locator("visible=true")
+            box.fill(str(value))
+            box.press("Enter")
+
+        # Generate: four images of seeds 0-3; the size sliders move in the model's size step
+        width = page.get_by_label("number input for Width")
+        assert width.get_attribute("step") == "8" and width.get_attribute("min") == "8"
         page.get_by_label("Prompt", exact=True).first.fill("a green circle")
         page.locator("#generate-button").click()
-        page.locator("#generate-gallery img").first.wait_for(timeout=120_000)
+        page.locator("#generate-gallery img").nth(3).wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "tab-generate.png"), full_page=True)
-        for name in ("Seed walk", "Prompt morph", "Autoencoder", "Latent space"):
+        # hand-offs carry the run: all its seeds to the walk, two prompt lines to the morph
+        page.get_by_role("button", name="Walk from this seed").click()
+        assert page.get_by_label("Seeds (2 or more)").input_value() == "0, 1, 2, 3"
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_role("button", name="Morph from this prompt").click()
+        assert page.get_by_label("Prompts, one per line").input_value().splitlines() == ["a green circle", "cat face"]
+
+        # a walk shows its first frame at once, without moving the scrubber
+        page.get_by_role("tab", name="Seed walk").click()
+        number("Frames", 3)
+        number("Steps", 2)
+        page.get_by_role("button", name="Walk", exact=True).click()
+        page.locator("#walk-frame img").wait_for(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "tab-seed-walk.png"), full_page=True)
+
+        # an error toast goes when the next run starts
+        page.get_by_role("tab", name="Prompt morph").click()
+        page.get_by_label("Prompts, one per line").fill("only one")
+        page.get_by_role("button", name="Morph", exact=True).click()
+        page.locator(".toast-body").first.wait_for(timeout=30_000)
+        page.get_by_label("Prompts, one per line").fill("red\nblue")
+        number("Frames", 2)
+        number("Steps", 1)
+        page.get_by_role("button", name="Morph", exact=True).click()
+        page.wait_for_timeout(1500)
+        assert page.locator(".toast-body:visible").count() == 0
+
+        # Stop ends a long request between steps, and a small one then runs at once
+        page.get_by_role("tab", name="Generate").click()
+        for label, value in (("Steps", 100), ("Images", 16), ("Width", 128), ("Height", 128)):
+            number(label, value)  # 25,600 image-steps: minutes on this CPU
+        page.locator("#generate-button").click()
+        page.wait_for_timeout(3000)
+        page.locator("button:visible", has_text="Stop").click()
+        started = time.time()
+        for label, value in (("Steps", 2), ("Images", 1), ("Width", 32), ("Height", 32)):
+            number(label, value)
+        page.locator("#generate-button").click()
+        page.locator("#generate-gallery img").first.wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('#generate-gallery img').length === 1", timeout=60_000)
+        assert time.time() - started < 60
+
+        for name in ("Autoencoder", "Latent space"):
             page.get_by_role("tab", name=name).click()
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / f"tab-{name.lower().replace(' ', '-')}.png"), full_page=True)
-        # the explorer: draw the map, click a point, see it decoded
+        # the explorer: draw the map, pick a point (marked at once), move it with a typed amount
         page.get_by_role("button", name="Draw map").click()
         point = page.locator("#latent-map svg .pt circle").nth(3)
         point.wait_for(timeout=60_000)
@@ -214,5 +289,20 @@ def test_browser_types_a_prompt_and_sees_an_image(app_url):
         page.screenshot(path=str(ARTIFACTS / "tab-latent-space-map.png"), full_page=True)
         point.click()
         page.get_by_text("picked:").wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('#latent-map circle[r=\"7\"]').length === 1",
+                               timeout=30_000)
+        number("PC 1", 2)
+        page.locator("#latent-traversal img").wait_for(timeout=60_000)
         browser.close()
     assert (ARTIFACTS / "tab-generate.png").stat().st_size > 10_000
+
+
+def test_user_mistakes_log_one_line_not_a_traceback(client, tmp_path):
+    # last in this module: the log then holds every refusal the tests above provoked
+    (tmp_path / "notes.png").write_text("not an image")
+    for kwargs, endpoint in (({"prompt": "x", "steps": 0}, "/generate"), ({"prompt": "x", "steps": 1.5}, "/generate"),
+                             ({"image": gradio_client.handle_file(str(tmp_path / "notes.png"))}, "/reconstruct")):
+        with pytest.raises(Exception):  # noqa: B017 (the client raises its own AppError)
+            client.predict(**kwargs, api_name=endpoint)
+    log = APP_LOG[-1].read_text()
+    assert "Traceback" not in log, log[-3000:]

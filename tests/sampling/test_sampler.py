@@ -79,7 +79,9 @@ def test_parameters_text_round_trips_to_the_same_request(tiny_model):
 @pytest.mark.parametrize("settings, message", [
     (Settings(steps=0), "steps"),
     (Settings(guidance_scale=-1), "guidance"),
-    (Settings(width=30), "multiple of the model's factor 4"),
+    (Settings(width=30), "multiple of 8, this model's size step"),
+    (Settings(width=12), "multiple of 8"),  # a multiple of the VAE's factor 4 that diffusers' pipeline refuses
+    (Settings(width=32.0), "multiple of 8"),
     (Settings(height=0), "height"),
     (Settings(scheduler="karras-magic"), "unknown scheduler"),
 ])

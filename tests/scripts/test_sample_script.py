@@ -66,7 +66,7 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["x", "--scheduler", "magic"], "invalid choice: 'magic'"),
-    (["x", "--width", "30"], "multiple of the model's factor"),
+    (["x", "--width", "30"], "multiple of 8, this model's size step"),
     (["x", "--steps", "0"], "steps must be at least 1"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--frames", "1"], "frames must be at least 2"),
     (["x", "--guidance", "-2"], "guidance scale must be >= 0"),

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, no_model_libraries, run_script
 
 from ldm.data.images import load_image, to_tensor
-from ldm.evaluate import image_features
-from ldm.explore import decode_latents, encode_latents
+from ldm.explore import decode_latents, encode_latents, prompt_features
+from ldm.metrics import image_features
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import export_pipeline, load_sampling_model
 from ldm.train.finetune import text_encoder_lora_problem
@@ -97,7 +97,7 @@ def test_lora_lowers_the_denoising_loss_on_the_new_data(tiny_run, lora_run, brow
         noisy = DDPMScheduler.from_config(pipe.scheduler.config).add_noise(latents, noise, t)
 
         def loss(scale: float | None) -> float:
-            model._use_lora(None if scale is None else str(lora_run / "pytorch_lora_weights.safetensors"), scale)
+            model.loras.use(None if scale is None else str(lora_run / "pytorch_lora_weights.safetensors"), scale)
             return float(((pipe.unet(noisy, t, context).sample - noise) ** 2).mean())
 
         # measured 0.0736 -> 0.0670; attention (the LoRA's targets) is only at the 4x4 level in configs/tiny.yaml
@@ -196,11 +196,11 @@ def test_text_encoder_lora_on_a_clip_pipeline(tmp_path):
         return
     lora = str(out / "pytorch_lora_weights.safetensors")
     model = load_sampling_model(base, "cpu", "fp32")
-    plain = model.prompt_features(["a brown square"])
-    model._use_lora(lora, 1.0)
-    assert (model.prompt_features(["a brown square"]) - plain).abs().max() > 1e-4  # the encoder is adapted
-    model._use_lora(None, 1.0)
-    assert torch.equal(model.prompt_features(["a brown square"]), plain)
+    plain = prompt_features(model, ["a brown square"])
+    model.loras.use(lora, 1.0)
+    assert (prompt_features(model, ["a brown square"]) - plain).abs().max() > 1e-4  # the encoder is adapted
+    model.loras.use(None, 1.0)
+    assert torch.equal(prompt_features(model, ["a brown square"]), plain)
 
 
 def test_text_encoder_lora_missing_from_the_libraries_is_one_line_at_start_up(tmp_path):

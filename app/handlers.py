@@ -1,0 +1,333 @@
+"""What each control of the web UI does, as plain Python: check the inputs, call ldm, write files.
+
+Nothing here imports Gradio: a handler raises LdmError with one line for the user, takes progress as a
+plain (done, total) callable, and returns paths and text, so it can be tested without a server
+(app/ui.py turns these into Gradio events).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from app.jobs import StopFlags
+from ldm.data.images import BadImage, load_image, to_tensor
+from ldm.errors import LdmError
+from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
+from ldm.media import save_png, write_animation
+from ldm.sampling.batching import MicroBatcher
+from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, WORK_BUDGET, check, check_work
+from ldm.sampling.requests import DEFAULT_SCHEDULER, DEFAULT_STEPS, MORPH_MODES, ImageSpec, Progress, Settings
+from ldm.sampling.sampler import SamplingModel
+from ldm.sampling.walks import render_walk
+
+MAX_SEED = int(BOUNDS["seed"].server_high)
+KEEP_S = 900  # Gradio serves copies of a request's files, so ours are needed only until it has answered
+NO_LORA = "none"
+
+
+def prune(folder: Path, max_age_s: float) -> None:
+    """Remove the request folders in `folder` last changed more than max_age_s ago."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for old in folder.iterdir():
+        with contextlib.suppress(OSError):  # another request may be removing it too
+            if old.is_dir() and now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old)
+
+
+def _server(name: str, value) -> int | float:
+    return check(name, value, server=True)
+
+
+def _choice(what: str, value) -> str:
+    # a value sent by an API client rather than picked from the UI's list
+    if not isinstance(value, str):
+        raise LdmError(f"{what} must be one of the listed names, got {value!r}")
+    return value
+
+
+def _upload_path(upload) -> tuple[str | None, str]:
+    # a plain path (library callers, tests) or Gradio's file data, moved into its cache and checked to be there
+    if isinstance(upload, dict):
+        path = upload.get("path")
+        return path, Path(upload.get("orig_name") or path or "upload").name
+    return upload, Path(upload).name if upload else ""
+
+
+def _whole(value):
+    # Gradio's sliders send 64.0 for 64; resolve_settings then refuses a fraction such as 64.5 in one line.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Handlers:
+    """The UI's handlers over one loaded model, an optional dataset view, and a folder for their files."""
+
+    def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
+                 loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16):
+        self.model, self.view, self.out_dir = model, view, out_dir
+        self.loras = loras or {}  # name shown in the picker -> file
+        self.work_budget = work_budget
+        self.batcher = MicroBatcher(model, max_batch)  # users' small requests with equal settings run together
+        self.stops = StopFlags()  # each session's Stop button (app/events.py checks them between steps)
+
+    @property
+    def largest_side(self) -> int:
+        """The widest or tallest image a request may ask for, in pixels (a multiple of the size step)."""
+        step = self.model.size_step
+        return self.model.default_size * SIZE_FACTOR // step * step
+
+    # ---- checks -------------------------------------------------------------------------------------
+    def settings(self, steps, guidance, scheduler, width=None, height=None, negative_prompt="") -> Settings:
+        """Checked sampling settings; guidance None means the model's default."""
+        guidance = self.model.default_guidance if guidance is None else guidance
+        steps, guidance = _server("steps", steps), _server("guidance", guidance)
+        _choice("scheduler", scheduler)
+        step, biggest = self.model.size_step, self.largest_side
+        for side, value in (("width", width), ("height", height)):
+            if value is not None and (isinstance(value, bool) or not step <= value <= biggest):
+                raise LdmError(f"{side} must be between {step} and {biggest}, got {value!r}")
+        self.prompt(negative_prompt or "", "negative prompt")
+        return self.model.resolve(Settings(
+            steps=steps, guidance_scale=guidance, scheduler=scheduler, width=_whole(width), height=_whole(height),
+            negative_prompt=negative_prompt or ""))
+
+    @staticmethod
+    def prompt(prompt: str | None, what: str = "prompt") -> str:
+        """The prompt, refused when missing, not text, or longer than the server allows."""
+        if prompt is None:
+            raise LdmError(f"{what} is missing")
+        if not isinstance(prompt, str):
+            raise LdmError(f"{what} must be text")
+        longest = int(BOUNDS["prompt_chars"].server_high)
+        if len(prompt) > longest:
+            raise LdmError(f"{what} is longer than {longest} characters")
+        return prompt
+
+    @staticmethod
+    def seed(seed) -> int:
+        """A checked seed; None or a negative number draws a random one."""
+        if seed is None or (not isinstance(seed, bool) and isinstance(seed, int | float) and seed < 0):
+            return random.randrange(MAX_SEED)
+        return _server("seed", seed)
+
+    @staticmethod
+    def seeds(text: str) -> list[int]:
+        """Keyframe seeds from text like '1, 2, 3'."""
+        try:
+            seeds = [int(s) for s in str(text).replace(",", " ").split()]
+        except ValueError:
+            raise LdmError("seeds must be whole numbers separated by commas or spaces") from None
+        most = int(BOUNDS["keyframes"].server_high)
+        if not 2 <= len(seeds) <= most:
+            raise LdmError(f"give between 2 and {most} seeds")
+        return [_server("seed", s) for s in seeds]
+
+    def folder(self, kind: str) -> Path:
+        """A new folder of its own for one request's files; folders older than KEEP_S go, so use stays bounded."""
+        prune(self.out_dir, KEEP_S)
+        folder = self.out_dir / f"{kind}-{uuid.uuid4().hex[:10]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    # ---- generate -----------------------------------------------------------------------------------
+    def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int = DEFAULT_STEPS,
+                 guidance: float | None = None, scheduler: str = DEFAULT_SCHEDULER, width: int | None = None,
+                 height: int | None = None, num_images: int = 1, lora: str = NO_LORA, lora_scale: float = 1.0,
+                 progress: Progress | None = None):
+        """Text to image: (gallery of (png, caption), parameters of each image, the PNG files)."""
+        prompt = self.prompt(prompt)
+        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt)
+        if lora not in (None, NO_LORA):
+            if _choice("LoRA", lora) not in self.loras:
+                raise LdmError(f"unknown LoRA {lora!r}")
+            s = replace(s, lora=self.loras[lora], lora_scale=_server("lora_scale", lora_scale))
+        num_images = _server("images", num_images)
+        check_work(num_images, s.steps, s.width, s.height, self.model.default_size, self.work_budget)
+        seed = self.seed(seed)
+        specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
+        images = self.batcher.generate(specs, s, progress)
+        folder = self.folder("generate")
+        texts = [self.model.parameters_text(sp, s) for sp in specs]
+        paths = [str(save_png(img, folder / f"{k:02d}-{sp.seed}.png", text))
+                 for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
+        gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
+        return gallery, parameters_summary(texts[0], [sp.seed for sp in specs]), paths
+
+    # ---- animations ---------------------------------------------------------------------------------
+    def animate(self, kind: str, prompts: list[str], seeds: list[int], frames, settings: Settings,
+                progress: Progress | None = None, **walk) -> tuple[str, str, list[str]]:
+        """A walk or morph rendered into its own folder: (GIF, MP4, frame PNGs)."""
+        frames = _server("frames", frames)
+        check_work(frames, settings.steps, settings.width, settings.height, self.model.default_size,
+                   self.work_budget, "frames")
+        specs, images = render_walk(self.model, prompts, seeds, frames, settings, progress=progress, **walk)
+        paths = write_animation(self.folder(kind), images, [self.model.parameters_text(sp, settings) for sp in specs])
+        frame_paths = [str(p) for p in paths if p.name.startswith("frame-")]
+        gif = next(str(p) for p in paths if p.suffix == ".gif")
+        mp4 = next(str(p) for p in paths if p.suffix == ".mp4")
+        return gif, mp4, frame_paths
+
+    def interpolate_seeds(self, prompt: str, seeds: str = "1, 2", frames: int = 16, loop: bool = False,
+                          steps: int = DEFAULT_STEPS, guidance: float | None = None,
+                          scheduler: str = DEFAULT_SCHEDULER, progress: Progress | None = None):
+        """Seed walk: (GIF, MP4, frame PNGs)."""
+        prompt = self.prompt(prompt)
+        s = self.settings(steps, guidance, scheduler)
+        return self.animate("walk", [prompt], self.seeds(seeds), frames, s, progress, loop=bool(loop))
+
+    def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = "slerp",
+              steps: int = DEFAULT_STEPS, guidance: float | None = None, scheduler: str = DEFAULT_SCHEDULER,
+              progress: Progress | None = None):
+        """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
+        keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
+        most = int(BOUNDS["keyframes"].server_high)
+        if not 2 <= len(keyframes) <= most:
+            raise LdmError(f"give between 2 and {most} prompts, one per line")
+        if _choice("interpolation", mode) not in MORPH_MODES:
+            raise LdmError(f"interpolation must be one of {', '.join(MORPH_MODES)}")
+        s = self.settings(steps, guidance, scheduler)
+        return self.animate("morph", keyframes, [self.seed(seed)], frames, s, progress, morph_mode=mode)
+
+    # ---- autoencoder --------------------------------------------------------------------------------
+    def reconstruct(self, image: str | dict | None, progress: Progress | None = None):
+        """VAE round trip of an uploaded image: (reconstruction, report, latent channels)."""
+        path, name = _upload_path(image)
+        if not path:
+            raise LdmError("upload an image first")
+        try:
+            pil = load_image(path, self.model.default_size)
+        except BadImage as exc:  # its reason never names the server's copy of the file
+            raise LdmError(f"cannot use {name}: {exc}") from None
+        r = reconstruct(self.model.vae, to_tensor(pil) / 2 + 0.5)
+        folder = self.folder("reconstruct")
+        recon_path = str(save_png(r.reconstruction, folder / "reconstruction.png"))
+        report = [f"**PSNR** {r.psnr_db:.2f} dB  ·  **compression** {r.compression:.1f}x "
+                  f"({r.image.numel():,} pixel bytes vs {r.latent.numel() * 2:,} latent bytes at fp16)"]
+        if self.view is not None:
+            self.wait_for_view(progress)
+            pct = anomaly_percentile(r.error, self.view.errors)
+            report.append(f"**anomaly score** {pct:.0f}th percentile of the training set's reconstruction error")
+        channels = []
+        for k, img in enumerate(channel_images(r.latent)):
+            path = folder / f"channel-{k}.png"
+            img.save(path)
+            channels.append((str(path), f"channel {k}"))
+        return recon_path, "\n\n".join(report), channels
+
+    # ---- latent space -------------------------------------------------------------------------------
+    def wait_for_view(self, progress: Progress | None) -> None:
+        """Wait until the dataset is encoded (at start-up, in the background), showing how far it is."""
+        if progress is not None and not self.view.ready:
+            self.view.wait(lambda done, total: progress(done, total, "encoding the dataset (first time only)"))
+        self.view.wait()
+
+    def need_view(self) -> DatasetView:
+        """The dataset view, or the one-line reason there is none."""
+        if self.view is None:
+            raise LdmError("no dataset: start the app with --data DIR to explore the latent space")
+        return self.view
+
+    def draw_map(self, space: str, method: str, points: int, picks: list, progress: Progress | None = None):
+        """The 2-D map as SVG (picks marked), and what was drawn: {space, method, indices}."""
+        view = self.need_view()
+        if _choice("projection", method) not in PROJECTIONS:
+            raise LdmError(f"projection must be one of {', '.join(PROJECTIONS)}")
+        points = _server("map_points", points)
+        self.wait_for_view(progress)
+        indices = view.subset(points)
+        svg, _ = view.map_svg(space, method, indices, picks or [])
+        return svg, {"space": space, "method": method, "indices": indices}
+
+    def pick(self, drawn: dict | None, picks: list, k) -> tuple[str, list, str, str]:
+        """Point k of the drawn map: its image (decoded or generated), the picks with it last, their captions,
+        and the map redrawn with the picks marked."""
+        view = self.need_view()
+        indices = (drawn or {}).get("indices") or []
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(indices):
+            raise LdmError("click on a point of the map")
+        i = indices[k]
+        picks = ([*(picks or []), i])[-2:]
+        if drawn["space"] == "latents":
+            image = view.decoded(i)
+        else:
+            image = self.model.generate([ImageSpec(view.captions[i], 0)], Settings())[0]
+        path = str(save_png(image, self.folder("pick") / "pick.png"))
+        labels = " → ".join(f"“{view.captions[p]}”" for p in picks)
+        svg, _ = view.map_svg(drawn["space"], drawn["method"], indices, picks)
+        return path, picks, f"picked: {labels}", svg
+
+    def interpolate_picks(self, drawn: dict | None, picks: list, frames: int, progress: Progress | None = None) -> str:
+        """A GIF between the two picked points: a prompt morph (caption map) or a latent slerp (latent map)."""
+        view = self.need_view()
+        if not picks or len(picks) < 2 or not drawn:
+            raise LdmError("pick two points on the map first")
+        frames = _server("frames", frames)
+        a, b = picks[-2:]
+        if drawn["space"] == "captions":
+            return self.animate("pick-morph", [view.captions[a], view.captions[b]], [0], frames,
+                                self.model.resolve(Settings()), progress)[0]
+        paths = write_animation(self.folder("pick-slerp"), view.slerp_images(a, b, frames), [""] * frames)
+        return next(str(p) for p in paths if p.suffix == ".gif")
+
+    def traverse(self, picks: list, *amounts: float) -> str:
+        """The last picked image moved along the latent space's top principal directions."""
+        view = self.need_view()
+        if not picks:
+            raise LdmError("pick a point on the map first")
+        for a in amounts:
+            if isinstance(a, bool) or not isinstance(a, int | float) or not -3 <= a <= 3:
+                raise LdmError(f"each direction amount must be a number between -3 and 3, got {a!r}")
+        image = view.traversed(picks[-1], [float(a) for a in amounts])
+        return str(save_png(image, self.folder("traverse") / "traverse.png"))
+
+
+def parameters_summary(first: str, seeds: list[int]) -> str:
+    """The first image's parameters, and the other images' seeds (all they differ in) once, not a line each."""
+    if len(seeds) < 2:
+        return first
+    return f"{first}\n\nThe other images differ only in Seed: {', '.join(str(s) for s in seeds[1:])}"
+
+
+# ---- hand-offs between tabs ---------------------------------------------------------------------------
+def gallery_seeds(gallery) -> list[int]:
+    """The seeds in a gallery's captions ('seed 42'), in order; Gradio gives (image, caption) pairs or dicts."""
+    seeds = []
+    for item in gallery or []:
+        caption = item.get("caption") if isinstance(item, dict) else item[1] if len(item) > 1 else None
+        words = str(caption or "").split()
+        if len(words) == 2 and words[0] == "seed" and words[1].isdigit():
+            seeds.append(int(words[1]))
+    return seeds
+
+
+def run_seed(seed, chosen: int | None, gallery) -> int:
+    """The seed a hand-off starts from: the clicked image's, else the run's first, else the seed box's."""
+    if chosen is not None:
+        return int(chosen)
+    seeds = gallery_seeds(gallery)
+    if seeds:
+        return seeds[0]
+    return int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+def walk_handoff(seed, chosen: int | None, gallery) -> str:
+    """Keyframe seeds for the Seed walk tab: the clicked image's and the next, else every seed of the run."""
+    seeds = gallery_seeds(gallery)
+    if chosen is None and len(seeds) >= 2:
+        return ", ".join(str(s) for s in seeds[:int(BOUNDS["keyframes"].server_high)])
+    first = run_seed(seed, chosen, gallery)
+    return f"{first}, {first + 1}"
+
+
+def morph_handoff(prompt: str, morph_prompts: str) -> str:
+    """The Morph tab's prompts: this prompt first, then the Morph tab's own last line (or this prompt) to edit."""
+    lines = [line.strip() for line in str(morph_prompts or "").splitlines() if line.strip()]
+    second = lines[-1] if lines and lines[-1] != prompt.strip() else prompt.strip()
+    return f"{prompt.strip()}\n{second}"

@@ -1,0 +1,1 @@
+"""One module per tab of the web UI: each lays out its controls and wires them to app.handlers."""

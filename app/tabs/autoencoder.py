@@ -1,0 +1,22 @@
+"""The Autoencoder tab: an uploaded image through the VAE, its PSNR, anomaly score and latent channels."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.events import wire
+from app.handlers import Handlers
+from app.widgets import PANEL
+
+
+def build(h: Handlers) -> None:
+    """Lay out the tab and wire its events."""
+    with gr.Row():
+        upload = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=PANEL)
+        recon = gr.Image(label="Reconstruction", type="filepath", height=PANEL)
+    report = gr.Markdown(label="Report")
+    channels = gr.Gallery(label="Latent channels", columns=8, height="auto")
+    go = gr.Button("Reconstruct", variant="primary")
+    wire(go.click, h.reconstruct, upload, [recon, report, channels], api_name="reconstruct")
+    # a new image makes the last one's results stale
+    upload.change(lambda _: (None, "", []), upload, [recon, report, channels], api_visibility="private")

@@ -1,0 +1,67 @@
+"""The Latent space tab: a 2-D map of the dataset, picks, interpolation between them, principal directions."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.events import event, stop_button, wire
+from app.handlers import Handlers
+from app.widgets import MAX_FRAMES, PANEL, run_buttons
+from ldm.explore import PROJECTIONS
+from ldm.sampling.limits import BOUNDS
+
+MAP_CSS = ".ldm-map .pt .thumb{display:none;pointer-events:none} .ldm-map .pt:hover .thumb{display:inline} " \
+          ".ldm-map .pt{cursor:pointer}"
+# Clicks anywhere on the map bubble up to the component; the point's data-i says which one was picked.
+# A hovered point moves to the end of the SVG, which draws it (and its thumbnail) above later points.
+MAP_JS = ("element.addEventListener('click', (e) => { const p = e.target.closest('[data-i]'); "
+          "if (p) trigger('click', {index: parseInt(p.dataset.i)}); }); "
+          "element.addEventListener('mouseover', (e) => { const p = e.target.closest('.pt'); "
+          "if (p && p.nextElementSibling) p.parentNode.appendChild(p); });")
+DIRECTIONS = 4
+
+
+def build(h: Handlers) -> None:
+    """Lay out the tab and wire its events."""
+    most = int(BOUNDS["map_points"].server_high)
+    if h.view is None:
+        gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore.")
+    with gr.Row():
+        space = gr.Radio(["captions", "latents"], value="latents", label="Map of")
+        method = gr.Radio(list(PROJECTIONS), value="pca", label="Projection")
+        points = gr.Slider(3, most, value=min(600, most), step=1, label="Points")
+        draw = gr.Button("Draw map", variant="primary")
+    with gr.Row():
+        with gr.Column(scale=3):
+            the_map = gr.HTML("<p>Draw the map, hover for thumbnails, click points to pick them.</p>",
+                              js_on_load=MAP_JS, elem_id="latent-map", label="Map")
+        with gr.Column(scale=2):
+            picked = gr.Image(label="Picked point", type="filepath", height=PANEL)
+            picked_text = gr.Markdown()
+            frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
+            between, stop_slot = run_buttons("Interpolate between the last two picks")
+            between_gif = gr.Image(label="Interpolation", type="filepath", height=PANEL)
+            gr.Markdown("Principal directions of the latent space, from the last pick (in std units):")
+            amounts = [gr.Slider(-3, 3, value=0, step=0.25, label=f"PC {k + 1}") for k in range(DIRECTIONS)]
+            traversed = gr.Image(label="Traversal", type="filepath", height=PANEL, elem_id="latent-traversal")
+    drawn, picks = gr.State(None), gr.State([])  # what the map shows ({space, method, indices}); picked indices
+
+    pick, traverse = event(h.pick), event(h.traverse)  # on_click calls both itself
+
+    def on_click(shown: dict | None, chosen: list, pc1: float, pc2: float, pc3: float, pc4: float,
+                 evt: gr.EventData):
+        # a new pick: the map marks it at once, the traversal follows it, the old interpolation goes
+        path, chosen, text, svg = pick(shown, chosen, getattr(evt, "index", None))
+        moved = traverse(chosen, pc1, pc2, pc3, pc4) if any((pc1, pc2, pc3, pc4)) else None
+        return path, chosen, text, svg, None, moved
+
+    wire(draw.click, h.draw_map, [space, method, points, picks], [the_map, drawn], api_name="latent_map")
+    the_map.click(on_click, [drawn, picks, *amounts], [picked, picks, picked_text, the_map, between_gif, traversed],
+                  api_visibility="private", preprocess=False)
+    between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
+                       api_visibility="private")
+    with stop_slot:
+        stop_button(h.stops, [between_job])
+    for slider in amounts:  # change, not release: arrow keys and typed numbers move the image too
+        wire(slider.change, h.traverse, [picks, *amounts], traversed, api_visibility="private",
+             trigger_mode="always_last", show_progress="minimal")

@@ -1,0 +1,32 @@
+"""The Prompt morph tab: one seed, the conditioning moving through two or more prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.handlers import MAX_SEED, Handlers
+from app.widgets import MAX_FRAMES, animation_tab
+from ldm.sampling.requests import MORPH_MODES
+
+
+@dataclass
+class MorphTab:
+    """The controls a hand-off from another tab fills in."""
+
+    prompts: gr.Textbox
+    seed: gr.Number
+
+
+def build(h: Handlers) -> MorphTab:
+    """Lay out the tab and wire its events."""
+
+    def controls() -> list:
+        return [gr.Textbox(label="Prompts, one per line", lines=3, value="grinning face\ncat face"),
+                gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED),
+                gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
+                gr.Radio(list(MORPH_MODES), value="slerp", label="Interpolation")]
+
+    prompts, seed, _, _ = animation_tab(h, "morph", "Morph", h.morph, "morph", controls)
+    return MorphTab(prompts, seed)

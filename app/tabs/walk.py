@@ -1,0 +1,31 @@
+"""The Seed walk tab: one prompt, the noise moving through two or more seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.handlers import Handlers
+from app.widgets import MAX_FRAMES, PROMPT_CHARS, animation_tab
+
+
+@dataclass
+class WalkTab:
+    """The controls a hand-off from another tab fills in."""
+
+    prompt: gr.Textbox
+    seeds: gr.Textbox
+
+
+def build(h: Handlers) -> WalkTab:
+    """Lay out the tab and wire its events."""
+
+    def controls() -> list:
+        return [gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS),
+                gr.Textbox(label="Seeds (2 or more)", value="1, 2, 3"),
+                gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
+                gr.Checkbox(label="Loop back to the first seed")]
+
+    prompt, seeds, _, _ = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds", controls)
+    return WalkTab(prompt, seeds)

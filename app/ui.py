@@ -1,0 +1,40 @@
+"""The web UI's layout: a header, one tab per module of app/tabs, and the hand-offs between tabs."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.handlers import Handlers, morph_handoff, run_seed, walk_handoff
+from app.tabs import autoencoder, generate, latent, morph, walk
+
+# A new run closes the last run's error toasts, so an old error never sits over a later success.
+PAGE_JS = ("() => { document.addEventListener('click', (e) => { const b = e.target.closest('button.primary'); "
+           "if (b) document.querySelectorAll('.toast-close').forEach((c) => c.click()); }, true); }")
+
+
+def build_ui(h: Handlers) -> gr.Blocks:
+    """The Blocks app: five tabs wired to the handlers."""
+    m = h.model
+    # delete_cache: Gradio's copies of uploads and outputs older than 15 minutes go every 10 minutes
+    with gr.Blocks(title="ldm", delete_cache=(600, 900)) as demo:
+        gr.Markdown(f"# ldm · {m.name}\nLatent diffusion at {m.default_size}x{m.default_size} px. Every PNG "
+                    "carries its generation parameters; drop it on `scripts/sample.py --from-png` to re-create it.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                gen = generate.build(h)
+            with gr.Tab("Seed walk", id="walk"):
+                walk_tab = walk.build(h)
+            with gr.Tab("Prompt morph", id="morph"):
+                morph_tab = morph.build(h)
+            with gr.Tab("Latent space", id="latent"):
+                latent.build(h)
+            with gr.Tab("Autoencoder", id="autoencoder"):
+                autoencoder.build(h)
+        # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
+        gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),
+                          [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery], [walk_tab.prompt, walk_tab.seeds, tabs],
+                          api_visibility="private")
+        gen.to_morph.click(lambda p, s, c, g, m: (morph_handoff(p, m), run_seed(s, c, g), gr.Tabs(selected="morph")),
+                           [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery, morph_tab.prompts],
+                           [morph_tab.prompts, morph_tab.seed, tabs], api_visibility="private")
+    return demo

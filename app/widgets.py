@@ -1,0 +1,68 @@
+"""Controls and outputs that several tabs share."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.events import stop_button, wire
+from ldm.sampling.limits import BOUNDS
+from ldm.sampling.requests import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from ldm.sampling.schedulers import SCHEDULERS
+
+MAX_STEPS = int(BOUNDS["steps"].server_high)
+MAX_FRAMES = int(BOUNDS["frames"].server_high)
+PROMPT_CHARS = int(BOUNDS["prompt_chars"].server_high)
+PANEL = 256  # px: image panels keep their size before they hold an image
+GUIDANCE_SLIDER = 15  # the slider's reach; the API accepts up to BOUNDS["guidance"]
+
+
+def sampler_controls(default_guidance: float) -> tuple:
+    """Scheduler, steps and guidance."""
+    return (gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler"),
+            gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps"),
+            gr.Slider(0, GUIDANCE_SLIDER, value=default_guidance, step=0.5, label="Guidance"))
+
+
+def animation_outputs(tab: str) -> tuple:
+    """GIF, MP4, a frame scrubber and the frame it shows (elem_id `<tab>-frame`), and the frames' paths."""
+    with gr.Column():
+        return (gr.Image(label="Animation (GIF)", type="filepath", height=PANEL), gr.Video(label="MP4", height=PANEL),
+                gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False),
+                gr.Image(label="Frame", type="filepath", height=PANEL, elem_id=f"{tab}-frame"), gr.State([]))
+
+
+def frame_at(frames: list, k: int):
+    """The path of frame k, if there is one."""
+    return frames[int(k)] if frames and 0 <= int(k) < len(frames) else None
+
+
+def scrubber(frames: list):
+    """The frame slider reset for a new set of frames, and the first frame (shown at once, not on the first move)."""
+    return (gr.Slider(minimum=0, maximum=max(len(frames) - 1, 1), value=0, step=1, interactive=len(frames) > 1),
+            frame_at(frames, 0))
+
+
+def animation_tab(h, tab: str, label: str, handler, api_name: str, controls) -> list:
+    """A seed walk or morph tab: `controls()` lays out the tab's own inputs (the handler's first arguments),
+    then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
+    first frame shows at once; the scrubber shows the frame it points at. Returns the tab's own inputs."""
+    with gr.Row():
+        with gr.Column():
+            own = controls()
+            scheduler, steps, guidance = sampler_controls(h.model.default_guidance)
+            go, stop_slot = run_buttons(label)
+        gif, mp4, slider, frame, frames = animation_outputs(tab)
+    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)
+    job.then(scrubber, frames, [slider, frame], api_visibility="private")
+    slider.change(frame_at, [frames, slider], frame, api_visibility="private")
+    with stop_slot:
+        stop_button(h.stops, [job])
+    return own
+
+
+def run_buttons(label: str, elem_id: str | None = None) -> tuple:
+    """A primary button and, beside it, the slot its Stop button goes in (made once the job it stops exists)."""
+    with gr.Row():
+        go = gr.Button(label, variant="primary", elem_id=elem_id)
+        slot = gr.Column(scale=0, min_width=80)
+    return go, slot

@@ -1,0 +1,88 @@
+"""How far each value of a request may go: one table for the library, the CLI and the web UI (no torch).
+
+Run locally (library calls, scripts/sample.py) only the lower bounds hold: users may spend their own
+machine as they like. A server (the web UI) also applies the upper bounds, so that one request cannot
+hold the machine for everyone else. Values arrive from argparse, JSON and Gradio, so a bool, NaN or a
+fractional step count is refused here rather than silently converted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ldm.errors import LdmError
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range of one request value."""
+
+    what: str  # how messages name it
+    low: float
+    server_high: float  # the web UI's ceiling
+    whole: bool = True
+    low_open: bool = False  # the value must lie strictly above `low`
+    local_high: float = math.inf
+
+    def describe(self, server: bool) -> str:
+        """The accepted range in words, for messages."""
+        if server:
+            kind = "a whole number" if self.whole else "a number"
+            return f"{kind} between {_show(self.low)} and {_show(self.server_high)}"
+        if self.local_high < math.inf:
+            return f"in [{_show(self.low)}, {_show(self.local_high)}]"
+        if self.low_open:
+            return f"above {_show(self.low)}"
+        return f"at least {_show(self.low)}" if self.whole else f">= {_show(self.low)}"
+
+
+def _show(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+BOUNDS = {
+    "steps": Bound("steps", 1, 100),
+    "images": Bound("number of images", 1, 16),
+    "batch_size": Bound("batch size", 1, 16),
+    "frames": Bound("frames", 2, 48),
+    "keyframes": Bound("keyframes", 2, 8),
+    "seed": Bound("seed", 0, 2**32 - 1, local_high=2**63 - 1),
+    "guidance": Bound("guidance scale", 0, 30, whole=False),
+    "eta": Bound("eta", 0, 1, whole=False),
+    "lora_scale": Bound("LoRA scale", -2, 2, whole=False),  # a server's bound only: locally any scale goes
+    "fps": Bound("fps", 0, 60, whole=False, low_open=True),
+    "map_points": Bound("points", 3, 1500),
+    "prompt_chars": Bound("prompt length", 0, 500),
+}
+SIZE_FACTOR = 4  # the web UI's largest side: this many times the model's training size
+UPLOAD_MB = 8
+# A server's work budget per request, in image-steps at the model's training size (images x steps x area
+# over the training area). 1600 is 16 images x 100 steps at 64 px, or 4 x 25 at 256 px: about half a
+# minute on two CPU cores for the shipped model, so one request cannot hold the worker for minutes.
+WORK_BUDGET = 1600
+
+
+def check(name: str, value, server: bool = False) -> int | float:
+    """`value` as an int (whole bounds) or float inside BOUNDS[name], else a one-line LdmError."""
+    bound = BOUNDS[name]
+    high = bound.server_high if server else bound.local_high
+    wrong = LdmError(f"{bound.what} must be {bound.describe(server)}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise wrong
+    if isinstance(value, float) and (not math.isfinite(value) or (bound.whole and not value.is_integer())):
+        raise wrong
+    if value < bound.low or (bound.low_open and value == bound.low) or value > high:
+        raise wrong
+    return int(value) if bound.whole else float(value)
+
+
+def check_work(images: int, steps: int, width: int, height: int, default_size: int, budget: float = WORK_BUDGET,
+               what: str = "images") -> float:
+    """A server's refusal of a request over `budget` image-steps at the training size; else its work."""
+    work = images * steps * width * height / default_size**2
+    if work > budget:
+        raise LdmError(f"too much work for one request: {images} {what} x {steps} steps at {width}x{height} is "
+                       f"{work:.0f} image-steps at {default_size}x{default_size}, the server allows {budget:.0f}; "
+                       "ask for fewer images, steps or pixels")
+    return work

@@ -1,0 +1,200 @@
+"""The web UI's handlers called as plain functions on the tiny pipeline: no server, no Gradio."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from app.handlers import MAX_SEED, Handlers, morph_handoff, run_seed, walk_handoff
+from app.jobs import Stopped, stoppable
+from ldm.data.images import to_tensor
+from ldm.data.shapes import make_shape
+from ldm.errors import LdmError
+from ldm.explore import DatasetView
+from ldm.sampling.parameters import read_png_parameters
+
+
+@pytest.fixture
+def handlers(tiny_model, tmp_path):
+    shapes = [make_shape(i, 32) for i in range(10)]
+    view = DatasetView(torch.stack([to_tensor(image) for image, _ in shapes]), [caption for _, caption in shapes],
+                       tiny_model)
+    return Handlers(tiny_model, view, tmp_path)
+
+
+def test_generate_returns_captioned_pngs_that_carry_their_parameters(handlers):
+    calls = []
+    gallery, text, paths = handlers.generate("a red square", seed=11, steps=2, num_images=2,
+                                             progress=lambda done, total: calls.append((done, total)))
+    assert [caption for _, caption in gallery] == ["seed 11", "seed 12"]
+    assert read_png_parameters(paths[1]).startswith("a red square\nSteps: 2") and "Seed: 12" in text
+    assert text.count("Steps: 2") == 1  # the shared settings once, then the other seeds
+    assert text.endswith("differ only in Seed: 12") and read_png_parameters(paths[0]) in text
+    assert calls[-1] == (4, 4)  # two images x two steps
+    assert len({p.rsplit("/", 2)[-2] for p in paths}) == 1  # one request, one folder of its own
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps must be a whole number between 1 and 100"),
+    ({"steps": 101}, "between 1 and 100"),
+    ({"steps": 2.5}, "got 2.5"),
+    ({"steps": True}, "got True"),
+    ({"steps": math.nan}, "got nan"),
+    ({"num_images": 17}, "number of images must be a whole number between 1 and 16"),
+    ({"guidance": 31}, "guidance scale must be a number between 0 and 30"),
+    ({"seed": MAX_SEED + 1}, "seed must be"),
+    ({"width": 1000}, "width must be between 8 and 128"),
+    ({"width": 12}, "multiple of 8"),  # a multiple of the VAE's factor 4 that diffusers' pipeline refuses
+    ({"height": 24.5}, "multiple of 8"),
+    ({"scheduler": "warp"}, "unknown scheduler"),
+    ({"negative_prompt": "x" * 501}, "negative prompt is longer than 500"),
+    ({"lora": "missing"}, "unknown LoRA"),
+    ({"lora": ["x"]}, "LoRA must be one of the listed names"),
+    ({"scheduler": 3}, "scheduler must be one of the listed names"),
+])
+def test_generate_refuses_bad_values_in_one_line(handlers, kwargs, message):
+    with pytest.raises(LdmError, match=message) as caught:
+        handlers.generate("x", **{"steps": 1, **kwargs})
+    assert "\n" not in str(caught.value)
+    assert not list(handlers.out_dir.iterdir())  # nothing written for a refused request
+
+
+def test_a_prompt_that_is_not_text_is_refused(handlers):
+    with pytest.raises(LdmError, match="prompt must be text"):
+        handlers.generate(5, steps=1)
+
+
+def test_a_negative_seed_draws_a_random_one(handlers):
+    gallery, _, _ = handlers.generate("x", seed=-1, steps=1)
+    assert 0 <= int(gallery[0][1].split()[-1]) < MAX_SEED
+
+
+def test_seed_walk_and_morph_write_gif_mp4_and_frames(handlers):
+    gif, mp4, frames = handlers.interpolate_seeds("a red square", "1, 2", frames=3, steps=1)
+    assert Image.open(gif).n_frames == 3 and len(frames) == 3 and mp4.endswith(".mp4")
+    gif, _, frames = handlers.morph("red\na blue circle", seed=3, frames=4, mode="lerp", steps=1)
+    assert Image.open(gif).n_frames == 4 and "Morph mode: lerp" in read_png_parameters(frames[2])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda h: h.interpolate_seeds("x", "1, banana", steps=1), "whole numbers"),
+    (lambda h: h.interpolate_seeds("x", "1", steps=1), "give between 2 and 8 seeds"),
+    (lambda h: h.interpolate_seeds("x", "1, -4", steps=1), "seed must be"),
+    (lambda h: h.interpolate_seeds("x", "1, 2", frames=1, steps=1), "frames must be a whole number between 2"),
+    (lambda h: h.morph("only one", steps=1), "give between 2 and 8 prompts"),
+    (lambda h: h.morph("a\nb", mode="cubic", steps=1), "interpolation must be one of slerp, lerp"),
+])
+def test_animations_refuse_bad_keyframes(handlers, call, message):
+    with pytest.raises(LdmError, match=message):
+        call(handlers)
+
+
+def test_reconstruct_reports_psnr_compression_and_anomaly(handlers, tmp_path):
+    make_shape(3, 32)[0].save(tmp_path / "in.png")
+    recon, report, channels = handlers.reconstruct(str(tmp_path / "in.png"))
+    assert Image.open(recon).size == (32, 32)
+    assert "PSNR" in report and "compression** 6.0x" in report and "percentile" in report
+    assert len(channels) == 4
+
+
+def test_reconstruct_refuses_missing_and_broken_uploads(handlers, tmp_path):
+    with pytest.raises(LdmError, match="upload an image first"):
+        handlers.reconstruct(None)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(LdmError, match="^cannot use notes.png: not an image$"):
+        handlers.reconstruct(str(tmp_path / "notes.png"))
+    # as Gradio sends an upload: the message names the user's file, not the server's copy
+    with pytest.raises(LdmError, match="^cannot use my notes.png: not an image$"):
+        handlers.reconstruct({"path": str(tmp_path / "notes.png"), "orig_name": "my notes.png"})
+
+
+def test_latent_map_pick_interpolate_and_traverse(handlers):
+    svg, drawn = handlers.draw_map("latents", "pca", 8, [])
+    indices = drawn["indices"]
+    assert svg.count('class="pt"') == 8 and len(indices) == 8 and 'r="7"' not in svg
+    path, picks, text, svg = handlers.pick(drawn, [], 2)
+    assert Image.open(path).size == (32, 32) and picks == [indices[2]] and text.startswith("picked:")
+    assert svg.count('r="7"') == 1  # the map marks the pick at once, without a redraw
+    _, picks, text, svg = handlers.pick(drawn, picks, 5)
+    assert picks == [indices[2], indices[5]] and "→" in text and svg.count('r="7"') == 2
+    gif = handlers.interpolate_picks(drawn, picks, 3)
+    assert Image.open(gif).n_frames == 3
+    still = Image.open(handlers.traverse(picks, 0, 0, 0, 0)).tobytes()
+    assert Image.open(handlers.traverse(picks, 3, 0, 0, 0)).tobytes() != still  # a direction moves the image
+
+
+DRAWN = {"space": "latents", "method": "pca", "indices": [0, 1]}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda h: h.draw_map("latents", "spiral", 8, []), "projection must be one of"),
+    (lambda h: h.draw_map("latents", "pca", 2, []), "points must be a whole number between 3"),
+    (lambda h: h.pick(DRAWN, [], 7), "click on a point of the map"),
+    (lambda h: h.pick(DRAWN, [], None), "click on a point of the map"),
+    (lambda h: h.pick(None, [], 0), "click on a point of the map"),
+    (lambda h: h.interpolate_picks(DRAWN, [1], 3), "pick two points"),
+    (lambda h: h.traverse([1], 4, 0, 0, 0), "between -3 and 3"),
+    (lambda h: h.traverse([], 1, 0, 0, 0), "pick a point"),
+])
+def test_latent_space_refuses_out_of_order_clicks(handlers, call, message):
+    with pytest.raises(LdmError, match=message):
+        call(handlers)
+
+
+def test_without_a_dataset_the_latent_tab_says_how_to_get_one(tiny_model, tmp_path):
+    with pytest.raises(LdmError, match="start the app with --data DIR"):
+        Handlers(tiny_model, None, tmp_path).draw_map("latents", "pca", 8, [])
+
+
+def test_walk_handoff_carries_the_runs_seeds_or_the_clicked_one():
+    run = [("a.png", "seed 11"), ("b.png", "seed 12"), ("c.png", "seed 13")]
+    assert walk_handoff(0, None, run) == "11, 12, 13"  # nothing clicked: the whole run
+    assert walk_handoff(0, 12, run) == "12, 13"  # a clicked image and the next seed
+    assert walk_handoff(5, None, [{"image": "a.png", "caption": "seed 7"}]) == "7, 8"  # one image (dict form)
+    assert walk_handoff(5, None, []) == "5, 6"  # no run yet: the seed box
+    assert walk_handoff(-1, None, None) == "0, 1"
+
+
+def test_morph_handoff_leaves_two_prompts_and_the_runs_seed():
+    assert morph_handoff("grinning face", "grinning face\ncat face") == "grinning face\ncat face"
+    assert morph_handoff("red apple", "") == "red apple\nred apple"  # always two lines: the morph runs as is
+    assert morph_handoff("cat face", "dog\ncat face") == "cat face\ncat face"
+    assert run_seed(3, None, [("a.png", "seed 40"), ("b.png", "seed 41")]) == 40
+    assert run_seed(3, 41, [("a.png", "seed 40")]) == 41
+
+
+@pytest.mark.parametrize("call", [
+    lambda h: h.generate("x", steps=100, num_images=16, width=128, height=128),  # 25,600 image-steps at 32 px
+    lambda h: h.interpolate_seeds("x", "1, 2", frames=48, steps=40),  # 1,920
+])
+def test_requests_over_the_work_budget_are_refused_before_any_work(handlers, call):
+    with pytest.raises(LdmError, match="too much work for one request: .* the server allows 1600; ask for fewer"):
+        call(handlers)
+    assert not list(handlers.out_dir.iterdir())
+
+
+def test_the_budget_is_the_servers_choice(tiny_model, tmp_path):
+    small = Handlers(tiny_model, None, tmp_path, work_budget=3)
+    small.generate("x", steps=3, num_images=1)  # exactly the budget
+    with pytest.raises(LdmError, match="4 image-steps at 32x32, the server allows 3"):
+        small.generate("x", steps=2, num_images=2)
+
+
+def test_a_stop_ends_the_request_between_steps_and_the_next_one_runs(handlers):
+    flag = handlers.stops.start("session")
+    steps_done = []
+
+    def progress(done, total):
+        steps_done.append(done)
+        if done == 2:
+            handlers.stops.stop("session")  # as the Stop button does, from another thread, mid-request
+
+    with pytest.raises(Stopped):
+        handlers.generate("x", steps=20, num_images=2, progress=stoppable(progress, flag))
+    assert steps_done == [2]  # the request ended at the next step, not after 20
+    flag = handlers.stops.start("session")  # the next request of the session starts cleared
+    gallery, _, _ = handlers.generate("x", steps=1, progress=stoppable(None, flag))
+    assert len(gallery) == 1

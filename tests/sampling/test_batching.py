@@ -1,0 +1,98 @@
+"""MicroBatcher: waiting requests with equal settings share one generate call, with the same pixels."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from ldm.errors import LdmError
+from ldm.sampling.batching import MicroBatcher
+from ldm.sampling.requests import ImageSpec, Settings
+
+SETTINGS = Settings(steps=2)
+
+
+class HeldModel:
+    """The tiny model, held at its first call until released, so that requests pile up meanwhile."""
+
+    def __init__(self, model):
+        self.model, self.release, self.calls = model, threading.Event(), []
+
+    def resolve(self, settings):
+        return self.model.resolve(settings)
+
+    def generate(self, specs, settings, batch_size=8, progress=None):
+        self.calls.append([sp.seed for sp in specs])
+        self.release.wait(60)
+        return self.model.generate(specs, settings, batch_size, progress)
+
+
+def _submit(batcher, results, key, specs, settings=SETTINGS, progress=None):
+    def run():
+        try:
+            results[key] = batcher.generate(specs, settings, progress)
+        except Exception as exc:  # noqa: BLE001 (the test looks at what each caller got)
+            results[key] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_for(condition, timeout=30.0):
+    done = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        done.wait(0.05)
+    raise AssertionError("timed out")
+
+
+def test_waiting_requests_with_equal_settings_share_one_call_and_keep_their_pixels(tiny_model):
+    held = HeldModel(tiny_model)
+    batcher = MicroBatcher(held, max_images=4)
+    results = {}
+    threads = [_submit(batcher, results, "first", [ImageSpec("a red square", 1)])]
+    _wait_for(lambda: len(held.calls) == 1)  # the first request runs alone; the next three wait
+    threads += [_submit(batcher, results, "pair", [ImageSpec("a blue circle", 2), ImageSpec("x", 3)]),
+                _submit(batcher, results, "other", [ImageSpec("x", 4)], Settings(steps=3)),
+                _submit(batcher, results, "single", [ImageSpec("a red square", 5)])]
+    _wait_for(lambda: len(batcher._pending) == 3)
+    held.release.set()
+    for thread in threads:
+        thread.join(120)
+    assert held.calls == [[1], [2, 3, 5], [4]]  # equal settings joined; other settings waited their turn
+    assert batcher.calls == 3
+    for key, specs, settings in (("pair", [ImageSpec("a blue circle", 2), ImageSpec("x", 3)], SETTINGS),
+                                 ("single", [ImageSpec("a red square", 5)], SETTINGS),
+                                 ("other", [ImageSpec("x", 4)], Settings(steps=3))):
+        assert torch.equal(results[key], tiny_model.generate(specs, settings)), key  # the batch changes nothing
+
+
+def test_a_caller_that_stops_leaves_its_group_and_the_others_finish(tiny_model):
+    held = HeldModel(tiny_model)
+    batcher = MicroBatcher(held)
+    results, seen = {}, []
+
+    def stops_at_once(done, total):
+        raise LdmError("stopped")
+
+    threads = [_submit(batcher, results, "first", [ImageSpec("x", 1)])]
+    _wait_for(lambda: len(held.calls) == 1)
+    threads += [_submit(batcher, results, "stopper", [ImageSpec("x", 2)], progress=stops_at_once),
+                _submit(batcher, results, "stays", [ImageSpec("x", 3)], progress=lambda d, t: seen.append((d, t)))]
+    _wait_for(lambda: len(batcher._pending) == 2)
+    held.release.set()
+    for thread in threads:
+        thread.join(120)
+    assert isinstance(results["stopper"], LdmError) and str(results["stopper"]) == "stopped"
+    assert results["stays"].shape == (1, 3, 32, 32) and seen == [(1, 2), (2, 2)]  # its own steps
+
+
+def test_errors_reach_every_caller_of_the_group(tiny_model):
+    batcher = MicroBatcher(tiny_model)
+    with pytest.raises(LdmError, match="seed"):
+        batcher.generate([ImageSpec("x", -1)], SETTINGS)
+    assert batcher.generate([ImageSpec("x", 1)], SETTINGS).shape == (1, 3, 32, 32)  # the worker lives on
