@@ -1,4 +1,4 @@
-"""Benchmarks: python scripts/benchmark.py train|sample|schedulers [options]; each prints what one run measured."""
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui [options]; each prints what one run measured."""
 
 import argparse
 import sys
@@ -43,6 +43,12 @@ def parse_args() -> argparse.Namespace:
     sweep.add_argument("--captions", type=int, default=96, help="training captions generated per setting")
     sweep.add_argument("--no-stock", action="store_true",
                        help="skip the stock-defaults row (50 steps, guidance 7.5, fp32: the slowest row)")
+    ui = sub.add_parser("ui", help="web UI requests/s and p50/p95 under 1, 4, 16 clients: batching off vs on")
+    ui.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    ui.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients (default 1 4 16)")
+    ui.add_argument("--requests", type=int, default=5, help="one-image requests per client (default 5)")
+    ui.add_argument("--steps", type=int, default=14, help="denoising steps per request (default 14)")
+    ui.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch (default 16)")
     args = parser.parse_args()
     check_args(args)
     return args
@@ -51,13 +57,15 @@ def parse_args() -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for values argparse cannot judge: counts, the config, model and export folders."""
     for flag, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("threads", 1), ("num_images", 1),
-                        ("captions", 1)):
+                        ("captions", 1), ("requests", 1), ("max_batch", 1)):
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     if args.command == "train":
         load_config(args.config)
         return
+    if args.command == "ui" and min(args.clients) < 1:
+        raise LdmError(f"--clients must be at least 1, got {min(args.clients)}")
     check_model_folder(args.model)
     if args.command == "sample" and args.export:
         check_model_folder(args.export)
@@ -124,6 +132,11 @@ def main() -> None:
         from benchmarks.schedulers import format_sweep, scheduler_sweep
 
         print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
+    elif args.command == "ui":
+        from benchmarks.ui import bench_ui, format_ui_report
+
+        rows = bench_ui(args.model, tuple(args.clients), args.requests, args.steps, (1, args.max_batch))
+        print(format_ui_report(rows, args.model))
     else:
         main_train(args)
 

@@ -4,7 +4,7 @@ import pytest
 from support import TINY, no_model_libraries, run_script
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["schedulers"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["schedulers"], ["ui"]])
 def test_help_needs_no_model_libraries(tmp_path, command):
     proc = run_script("scripts/benchmark.py", *command, "--help", env=no_model_libraries(tmp_path / "libs"))
     assert proc.stdout.startswith("usage: benchmark.py"), proc.stdout[:200]
@@ -22,6 +22,10 @@ def test_help_needs_no_model_libraries(tmp_path, command):
     (["sample", "--num-images", "0"], "--num-images must be at least 1"),
     (["sample", "--only", "ours"], "--only needs --export"),
     (["schedulers", "--captions", "0"], "--captions must be at least 1"),
+    (["ui", "--clients", "4", "0"], "--clients must be at least 1, got 0"),
+    (["ui", "--requests", "0"], "--requests must be at least 1"),
+    (["ui", "--max-batch", "0"], "--max-batch must be at least 1"),
+    (["ui", "--model", "/nonexistent/model"], "model folder not found"),
 ])
 def test_bad_arguments_are_one_line_before_torch(tmp_path, args, message):
     proc = run_script("scripts/benchmark.py", *args, check=False, env=no_model_libraries(tmp_path / "libs"))

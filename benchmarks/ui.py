@@ -1,0 +1,144 @@
+"""The web UI under load: requests/s and latency at 1, 4 and 16 concurrent clients, each asking for one
+image at a time through /generate, with micro-batching off (--max-batch 1: one request at a time, as
+the app served before) and on, each server started fresh in its own process on 127.0.0.1.
+
+Memory: the server's RSS after a warm-up, and again once the load has ended (it should come back).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ("grinning face", "cat face", "red apple", "a red square", "sun", "blue heart", "rocket", "frog")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident set size in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Server:
+    """app_gradio.py in a subprocess on a free port, its output in a log file; stopped with SIGTERM."""
+
+    def __init__(self, model: str | Path, max_batch: int, queue_size: int, log: Path, timeout_s: float = 300):
+        self.url = f"http://127.0.0.1:{_free_port()}/"
+        port = self.url.rsplit(":", 1)[1].strip("/")
+        self.log = open(log, "w")  # noqa: SIM115 (open while the server runs)
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+        self.proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(model), "--port", port,
+                                      "--max-batch", str(max_batch), "--queue-size", str(queue_size)],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited: {Path(log).read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return
+            except OSError:
+                if time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the app did not start within {timeout_s:.0f} s") from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        """SIGTERM, then wait (kill after 20 s)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def run_load(url: str, clients: int, requests_each: int, steps: int) -> dict:
+    """`clients` threads, each with its own gradio_client, sending `requests_each` one-image requests in turn."""
+    from gradio_client import Client
+
+    connections = [Client(url, verbose=False) for _ in range(clients)]  # connecting is not part of the timing
+
+    def one_client(k: int) -> list[float]:
+        latencies = []
+        for r in range(requests_each):
+            t0 = time.perf_counter()
+            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, steps=steps,
+                                   num_images=1, api_name="/generate")
+            latencies.append(time.perf_counter() - t0)
+        return latencies
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = sorted(x for one in pool.map(one_client, range(clients)) for x in one)
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "requests_per_s": len(latencies) / wall,
+            "p50_s": statistics.median(latencies),
+            "p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]}
+
+
+def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_each: int = 5, steps: int = 14,
+             batches: tuple[int, ...] = (1, 16)) -> list[dict]:
+    """One row per (--max-batch, clients): requests/s, p50 and p95 latency, and the server's RSS."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-ui-") as tmp:
+        for max_batch in batches:
+            server = Server(model, max_batch, queue_size=max(clients) * 2, log=Path(tmp) / f"app-{max_batch}.log")
+            try:
+                run_load(server.url, 2, 1, steps)  # warm-up: first calls allocate and compile
+                warm = rss_mb(server.proc.pid)
+                for n in clients:
+                    row = run_load(server.url, n, requests_each, steps)
+                    rows.append({"max_batch": max_batch, **row})
+                time.sleep(2)  # let the last responses go out
+                after = rss_mb(server.proc.pid)
+                for row in rows:
+                    if row["max_batch"] == max_batch:
+                        row.update(rss_warm_mb=warm, rss_after_mb=after)
+            finally:
+                server.stop()
+    return rows
+
+
+def format_ui_report(rows: list[dict], model: str) -> str:
+    """A table of the rows, and the ratios at the most clients: batched over one-at-a-time."""
+    from benchmarks.machine import machine_info
+
+    cpu = machine_info()
+    lines = [f"web UI under load: {model}, one 1-image /generate request at a time per client; "
+             f"{cpu['cpu']}, {cpu['cpu_count']} CPUs, AVX-512 BF16 {'yes' if cpu['avx512_bf16'] else 'no'}", "",
+             "| --max-batch | clients | requests | req/s | p50 s | p95 s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['max_batch']} | {r['clients']} | {r['requests']} | {r['requests_per_s']:.2f} | "
+                     f"{r['p50_s']:.2f} | {r['p95_s']:.2f} |")
+    lines.append("")
+    for batch in dict.fromkeys(r["max_batch"] for r in rows):
+        r = next(r for r in rows if r["max_batch"] == batch)
+        change = (r["rss_after_mb"] - r["rss_warm_mb"]) / r["rss_warm_mb"] * 100
+        lines.append(f"--max-batch {batch}: RSS {r['rss_warm_mb']:.0f} MiB after warm-up, "
+                     f"{r['rss_after_mb']:.0f} MiB after the load ({change:+.1f}%)")
+    most = max(r["clients"] for r in rows)
+    at_most = {r["max_batch"]: r for r in rows if r["clients"] == most}
+    if len(at_most) > 1:
+        low, high = at_most[min(at_most)], at_most[max(at_most)]
+        lines.append(f"at {most} clients: {high['requests_per_s'] / low['requests_per_s']:.2f}x the requests/s "
+                     f"with --max-batch {max(at_most)} over {min(at_most)}; p95 {high['p95_s']:.2f} s "
+                     f"vs {low['p95_s']:.2f} s")
+    return "\n".join(lines)
