@@ -8,7 +8,9 @@ that step; the others go on.
 
 from __future__ import annotations
 
+import ctypes
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,9 +40,13 @@ class _EveryoneLeft(Exception):
 class MicroBatcher:
     """Serves SamplingModel.generate requests from many threads, joining waiting ones with equal settings."""
 
-    def __init__(self, model, max_images: int = 16):
+    def __init__(self, model, max_images: int = 16, linger_s: float = 0.05):
         self.model = model
         self.max_images = max_images  # images in one call (one UNet batch)
+        # How long the oldest request waits for others to join it. Under load, clients answered by one
+        # batch send their next requests within milliseconds of each other; without a pause the first of
+        # them would run alone and the rest wait for it.
+        self.linger_s = linger_s
         self.calls = 0  # generate calls made, for tests and benchmarks
         self._pending: list[_Job] = []
         self._wake = threading.Condition()
@@ -63,6 +69,9 @@ class MicroBatcher:
         with self._wake:
             while not self._pending:
                 self._wake.wait()
+            deadline = time.monotonic() + self.linger_s
+            while len(self._pending) < self.max_images and (left := deadline - time.monotonic()) > 0:
+                self._wake.wait(left)
             first = self._pending.pop(0)
             group, count = [first], len(first.specs)
             for job in list(self._pending):
@@ -75,6 +84,11 @@ class MicroBatcher:
     def _serve_forever(self) -> None:
         while True:
             self._serve(self._next_group())
+            with self._wake:
+                idle = not self._pending
+            if idle:
+                release_free_memory()
+
 
     def _serve(self, group: list[_Job]) -> None:
         specs = [spec for job in group for spec in job.specs]
@@ -107,3 +121,12 @@ class MicroBatcher:
             if job in live:
                 job.finish(images[start:start + len(job.specs)])
             start += len(job.specs)
+
+
+def release_free_memory() -> None:
+    """Hand memory that a large batch freed back to the system (glibc keeps it otherwise), so a server's
+    RSS returns to its resting level once a burst of requests is over."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
