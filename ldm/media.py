@@ -1,4 +1,11 @@
-"""Turn image tensors into grids and files."""
+"""Turn image tensors into grids and files.
+
+GIF and MP4 are written here rather than with diffusers.utils.export_to_gif/export_to_video, which
+take PIL lists or arrays at their own size and write in place: ours write whole-or-nothing
+(ldm.io.atomic_file), scale 64 px frames up (nearest) to a viewable size, accept fractional frame rates,
+and pad odd sides by edge replication instead of letting ffmpeg rescale (its macro_block_size) for
+H.264 yuv420p with faststart, which browsers play as soon as it starts loading.
+"""
 
 from __future__ import annotations
 
