@@ -1,0 +1,31 @@
+"""app/jobs.py: each session's Stop flag, and progress that raises once it is set."""
+
+import threading
+
+import pytest
+
+from app.jobs import StopFlags, Stopped, stoppable
+
+
+def test_a_stop_reaches_only_its_own_sessions_request():
+    flags = StopFlags()
+    mine, theirs = flags.start("mine"), flags.start("theirs")
+    flags.stop("mine")
+    assert mine.is_set() and not theirs.is_set()
+    flags.stop("nobody")  # a Stop with nothing running is harmless
+    assert flags.start("mine") is mine and not mine.is_set()  # the next request starts cleared
+    flags.finish("mine")
+    flags.stop("mine")
+    assert not mine.is_set()  # a finished request is forgotten
+
+
+def test_stoppable_progress_reports_until_the_flag_is_set_then_raises():
+    flag, seen = threading.Event(), []
+    report = stoppable(lambda done, total, *rest: seen.append((done, total, *rest)), flag)
+    report(1, 4)
+    report(2, 4, "encoding")
+    flag.set()
+    with pytest.raises(Stopped, match="^stopped$"):
+        report(3, 4)
+    assert seen == [(1, 4), (2, 4, "encoding")]
+    stoppable(None, threading.Event())(1, 2)  # a caller without a bar
