@@ -105,6 +105,16 @@ def test_api_lists_the_named_endpoints(client):
     params = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert params[0] == "prompt"
     assert {"steps", "width", "height", "num_images", "seed", "guidance", "scheduler", "negative_prompt"} <= set(params)
+    returns = {name: [r["label"] for r in ep["returns"]] for name, ep in endpoints.items()}
+    assert returns["/latent_map"] == ["Map"] and returns["/reconstruct"] == ["Reconstruction", "Report",
+                                                                           "Latent channels"]
+    assert not any(label.startswith("value_") for labels in returns.values() for label in labels), returns
+
+
+def test_the_start_up_line_names_the_apps_own_flag(app_url):
+    log = APP_LOG[-1].read_text()
+    assert f"ldm web UI: {app_url}  (--share for a public link)" in log
+    assert "share=True" not in log  # Gradio's own hint names launch()'s argument, not the app's flag
 
 
 def test_generate_returns_pngs_with_parameters(client):
