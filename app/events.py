@@ -6,6 +6,7 @@ import functools
 import inspect
 
 import gradio as gr
+import torch
 
 from app.jobs import StopFlags, stoppable
 from ldm.errors import LdmError
@@ -33,6 +34,10 @@ def event(handler, stops: StopFlags | None = None):
 
     @functools.wraps(handler)
     def run(*args, **kwargs):
+        # The model's work runs on one thread (MicroBatcher); a handler thread's own torch ops are small
+        # (images to PNG). Another thread's OpenMP pool of full size would halve the model thread's speed
+        # on a few cores; one thread here has no pool. (torch sets this per thread under OpenMP.)
+        torch.set_num_threads(1)
         arguments = signature.bind_partial(*args, **kwargs).arguments
         request = arguments.pop("request", None)
         tracker = arguments.get("progress")

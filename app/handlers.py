@@ -70,11 +70,14 @@ class Handlers:
     """The UI's handlers over one loaded model, an optional dataset view, and a folder for their files."""
 
     def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
-                 loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16):
+                 loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16,
+                 batcher_thread: bool = True):
         self.model, self.view, self.out_dir = model, view, out_dir
         self.loras = loras or {}  # name shown in the picker -> file
         self.work_budget = work_budget
-        self.batcher = MicroBatcher(model, max_batch)  # users' small requests with equal settings run together
+        # all model work runs on the batcher's thread, and users' small requests with equal settings run
+        # together; without a thread of its own, the caller runs self.batcher.serve_forever()
+        self.batcher = MicroBatcher(model, max_batch, own_thread=batcher_thread)
         self.stops = StopFlags()  # each session's Stop button (app/events.py checks them between steps)
 
     @property
@@ -167,7 +170,8 @@ class Handlers:
         frames = _server("frames", frames)
         check_work(frames, settings.steps, settings.width, settings.height, self.model.default_size,
                    self.work_budget, "frames")
-        specs, images = render_walk(self.model, prompts, seeds, frames, settings, progress=progress, **walk)
+        specs, images = self.batcher.run(render_walk, self.model, prompts, seeds, frames, settings, progress=progress,
+                                         **walk)
         paths = write_animation(self.folder(kind), images, [self.model.parameters_text(sp, settings) for sp in specs])
         frame_paths = [str(p) for p in paths if p.name.startswith("frame-")]
         gif = next(str(p) for p in paths if p.suffix == ".gif")
@@ -205,7 +209,7 @@ class Handlers:
             pil = load_image(path, self.model.default_size)
         except BadImage as exc:  # its reason never names the server's copy of the file
             raise LdmError(f"cannot use {name}: {exc}") from None
-        r = reconstruct(self.model.vae, to_tensor(pil) / 2 + 0.5)
+        r = self.batcher.run(reconstruct, self.model.vae, to_tensor(pil) / 2 + 0.5)
         folder = self.folder("reconstruct")
         recon_path = str(save_png(r.reconstruction, folder / "reconstruction.png"))
         report = [f"**PSNR** {r.psnr_db:.2f} dB  ·  **compression** {r.compression:.1f}x "
@@ -255,9 +259,9 @@ class Handlers:
         i = indices[k]
         picks = ([*(picks or []), i])[-2:]
         if drawn["space"] == "latents":
-            image = view.decoded(i)
+            image = self.batcher.run(view.decoded, i)
         else:
-            image = self.model.generate([ImageSpec(view.captions[i], 0)], Settings())[0]
+            image = self.batcher.generate([ImageSpec(view.captions[i], 0)], Settings())[0]
         path = str(save_png(image, self.folder("pick") / "pick.png"))
         labels = " → ".join(f"“{view.captions[p]}”" for p in picks)
         svg, _ = view.map_svg(drawn["space"], drawn["method"], indices, picks)
@@ -273,7 +277,8 @@ class Handlers:
         if drawn["space"] == "captions":
             return self.animate("pick-morph", [view.captions[a], view.captions[b]], [0], frames,
                                 self.model.resolve(Settings()), progress)[0]
-        paths = write_animation(self.folder("pick-slerp"), view.slerp_images(a, b, frames), [""] * frames)
+        images = self.batcher.run(view.slerp_images, a, b, frames)
+        paths = write_animation(self.folder("pick-slerp"), images, [""] * frames)
         return next(str(p) for p in paths if p.suffix == ".gif")
 
     def traverse(self, picks: list, *amounts: float) -> str:
@@ -284,7 +289,7 @@ class Handlers:
         for a in amounts:
             if isinstance(a, bool) or not isinstance(a, int | float) or not -3 <= a <= 3:
                 raise LdmError(f"each direction amount must be a number between -3 and 3, got {a!r}")
-        image = view.traversed(picks[-1], [float(a) for a in amounts])
+        image = self.batcher.run(view.traversed, picks[-1], [float(a) for a in amounts])
         return str(save_png(image, self.folder("traverse") / "traverse.png"))
 
 

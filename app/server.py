@@ -8,7 +8,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -92,10 +91,10 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
 
     model = load_sampling_model(args.model, args.device)
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
-    if view is not None:  # encode now, so that the first map or anomaly score need not wait for it
-        threading.Thread(target=view.prepare, name="encode-dataset", daemon=True).start()
     handlers = Handlers(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
-                        args.max_batch)
+                        args.max_batch, batcher_thread=False)
+    if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
+        handlers.batcher.run(view.prepare, wait=False)
     demo = build_ui(handlers)
     # each event runs one request at a time (Generate: up to --max-batch, joined into one batch); a bounded
     # queue refuses the rest cleanly
@@ -110,7 +109,14 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
                 ssr_mode=False, quiet=True, prevent_thread_lock=True)
     print(f"ldm web UI: {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else
                                                "  (--share for a public link)"), flush=True)
-    demo.block_thread()
+    # The model's work runs here, on the main thread, one request (or batch) at a time; Gradio's handler
+    # threads hand it over (MicroBatcher.generate and .run). Ctrl-C or SIGTERM ends it.
+    try:
+        handlers.batcher.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
 
 
 def _stop(signum, frame):

@@ -1,5 +1,6 @@
-"""Several callers' generate requests served together: one worker thread runs the waiting requests that
-share their settings as one UNet batch, so a server's throughput grows with its load.
+"""Several callers' generate requests served together: one thread runs the waiting requests that share
+their settings as one UNet batch, so a server's throughput grows with its load; other model work
+(MicroBatcher.run) takes its turn on the same thread.
 
 Pixels do not change: an image depends only on its ImageSpec and the settings, never on the batch it
 ran in (SamplingModel.generate). A caller whose progress callback raises (a Stop) leaves its group at
@@ -9,13 +10,15 @@ that step; the others go on.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from ldm.errors import LdmError
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 
 
@@ -33,6 +36,18 @@ class _Job:
         self.done.set()
 
 
+@dataclass(eq=False)
+class _Call:
+    fn: Callable[[], object]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    error: BaseException | None = None
+
+    def finish(self, result: object = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
 class _EveryoneLeft(Exception):
     """Every caller of a group stopped: the call ends at this step."""
 
@@ -40,7 +55,7 @@ class _EveryoneLeft(Exception):
 class MicroBatcher:
     """Serves SamplingModel.generate requests from many threads, joining waiting ones with equal settings."""
 
-    def __init__(self, model, max_images: int = 16, linger_s: float = 0.05):
+    def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True):
         self.model = model
         self.max_images = max_images  # images in one call (one UNet batch)
         # How long the oldest request waits for others to join it. Under load, clients answered by one
@@ -50,45 +65,88 @@ class MicroBatcher:
         self.calls = 0  # generate calls made, for tests and benchmarks
         self._pending: list[_Job] = []
         self._wake = threading.Condition()
-        threading.Thread(target=self._serve_forever, name="ldm-micro-batcher", daemon=True).start()
+        if own_thread:  # else the caller runs serve_forever(), e.g. on the main thread (see app/server.py)
+            threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
 
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(),
                  progress: Progress | None = None) -> torch.Tensor:
         """SamplingModel.generate(specs, settings), run in a group with other waiting requests."""
-        job = _Job(list(specs), self.model.resolve(settings), progress)
-        with self._wake:
-            self._pending.append(job)
-            self._wake.notify()
+        job = self._enqueue(_Job(list(specs), self.model.resolve(settings), progress))
         job.done.wait()
         if job.error is not None:
             raise job.error
         return job.images
+
+    def run(self, fn: Callable, *args, wait: bool = True, **kwargs):
+        """fn(*args, **kwargs) on the serving thread in its turn, and its result (wait=False: at once, None).
+
+        Other model work (walks, decoding, encoding a dataset) goes through here too, so that all of it runs
+        on one thread: with two threads' OpenMP pools on a few cores, each ran at about half speed.
+        """
+        call = self._enqueue(_Call(functools.partial(fn, *args, **kwargs)))
+        if not wait:
+            return None
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _enqueue(self, job):
+        with self._wake:
+            self._pending.append(job)
+            self._wake.notify()
+        return job
 
     def _next_group(self) -> list[_Job]:
         # the oldest request, and every later one with its settings that still fits (first come, first served)
         with self._wake:
             while not self._pending:
                 self._wake.wait()
+            if isinstance(self._pending[0], _Call):
+                return [self._pending.pop(0)]
             deadline = time.monotonic() + self.linger_s
             while len(self._pending) < self.max_images and (left := deadline - time.monotonic()) > 0:
                 self._wake.wait(left)
             first = self._pending.pop(0)
             group, count = [first], len(first.specs)
             for job in list(self._pending):
-                if job.settings == first.settings and count + len(job.specs) <= self.max_images:
+                if isinstance(job, _Job) and job.settings == first.settings and \
+                        count + len(job.specs) <= self.max_images:
                     self._pending.remove(job)
                     group.append(job)
                     count += len(job.specs)
             return group
 
-    def _serve_forever(self) -> None:
-        while True:
-            self._serve(self._next_group())
+    def serve_forever(self) -> None:
+        """Serve requests as they come, in this thread, until interrupted."""
+        try:
+            while True:
+                group = self._next_group()
+                if isinstance(group[0], _Call):
+                    self._call(group[0])
+                else:
+                    self._serve(group)
+                with self._wake:
+                    idle = not self._pending
+                if idle:
+                    release_free_memory()
+        finally:  # Ctrl-C or SIGTERM: nobody waits forever for an answer
             with self._wake:
-                idle = not self._pending
-            if idle:
-                release_free_memory()
+                waiting, self._pending = self._pending, []
+            for job in waiting:
+                job.finish(error=LdmError("the server is stopping"))
 
+
+    @staticmethod
+    def _call(call: _Call) -> None:
+        try:
+            result = call.fn()
+        except BaseException as exc:
+            call.finish(error=exc if isinstance(exc, Exception) else LdmError("the server is stopping"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        call.finish(result)
 
     def _serve(self, group: list[_Job]) -> None:
         specs = [spec for job in group for spec in job.specs]
@@ -112,9 +170,11 @@ class MicroBatcher:
             images = self.model.generate(specs, group[0].settings, batch_size=max(len(specs), 1), progress=progress)
         except _EveryoneLeft:
             return
-        except Exception as exc:
+        except BaseException as exc:
             for job in live:
-                job.finish(error=exc)
+                job.finish(error=exc if isinstance(exc, Exception) else LdmError("the server is stopping"))
+            if not isinstance(exc, Exception):
+                raise
             return
         start = 0
         for job in group:

@@ -96,3 +96,34 @@ def test_errors_reach_every_caller_of_the_group(tiny_model):
     with pytest.raises(LdmError, match="seed"):
         batcher.generate([ImageSpec("x", -1)], SETTINGS)
     assert batcher.generate([ImageSpec("x", 1)], SETTINGS).shape == (1, 3, 32, 32)  # the worker lives on
+
+
+def test_a_server_interrupted_mid_batch_answers_every_waiting_caller(tiny_model):
+    class Interrupted:
+        resolve = staticmethod(tiny_model.resolve)
+
+        def generate(self, specs, settings, batch_size=8, progress=None):
+            raise KeyboardInterrupt  # Ctrl-C or SIGTERM on the thread that serves (app/server.py: the main one)
+
+    batcher = MicroBatcher(Interrupted(), max_images=2, own_thread=False)
+    results = {}
+    threads = [_submit(batcher, results, k, [ImageSpec("x", k)]) for k in range(3)]
+    _wait_for(lambda: len(batcher._pending) == 3)
+    with pytest.raises(KeyboardInterrupt):
+        batcher.serve_forever()
+    for thread in threads:
+        thread.join(30)
+    assert all(isinstance(r, LdmError) and str(r) == "the server is stopping" for r in results.values())
+    assert len(results) == 3  # the two in the batch and the one still waiting
+
+
+def test_other_model_work_runs_on_the_serving_thread_in_its_turn(tiny_model):
+    batcher = MicroBatcher(tiny_model)
+    thread = batcher.run(lambda: threading.current_thread().name)
+    assert thread == "ldm-micro-batcher" != threading.current_thread().name
+    order = []
+    batcher.run(order.append, "first", wait=False)
+    assert batcher.run(lambda: order.append("second") or list(order)) == ["first", "second"]
+    with pytest.raises(LdmError, match="refused"):
+        batcher.run(lambda: (_ for _ in ()).throw(LdmError("refused")))
+    assert batcher.generate([ImageSpec("x", 1)], SETTINGS).shape == (1, 3, 32, 32)  # still serving
