@@ -46,6 +46,12 @@ def _server(name: str, value) -> int | float:
     return check(name, value, server=True)
 
 
+def _keyframe_count(keyframes: list, what: str) -> None:
+    bound = BOUNDS["keyframes"]
+    if not bound.low <= len(keyframes) <= bound.server_high:
+        raise LdmError(f"give between {bound.low} and {bound.server_high} {what}")
+
+
 def _choice(what: str, value) -> str:
     # a value sent by an API client rather than picked from the UI's list
     if not isinstance(value, str):
@@ -127,9 +133,7 @@ class Handlers:
             seeds = [int(s) for s in str(text).replace(",", " ").split()]
         except ValueError:
             raise LdmError("seeds must be whole numbers separated by commas or spaces") from None
-        most = int(BOUNDS["keyframes"].server_high)
-        if not 2 <= len(seeds) <= most:
-            raise LdmError(f"give between 2 and {most} seeds")
+        _keyframe_count(seeds, "seeds")
         return [_server("seed", s) for s in seeds]
 
     def folder(self, kind: str) -> Path:
@@ -191,9 +195,7 @@ class Handlers:
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
         keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
-        most = int(BOUNDS["keyframes"].server_high)
-        if not 2 <= len(keyframes) <= most:
-            raise LdmError(f"give between 2 and {most} prompts, one per line")
+        _keyframe_count(keyframes, "prompts, one per line")
         if _choice("interpolation", mode) not in MORPH_MODES:
             raise LdmError(f"interpolation must be one of {', '.join(MORPH_MODES)}")
         s = self.settings(steps, guidance, scheduler)
@@ -228,9 +230,8 @@ class Handlers:
     # ---- latent space -------------------------------------------------------------------------------
     def wait_for_view(self, progress: Progress | None) -> None:
         """Wait until the dataset is encoded (at start-up, in the background), showing how far it is."""
-        if progress is not None and not self.view.ready:
-            self.view.wait(lambda done, total: progress(done, total, "encoding the dataset (first time only)"))
-        self.view.wait()
+        self.view.wait(None if progress is None else
+                       lambda done, total: progress(done, total, "encoding the dataset (first time only)"))
 
     def need_view(self) -> DatasetView:
         """The dataset view, or the one-line reason there is none."""
@@ -286,10 +287,8 @@ class Handlers:
         view = self.need_view()
         if not picks:
             raise LdmError("pick a point on the map first")
-        for a in amounts:
-            if isinstance(a, bool) or not isinstance(a, int | float) or not -3 <= a <= 3:
-                raise LdmError(f"each direction amount must be a number between -3 and 3, got {a!r}")
-        image = self.batcher.run(view.traversed, picks[-1], [float(a) for a in amounts])
+        amounts = [_server("direction", a) for a in amounts]
+        image = self.batcher.run(view.traversed, picks[-1], amounts)
         return str(save_png(image, self.folder("traverse") / "traverse.png"))
 
 

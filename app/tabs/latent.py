@@ -42,7 +42,9 @@ def build(h: Handlers) -> None:
             between, stop_slot = run_buttons("Interpolate between the last two picks")
             between_gif = gr.Image(label="Interpolation", type="filepath", height=PANEL)
             gr.Markdown("Principal directions of the latent space, from the last pick (in std units):")
-            amounts = [gr.Slider(-3, 3, value=0, step=0.25, label=f"PC {k + 1}") for k in range(DIRECTIONS)]
+            reach = BOUNDS["direction"]
+            amounts = [gr.Slider(reach.low, reach.server_high, value=0, step=0.25, label=f"PC {k + 1}")
+                       for k in range(DIRECTIONS)]
             traversed = gr.Image(label="Traversal", type="filepath", height=PANEL, elem_id="latent-traversal")
     drawn, picks = gr.State(None), gr.State([])  # what the map shows ({space, method, indices}); picked indices
 

@@ -14,7 +14,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
@@ -22,30 +21,44 @@ from ldm.errors import LdmError
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 
 
-@dataclass(eq=False)  # jobs are told apart by identity
-class _Job:
-    specs: list[ImageSpec]
-    settings: Settings  # resolved: equal settings can share a call
-    progress: Progress | None
-    done: threading.Event = field(default_factory=threading.Event)
-    images: torch.Tensor | None = None
-    error: BaseException | None = None
+class _Task:
+    """Work handed to the serving thread, and its outcome once done."""
 
-    def finish(self, images: torch.Tensor | None = None, error: BaseException | None = None) -> None:
-        self.images, self.error = images, error
-        self.done.set()
-
-
-@dataclass(eq=False)
-class _Call:
-    fn: Callable[[], object]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: object = None
-    error: BaseException | None = None
+    def __init__(self):
+        self.done = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
 
     def finish(self, result: object = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Finish with `exc`; Ctrl-C or SIGTERM on the serving thread reaches the caller as a one-line error."""
+        self.finish(error=exc if isinstance(exc, Exception) else LdmError("the server is stopping"))
+
+    def outcome(self):
+        """Wait for the result; raise what the work raised."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _Job(_Task):
+    """Images to generate; jobs with equal (resolved) settings can share one call."""
+
+    def __init__(self, specs: list[ImageSpec], settings: Settings, progress: Progress | None):
+        super().__init__()
+        self.specs, self.settings, self.progress = specs, settings, progress
+
+
+class _Call(_Task):
+    """Any other model work."""
+
+    def __init__(self, fn: Callable[[], object]):
+        super().__init__()
+        self.fn = fn
 
 
 class _EveryoneLeft(Exception):
@@ -63,7 +76,7 @@ class MicroBatcher:
         # them would run alone and the rest wait for it.
         self.linger_s = linger_s
         self.calls = 0  # generate calls made, for tests and benchmarks
-        self._pending: list[_Job] = []
+        self._pending: list[_Task] = []
         self._wake = threading.Condition()
         if own_thread:  # else the caller runs serve_forever(), e.g. on the main thread (see app/server.py)
             threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
@@ -71,11 +84,7 @@ class MicroBatcher:
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(),
                  progress: Progress | None = None) -> torch.Tensor:
         """SamplingModel.generate(specs, settings), run in a group with other waiting requests."""
-        job = self._enqueue(_Job(list(specs), self.model.resolve(settings), progress))
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.images
+        return self._enqueue(_Job(list(specs), self.model.resolve(settings), progress)).outcome()
 
     def run(self, fn: Callable, *args, wait: bool = True, **kwargs):
         """fn(*args, **kwargs) on the serving thread in its turn, and its result (wait=False: at once, None).
@@ -84,20 +93,15 @@ class MicroBatcher:
         on one thread: with two threads' OpenMP pools on a few cores, each ran at about half speed.
         """
         call = self._enqueue(_Call(functools.partial(fn, *args, **kwargs)))
-        if not wait:
-            return None
-        call.done.wait()
-        if call.error is not None:
-            raise call.error
-        return call.result
+        return call.outcome() if wait else None
 
-    def _enqueue(self, job):
+    def _enqueue(self, job: _Task) -> _Task:
         with self._wake:
             self._pending.append(job)
             self._wake.notify()
         return job
 
-    def _next_group(self) -> list[_Job]:
+    def _next_group(self) -> list[_Task]:
         # the oldest request, and every later one with its settings that still fits (first come, first served)
         with self._wake:
             while not self._pending:
@@ -134,15 +138,14 @@ class MicroBatcher:
             with self._wake:
                 waiting, self._pending = self._pending, []
             for job in waiting:
-                job.finish(error=LdmError("the server is stopping"))
-
+                job.fail(KeyboardInterrupt())
 
     @staticmethod
     def _call(call: _Call) -> None:
         try:
             result = call.fn()
         except BaseException as exc:
-            call.finish(error=exc if isinstance(exc, Exception) else LdmError("the server is stopping"))
+            call.fail(exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -172,7 +175,7 @@ class MicroBatcher:
             return
         except BaseException as exc:
             for job in live:
-                job.finish(error=exc if isinstance(exc, Exception) else LdmError("the server is stopping"))
+                job.fail(exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -183,10 +186,18 @@ class MicroBatcher:
             start += len(job.specs)
 
 
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
 def release_free_memory() -> None:
     """Hand memory that a large batch freed back to the system (glibc keeps it otherwise), so a server's
     RSS returns to its resting level once a burst of requests is over."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

@@ -53,6 +53,7 @@ BOUNDS = {
     "lora_scale": Bound("LoRA scale", -2, 2, whole=False),  # a server's bound only: locally any scale goes
     "fps": Bound("fps", 0, 60, whole=False, low_open=True),
     "map_points": Bound("points", 3, 1500),
+    "direction": Bound("each direction amount", -3, 3, whole=False),  # std units along a principal direction
     "prompt_chars": Bound("prompt length", 0, 500),
 }
 SIZE_FACTOR = 4  # the web UI's largest side: this many times the model's training size
