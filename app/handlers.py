@@ -22,9 +22,9 @@ from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_im
 from ldm.media import save_png, write_animation
 from ldm.sampling.batching import MicroBatcher
 from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, WORK_BUDGET, check, check_work
-from ldm.sampling.requests import DEFAULT_SCHEDULER, DEFAULT_STEPS, MORPH_MODES, ImageSpec, Progress, Settings
+from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings, concept_mix
 from ldm.sampling.sampler import SamplingModel
-from ldm.sampling.walks import render_walk
+from ldm.sampling.walks import render_walk, spec_at
 
 MAX_SEED = int(BOUNDS["seed"].server_high)
 KEEP_S = 900  # Gradio serves copies of a request's files, so ours are needed only until it has answered
@@ -77,8 +77,10 @@ class Handlers:
 
     def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
                  loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16,
-                 batcher_thread: bool = True):
+                 batcher_thread: bool = True, live: SamplingModel | None = None):
         self.model, self.view, self.out_dir = model, view, out_dir
+        # what the live controls render with: a few-step student when there is one, else the model itself
+        self.live = live or model
         self.loras = loras or {}  # name shown in the picker -> file
         self.work_budget = work_budget
         # all model work runs on the batcher's thread, and users' small requests with equal settings run
@@ -94,8 +96,11 @@ class Handlers:
 
     # ---- checks -------------------------------------------------------------------------------------
     def settings(self, steps, guidance, scheduler, width=None, height=None, negative_prompt="") -> Settings:
-        """Checked sampling settings; guidance None means the model's default."""
-        guidance = self.model.default_guidance if guidance is None else guidance
+        """Checked sampling settings; None means the model's default."""
+        defaults = self.model.defaults
+        guidance = defaults.guidance if guidance is None else guidance
+        steps = defaults.steps if steps is None else steps
+        scheduler = defaults.scheduler if scheduler is None else scheduler
         steps, guidance = _server("steps", steps), _server("guidance", guidance)
         _choice("scheduler", scheduler)
         step, biggest = self.model.size_step, self.largest_side
@@ -144,8 +149,8 @@ class Handlers:
         return folder
 
     # ---- generate -----------------------------------------------------------------------------------
-    def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int = DEFAULT_STEPS,
-                 guidance: float | None = None, scheduler: str = DEFAULT_SCHEDULER, width: int | None = None,
+    def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int | None = None,
+                 guidance: float | None = None, scheduler: str | None = None, width: int | None = None,
                  height: int | None = None, num_images: int = 1, lora: str = NO_LORA, lora_scale: float = 1.0,
                  progress: Progress | None = None):
         """Text to image: (gallery of (png, caption), parameters of each image, the PNG files)."""
@@ -183,15 +188,15 @@ class Handlers:
         return gif, mp4, frame_paths
 
     def interpolate_seeds(self, prompt: str, seeds: str = "1, 2", frames: int = 16, loop: bool = False,
-                          steps: int = DEFAULT_STEPS, guidance: float | None = None,
-                          scheduler: str = DEFAULT_SCHEDULER, progress: Progress | None = None):
+                          steps: int | None = None, guidance: float | None = None,
+                          scheduler: str | None = None, progress: Progress | None = None):
         """Seed walk: (GIF, MP4, frame PNGs)."""
         prompt = self.prompt(prompt)
         s = self.settings(steps, guidance, scheduler)
         return self.animate("walk", [prompt], self.seeds(seeds), frames, s, progress, loop=bool(loop))
 
     def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = "slerp",
-              steps: int = DEFAULT_STEPS, guidance: float | None = None, scheduler: str = DEFAULT_SCHEDULER,
+              steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
         keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
@@ -290,6 +295,61 @@ class Handlers:
         amounts = [_server("direction", a) for a in amounts]
         image = self.batcher.run(view.traversed, picks[-1], amounts)
         return str(save_png(image, self.folder("traverse") / "traverse.png"))
+
+
+    # ---- live: one image at a time, as controls move ---------------------------------------------------
+    def live_image(self, spec: ImageSpec, guidance: float | None = None) -> str:
+        """One image from the live model at its own defaults (a student: a few steps, no CFG pass), as a PNG."""
+        model = self.live
+        if guidance is not None:
+            guidance = _server("guidance", guidance)
+        s = model.resolve(Settings(guidance_scale=guidance))
+        image = self.batcher.run(model.generate, [spec], s)[0]
+        return str(save_png(image, self.folder("live") / f"live-{spec.seed}.png", model.parameters_text(spec, s)))
+
+    def live_generate(self, prompt: str, seed: int = 0, guidance: float | None = None, variation_seed: int = 1,
+                      variation_strength: float = 0.0, concept_from: str = "", concept_to: str = "",
+                      concept_strength: float = 0.0) -> str:
+        """The image for the controls as they are now: seed, variation, and a concept direction's strength."""
+        prompt = self.prompt(prompt)
+        strength = _server("variation_strength", variation_strength)
+        concept = _server("mix_weight", concept_strength)
+        concept_from, concept_to = self.prompt(concept_from or "", "concept start"), \
+            self.prompt(concept_to or "", "concept end")
+        if concept and not (concept_from.strip() and concept_to.strip()):
+            raise LdmError("a concept slider needs both of its prompts (e.g. smiling face -> crying face)")
+        spec = ImageSpec(prompt, _server("seed", seed), _server("seed", variation_seed) if strength else None,
+                         strength, mix=concept_mix(concept_from, concept_to, concept))
+        return self.live_image(spec, guidance)
+
+    def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0) -> str:
+        """The seed walk's frame at a position in [0, 1] along all its keyframes."""
+        prompt, seeds = self.prompt(prompt), self.seeds(seeds)
+        u = _server("position", position) * (len(seeds) - 1)
+        return self.live_image(spec_at(u, [prompt], seeds))
+
+    def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0) -> str:
+        """The prompt morph's frame at a position in [0, 1] along all its prompts (one per line)."""
+        keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
+        _keyframe_count(keyframes, "prompts, one per line")
+        u = _server("position", position) * (len(keyframes) - 1)
+        return self.live_image(spec_at(u, keyframes, [_server("seed", seed)]))
+
+    def map_point(self, drawn: dict | None, x: float, y: float) -> str:
+        """The image at a position of the drawn map (SVG units): the latent map decodes the latent there
+        (inverse PCA; t-SNE/UMAP blend the nearest points), the caption map generates from the nearest
+        captions' embeddings blended."""
+        view = self.need_view()
+        if not drawn or not drawn.get("indices"):
+            raise LdmError("draw the map first")
+        for value in (x, y):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -1e4 < value < 1e4:
+                raise LdmError(f"map position must be a number, got {value!r}")
+        if drawn["space"] == "latents":
+            image = self.batcher.run(view.image_at, drawn["method"], drawn["indices"], x, y)
+            return str(save_png(image, self.folder("live") / "map.png"))
+        first, mix = self.batcher.run(view.captions_at, drawn["method"], drawn["indices"], x, y)
+        return self.live_image(ImageSpec(first, 0, mix=mix))
 
 
 def parameters_summary(first: str, seeds: list[int]) -> str:

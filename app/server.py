@@ -16,8 +16,9 @@ from PIL import Image
 from ldm.cli import Parser, quiet_libraries
 from ldm.data.images import MAX_PIXELS
 from ldm.errors import LdmError
+from ldm.folders import check_model_folder
 from ldm.sampling.limits import UPLOAD_MB, WORK_BUDGET
-from ldm.sampling.requests import DEFAULT_MODEL, Settings
+from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT, Settings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--auth", help="USER:PASSWORD required to use the app")
     p.add_argument("--device", help="cpu, cuda, ... (default: a GPU if there is one)")
+    p.add_argument("--live-model", help="pipeline folder the live controls render with: a few-step student "
+                   "(default: the shipped student with the shipped model, else --model itself; 'none': --model)")
     p.add_argument("--lora", action="append", default=[], help="a LoRA file to offer in the picker (repeatable)")
     p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most; more are refused")
     p.add_argument("--max-batch", type=int, default=16,
@@ -45,6 +48,14 @@ def refuse_decompression_bombs() -> None:
     """Make PIL (which Gradio uses to read uploads) refuse images over ldm's pixel limit outright."""
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # PIL raises above twice this, warns above it
     warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def live_folder(model: str, live: str | None) -> str | None:
+    """The folder the live controls use: --live-model, else the shipped student beside the shipped model."""
+    if live is not None:
+        return None if live.lower() == "none" else live
+    shipped = Path(model).resolve() == DEFAULT_MODEL.resolve() and DEFAULT_STUDENT.is_dir()
+    return str(DEFAULT_STUDENT) if shipped else None
 
 
 def lora_choices(model, paths: list[str]) -> dict[str, str]:
@@ -67,6 +78,9 @@ def main(argv=None) -> None:
         raise LdmError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not args.max_work > 0:
         raise LdmError(f"--max-work must be above 0, got {args.max_work}")
+    for folder in (args.model, live_folder(args.model, args.live_model)):
+        if folder:
+            check_model_folder(folder)
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop cleans up like Ctrl-C
     out_dir = Path(tempfile.mkdtemp(prefix="ldm-ui-"))
     # Gradio's copies of uploads and outputs go inside our folder too (set before gradio is imported), so
@@ -90,9 +104,11 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(args.model, args.device)
+    live = live_folder(args.model, args.live_model)
+    live_model = load_sampling_model(live, args.device) if live else None
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
     handlers = Handlers(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
-                        args.max_batch, batcher_thread=False)
+                        args.max_batch, batcher_thread=False, live=live_model)
     if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
         handlers.batcher.run(view.prepare, wait=False)
     demo = build_ui(handlers)

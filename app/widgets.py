@@ -6,7 +6,7 @@ import gradio as gr
 
 from app.events import stop_button, wire
 from ldm.sampling.limits import BOUNDS
-from ldm.sampling.requests import DEFAULT_SCHEDULER, DEFAULT_STEPS
+from ldm.sampling.requests import ModelDefaults
 from ldm.sampling.schedulers import SCHEDULERS
 
 MAX_STEPS = int(BOUNDS["steps"].server_high)
@@ -16,11 +16,11 @@ PANEL = 256  # px: image panels keep their size before they hold an image
 GUIDANCE_SLIDER = 15  # the slider's reach; the API accepts up to BOUNDS["guidance"]
 
 
-def sampler_controls(default_guidance: float) -> tuple:
-    """Scheduler, steps and guidance."""
-    return (gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler"),
-            gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps"),
-            gr.Slider(0, GUIDANCE_SLIDER, value=default_guidance, step=0.5, label="Guidance"))
+def sampler_controls(defaults: ModelDefaults) -> tuple:
+    """Scheduler, steps and guidance, set to the model's defaults."""
+    return (gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler"),
+            gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps"),
+            gr.Slider(0, GUIDANCE_SLIDER, value=defaults.guidance, step=0.5, label="Guidance"))
 
 
 def animation_outputs(tab: str) -> tuple:
@@ -42,19 +42,35 @@ def scrubber(frames: list):
             frame_at(frames, 0))
 
 
-def animation_tab(h, tab: str, label: str, handler, api_name: str, controls) -> list:
+def live(triggers: list, handler, inputs: list, output, api_name: str | None = None) -> None:
+    """Run `handler` whenever any trigger fires (a slider dragged, a key typed): the newest state only
+    (a request that arrives while one runs replaces any waiting one), no progress overlay."""
+    for k, trigger in enumerate(triggers):
+        options = {"api_name": api_name} if k == 0 and api_name else {"api_visibility": "private"}
+        wire(trigger, handler, inputs, output, trigger_mode="always_last", show_progress="hidden", **options)
+
+
+def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, frame_handler,
+                  frame_inputs: int) -> list:
     """A seed walk or morph tab: `controls()` lays out the tab's own inputs (the handler's first arguments),
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
-    first frame shows at once; the scrubber shows the frame it points at. Returns the tab's own inputs."""
+    first frame shows at once; the scrubber shows the frame it points at. A live position slider renders
+    any in-between frame with `frame_handler` (the first `frame_inputs` controls, then the position) as it
+    is dragged. Returns the tab's own inputs."""
     with gr.Row():
         with gr.Column():
             own = controls()
-            scheduler, steps, guidance = sampler_controls(h.model.default_guidance)
+            scheduler, steps, guidance = sampler_controls(h.model.defaults)
             go, stop_slot = run_buttons(label)
+            position = gr.Slider(0, 1, value=0, step=0.01, label="Position (live: drag to see any frame)",
+                                 elem_id=f"{tab}-position")
+            live_frame = gr.Image(label="Live frame", type="filepath", height=PANEL, elem_id=f"{tab}-live",
+                                  elem_classes="ldm-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
     job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
+    live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
     with stop_slot:
         stop_button(h.stops, [job])
     return own

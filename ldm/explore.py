@@ -28,8 +28,29 @@ from ldm.sampling.requests import Progress
 PROJECTIONS = ("pca", "tsne", "umap")
 
 
-def project_2d(points: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """(N, D) -> (N, 2) coordinates: PCA (deterministic, fast), t-SNE or UMAP (neighbourhoods)."""
+@dataclass
+class MapProjection:
+    """A 2-D map of points, and for a linear map (PCA) the way back from a map position to the points' space."""
+
+    xy: np.ndarray  # (N, 2)
+    pca: object | None = None  # scikit-learn's fitted PCA (inverse_transform); None for t-SNE/UMAP
+
+    def inverse(self, point: np.ndarray) -> np.ndarray | None:
+        """The high-dimensional point a map position stands for (PCA only: t-SNE and UMAP have no inverse)."""
+        return None if self.pca is None else self.pca.inverse_transform(np.asarray(point, float)[None])[0]
+
+    def nearest(self, point: np.ndarray, k: int = 4) -> list[tuple[int, float]]:
+        """The k map points nearest a position with inverse-distance weights summing to 1 (a hit: that point)."""
+        dist = np.linalg.norm(self.xy - np.asarray(point, float), axis=1)
+        order = np.argsort(dist)[:k]
+        if dist[order[0]] <= 1e-6 * np.ptp(self.xy, axis=0).max():  # on a point, up to the SVG round trip
+            return [(int(order[0]), 1.0)]
+        weights = 1 / dist[order]
+        return [(int(i), float(w)) for i, w in zip(order, weights / weights.sum(), strict=True)]
+
+
+def fit_map(points: torch.Tensor, method: str = "pca", seed: int = 0) -> MapProjection:
+    """(N, D) -> a 2-D map: PCA (deterministic, fast, invertible), t-SNE or UMAP (neighbourhoods)."""
     x = points.double().numpy()
     if len(x) < 3:
         raise LdmError("a map needs at least 3 points")
@@ -37,18 +58,25 @@ def project_2d(points: torch.Tensor, method: str = "pca", seed: int = 0) -> np.n
         from sklearn.decomposition import PCA
 
         # scikit-learn fixes each axis's sign (svd_flip), so maps do not flip between runs
-        return PCA(n_components=2, svd_solver="full").fit_transform(x)
+        pca = PCA(n_components=2, svd_solver="full").fit(x)
+        return MapProjection(pca.transform(x), pca)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30, len(x) - 1)).fit_transform(x)
+        xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30, len(x) - 1)).fit_transform(x)
+        return MapProjection(xy)
     if method == "umap":
         try:
             import umap
         except ImportError:
             raise LdmError("UMAP needs the umap-learn package: pip install umap-learn") from None
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+        return MapProjection(umap.UMAP(n_components=2, random_state=seed).fit_transform(x))
     raise LdmError(f"unknown projection {method!r}: choose one of {', '.join(PROJECTIONS)}")
+
+
+def project_2d(points: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """(N, D) -> (N, 2) coordinates (see fit_map)."""
+    return fit_map(points, method, seed).xy
 
 
 @dataclass
@@ -162,17 +190,30 @@ def subject_colour(image: torch.Tensor, threshold: float = 0.15) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+MAP_SIZE, MAP_PAD = 560, 28  # the map's SVG viewBox side and margin, in SVG units
+
+
+def _placement(xy: np.ndarray, size: int, pad: int) -> tuple[np.ndarray, np.ndarray, float]:
+    lo, hi = xy.min(0), xy.max(0)
+    return lo, np.where(hi > lo, hi - lo, 1.0), size - 2 * pad
+
+
+def map_position(xy: np.ndarray, svg_x: float, svg_y: float, size: int = MAP_SIZE, pad: int = MAP_PAD) -> np.ndarray:
+    """The map coordinates under an SVG position of the plot scatter_svg drew of xy (its placement inverted)."""
+    lo, span, inner = _placement(xy, size, pad)
+    return lo + (np.array([svg_x, size - svg_y], float) - pad) / inner * span
+
+
 def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str] | None = None,
-                selected: Sequence[int] = (), size: int = 560, pad: int = 28,
+                selected: Sequence[int] = (), size: int = MAP_SIZE, pad: int = MAP_PAD,
                 colours: Sequence[str] | None = None) -> str:
     """An SVG scatter plot: a <title> label and an optional thumbnail that shows on hover for each point.
 
     Points are filled with `colours` (one #rrggbb each; grey without) and picks drawn larger in red/blue.
     Every point carries data-i (its index) so a click handler can report which one was picked.
     """
-    lo, hi = xy.min(0), xy.max(0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    pos = pad + (xy - lo) / span * (size - 2 * pad)
+    lo, span, inner = _placement(xy, size, pad)
+    pos = pad + (xy - lo) / span * inner
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" class="ldm-map" '
              f'width="100%" style="max-width:{size}px;background:#fff">']
     chosen = {int(i): k for k, i in enumerate(selected)}
@@ -218,7 +259,7 @@ class DatasetView:
         self._directions: PrincipalDirections | None = None
         self._thumbs: dict[int, str] = {}
         self._colours: dict[int, str] = {}
-        self._projections: dict[tuple, np.ndarray] = {}  # the last map drawn
+        self._projections: dict[tuple, MapProjection] = {}  # the last map drawn
 
     @classmethod
     def from_dataset(cls, dataset, model, limit: int | None = None, cache_dir: Path | None = None) -> DatasetView:
@@ -368,15 +409,46 @@ class DatasetView:
         """The SVG map of `indices` in 'captions' or 'latents' space, and the projected coordinates."""
         if space not in ("captions", "latents"):
             raise LdmError(f"unknown space {space!r}: choose captions or latents")
-        key = (space, method, tuple(indices))
-        if key not in self._projections:  # a pick redraws the same map: t-SNE/UMAP take seconds, so keep it
-            points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
-            self._projections = {key: project_2d(points, method)}
-        xy = self._projections[key]
+        xy = self.projection(space, method, indices).xy
         chosen = [indices.index(i) for i in selected if i in indices]
         svg = scatter_svg(xy, [self.captions[i] for i in indices], [self.thumbnail(i) for i in indices], chosen,
                           colours=[self.colour(i) for i in indices])
         return svg, xy.tolist()
+
+    def projection(self, space: str, method: str, indices: list[int]) -> MapProjection:
+        """The map of `indices` in 'captions' or 'latents' space (the last one is kept: a pick or a hover
+        asks for the same map again, and t-SNE/UMAP take seconds)."""
+        key = (space, method, tuple(indices))
+        if key not in self._projections:
+            points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
+            self._projections = {key: fit_map(points, method)}
+        return self._projections[key]
+
+    def latent_at(self, method: str, indices: list[int], svg_x: float, svg_y: float) -> torch.Tensor:
+        """The latent under a position of the latent map: inverse PCA, else the nearest points' latents blended."""
+        projection = self.projection("latents", method, indices)
+        point = map_position(projection.xy, svg_x, svg_y)
+        flat = projection.inverse(point)
+        if flat is not None:
+            return torch.from_numpy(flat).float().reshape(self.latents.shape[1:])
+        return sum(w * self.latents[indices[k]] for k, w in projection.nearest(point))
+
+    def image_at(self, method: str, indices: list[int], svg_x: float, svg_y: float) -> torch.Tensor:
+        """The latent map's point under an SVG position, decoded: (3, H, W) in [0, 1]."""
+        return decode_latents(self.vae, self.latent_at(method, indices, svg_x, svg_y)[None])[0]
+
+    def captions_at(self, method: str, indices: list[int], svg_x: float, svg_y: float,
+                    ) -> tuple[str, tuple[tuple[str, float], ...]]:
+        """The caption map's position as a blend of the nearest captions: (first caption, mix terms).
+
+        The map is drawn from pooled features, which cannot be turned back into the per-token embedding
+        the UNet reads; the nearest captions' own embeddings, blended by inverse distance, can.
+        """
+        projection = self.projection("captions", method, indices)
+        near = projection.nearest(map_position(projection.xy, svg_x, svg_y))
+        first = self.captions[indices[near[0][0]]]
+        rest = [(self.captions[indices[k]], w) for k, w in near[1:]]
+        return first, tuple(rest) + (((first, -sum(w for _, w in rest)),) if rest else ())
 
     def decoded(self, i: int) -> torch.Tensor:
         """Image i as the VAE gives it back from its latent: (3, H, W) in [0, 1]."""

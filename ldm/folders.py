@@ -102,6 +102,20 @@ def folder_geometry(folder: Path) -> tuple[int, int]:
         raise LdmError(f"{folder}: vae/unet config lacks block_out_channels or sample_size ({exc})") from None
 
 
+def folder_student_steps(folder: Path) -> int | None:
+    """None for an ordinary model; for a few-step student (its UNet takes a guidance embedding) the step
+    count its distillation config names, or 0 when it names none."""
+    unet = _read_json(folder / "unet" / "config.json")
+    if not isinstance(unet, dict) or unet.get("time_cond_proj_dim") is None:
+        return None
+    config_file = folder / "ldm_config.yaml"
+    try:
+        data = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+        return int(data["distill"]["default_steps"]) if data["finetune"]["method"] == "lcm" else 0
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return 0
+
+
 def find_vae(cfg: Config, output_dir: Path, vae_arg: str | None) -> Path:
     """The VAE to encode with: --vae, then the config's vae_path, then <output-dir>/vae."""
     for given in (vae_arg, cfg.vae_path):

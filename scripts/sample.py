@@ -12,7 +12,7 @@ from pathlib import Path
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import PRECISIONS
 from ldm.errors import LdmError
-from ldm.folders import check_model_folder, folder_geometry, folder_guidance
+from ldm.folders import check_model_folder
 from ldm.outputs import NumberedFolder, prepare_folder
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.limits import check
@@ -22,7 +22,10 @@ from ldm.sampling.requests import (
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     MORPH_MODES,
+    STUDENT_SCHEDULER,
+    STUDENT_STEPS,
     Settings,
+    folder_defaults,
     image_specs,
     resolve_settings,
     spec_from_parameters,
@@ -39,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     p.add_argument("--negative-prompt", default="", help="what to steer away from")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
-    p.add_argument("--scheduler", choices=list(SCHEDULERS), default=DEFAULT_SCHEDULER,
-                   help=f"sampler (default {DEFAULT_SCHEDULER})")
+    p.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; {DEFAULT_STEPS}, or "
+                   f"{STUDENT_STEPS} for a few-step student)")
+    p.add_argument("--scheduler", choices=list(SCHEDULERS), help=f"sampler (default: the model's; {DEFAULT_SCHEDULER}, "
+                   f"or {STUDENT_SCHEDULER} for a few-step student)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
     p.add_argument("--width", type=int, help="pixels (default: the model's training size)")
     p.add_argument("--height", type=int, help="pixels (default: the model's training size)")
@@ -111,8 +115,9 @@ def main() -> None:
         if not keyframe_prompts:
             raise LdmError("a seed walk needs a prompt (--prompt P)")
     folder = check_model_folder(args.model)
-    guidance = folder_guidance(folder)  # read once: it warns when the folder's config lacks it
-    settings = resolve_settings(settings, *folder_geometry(folder), guidance)
+    factor, defaults = folder_defaults(folder)  # read once: it warns when the folder's config lacks guidance
+    settings = resolve_settings(settings, factor, defaults)
+    guidance = defaults.guidance
     name = "image" if kind == "png" else kind
     out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
 

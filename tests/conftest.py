@@ -26,6 +26,17 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory):
+    """A randomly initialised tiny few-step student (guidance embedding, LCMScheduler, 2 steps), loaded."""
+    from support import make_random_pipeline
+
+    from ldm.sampling.sampler import load_sampling_model
+
+    return load_sampling_model(make_random_pipeline(tmp_path_factory.mktemp("tiny_student") / "student", seed=1,
+                                                    student=True), "cpu", "bf16")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_pipeline):
     """The tiny pipeline loaded for sampling on the CPU at bf16 (the precision that is batch-exact)."""
     from ldm.sampling.sampler import load_sampling_model

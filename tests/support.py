@@ -73,8 +73,9 @@ def no_model_libraries(folder: Path) -> dict:
     return {"PYTHONPATH": str(folder)}
 
 
-def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None) -> Path:
-    """A randomly initialised tiny pipeline folder (configs/tiny.yaml sizes) in diffusers' layout."""
+def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False) -> Path:
+    """A randomly initialised tiny pipeline folder (configs/tiny.yaml sizes) in diffusers' layout; with
+    `student`, shaped like a few-step student (a guidance embedding, LCMScheduler)."""
     import torch
 
     from ldm.config import load_config, vae_factor
@@ -99,6 +100,12 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
     unet = build_unet(cfg.unet, cfg.vae.latent_channels, cfg.data.resolution // factor,
                       cross_attention_dim(text_encoder))
     scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))
+    if student:
+        from diffusers import LCMScheduler, UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_config(unet.config, time_cond_proj_dim=256)
+        scheduler = LCMScheduler.from_config(scheduler.config)
+        cfg.finetune.method, cfg.distill.default_steps = "lcm", 2
     save_pipeline(folder, cfg, unet, vae, scheduler, tokenizer, text_encoder)
     return folder
 

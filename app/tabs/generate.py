@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.events import stop_button, wire
+from app.events import event, stop_button, wire
 from app.handlers import MAX_SEED, NO_LORA, Handlers
-from app.widgets import GUIDANCE_SLIDER, MAX_STEPS, PROMPT_CHARS, run_buttons
+from app.widgets import GUIDANCE_SLIDER, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
 from ldm.sampling.limits import BOUNDS
-from ldm.sampling.requests import DEFAULT_SCHEDULER, DEFAULT_STEPS
 from ldm.sampling.schedulers import SCHEDULERS
 
 
@@ -35,6 +34,13 @@ def seed_of(evt: gr.SelectData) -> int:
         return 0
 
 
+def live_label(h: Handlers) -> str:
+    """What the live image is rendered with, in words."""
+    d = h.live.defaults
+    kind = ", a few-step student" if h.live.is_student else ""
+    return f"{h.live.name}{kind}: {d.scheduler}, {d.steps} step{'s' * (d.steps > 1)}"
+
+
 def build(h: Handlers) -> GenerateTab:
     """Lay out the tab and wire its events."""
     m = h.model
@@ -48,10 +54,10 @@ def build(h: Handlers) -> GenerateTab:
                 dice = gr.Button("🎲 Randomise", scale=0)
                 lock = gr.Checkbox(label="Lock seed", value=True)
             with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps")
+                steps = gr.Slider(1, MAX_STEPS, value=h.model.defaults.steps, step=1, label="Steps")
                 guidance = gr.Slider(0, GUIDANCE_SLIDER, value=m.default_guidance, step=0.5, label="Guidance")
             with gr.Row():
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="Scheduler")
+                scheduler = gr.Dropdown(list(SCHEDULERS), value=h.model.defaults.scheduler, label="Scheduler")
                 # the one size rule (ldm.sampling.requests.size_step): every slider position is a valid size
                 width = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Width")
                 height = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Height")
@@ -60,7 +66,24 @@ def build(h: Handlers) -> GenerateTab:
                 lora = gr.Dropdown([NO_LORA, *h.loras], value=NO_LORA, label="LoRA")
                 lora_scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="LoRA scale")
             go, stop_slot = run_buttons("Generate", "generate-button")
+            with gr.Accordion("Variation and concept sliders", open=True):
+                with gr.Row():
+                    variation_seed = gr.Number(label="Variation seed", value=1, precision=0, minimum=0,
+                                               maximum=MAX_SEED)
+                    variation = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                          elem_id="variation-strength")
+                gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
+                with gr.Row():
+                    concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
+                    concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
+                reach = BOUNDS["mix_weight"]
+                concept = gr.Slider(reach.low, reach.server_high, value=0, step=0.05, label="Concept strength",
+                                    elem_id="concept-strength")
         with gr.Column(scale=3):
+            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
+                                  value=False, elem_id="live-switch")
+            live_image = gr.Image(label="Live", type="filepath", height=PANEL, elem_id="live-image",
+                                  elem_classes="ldm-live")
             gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="generate-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
             files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
@@ -79,4 +102,16 @@ def build(h: Handlers) -> GenerateTab:
     with stop_slot:
         stop_button(h.stops, [job])
     gallery.select(seed_of, None, chosen_seed, api_visibility="private")
+
+    follow = event(h.live_generate)
+
+    def when_live(on: bool, *values):
+        # every control change arrives here; only with the switch on does it render
+        return follow(*values) if on else gr.skip()
+
+    inputs = [prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept]
+    gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
+           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
+          trigger_mode="always_last", show_progress="hidden", api_visibility="private", preprocess=False)
+    gr.api(follow, api_name="live_generate")  # the same, for API callers: no switch to set
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph)

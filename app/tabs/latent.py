@@ -11,13 +11,23 @@ from ldm.explore import PROJECTIONS
 from ldm.sampling.limits import BOUNDS
 
 MAP_CSS = ".ldm-map .pt .thumb{display:none;pointer-events:none} .ldm-map .pt:hover .thumb{display:inline} " \
-          ".ldm-map .pt{cursor:pointer}"
+          ".ldm-map .pt{cursor:pointer} " \
+          ".ldm-live img{width:100%;height:100%;object-fit:contain;image-rendering:pixelated}"  # 64 px, shown large
 # Clicks anywhere on the map bubble up to the component; the point's data-i says which one was picked.
 # A hovered point moves to the end of the SVG, which draws it (and its thumbnail) above later points.
+# The pointer's position in the SVG's own units goes to the server as an 'input' event, at most every 40 ms
+# and once more when it rests, so the last position is always rendered.
 MAP_JS = ("element.addEventListener('click', (e) => { const p = e.target.closest('[data-i]'); "
           "if (p) trigger('click', {index: parseInt(p.dataset.i)}); }); "
           "element.addEventListener('mouseover', (e) => { const p = e.target.closest('.pt'); "
-          "if (p && p.nextElementSibling) p.parentNode.appendChild(p); });")
+          "if (p && p.nextElementSibling) p.parentNode.appendChild(p); }); "
+          "let last = 0, timer = null, pos = null; "
+          "const send = () => { timer = null; last = performance.now(); trigger('input', pos); }; "
+          "element.addEventListener('mousemove', (e) => { const svg = element.querySelector('svg.ldm-map'); "
+          "if (!svg) return; const pt = svg.createSVGPoint(); pt.x = e.clientX; pt.y = e.clientY; "
+          "const q = pt.matrixTransform(svg.getScreenCTM().inverse()); pos = {x: q.x, y: q.y}; "
+          "const wait = 40 - (performance.now() - last); if (timer) clearTimeout(timer); "
+          "if (wait <= 0) send(); else timer = setTimeout(send, wait); });")
 DIRECTIONS = 4
 
 
@@ -36,6 +46,8 @@ def build(h: Handlers) -> None:
             the_map = gr.HTML("<p>Draw the map, hover for thumbnails, click points to pick them.</p>",
                               js_on_load=MAP_JS, elem_id="latent-map", label="Map")
         with gr.Column(scale=2):
+            under = gr.Image(label="Under the pointer (live)", type="filepath", height=PANEL, elem_id="latent-live",
+                             elem_classes="ldm-live")
             picked = gr.Image(label="Picked point", type="filepath", height=PANEL)
             picked_text = gr.Markdown()
             frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
@@ -48,7 +60,7 @@ def build(h: Handlers) -> None:
             traversed = gr.Image(label="Traversal", type="filepath", height=PANEL, elem_id="latent-traversal")
     drawn, picks = gr.State(None), gr.State([])  # what the map shows ({space, method, indices}); picked indices
 
-    pick, traverse = event(h.pick), event(h.traverse)  # on_click calls both itself
+    pick, traverse, point = event(h.pick), event(h.traverse), event(h.map_point)  # called by the functions below
 
     def on_click(shown: dict | None, chosen: list, pc1: float, pc2: float, pc3: float, pc4: float,
                  evt: gr.EventData):
@@ -57,9 +69,15 @@ def build(h: Handlers) -> None:
         moved = traverse(chosen, pc1, pc2, pc3, pc4) if any((pc1, pc2, pc3, pc4)) else None
         return path, chosen, text, svg, None, moved
 
+    def on_move(shown: dict | None, evt: gr.EventData):
+        return point(shown, getattr(evt, "x", None), getattr(evt, "y", None))
+
     wire(draw.click, h.draw_map, [space, method, points, picks], [the_map, drawn], api_name="latent_map")
     the_map.click(on_click, [drawn, picks, *amounts], [picked, picks, picked_text, the_map, between_gif, traversed],
                   api_visibility="private", preprocess=False)
+    the_map.input(on_move, drawn, under, trigger_mode="always_last", show_progress="hidden", api_visibility="private",
+                  preprocess=False)
+    gr.api(point, api_name="map_point")
     between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
                        api_visibility="private")
     with stop_slot:

@@ -28,5 +28,6 @@ def build(h: Handlers) -> MorphTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Radio(list(MORPH_MODES), value="slerp", label="Interpolation")]
 
-    prompts, seed, _, _ = animation_tab(h, "morph", "Morph", h.morph, "morph", controls)
+    prompts, seed, _, _ = animation_tab(h, "morph", "Morph", h.morph, "morph", controls,
+                                      h.morph_frame, 2)
     return MorphTab(prompts, seed)

@@ -27,5 +27,6 @@ def build(h: Handlers) -> WalkTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Checkbox(label="Loop back to the first seed")]
 
-    prompt, seeds, _, _ = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds", controls)
+    prompt, seeds, _, _ = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds", controls,
+                                      h.walk_frame, 2)
     return WalkTab(prompt, seeds)

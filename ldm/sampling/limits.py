@@ -54,6 +54,9 @@ BOUNDS = {
     "fps": Bound("fps", 0, 60, whole=False, low_open=True),
     "map_points": Bound("points", 3, 1500),
     "direction": Bound("each direction amount", -3, 3, whole=False),  # std units along a principal direction
+    "variation_strength": Bound("variation strength", 0, 1, whole=False, local_high=1),
+    "position": Bound("position", 0, 1, whole=False, local_high=1),
+    "mix_weight": Bound("prompt mix weight", -3, 3, whole=False, local_high=3),  # far beyond: noise, not images
     "prompt_chars": Bound("prompt length", 0, 500),
 }
 SIZE_FACTOR = 4  # the web UI's largest side: this many times the model's training size

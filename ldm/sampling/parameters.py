@@ -125,5 +125,7 @@ def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash:
         fields["LoRA hash"] = lora_hash
     if spec.morph_to is not None and spec.morph_t > 0:
         fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
+    if spec.mix:
+        fields["Prompt mix"] = json.dumps([[prompt, weight] for prompt, weight in spec.mix], ensure_ascii=False)
     fields["Precision"] = model.precision
     return format_parameters(spec.prompt, s.negative_prompt, fields)

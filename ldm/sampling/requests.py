@@ -5,21 +5,27 @@ Scripts build and check these before they import diffusers, so a mistake is answ
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ldm.errors import LdmError
-from ldm.folders import refuse_pickle
+from ldm.folders import folder_geometry, folder_guidance, folder_student_steps, refuse_pickle
 from ldm.sampling.limits import check
 from ldm.sampling.parameters import parse_parameters
 from ldm.sampling.schedulers import check_scheduler, scheduler_from_label
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "weights" / "emoji64"  # the shipped model
+DEFAULT_STUDENT = DEFAULT_MODEL.with_name("emoji64-lcm")  # its few-step student (Latent Consistency Distillation)
 # Chosen by measurement on the default model (see README "Sampling defaults").
 DEFAULT_SCHEDULER = "euler-a"
 DEFAULT_STEPS = 14
+# A few-step student (a UNet with a guidance embedding, from Latent Consistency Distillation) samples with
+# LCMScheduler; its folder may name its own step count (distill.default_steps in ldm_config.yaml).
+STUDENT_SCHEDULER = "lcm"
+STUDENT_STEPS = 4
 MORPH_MODES = ("slerp", "lerp")
 PIPELINE_MULTIPLE = 8  # diffusers' StableDiffusionPipeline.check_inputs refuses other sizes, whatever the VAE
 Progress = Callable[[int, int], None]
@@ -29,9 +35,9 @@ Progress = Callable[[int, int], None]
 class Settings:
     """Everything about a generation that is shared by all its images (None: the model's default)."""
 
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None
     guidance_scale: float | None = None
-    scheduler: str = DEFAULT_SCHEDULER
+    scheduler: str | None = None
     width: int | None = None
     height: int | None = None
     eta: float = 0.0
@@ -51,6 +57,14 @@ class ImageSpec:
     morph_to: str | None = None
     morph_t: float = 0.0
     morph_mode: str = "slerp"
+    # (prompt, weight) pairs whose embeddings are added to the conditioning: a concept direction from
+    # prompt a to prompt b at strength s is ((b, s), (a, -s)); a blend of captions is one term per caption
+    mix: tuple[tuple[str, float], ...] = ()
+
+
+def concept_mix(from_prompt: str, to_prompt: str, strength: float) -> tuple[tuple[str, float], ...]:
+    """The mix that moves a prompt's embedding `strength` times the way from one prompt to another."""
+    return () if strength == 0 else ((to_prompt, strength), (from_prompt, -strength))
 
 
 def check_spec(spec: ImageSpec) -> None:
@@ -62,6 +76,10 @@ def check_spec(spec: ImageSpec) -> None:
     if spec.morph_mode not in MORPH_MODES:
         raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
     check("seed", spec.seed)
+    for term in spec.mix:
+        if not (isinstance(term, tuple) and len(term) == 2 and isinstance(term[0], str)):
+            raise LdmError(f"a prompt mix term must be (prompt, weight), got {term!r}")
+        check("mix_weight", term[1])
 
 
 def size_step(factor: int) -> int:
@@ -69,15 +87,41 @@ def size_step(factor: int) -> int:
     return math.lcm(factor, PIPELINE_MULTIPLE)
 
 
-def resolve_settings(settings: Settings, factor: int, default_size: int, default_guidance: float) -> Settings:
-    """Fill in a model's defaults (size, guidance) and check every value, raising one-line errors."""
-    check_scheduler(settings.scheduler)
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a model samples with when a request does not say."""
+
+    size: int  # pixels, each side
+    guidance: float
+    scheduler: str = DEFAULT_SCHEDULER
+    steps: int = DEFAULT_STEPS
+
+
+def student_defaults(defaults: ModelDefaults, steps: int | None) -> ModelDefaults:
+    """A model's defaults once it is known to be a few-step student (steps: its folder's, when it names one)."""
+    return replace(defaults, scheduler=STUDENT_SCHEDULER, steps=steps or STUDENT_STEPS)
+
+
+def folder_defaults(folder: Path, guidance: float | None = None) -> tuple[int, ModelDefaults]:
+    """(VAE factor, sampling defaults) of a pipeline folder, read from its files without loading it."""
+    factor, size = folder_geometry(folder)
+    defaults = ModelDefaults(size, folder_guidance(folder) if guidance is None else guidance)
+    steps = folder_student_steps(folder)
+    return factor, defaults if steps is None else student_defaults(defaults, steps)
+
+
+def resolve_settings(settings: Settings, factor: int, defaults: ModelDefaults) -> Settings:
+    """Fill in a model's defaults (size, guidance, sampler) and check every value, raising one-line errors."""
+    default_size, default_guidance = defaults.size, defaults.guidance
     s = replace(
         settings,
+        scheduler=defaults.scheduler if settings.scheduler is None else settings.scheduler,
+        steps=defaults.steps if settings.steps is None else settings.steps,
         guidance_scale=default_guidance if settings.guidance_scale is None else settings.guidance_scale,
         width=default_size if settings.width is None else settings.width,
         height=default_size if settings.height is None else settings.height,
     )
+    check_scheduler(s.scheduler)
     s = replace(s, steps=check("steps", s.steps), guidance_scale=check("guidance", s.guidance_scale),
                 eta=check("eta", s.eta))
     if s.lora is not None:
@@ -104,6 +148,16 @@ def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_se
             specs.append(ImageSpec(prompt, seed + k, None if variation_seed is None else variation_seed + k,
                                    variation_strength))
     return specs
+
+
+def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """The `Prompt mix` field back into (prompt, weight) pairs."""
+    if not text:
+        return ()
+    try:
+        return tuple((str(p), float(w)) for p, w in json.loads(text))
+    except (ValueError, TypeError):
+        raise LdmError(f"PNG parameters: Prompt mix {text!r} is not a list of [prompt, weight]") from None
 
 
 def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]]:
@@ -140,6 +194,6 @@ def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]
         variation_seed=number("Variation seed", int) if "Variation seed" in fields else None,
         variation_strength=number("Variation seed strength", float, 0.0),
         morph_to=fields.get("Morph to"), morph_t=number("Morph t", float, 0.0),
-        morph_mode=fields.get("Morph mode", "slerp"),
+        morph_mode=fields.get("Morph mode", "slerp"), mix=parse_mix(fields.get("Prompt mix")),
     )
     return spec, settings, fields

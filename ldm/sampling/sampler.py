@@ -17,7 +17,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
 from ldm.errors import LdmError
-from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance
+from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance, folder_student_steps
 from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.precision import autocast, resolve_precision
@@ -25,7 +25,16 @@ from ldm.sampling.interpolate import blend
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
-from ldm.sampling.requests import ImageSpec, Progress, Settings, check_spec, resolve_settings, size_step
+from ldm.sampling.requests import (
+    ImageSpec,
+    ModelDefaults,
+    Progress,
+    Settings,
+    check_spec,
+    resolve_settings,
+    size_step,
+    student_defaults,
+)
 from ldm.sampling.schedulers import make_scheduler
 
 
@@ -40,6 +49,16 @@ def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDi
 def sampling_scheduler(train_scheduler) -> DDIMScheduler:
     """A DDIM sampler over the training schedule (steps_offset=1 as in Stable Diffusion)."""
     return DDIMScheduler.from_config(train_scheduler.config, steps_offset=1)
+
+
+def conditioning(spec: ImageSpec, embeds: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One image's prompt embedding from the embedded prompts: its prompt or morph blend, plus its mix terms."""
+    cond = embeds[spec.prompt]
+    if spec.morph_to is not None:
+        cond = blend(cond, embeds[spec.morph_to], spec.morph_t, spec.morph_mode)
+    for prompt, weight in spec.mix:
+        cond = cond + weight * embeds[prompt]
+    return cond
 
 
 def default_device() -> torch.device:
@@ -89,6 +108,19 @@ class SamplingModel:
         return int(self.pipe.unet.config.sample_size) * self.factor
 
     @property
+    def is_student(self) -> bool:
+        """A few-step student: its UNet takes a guidance embedding, and it samples with LCMScheduler."""
+        return self.pipe.unet.config.get("time_cond_proj_dim") is not None
+
+    @property
+    def defaults(self) -> ModelDefaults:
+        """What a request that does not say gets: size, guidance, scheduler and steps."""
+        defaults = ModelDefaults(self.default_size, self.default_guidance)
+        if not self.is_student:
+            return defaults
+        return student_defaults(defaults, folder_student_steps(self.folder) if self.folder else None)
+
+    @property
     def vae(self):
         """The pipeline's autoencoder (for the explorer's encode/decode of dataset images)."""
         return self.pipe.vae
@@ -102,7 +134,7 @@ class SamplingModel:
 
     def resolve(self, settings: Settings) -> Settings:
         """Fill in the model's defaults and check every value, raising one-line errors."""
-        return resolve_settings(settings, self.factor, self.default_size, self.default_guidance)
+        return resolve_settings(settings, self.factor, self.defaults)
 
     def parameters_text(self, spec: ImageSpec, settings: Settings) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
@@ -145,7 +177,7 @@ class SamplingModel:
         if batch_size < 1:
             raise LdmError(f"batch size must be at least 1, got {batch_size}")
         # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
-        prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to) if p is not None]
+        prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to, *(m for m, _ in sp.mix)) if p is not None]
         total = len(specs) * s.steps
         images = []
         with self._lock:
@@ -160,12 +192,8 @@ class SamplingModel:
 
     def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[str, torch.Tensor], done: int,
                         total: int, progress: Progress | None) -> torch.Tensor:
-        # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames
-        cond = torch.cat([
-            embeds[sp.prompt] if sp.morph_to is None else blend(embeds[sp.prompt], embeds[sp.morph_to], sp.morph_t,
-                                                                sp.morph_mode)
-            for sp in batch
-        ])
+        # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames, plus any mix
+        cond = torch.cat([conditioning(sp, embeds) for sp in batch])
         uncond = embeds[s.negative_prompt].expand(len(batch), -1, -1)
         # 4. starting noise from each image's own CPU generators
         source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])

@@ -38,6 +38,8 @@ SCHEDULERS: dict[str, SchedulerChoice] = {
                                        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
     "unipc": SchedulerChoice("UniPCMultistepScheduler", "UniPC"),
     "lms": SchedulerChoice("LMSDiscreteScheduler", "LMS"),
+    # for few-step students (Latent Consistency Distillation); each step re-noises, like an ancestral sampler
+    "lcm": SchedulerChoice("LCMScheduler", "LCM", ancestral=True),
 }
 LABELS = {choice.label: name for name, choice in SCHEDULERS.items()}
 

@@ -17,6 +17,7 @@ from PIL import Image
 from support import ROOT, run_script
 
 from ldm.data.shapes import make_shape
+from ldm.sampling.parameters import read_png_parameters
 
 gradio_client = pytest.importorskip("gradio_client")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -52,8 +53,9 @@ def _shapes_folder(folder: Path, count: int = 24) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_pipeline, tmp_path_factory):
-    """The app on a free port with the tiny pipeline, a small shapes dataset and a 2-request queue."""
+def app_url(tiny_pipeline, tiny_student, tmp_path_factory):
+    """The app on a free port with the tiny pipeline (a tiny student for the live controls), a small shapes
+    dataset and a 2-request queue."""
     base = tmp_path_factory.mktemp("app")
     data = _shapes_folder(base / "shapes")
     lora = base / "mylora"
@@ -68,7 +70,8 @@ def app_url(tiny_pipeline, tmp_path_factory):
     log = open(base / "app.log", "w")  # noqa: SIM115 (open while the app runs)
     proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(tiny_pipeline), "--data", str(data),
                              "--port", str(port), "--queue-size", "2", "--max-batch", "2", "--max-work", "100000",
-                             "--lora", str(lora / "pytorch_lora_weights.safetensors")], cwd=ROOT, env=env,
+                             "--lora", str(lora / "pytorch_lora_weights.safetensors"),
+                             "--live-model", str(tiny_student.folder)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     APP_LOG.append(base / "app.log")
     url = f"http://127.0.0.1:{port}/"
@@ -101,7 +104,8 @@ def client(app_url):
 
 def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/generate", "/interpolate_seeds", "/morph", "/reconstruct"} <= set(endpoints)
+    assert {"/generate", "/interpolate_seeds", "/morph", "/reconstruct", "/live_generate", "/walk_frame",
+            "/morph_frame", "/map_point"} <= set(endpoints)
     params = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
     assert params[0] == "prompt"
     assert {"steps", "width", "height", "num_images", "seed", "guidance", "scheduler", "negative_prompt"} <= set(params)
@@ -305,6 +309,76 @@ def test_browser_session_through_every_tab(app_url):
         page.locator("#latent-traversal img").wait_for(timeout=60_000)
         browser.close()
     assert (ARTIFACTS / "tab-generate.png").stat().st_size > 10_000
+
+
+def test_live_endpoints_answer_with_one_image(client):
+    path = client.predict("a red square", 4, None, 1, 0.0, "", "", 0.0, api_name="/live_generate")
+    assert "Sampler: LCM" in read_png_parameters(path)
+    frame = client.predict("a red square", "1, 2", 0.5, api_name="/walk_frame")
+    assert "Variation seed: 2" in read_png_parameters(frame)
+    with pytest.raises(Exception, match="position must be"):
+        client.predict("a red square", "1, 2", 2.0, api_name="/walk_frame")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_live_controls_follow_the_hand_without_a_click(app_url):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    latencies = {}
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+
+        def src(selector: str) -> str | None:
+            image = page.locator(f"{selector} img")
+            return image.first.get_attribute("src") if image.count() else None
+
+        def changes(selector: str, action, what: str) -> None:
+            before = src(selector)
+            started = time.perf_counter()
+            action()
+            page.wait_for_function(f"(() => {{ const i = document.querySelector('{selector} img'); "
+                                   f"return i && i.getAttribute('src') !== {json.dumps(before)} && i.complete; }})()",
+                                   timeout=60_000)
+            latencies[what] = time.perf_counter() - started
+
+        def number(label: str, value):
+            box = page.get_by_label(f"number input for {label}").locator("visible=true")
+            return lambda: (box.fill(str(value)), box.press("Enter"))
+
+        # Generate: the switch renders at once; seed and concept strength re-render with no click
+        changes("#live-image", lambda: page.locator("#live-switch input").check(), "switch on")
+        seed = page.get_by_label("Seed", exact=True).first
+        changes("#live-image", lambda: (seed.fill("7"), seed.press("Enter")), "seed typed")
+        changes("#live-image", number("Concept strength", 1), "concept strength")
+        slider = page.locator("#variation-strength input[type=range]")
+        box = slider.bounding_box()
+        changes("#live-image", lambda: (page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2),
+                                        page.mouse.down(),
+                                        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2,
+                                                        steps=8),
+                                        page.mouse.up()), "variation dragged")
+        page.screenshot(path=str(ARTIFACTS / "live-generate.png"), full_page=True)
+
+        # a walk's in-between frame as its position moves
+        page.get_by_role("tab", name="Seed walk").click()
+        changes("#walk-live", number("Position (live: drag to see any frame)", 0.5), "walk position")
+
+        # the latent map: the image under the pointer follows it
+        page.get_by_role("tab", name="Latent space").click()
+        page.get_by_role("button", name="Draw map").click()
+        page.locator("#latent-map svg .pt circle").nth(3).wait_for(timeout=60_000)
+        area = page.locator("#latent-map svg").bounding_box()
+        changes("#latent-live", lambda: page.mouse.move(area["x"] + area["width"] * 0.3,
+                                                        area["y"] + area["height"] * 0.4), "map hover")
+        changes("#latent-live", lambda: page.mouse.move(area["x"] + area["width"] * 0.7,
+                                                        area["y"] + area["height"] * 0.6, steps=5), "map move")
+        page.screenshot(path=str(ARTIFACTS / "live-latent-map.png"), full_page=True)
+        browser.close()
+    # seconds from input to a new image in the browser (tiny model; printed, never asserted: shared machines)
+    (ARTIFACTS / "live-latency.json").write_text(json.dumps(latencies, indent=2))
+    print("live latency (s):", latencies)
 
 
 def test_user_mistakes_log_one_line_not_a_traceback(client, tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance
-from ldm.sampling.requests import ImageSpec, Settings, resolve_settings, spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings, folder_defaults, resolve_settings, spec_from_parameters
 from ldm.sampling.sampler import export_pipeline, load_pipeline
 from ldm.sampling.schedulers import SCHEDULERS
 
@@ -115,8 +115,9 @@ def test_folder_geometry_and_guidance_match_the_loaded_model(tiny_model, tiny_pi
     # scripts check sizes and settings from the folder's files before loading; they must agree with the model
     assert folder_geometry(tiny_pipeline) == (tiny_model.factor, tiny_model.default_size) == (4, 32)
     assert folder_guidance(tiny_pipeline) == tiny_model.default_guidance
-    assert resolve_settings(Settings(), *folder_geometry(tiny_pipeline), folder_guidance(tiny_pipeline)) == \
-        tiny_model.resolve(Settings())
+    factor, defaults = folder_defaults(tiny_pipeline)
+    assert defaults == tiny_model.defaults and factor == tiny_model.factor
+    assert resolve_settings(Settings(), factor, defaults) == tiny_model.resolve(Settings())
     wide = tmp_path / "wide"
     shutil.copytree(tiny_pipeline, wide)
     config = json.loads((wide / "vae" / "config.json").read_text())

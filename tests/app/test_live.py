@@ -1,0 +1,133 @@
+"""The live controls' handlers on the tiny pipeline with a tiny student: one image per call, from the student
+at its own defaults, reproducible, bounded; the map under the pointer; no server, no Gradio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.handlers import Handlers
+from ldm.data.images import to_tensor
+from ldm.data.shapes import make_shape
+from ldm.errors import LdmError
+from ldm.explore import MAP_PAD, MAP_SIZE, DatasetView
+from ldm.sampling.parameters import read_png_parameters
+from ldm.sampling.requests import ImageSpec, spec_from_parameters
+
+
+@pytest.fixture
+def handlers(tiny_model, tiny_student, tmp_path):
+    shapes = [make_shape(i, 32) for i in range(12)]
+    view = DatasetView(torch.stack([to_tensor(image) for image, _ in shapes]), [caption for _, caption in shapes],
+                       tiny_model)
+    return Handlers(tiny_model, view, tmp_path, live=tiny_student)
+
+
+def _pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_live_generate_uses_the_student_at_its_defaults_and_is_reproducible(handlers, tiny_student):
+    path = handlers.live_generate("a red square", seed=5)
+    text = read_png_parameters(path)
+    assert "Steps: 2" in text and "Sampler: LCM" in text and "Seed: 5" in text
+    assert np.array_equal(_pixels(path), _pixels(handlers.live_generate("a red square", seed=5)))
+    assert not np.array_equal(_pixels(path), _pixels(handlers.live_generate("a red square", seed=6)))
+    spec, settings, _ = spec_from_parameters(text)  # --from-png re-creates the live frame
+    again = tiny_student.generate([spec], settings)[0]
+    assert np.abs((again.permute(1, 2, 0).numpy() * 255).round() - _pixels(path)).max() <= 1
+
+
+def test_variation_and_concept_strength_move_the_image_and_are_written_down(handlers):
+    base = _pixels(handlers.live_generate("a red square", seed=5))
+    varied = handlers.live_generate("a red square", seed=5, variation_seed=9, variation_strength=0.5)
+    assert "Variation seed: 9" in read_png_parameters(varied) and not np.array_equal(base, _pixels(varied))
+    moved = handlers.live_generate("a red square", seed=5, concept_from="a red square", concept_to="a blue circle",
+                                   concept_strength=1.0)
+    text = read_png_parameters(moved)
+    assert "Prompt mix" in text and not np.array_equal(base, _pixels(moved))
+    spec, _, _ = spec_from_parameters(text)
+    assert spec.mix == (("a blue circle", 1.0), ("a red square", -1.0))
+    # the full concept step from a prompt to another lands on the other prompt's conditioning
+    same = handlers.live_generate("a blue circle", seed=5)
+    assert np.abs(_pixels(moved) - _pixels(same)).max() <= 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"variation_strength": 1.5}, "variation strength must be a number between 0 and 1"),
+    ({"concept_strength": 4}, "prompt mix weight must be a number between -3 and 3"),
+    ({"concept_strength": 0.5, "concept_to": ""}, "needs both of its prompts"),
+    ({"seed": -3}, "seed must be"),
+    ({"guidance": float("nan")}, "guidance scale"),
+])
+def test_live_generate_refuses_bad_values_in_one_line(handlers, kwargs, message):
+    with pytest.raises(LdmError, match=message):
+        handlers.live_generate("a red square", **kwargs)
+
+
+def test_walk_and_morph_frames_land_on_their_keyframes(handlers, tiny_student):
+    first = handlers.walk_frame("a red square", "3, 8", 0.0)
+    last = handlers.walk_frame("a red square", "3, 8", 1.0)
+    middle = handlers.walk_frame("a red square", "3, 8", 0.5)
+    assert "Seed: 3" in read_png_parameters(first) and "Seed: 8" in read_png_parameters(last)
+    assert "Variation seed: 8" in read_png_parameters(middle)
+    plain = handlers.live_generate("a red square", seed=8)
+    assert np.array_equal(_pixels(last), _pixels(plain))
+    morph = handlers.morph_frame("a red square\na blue circle", 4, 0.25)
+    assert "Morph to: a blue circle" in read_png_parameters(morph)
+    with pytest.raises(LdmError, match="position must be a number between 0 and 1"):
+        handlers.walk_frame("a red square", "3, 8", 1.5)
+    with pytest.raises(LdmError, match="give between 2 and 8 prompts"):
+        handlers.morph_frame("one prompt", 4, 0.5)
+
+
+def _svg_position(xy: np.ndarray, k: int) -> tuple[float, float]:
+    lo, hi = xy.min(0), xy.max(0)
+    pos = MAP_PAD + (xy[k] - lo) / np.where(hi > lo, hi - lo, 1) * (MAP_SIZE - 2 * MAP_PAD)
+    return float(pos[0]), float(MAP_SIZE - pos[1])
+
+
+def test_the_latent_map_decodes_the_point_under_the_pointer(handlers):
+    svg, drawn = handlers.draw_map("latents", "pca", 12, [])
+    view = handlers.view
+    xy = view.projection("latents", "pca", drawn["indices"]).xy
+    a, b = (_pixels(handlers.map_point(drawn, *_svg_position(xy, k))) for k in (0, 5))
+    assert not np.array_equal(a, b)  # the image follows the pointer
+    # the inverse PCA of a point's own position is that latent's projection onto the map's plane
+    latent = view.latent_at("pca", drawn["indices"], *_svg_position(xy, 0))
+    pca = view.projection("latents", "pca", drawn["indices"]).pca
+    flat = view.latents[drawn["indices"][0]].flatten().double().numpy()
+    expected = pca.inverse_transform(pca.transform(flat[None]))[0]
+    assert np.allclose(latent.flatten().numpy(), expected, atol=1e-4)
+
+
+def test_tsne_and_caption_maps_blend_the_nearest_points(handlers):
+    _, drawn = handlers.draw_map("latents", "tsne", 12, [])
+    view = handlers.view
+    xy = view.projection("latents", "tsne", drawn["indices"]).xy
+    exact = view.latent_at("tsne", drawn["indices"], *_svg_position(xy, 3))
+    assert torch.allclose(exact, view.latents[drawn["indices"][3]])  # on a point: that point's latent
+    _, drawn = handlers.draw_map("captions", "pca", 12, [])
+    xy = view.projection("captions", "pca", drawn["indices"]).xy
+    x, y = _svg_position(xy, 2)
+    first, mix = view.captions_at("pca", drawn["indices"], x + 7, y)
+    assert first in view.captions and abs(sum(w for _, w in mix)) < 1e-6  # weights of a blend sum to one
+    path = handlers.map_point(drawn, x + 7, y)
+    assert "Prompt mix" in read_png_parameters(path) and "Sampler: LCM" in read_png_parameters(path)
+
+
+def test_map_point_refuses_bad_input_in_one_line(handlers):
+    with pytest.raises(LdmError, match="draw the map first"):
+        handlers.map_point(None, 10, 10)
+    _, drawn = handlers.draw_map("latents", "pca", 12, [])
+    with pytest.raises(LdmError, match="map position must be a number"):
+        handlers.map_point(drawn, float("nan"), 3)
+
+
+def test_without_a_student_the_live_controls_use_the_model(tiny_model, tmp_path):
+    handlers = Handlers(tiny_model, None, tmp_path)
+    text = read_png_parameters(handlers.live_generate("a red square", seed=1))
+    assert "Sampler: Euler a" in text and "Steps: 14" in text
+    assert handlers.live is tiny_model and isinstance(ImageSpec("x", 1).mix, tuple)
