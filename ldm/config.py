@@ -130,12 +130,28 @@ class FinetuneConfig:
     """Start from an existing pipeline folder instead of a fresh UNet: tune all of it, or LoRA adapters."""
 
     init_from: str | None = None  # a diffusers StableDiffusionPipeline folder (ours or Stable Diffusion)
-    method: str = "full"  # "full" (every UNet weight) or "lora" (low-rank adapters through peft)
+    # "full" (every UNet weight), "lora" (low-rank adapters through peft) or "lcm" (distil a few-step
+    # student: Latent Consistency Distillation, settings in the distill section)
+    method: str = "full"
     lora_rank: int = 8
     lora_alpha: float = 8.0  # adapter output is scaled by alpha / rank
     lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     lora_text_encoder: bool = False  # also adapt a CLIP text encoder (prompts are then encoded every step)
     lora_text_encoder_modules: list[str] = field(default_factory=list)  # empty: CLIP's attention projections
+
+
+@dataclass
+class DistillConfig:
+    """Latent Consistency Distillation of a few-step student from the --init-from teacher (finetune.method lcm)."""
+
+    skeleton_steps: int = 50  # the teacher's DDIM solver jumps between this many timesteps (LCMScheduler's 50)
+    # guidance scales (as users type them) the student learns to imitate; train_unet.guidance_scale, the
+    # student's default, must lie in this range
+    guidance_min: float = 2.0
+    guidance_max: float = 5.0
+    huber_c: float = 0.001  # pseudo-Huber distance's c
+    guidance_embedding_dim: int = 256  # the UNet's time_cond_proj_dim
+    default_steps: int = 4  # the student's default number of sampling steps (written into its folder)
 
 
 @dataclass
@@ -150,6 +166,7 @@ class Config:
     train_vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     train_unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     vae_path: str | None = None  # a trained VAE folder; default <output-dir>/vae
 
 
@@ -163,7 +180,7 @@ CHOICES = {
     "train_vae.mixed_precision": MIXED_PRECISIONS,
     "train_unet.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
-    "finetune.method": ("full", "lora"),
+    "finetune.method": ("full", "lora", "lcm"),
 }
 
 # Numeric ranges, checked like CHOICES: values outside them would crash deep in torch or diffusers with a
@@ -201,6 +218,12 @@ LIMITS = {
     "train_unet.guidance_scale": _AT_LEAST_0,
     "finetune.lora_rank": _AT_LEAST_1,
     "finetune.lora_alpha": _POSITIVE,
+    "distill.skeleton_steps": _AT_LEAST_1,
+    "distill.guidance_min": _AT_LEAST_0,
+    "distill.guidance_max": _AT_LEAST_0,
+    "distill.huber_c": _POSITIVE,
+    "distill.guidance_embedding_dim": (lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2"),
+    "distill.default_steps": _AT_LEAST_1,
 }
 
 
@@ -354,6 +377,12 @@ def validate(cfg: Config) -> None:
     if latent % downsampling_factor(cfg.unet.block_out_channels):
         halvings = len(cfg.unet.block_out_channels) - 1
         raise LdmError(f"config: latent size {latent} cannot be halved {halvings} times by the UNet")
+    if cfg.finetune.method == "lcm":
+        d = cfg.distill
+        if not d.guidance_min <= cfg.train_unet.guidance_scale <= d.guidance_max:
+            raise LdmError(f"config key 'train_unet.guidance_scale': the student's default "
+                           f"{cfg.train_unet.guidance_scale} is outside the distilled range "
+                           f"[distill.guidance_min {d.guidance_min}, distill.guidance_max {d.guidance_max}]")
     if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:
         raise LdmError("config key 'train_vae.train_encoder': false needs a trained VAE to keep the encoder of "
                        "(train_vae.init_from or --init-from)")

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
-from ldm.folders import check_model_folder, find_vae
+from ldm.errors import LdmError
+from ldm.folders import check_model_folder, find_vae, folder_student_steps
 from ldm.outputs import prepare_folder
 
 
@@ -11,15 +12,21 @@ def main() -> None:
     """Parse flags and train."""
     parser = training_parser("Train the text-conditioned latent UNet.", "configs/emoji64.yaml")
     parser.add_argument("--vae", help="trained VAE folder (default <output-dir>/vae or the config's vae_path)")
-    parser.add_argument("--init-from", help="fine-tune this pipeline folder (ours or Stable Diffusion) instead of "
-                        "training a fresh UNet; keeps its VAE, text encoder, tokenizer and scheduler")
+    parser.add_argument("--init-from", help="fine-tune (or, with configs/distill_lcm.yaml, distil a few-step student "
+                        "from) this pipeline folder (ours or Stable Diffusion) instead of training a fresh UNet; "
+                        "keeps its VAE, text encoder and tokenizer")
     args = parser.parse_args()
     cfg = config_from_args(args, "train_unet")
     if args.init_from:
         check_model_folder(args.init_from, "--init-from")
         cfg.finetune.init_from = args.init_from
-    elif not cfg.finetune.init_from:
+    if not cfg.finetune.init_from:
+        if cfg.finetune.method != "full":
+            raise LdmError(f"finetune.method {cfg.finetune.method} starts from a pipeline folder: pass --init-from")
         find_vae(cfg, Path(args.output_dir), args.vae)
+    elif cfg.finetune.method == "lcm" and folder_student_steps(Path(cfg.finetune.init_from)) is not None:
+        raise LdmError(f"{cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
+                       "embedding): distil from its teacher instead")
     check_resume(args, "unet")
     prepare_folder(args.output_dir, "--output-dir")
     quiet_libraries()  # the config is checked: now load torch and diffusers

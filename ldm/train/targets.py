@@ -1,33 +1,38 @@
 """What a UNet run trains, keeps as EMA and writes at the end: one Target per kind of run.
 
 The UNet trainer builds its Target once (`make_target`) and its loop then has no branches on the kind of
-run: a fresh UNet, a full fine-tune of a pipeline folder, or LoRA adapters on one (optionally on its
-CLIP text encoder too).
+run: a fresh UNet, a full fine-tune of a pipeline folder, LoRA adapters on one (optionally on its
+CLIP text encoder too), or a few-step student distilled from one (Latent Consistency Distillation).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import LCMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
-from ldm.config import Config, dump_config, vae_factor
+from ldm.config import Config, TrainConfig, dump_config, vae_factor
+from ldm.errors import LdmError
 from ldm.folders import find_vae
 from ldm.io import write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
     build_unet,
     cross_attention_dim,
+    embed_prompts,
     load_text_encoder,
     load_unet,
     load_vae,
     save_pipeline,
+    use_training_attention,
 )
 from ldm.sampling.sampler import sampling_scheduler
+from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
 from ldm.train.finetune import (
     add_lora,
     add_text_encoder_lora,
@@ -37,6 +42,7 @@ from ldm.train.finetune import (
     save_ema_params,
     save_lora,
 )
+from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema
 
 log = logging.getLogger("ldm")
@@ -47,6 +53,7 @@ class FreshUNet:
     """A new UNet on the config's frozen VAE and text encoder; every weight trains; the result is a pipeline."""
 
     encode_prompts_each_step = False  # prompts come from the latent cache
+    preview_scheduler = "ddim"  # how the run's sample grids are drawn
 
     def __init__(self, cfg: Config, output_dir: Path, vae_path: str | None):
         self.cfg, self.output_dir = cfg, output_dir
@@ -62,6 +69,15 @@ class FreshUNet:
                                cross_attention_dim(self.text_encoder))
         self.noise_scheduler = build_noise_scheduler(self.cfg.noise)
         self.trainable = list(self.unet.parameters())
+
+    def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
+        """Move the frozen models the loss uses to the training device."""
+        self.vae.to(device)
+
+    def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
+             generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
+        """The denoising loss of one micro-batch."""
+        return diffusion_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma)
 
     def make_ema(self, decay: float) -> EMAModel:
         """EMA of the trainable weights."""
@@ -144,8 +160,82 @@ class LoraFinetune(FullFinetune):
         write_text_atomic(self.output_dir / "ldm_config.yaml", dump_config(self.cfg))
 
 
+class LcmDistill(FullFinetune):
+    """A few-step student distilled from a pipeline folder (the teacher) by Latent Consistency Distillation.
+
+    The student is the teacher's UNet plus a guidance embedding (time_cond_proj_dim), so guidance is
+    distilled in. The EMA (train_unet.ema_decay, 0.95 in the paper) is the target network the loss
+    compares against, and the result; with EMA off, the student itself (without gradients) is the target.
+    """
+
+    preview_scheduler = "lcm"
+
+    def build(self) -> None:
+        """The frozen teacher, the student (teacher weights, a zero guidance projection) and the target copy."""
+        d = self.cfg.distill
+        self.teacher = self.init.unet
+        if self.teacher.config.get("time_cond_proj_dim") is not None:
+            raise LdmError(f"{self.cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
+                           "embedding): distil from its teacher instead")
+        self.teacher.requires_grad_(False).eval()
+        self.noise_scheduler = self.init.noise_scheduler
+        total = self.noise_scheduler.config.num_train_timesteps
+        if d.skeleton_steps > total:
+            raise LdmError(f"config key 'distill.skeleton_steps': {d.skeleton_steps} is more than the teacher's "
+                           f"{total} training timesteps")
+        self.skeleton = DDIMSkeleton.from_alphas(self.noise_scheduler.alphas_cumprod, d.skeleton_steps)
+        self.unet = UNet2DConditionModel.from_config(self.teacher.config, time_cond_proj_dim=d.guidance_embedding_dim)
+        missing, unexpected = self.unet.load_state_dict(self.teacher.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
+            raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected "
+                           f"{unexpected}")
+        # a zero projection: at step 0 the student is the teacher whatever the guidance asked for
+        torch.nn.init.zeros_(self.unet.time_embedding.cond_proj.weight)
+        self.target_net = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.trainable = list(self.unet.parameters())
+        self.uncond = embed_prompts(self.tokenizer, self.text_encoder, [""]).detach()
+        self.ema = None
+
+    def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
+        """The teacher and target network on the device, with the attention the student trains with."""
+        super().place(device, tc, mixed_precision)
+        for net in (self.teacher, self.target_net):
+            net.to(device)
+            use_training_attention(net, device, tc.attention, mixed_precision)
+        self.uncond = self.uncond.to(device)
+
+    def make_ema(self, decay: float) -> EMAModel:
+        """The target network's weights: an EMA of the student."""
+        self.ema = super().make_ema(decay)
+        return self.ema
+
+    def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
+             generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
+        """The consistency loss of one micro-batch against the current target network."""
+        d = self.cfg.distill
+        if self.ema is not None:
+            self.ema.copy_to(self.target_net.parameters())
+            target_net = self.target_net
+        else:
+            target_net = unet
+        draw = ConsistencyDraw.sample(latents.shape, d.skeleton_steps, (d.guidance_min - 1, d.guidance_max - 1),
+                                      generator)
+        return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
+                                self.noise_scheduler.alphas_cumprod, self.noise_scheduler.config.prediction_type,
+                                d.guidance_embedding_dim, d.huber_c)
+
+    def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+        """A pipeline folder whose scheduler is an LCMScheduler over the teacher's noise schedule."""
+        self.cfg.text.encoder = self.init.encoder_spec
+        scheduler = LCMScheduler.from_config(self.noise_scheduler.config)
+        save_pipeline(self.output_dir, self.cfg, unet, self.vae, scheduler, self.tokenizer, text_encoder)
+
+
+TARGETS = {"full": FullFinetune, "lora": LoraFinetune, "lcm": LcmDistill}
+
+
 def make_target(cfg: Config, output_dir: Path, vae_path: str | None = None) -> FreshUNet:
     """The Target the config asks for, with its frozen encoders loaded (the UNet comes with build())."""
     if not cfg.finetune.init_from:
         return FreshUNet(cfg, output_dir, vae_path)
-    return LoraFinetune(cfg, output_dir) if cfg.finetune.method == "lora" else FullFinetune(cfg, output_dir)
+    return TARGETS[cfg.finetune.method](cfg, output_dir)

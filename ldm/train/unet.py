@@ -33,7 +33,6 @@ from ldm.models import (
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
-from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress
 from ldm.train.schedule import batch_indices, step_generator
@@ -43,7 +42,7 @@ log = logging.getLogger("ldm")
 
 
 def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
-                  output_dir: Path, step: int) -> None:
+                  output_dir: Path, step: int, preview_scheduler: str) -> None:
     tc = cfg.train_unet
     model = accelerator.unwrap_model(unet)
     if ema is not None:
@@ -57,7 +56,7 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
         sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
                                 precision="fp32" if precision == "no" else precision)
         specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
-        images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler="ddim"))
+        images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler=preview_scheduler))
     finally:
         if ema is not None:
             ema.restore(trainable)
@@ -83,6 +82,7 @@ class UNetTraining:
     lr_scheduler: object
     ema: EMAModel | None
     guard: NonFiniteGuard
+    loss: Callable[..., torch.Tensor]  # the target's: (unet, latents, embeds, generator, tc) -> loss
 
 
 def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfig) -> UNetTraining:
@@ -102,10 +102,10 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
         text_encoder = accelerator.prepare(text_encoder)
     if ema is not None:
         ema.to(device)
-    target.vae.to(device)
+    target.place(device, tc, accelerator.mixed_precision)
     text_encoder.to(device)
     return UNetTraining(accelerator, tc, unet, text_encoder, target.noise_scheduler, target.trainable, optimizer,
-                        lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps))
+                        lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps), target.loss)
 
 
 class CachedBatches:
@@ -141,7 +141,9 @@ def unet_step(run: UNetTraining, step: int,
     for micro in range(tc.gradient_accumulation_steps):
         with accelerator.accumulate(unet):
             latents, embeds, gen = batches(step, micro)
-            loss = diffusion_loss(unet, run.noise_scheduler, latents.to(device), embeds.to(device), gen, tc.snr_gamma)
+            # autocast here as well as in the prepared UNet: frozen models the loss runs (a teacher) share it
+            with accelerator.autocast():
+                loss = run.loss(unet, latents.to(device), embeds.to(device), gen, tc)
             if not run.guard.all_finite(accelerator, loss):
                 loss_ok = False
                 continue
@@ -227,7 +229,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             t_last, steps_since = time.perf_counter(), 0
         if accelerator.is_main_process and tc.validation_prompts and (done % tc.sample_every == 0):
             _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg,
-                          output_dir, done)
+                          output_dir, done, target.preview_scheduler)
         if done % tc.checkpoint_every == 0 or done == tc.max_steps:
             path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state, save_extra)
             log.info("step %d: checkpoint -> %s", done, path)

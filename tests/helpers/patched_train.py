@@ -19,19 +19,26 @@ calls = {"n": 0}
 nan_at = os.environ.get("LDM_TEST_NAN_AT", "")
 kill_at = int(os.environ.get("LDM_TEST_KILL_AT", "-1"))
 kill_save = int(os.environ.get("LDM_TEST_KILL_SAVE", "-1"))
-original_loss = unet_train.diffusion_loss
+original_prepare = unet_train.prepare_training
 original_save = checkpoints.save_checkpoint
 
 
-def faulty_loss(*args, **kwargs):
-    n = calls["n"]
-    calls["n"] += 1
-    if n == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    loss = original_loss(*args, **kwargs)
-    if nan_at == "all" or str(n) in nan_at.split(","):
-        loss = loss * float("nan")
-    return loss
+def faulty_prepare(*args, **kwargs):
+    run = original_prepare(*args, **kwargs)
+    original_loss = run.loss  # the target's loss, whatever kind of run
+
+    def faulty_loss(*args, **kwargs):
+        n = calls["n"]
+        calls["n"] += 1
+        if n == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        loss = original_loss(*args, **kwargs)
+        if nan_at == "all" or str(n) in nan_at.split(","):
+            loss = loss * float("nan")
+        return loss
+
+    run.loss = faulty_loss
+    return run
 
 
 def crashing_save(accelerator, root, step, cfg, limit, state, extra_save=None):
@@ -50,7 +57,7 @@ if os.environ.get("LDM_TEST_MIN_PEFT"):
     import transformers.integrations.peft as transformers_peft
 
     transformers_peft.MIN_PEFT_VERSION = os.environ["LDM_TEST_MIN_PEFT"]
-unet_train.diffusion_loss = faulty_loss
+unet_train.prepare_training = faulty_prepare
 unet_train.save_checkpoint = crashing_save
 sys.argv = ["train_unet.py", *sys.argv[1:]]
 runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "train_unet.py"), run_name="__main__")

@@ -1,0 +1,164 @@
+"""Latent Consistency Distillation on the tiny model: the loss falls, 2-step samples follow the prompt's colour,
+the result is a student folder (LCMScheduler, its own defaults) that stock diffusers samples, and resume is exact."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from diffusers import LCMScheduler
+from safetensors.torch import load_file
+from support import TINY, run_script
+
+from ldm.errors import LdmError
+from ldm.folders import folder_student_steps
+from ldm.sampling.requests import ImageSpec, Settings, folder_defaults
+from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
+from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
+
+DISTILL = "configs/distill_lcm.yaml"
+# configs/distill_lcm.yaml at the tiny model's size: 200 steps take about 15 s on 2 cores
+TINY_DISTILL = ["data.source=shapes", "data.resolution=32", "data.shapes_count=512", "data.num_workers=0",
+                "train_unet.batch_size=32", "train_unet.learning_rate=1e-3", "train_unet.warmup_steps=20",
+                "train_unet.max_steps=200", "train_unet.mixed_precision=no", "train_unet.sample_every=100000",
+                "train_unet.checkpoint_every=100", "train_unet.validation_prompts=[]", "distill.default_steps=2"]
+
+
+def _distill(teacher, out, *extra, check=True, script="scripts/train_unet.py", env=None):
+    return run_script(script, "--config", DISTILL, "--init-from", str(teacher), "--output-dir", str(out),
+                      *TINY_DISTILL, *extra, check=check, env=env)
+
+
+@pytest.fixture(scope="module")
+def student(tiny_run, tmp_path_factory):
+    """The tiny trained pipeline distilled into a few-step student through the real script."""
+    out = tmp_path_factory.mktemp("student")
+    _distill(tiny_run, out)
+    return out
+
+
+def _colour_score(images: torch.Tensor) -> float:
+    return float((images[:, 0] - images[:, 2]).mean())
+
+
+def test_the_result_is_a_student_folder_with_its_defaults(student):
+    index = json.loads((student / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "LCMScheduler"]
+    assert json.loads((student / "unet" / "config.json").read_text())["time_cond_proj_dim"] == 256
+    model = load_sampling_model(student, "cpu")
+    assert model.is_student and (model.defaults.scheduler, model.defaults.steps) == ("lcm", 2)
+    assert folder_defaults(student) == (model.factor, model.defaults) and folder_student_steps(student) == 2
+    assert model.resolve(Settings()).scheduler == "lcm"
+
+
+def test_two_step_samples_follow_the_colour_in_the_prompt(student):
+    model = load_sampling_model(student, "cpu")
+    red = model.generate([ImageSpec("a red square on a black background", k) for k in range(6)])
+    blue = model.generate([ImageSpec("a blue square on a black background", k) for k in range(6)])
+    # measured 0.12 at 2 steps (the teacher: 0.13 at 2 DDIM steps, 0.30 at 20)
+    assert _colour_score(red) - _colour_score(blue) > 0.05, (_colour_score(red), _colour_score(blue))
+
+
+def test_distillation_lowers_the_consistency_loss(tiny_run, student):
+    teacher = load_pipeline(tiny_run, "cpu")
+    trained = load_pipeline(student, "cpu").unet
+    start = type(trained).from_config(trained.config)  # what the run started from: the teacher, zero projection
+    start.load_state_dict(teacher.unet.state_dict(), strict=False)
+    torch.nn.init.zeros_(start.time_embedding.cond_proj.weight)
+    sched = teacher.scheduler
+    skeleton = DDIMSkeleton.from_alphas(sched.alphas_cumprod, 50)
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(32, 4, 8, 8, generator=gen)  # stand-ins for data latents (unit variance, like scaled ones)
+    with torch.no_grad():
+        embeds, _ = teacher.encode_prompt(["a red circle on a white background"] * 32, "cpu", 1, False)
+        uncond, _ = teacher.encode_prompt([""], "cpu", 1, False)
+    draw = ConsistencyDraw.sample(latents.shape, 50, (1.0, 4.0), gen)
+
+    def loss(unet) -> float:
+        with torch.no_grad():  # each network as its own target: how self-consistent its trajectories are
+            return float(consistency_loss(unet, teacher.unet, unet, latents, embeds, uncond, draw, skeleton,
+                                          sched.alphas_cumprod, sched.config.prediction_type, 256, 0.001))
+
+    assert loss(trained) < 0.8 * loss(start), (loss(trained), loss(start))
+
+
+def test_the_skeleton_holds_the_timesteps_lcm_samples_at():
+    scheduler = LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    skeleton = DDIMSkeleton.from_alphas(scheduler.alphas_cumprod, 50)
+    for steps in (1, 2, 4, 8):
+        scheduler.set_timesteps(steps, original_inference_steps=50)
+        assert set(scheduler.timesteps.tolist()) <= set(skeleton.timesteps.tolist()), steps
+
+
+def test_lcm_sampling_is_reproducible_and_walks_end_on_the_plain_images(student):
+    from ldm.sampling.walks import render_walk
+
+    model = load_sampling_model(student, "cpu", "bf16")
+    settings = Settings(steps=3)  # the multistep sampler draws fresh noise between steps
+    one = model.generate([ImageSpec("a red square", 4)], settings)
+    batch = model.generate([ImageSpec("a blue circle", 9), ImageSpec("a red square", 4)], settings)
+    assert torch.equal(one[0], batch[1])  # per-image generators: the batch does not change an image
+    _, frames = render_walk(model, ["a red square"], [4, 7], 5, settings)
+    plain = model.generate([ImageSpec("a red square", 7)], settings)
+    assert torch.equal(frames[0], one[0]) and torch.equal(frames[-1], plain[0])
+
+
+def test_stock_diffusers_samples_the_exported_student_without_ldm(student, tmp_path):
+    exported = export_pipeline(student, tmp_path / "export")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ldm"] = None
+        import torch
+        from diffusers import StableDiffusionPipeline
+        pipe = StableDiffusionPipeline.from_pretrained({str(exported)!r}, local_files_only=True)
+        assert type(pipe.scheduler).__name__ == "LCMScheduler", type(pipe.scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        g = [torch.Generator().manual_seed(k) for k in range(2)]
+        images = pipe(["a red square on a black background"] * 2, num_inference_steps=2, guidance_scale=3.0,
+                      generator=g, output_type="pt").images
+        torch.save(images, {str(tmp_path / "out.pt")!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stock = torch.load(tmp_path / "out.pt")
+    assert stock.shape == (2, 3, 32, 32) and float(stock.std()) > 0.05
+    assert _colour_score(stock) > 0  # a red square: more red than blue
+
+
+def test_interrupted_distillation_resumes_to_the_same_weights(tiny_run, tmp_path):
+    short = ["train_unet.max_steps=20", "train_unet.checkpoint_every=10", "train_unet.batch_size=8",
+             "data.shapes_count=64"]
+    reference = tmp_path / "reference"
+    _distill(tiny_run, reference, *short)
+    run = tmp_path / "run"
+    killed = _distill(tiny_run, run, *short, script="tests/helpers/patched_train.py", check=False,
+                      env={"LDM_TEST_KILL_AT": "15"})
+    assert killed.returncode != 0
+    resumed = _distill(tiny_run, run, *short, "--resume", "latest", script="tests/helpers/patched_train.py")
+    assert "resumed from step 10" in resumed.stderr + resumed.stdout
+    final = "unet/diffusion_pytorch_model.safetensors"
+    a, b = load_file(str(reference / final)), load_file(str(run / final))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distillation_refuses_what_it_cannot_do(student, tmp_path):
+    again = _distill(student, tmp_path / "again", check=False)
+    assert again.returncode == 2 and "already a few-step student" in again.stderr
+    assert "Traceback" not in again.stderr
+    alone = run_script("scripts/train_unet.py", "--config", DISTILL, "--output-dir", str(tmp_path / "alone"),
+                       check=False)
+    assert alone.returncode == 2 and "pass --init-from" in alone.stderr and "Traceback" not in alone.stderr
+    wide = run_script("scripts/train_unet.py", "--config", DISTILL, "--init-from", str(student), "--output-dir",
+                      str(tmp_path / "wide"), "train_unet.guidance_scale=9", check=False)
+    assert wide.returncode == 2 and "outside the distilled range" in wide.stderr
+
+
+def test_config_checks_for_distillation():
+    from ldm.config import load_config
+
+    with pytest.raises(LdmError, match="even number"):
+        load_config(TINY, ["distill.guidance_embedding_dim=7"])
+    with pytest.raises(LdmError, match="'finetune.method'"):
+        load_config(TINY, ["finetune.method=consistency"])
