@@ -7,3 +7,4 @@ SAMPLE_MODES = ("stock", "ours")  # sampling: stock StableDiffusionPipeline defa
 # diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
 # matmul-softmax backend; "classic": diffusers' pre-SDPA AttnProcessor (baddbmm + softmax).
 ATTENTION = ("trainer", "sdpa", "math", "classic")
+REALTIME_MODES = ("student", "teacher", "stock")  # walks: the few-step student, its teacher, stock diffusers

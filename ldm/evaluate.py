@@ -203,6 +203,23 @@ def format_table(rows: Sequence[Row], not_measured: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def format_comparison(columns: Sequence[tuple[str, Evaluation]]) -> str:
+    """Several evaluations side by side (a student at 1, 2 and 4 steps beside its teacher), one column each."""
+    measures = list(dict.fromkeys(row.measure for _, ev in columns for row in ev.rows))
+    lines = ["| measure | " + " | ".join(name for name, _ in columns) + " | baseline | target |",
+             "|---" * (len(columns) + 3) + "|"]
+    for measure in measures:
+        found = [next((r for r in ev.rows if r.measure == measure), None) for _, ev in columns]
+        first = next(r for r in found if r is not None)
+        cells = ["-" if r is None else r.fmt.format(r.ours) for r in found]
+        base = "-" if first.baseline is None else first.fmt.format(first.baseline)
+        lines.append(f"| {measure} | " + " | ".join(cells) + f" | {base} ({first.baseline_name}) | {first.target} |")
+    skipped = list(dict.fromkeys(reason for _, ev in columns for reason in ev.not_measured))
+    if skipped:
+        lines += ["", f"Not measured on this dataset: {'; '.join(skipped)}."]
+    return "\n".join(lines)
+
+
 CARD_BEGIN, CARD_END = "<!-- evaluate:begin -->", "<!-- evaluate:end -->"
 
 

@@ -1,4 +1,5 @@
-"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui [options]; each prints what one run measured."""
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime [options]; each prints what one run
+measured."""
 
 import argparse
 import sys
@@ -7,12 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside ldm/, not installed
 
-from benchmarks.options import ATTENTION, MODES, SAMPLE_MODES
+from benchmarks.options import ATTENTION, MODES, REALTIME_MODES, SAMPLE_MODES
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
-from ldm.sampling.requests import DEFAULT_MODEL
+from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +50,16 @@ def parse_args() -> argparse.Namespace:
     ui.add_argument("--requests", type=int, default=5, help="one-image requests per client (default 5)")
     ui.add_argument("--steps", type=int, default=14, help="denoising steps per request (default 14)")
     ui.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch (default 16)")
+    live = sub.add_parser("realtime", help="frames/s of a 48-frame seed walk and prompt morph: the few-step student, "
+                          "its teacher and stock diffusers, with the time split")
+    live.add_argument("--student", default=str(DEFAULT_STUDENT),
+                      help="few-step student folder (default: the shipped one)")
+    live.add_argument("--teacher", default=str(DEFAULT_MODEL), help="its teacher (default: the shipped model)")
+    live.add_argument("--frames", type=int, default=48, help="frames of each walk and morph (default 48)")
+    live.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    live.add_argument("--no-stock", action="store_true", help="skip stock diffusers (50 steps with CFG: the slowest)")
+    live.add_argument("--only", choices=REALTIME_MODES, help="run one mode in this process (stock needs --export)")
+    live.add_argument("--export", help="the teacher exported for stock diffusers (default: a temporary export)")
     args = parser.parse_args()
     check_args(args)
     return args
@@ -57,12 +68,20 @@ def parse_args() -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for values argparse cannot judge: counts, the config, model and export folders."""
     for flag, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("threads", 1), ("num_images", 1),
-                        ("captions", 1), ("requests", 1), ("max_batch", 1)):
+                        ("captions", 1), ("requests", 1), ("max_batch", 1), ("frames", 2)):
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     if args.command == "train":
         load_config(args.config)
+        return
+    if args.command == "realtime":
+        check_model_folder(args.student, "--student")
+        check_model_folder(args.teacher, "--teacher")
+        if args.export:
+            check_model_folder(args.export, "--export")
+        if args.only == "stock" and not args.export:
+            raise LdmError("--only stock needs --export (the exported teacher stock diffusers loads)")
         return
     if args.command == "ui" and min(args.clients) < 1:
         raise LdmError(f"--clients must be at least 1, got {min(args.clients)}")
@@ -100,6 +119,29 @@ def main_sample(args: argparse.Namespace) -> None:
     print(format_sample_report(results, args.model, rates))
 
 
+def main_realtime(args: argparse.Namespace) -> None:
+    """Time each mode in its own process (one exported teacher for stock diffusers), then print the report."""
+    from benchmarks.child import emit_result, run_child
+    from benchmarks.realtime import bench_realtime, format_realtime_report
+    from ldm.sampling.sampler import export_pipeline
+
+    if args.only:
+        folder = args.student if args.only == "student" else args.teacher
+        emit_result(bench_realtime(args.only, folder, args.export, args.frames, args.threads))
+        return
+    modes = [m for m in REALTIME_MODES if not (m == "stock" and args.no_stock)]
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
+        export = args.export or ("stock" in modes and str(export_pipeline(args.teacher, Path(tmp) / "export")))
+        results = []
+        for mode in modes:
+            child = [sys.executable, __file__, "realtime", "--only", mode, "--student", args.student, "--teacher",
+                     args.teacher, "--frames", str(args.frames)] + (["--export", export] if export else []) + \
+                (["--threads", str(args.threads)] if args.threads else [])
+            print(f"running {mode} ...", file=sys.stderr, flush=True)
+            results.append(run_child(child))
+    print(format_realtime_report(results))
+
+
 def main_train(args: argparse.Namespace) -> None:
     """Time each training mode in its own process (peak memory is per mode), then print the comparison."""
     from benchmarks.child import emit_result, run_child
@@ -132,6 +174,8 @@ def main() -> None:
         from benchmarks.schedulers import format_sweep, scheduler_sweep
 
         print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
+    elif args.command == "realtime":
+        main_realtime(args)
     elif args.command == "ui":
         from benchmarks.ui import bench_ui, format_ui_report
 

@@ -7,6 +7,7 @@ from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
+from ldm.sampling.limits import check
 from ldm.sampling.requests import DEFAULT_MODEL, Settings
 
 
@@ -20,18 +21,26 @@ def main() -> None:
     p.add_argument("--write-card", action="store_true",
                    help="also write the table into the model card (<model>/README.md, or --card)")
     p.add_argument("--card", help="with --write-card: the card to write instead of <model>/README.md")
+    p.add_argument("--steps", type=int, nargs="+", metavar="N",
+                   help="evaluate at each of these step counts, side by side (default: the model's own)")
+    p.add_argument("--teacher", help="another pipeline folder evaluated at its defaults in a column beside "
+                   "(e.g. the model a few-step student was distilled from)")
     p.add_argument("--device", help="cpu, cuda, ... (default: a GPU if there is one)")
     args = p.parse_args()
     if args.card and not args.write_card:
         raise LdmError("--card names the card that --write-card writes: add --write-card")
     if args.captions < 1:
         raise LdmError(f"--captions must be at least 1, got {args.captions}")
+    for steps in args.steps or ():
+        check("steps", steps)
     model_dir = Path(args.model)
     config = Path(args.config) if args.config else model_dir / "ldm_config.yaml"
     if not config.is_file():
         raise LdmError(f"no config {config}: pass --config")
     cfg = load_config(config, [f"data.path={args.data}", "data.source=imagefolder"] if args.data else [])
     check_model_folder(model_dir)
+    if args.teacher:
+        check_model_folder(args.teacher, "--teacher")
     if cfg.data.source == "imagefolder" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
         raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
                        f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
@@ -39,7 +48,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from ldm.data.dataset import build_dataset
-    from ldm.evaluate import Reference, evaluate_model, format_table, update_card
+    from ldm.evaluate import Reference, evaluate_model, format_comparison, format_table, update_card
     from ldm.io import write_text_atomic
     from ldm.sampling.sampler import load_sampling_model
 
@@ -52,9 +61,20 @@ def main() -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    result = evaluate_model(model, reference, heldout, Settings(), args.captions, progress=progress)
+    def column(model, settings: Settings) -> tuple[str, object]:
+        s = model.resolve(settings)
+        bar.reset()
+        result = evaluate_model(model, reference, heldout, s, args.captions, progress=progress)
+        return f"{model.name} ({s.scheduler}, {s.steps} step{'s' * (s.steps > 1)})", result
+
+    columns = [column(model, Settings(steps=steps)) for steps in args.steps or [None]]
+    if args.teacher:
+        columns.append(column(load_sampling_model(args.teacher, args.device), Settings()))
     bar.close()
-    table = format_table(result.rows, result.not_measured)
+    if len(columns) == 1:
+        table = format_table(columns[0][1].rows, columns[0][1].not_measured)
+    else:
+        table = format_comparison(columns)
     print(table)
     if args.write_card:
         card = Path(args.card) if args.card else model_dir / "README.md"

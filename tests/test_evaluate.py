@@ -98,3 +98,15 @@ def test_probe_prompts_come_from_the_dataset_when_it_has_no_emoji():
     assert probe_prompts(reference) == (shapes[0], shapes[1], shapes[3])
     emoji = list(DIVERSITY_PROMPTS) + ["grinning face with big eyes"]
     assert probe_prompts(Reference(torch.rand(6, 768), emoji)) == DIVERSITY_PROMPTS
+
+
+def test_comparison_puts_each_evaluation_in_a_column():
+    from ldm.evaluate import Evaluation, Row, format_comparison
+
+    one = Evaluation([Row("fidelity", 0.5, 0.01, "chance", ">= 0.9"), Row("walk", 1.5, 2.0, "uniform", "small")], [])
+    two = Evaluation([Row("fidelity", 0.75, 0.01, "chance", ">= 0.9")], ["walk (one caption)"])
+    lines = format_comparison([("student (lcm, 2 steps)", one), ("teacher (euler-a, 14 steps)", two)]).splitlines()
+    assert lines[0] == "| measure | student (lcm, 2 steps) | teacher (euler-a, 14 steps) | baseline | target |"
+    assert lines[2] == "| fidelity | 0.500 | 0.750 | 0.010 (chance) | >= 0.9 |"
+    assert lines[3] == "| walk | 1.500 | - | 2.000 (uniform) | small |"
+    assert lines[-1] == "Not measured on this dataset: walk (one caption)."

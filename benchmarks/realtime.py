@@ -1,0 +1,165 @@
+"""Walk and morph frame rates: the few-step student, its teacher and stock diffusers, with the time split.
+
+Each mode renders a 48-frame seed walk and a 48-frame prompt morph at the model's size and writes them as
+the CLI does (frame PNGs, GIF, MP4):
+  student  ldm's render_walk on the distilled folder at its defaults (LCMScheduler, a few steps, no CFG pass)
+  teacher  ldm's render_walk on the teacher at its defaults
+  stock    plain StableDiffusionPipeline on the exported teacher at diffusers' defaults (its folder's
+           scheduler, 50 steps, guidance 7.5, fp32), fed the same blended noise and embeddings a walk uses
+Module hooks split the time into text encoder, UNet, VAE decode and the rest; writing is timed apart.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.machine import busy_cpus, machine_info
+from ldm.folders import STOCK_GUIDANCE
+
+TARGET_FPS = 20.0
+TARGET_STOCK_SPEEDUP = 25.0
+STOCK_STEPS = 50
+FRAMES = 48
+WALK = ("cat face", (1, 2))
+MORPH = (("grinning face", "cat face"), 1)
+
+
+class Stopwatch:
+    """Seconds spent inside each named module's forward (pre/post hooks), accumulated."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module]):
+        self.seconds = dict.fromkeys(modules, 0.0)
+        self._hooks = []
+        for name, module in modules.items():
+            start = {}
+
+            def before(mod, args, start=start):
+                start["t"] = time.perf_counter()
+
+            def after(mod, args, output, name=name, start=start):
+                self.seconds[name] += time.perf_counter() - start["t"]
+
+            self._hooks += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+
+
+def _ours(folder: str):
+    from ldm.sampling.requests import Settings
+    from ldm.sampling.sampler import load_sampling_model
+    from ldm.sampling.walks import render_walk
+
+    model = load_sampling_model(folder, "cpu")
+    settings = model.resolve(Settings())
+
+    def walk(prompts, seeds, frames):
+        specs, images = render_walk(model, prompts, seeds, frames, settings)
+        return images, [model.parameters_text(sp, settings) for sp in specs]
+
+    info = {"scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance_scale,
+            "precision": model.precision}
+    return model.pipe, walk, info
+
+
+def _stock(export: str):
+    from diffusers import StableDiffusionPipeline
+
+    from ldm.sampling.interpolate import blend, path_positions
+    from ldm.sampling.noise import NoiseSource, SeedBlend
+    from ldm.sampling.walks import spec_at
+
+    pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
+
+    def walk(prompts, seeds, frames, batch=8):
+        # the frames a walk asks for (ldm's spec_at): blended starting noise and blended prompt embeddings
+        specs = [spec_at(u, prompts, seeds) for u in path_positions(frames, max(len(prompts), len(seeds)))]
+        with torch.no_grad():
+            embeds = {p: pipe.encode_prompt(p, "cpu", 1, False)[0] for p in prompts}
+            negative = pipe.encode_prompt("", "cpu", 1, False)[0]
+        images = []
+        for start in range(0, frames, batch):
+            chunk = specs[start:start + batch]
+            source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in chunk])
+            latents = source.randn((len(chunk), channels, size, size))
+            cond = torch.cat([embeds[sp.prompt] if sp.morph_to is None else
+                              blend(embeds[sp.prompt], embeds[sp.morph_to], sp.morph_t, sp.morph_mode) for sp in chunk])
+            images.append(pipe(prompt_embeds=cond, negative_prompt_embeds=negative.expand(len(chunk), -1, -1),
+                               latents=latents, num_inference_steps=STOCK_STEPS, guidance_scale=STOCK_GUIDANCE,
+                               output_type="pt").images)
+        return torch.cat(images), ["stock diffusers"] * frames
+
+    info = {"scheduler": type(pipe.scheduler).__name__, "steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE,
+            "precision": "fp32"}
+    return pipe, walk, info
+
+
+def bench_realtime(mode: str, folder: str, export: str | None = None, frames: int = FRAMES,
+                   threads: int | None = None) -> dict:
+    """Render and write one seed walk and one prompt morph; frames/s and where the time went."""
+    from ldm.media import write_animation
+
+    if threads:
+        torch.set_num_threads(threads)
+    busy = busy_cpus()
+    pipe, walk, info = _stock(export) if mode == "stock" else _ours(folder)
+    watch = Stopwatch({"text encoder": pipe.text_encoder, "UNet": pipe.unet, "VAE decode": pipe.vae.decoder})
+    walk([WALK[0]], list(WALK[1]), 2)  # warm-up: first-call allocations and kernel selection
+    result = {"mode": mode, **info, "frames": frames}
+    for name, prompts, seeds in (("walk", [WALK[0]], list(WALK[1])), ("morph", list(MORPH[0]), [MORPH[1]])):
+        watch.reset()
+        start = time.perf_counter()
+        images, parameters = walk(prompts, seeds, frames)
+        render_s = time.perf_counter() - start
+        with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
+            start = time.perf_counter()
+            write_animation(Path(tmp), images.float().cpu(), parameters)
+            write_s = time.perf_counter() - start
+        split = dict(watch.seconds)
+        split["other"] = render_s - sum(split.values())
+        split["writing"] = write_s
+        result[name] = {"render_s": render_s, "fps": frames / render_s, "split": split}
+    result["machine"] = {**machine_info(), "busy_cpus_before": busy}
+    return result
+
+
+def format_realtime_report(results: list[dict]) -> str:
+    """The frame rates, the time split and the ratios printed by `scripts/benchmark.py realtime`."""
+    m = results[0]["machine"]
+    lines = [f"Walk/morph benchmark: {results[0]['frames']} frames each, rendered then written (PNG, GIF, MP4)",
+             f"machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads", "",
+             f"{'mode':<8} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'prec':>5} {'kind':<6} {'frames/s':>8} "
+             f"{'s/frame':>8} {'text':>6} {'UNet':>6} {'VAE':>6} {'other':>6} {'write s':>8}"]
+    for r in results:
+        for kind in ("walk", "morph"):
+            k = r[kind]
+            s = k["split"]
+            lines.append(f"{r['mode']:<8} {r['scheduler']:<24} {r['steps']:>5} {r['guidance']:>4g} "
+                         f"{r['precision']:>5} {kind:<6} {k['fps']:>8.1f} {1 / k['fps']:>8.3f} "
+                         + " ".join(f"{s[p] / k['render_s']:>6.0%}" for p in ("text encoder", "UNet", "VAE decode",
+                                                                              "other"))
+                         + f" {s['writing']:>8.2f}")
+    by_mode = {r["mode"]: r for r in results}
+    if "student" in by_mode:
+        student = by_mode["student"]
+        fps = min(student["walk"]["fps"], student["morph"]["fps"])
+        lines += ["", f"student: {fps:.1f} frames/s at the slower of walk and morph "
+                      f"({'meets' if fps >= TARGET_FPS else 'below'} the {TARGET_FPS:g} frames/s target)"]
+        for other, target in (("teacher", None), ("stock", TARGET_STOCK_SPEEDUP)):
+            if other in by_mode:
+                ratio = min(student[k]["fps"] / by_mode[other][k]["fps"] for k in ("walk", "morph"))
+                verdict = "" if target is None else \
+                    f" ({'meets' if ratio >= target else 'below'} the {target:g}x target)"
+                lines.append(f"student vs {other}: {ratio:.1f}x faster per image{verdict}")
+    busy = [r["machine"].get("busy_cpus_before") for r in results]
+    if any(b is not None and b > 0.25 for b in busy):
+        lines.append(f"warning: other processes kept up to {max(b or 0 for b in busy):.1f} CPUs busy; "
+                     "timings and ratios are unreliable")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""The walk/real-time benchmark renders and writes a seed walk and a prompt morph per mode, splits the time by
+module, and reports frames/s and the student's ratios."""
+
+import pytest
+
+from benchmarks.realtime import STOCK_STEPS, bench_realtime, format_realtime_report
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_pipeline, tmp_path_factory):
+    from ldm.sampling.sampler import export_pipeline
+
+    return export_pipeline(tiny_pipeline, tmp_path_factory.mktemp("bench") / "export")
+
+
+def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pipeline, tiny_student, exported):
+    results = [bench_realtime("student", tiny_student.folder, frames=4, threads=1),
+               bench_realtime("teacher", tiny_pipeline, frames=4, threads=1),
+               bench_realtime("stock", tiny_pipeline, exported, frames=4, threads=1)]
+    student, teacher, stock = results
+    assert (student["scheduler"], student["steps"]) == ("lcm", 2)
+    assert (stock["steps"], stock["guidance"], stock["scheduler"]) == (STOCK_STEPS, 7.5, "DDIMScheduler")
+    for r in results:
+        for kind in ("walk", "morph"):
+            split = r[kind]["split"]
+            assert r[kind]["fps"] > 0 and split["UNet"] > 0 and split["VAE decode"] > 0 and split["writing"] > 0
+            assert split["text encoder"] > 0 and sum(split.values()) - split["writing"] == pytest.approx(
+                r[kind]["render_s"])
+    # the student makes 2 UNet calls a frame without the unconditional half; stock makes 50 with it
+    assert student["walk"]["split"]["UNet"] < stock["walk"]["split"]["UNet"]
+    report = format_realtime_report(results)
+    assert "student vs stock" in report and "student vs teacher" in report and "frames/s target" in report
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    from support import run_script
+
+    run = run_script("scripts/benchmark.py", "realtime", "--frames", "1", check=False)
+    assert run.returncode == 2 and "--frames must be at least 2" in run.stderr
+    run = run_script("scripts/benchmark.py", "realtime", "--student", str(tmp_path), check=False)
+    assert run.returncode == 2 and "not a diffusers pipeline folder" in run.stderr
