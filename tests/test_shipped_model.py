@@ -8,7 +8,7 @@ from PIL import Image
 from support import run_script
 
 from ldm.models import REFERENCE_FILE
-from ldm.sampling.requests import DEFAULT_MODEL, ImageSpec, Settings
+from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT, ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
 
 
@@ -50,3 +50,30 @@ def test_the_readme_main_job_samples_the_shipped_model(tmp_path):
     assert proc.stdout.split() == [str(out / n) for n in ("00000-1.png", "00001-2.png", "grid-0000.png")]
     image = Image.open(out / "00000-1.png")
     assert image.size == (64, 64) and image.info["parameters"].startswith("red apple\n")
+
+
+def test_weights_stay_under_the_repository_budget():
+    files = [p for p in DEFAULT_MODEL.parent.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 120 * 2**20
+
+
+def test_the_shipped_student_is_a_small_lcm_folder_with_a_card():
+    files = [p for p in DEFAULT_STUDENT.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 60 * 2**20
+    assert all(p.suffix == ".safetensors" for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".safetensors"))
+    assert json.loads((DEFAULT_STUDENT / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == \
+        "LCMScheduler"
+    assert [p.name for p in (DEFAULT_STUDENT / "text_encoder").iterdir()] == [REFERENCE_FILE]
+    card = (DEFAULT_STUDENT / "README.md").read_text()
+    assert "<!-- evaluate:begin -->" in card and "| prompt fidelity top-1" in card
+
+
+def test_the_shipped_student_draws_the_colour_in_a_few_steps():
+    student = load_sampling_model(DEFAULT_STUDENT, "cpu")
+    s = student.resolve(Settings())
+    assert student.is_student and s.scheduler == "lcm" and s.steps <= 4
+    seeds = range(4)
+    images = student.generate([ImageSpec("red heart", k) for k in seeds] + [ImageSpec("blue heart", k) for k in seeds],
+                              s)
+    score = _red_minus_blue(images)
+    assert score[:4].min() > score[4:].max()

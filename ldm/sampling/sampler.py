@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from ldm.sampling.requests import (
     student_defaults,
 )
 from ldm.sampling.schedulers import make_scheduler
+
+EMBEDDING_CACHE = 256  # prompts whose embeddings a SamplingModel keeps
 
 
 def assemble_pipeline(vae, unet, tokenizer, text_encoder, scheduler) -> StableDiffusionPipeline:
@@ -90,6 +93,7 @@ class SamplingModel:
         self._hash: str | None = None
         # One generation at a time: an active LoRA is state of the shared UNet and text encoder.
         self._lock = threading.Lock()
+        self._embeddings: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         pipe.set_progress_bar_config(disable=True)
 
     @property
@@ -146,11 +150,19 @@ class SamplingModel:
         """A block no generation runs during: the weights stay as they are (no LoRA is switched on or off)."""
         return self._lock
 
-    def _embed(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _embed(self, prompts: Sequence[str], lora: tuple) -> dict[str, torch.Tensor]:
+        # Recent prompts' embeddings are kept (under the lock, keyed by the active LoRA): live controls ask
+        # for the same few prompts many times a second, and the encoder costs as much as a student's step.
         out = {}
         for prompt in dict.fromkeys(prompts):
-            embeds, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
-            out[prompt] = embeds.float()
+            key = (prompt, *lora)
+            if key not in self._embeddings:
+                embeds, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
+                self._embeddings[key] = embeds.float()
+                while len(self._embeddings) > EMBEDDING_CACHE:
+                    self._embeddings.popitem(last=False)
+            self._embeddings.move_to_end(key)
+            out[prompt] = self._embeddings[key]
         return out
 
     def _pipeline(self, scheduler) -> StableDiffusionPipeline:
@@ -182,7 +194,7 @@ class SamplingModel:
         images = []
         with self._lock:
             self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
-            embeds = self._embed([s.negative_prompt, *prompts])
+            embeds = self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale))
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
                 images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress))

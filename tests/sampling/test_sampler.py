@@ -12,7 +12,7 @@ import torch
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance
 from ldm.sampling.requests import ImageSpec, Settings, folder_defaults, resolve_settings, spec_from_parameters
-from ldm.sampling.sampler import export_pipeline, load_pipeline
+from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
 from ldm.sampling.schedulers import SCHEDULERS
 
 FAST = Settings(steps=4)
@@ -173,3 +173,15 @@ def test_export_loads_in_stock_diffusers_without_ldm(tmp_path, tiny_pipeline):
         [ImageSpec("a red square", 9)], Settings(steps=4, scheduler="ddim", guidance_scale=3.0))
     assert stock.shape == ours.shape == (1, 3, 32, 32)
     assert (stock - ours).abs().max() < 1e-3  # same images as stock diffusers, up to arithmetic
+
+
+def test_prompt_embeddings_are_computed_once_per_prompt(tiny_pipeline, monkeypatch):
+    model = load_sampling_model(tiny_pipeline, "cpu", "bf16")
+    calls = []
+    original = model.pipe.encode_prompt
+    monkeypatch.setattr(model.pipe, "encode_prompt", lambda prompt, *a, **k: (calls.append(prompt),
+                                                                              original(prompt, *a, **k))[1])
+    first = model.generate([ImageSpec("a red square", 1)], Settings(steps=2))
+    again = model.generate([ImageSpec("a red square", 1), ImageSpec("a blue circle", 2)], Settings(steps=2))
+    assert sorted(calls) == ["", "a blue circle", "a red square"]  # each prompt (and the negative) once
+    assert torch.equal(first[0], again[0])
