@@ -36,9 +36,9 @@ def seed_of(evt: gr.SelectData) -> int:
 
 def live_label(h: Handlers) -> str:
     """What the live image is rendered with, in words."""
-    d = h.live.defaults
+    d, steps = h.live.defaults, h.live_steps
     kind = ", a few-step student" if h.live.is_student else ""
-    return f"{h.live.name}{kind}: {d.scheduler}, {d.steps} step{'s' * (d.steps > 1)}"
+    return f"{h.live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
 
 
 def build(h: Handlers) -> GenerateTab:
