@@ -24,8 +24,10 @@ def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pi
         for kind in ("walk", "morph"):
             split = r[kind]["split"]
             assert r[kind]["fps"] > 0 and split["UNet"] > 0 and split["VAE decode"] > 0 and split["writing"] > 0
-            assert split["text encoder"] > 0 and sum(split.values()) - split["writing"] == pytest.approx(
+            # ours keeps prompt embeddings, so a prompt the warm-up embedded costs nothing in the walk
+            assert split["text encoder"] >= 0 and sum(split.values()) - split["writing"] == pytest.approx(
                 r[kind]["render_s"])
+    assert stock["walk"]["split"]["text encoder"] > 0 and student["morph"]["split"]["text encoder"] > 0
     # the student makes 2 UNet calls a frame without the unconditional half; stock makes 50 with it
     assert student["walk"]["split"]["UNet"] < stock["walk"]["split"]["UNet"]
     report = format_realtime_report(results)
