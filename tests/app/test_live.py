@@ -131,3 +131,12 @@ def test_without_a_student_the_live_controls_use_the_model(tiny_model, tmp_path)
     text = read_png_parameters(handlers.live_generate("a red square", seed=1))
     assert "Sampler: Euler a" in text and "Steps: 14" in text
     assert handlers.live is tiny_model and isinstance(ImageSpec("x", 1).mix, tuple)
+
+
+def test_the_live_model_defaults_to_the_shipped_student_beside_the_shipped_model(tiny_pipeline):
+    from app.server import live_folder
+    from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT
+
+    assert live_folder(str(DEFAULT_MODEL), None) == str(DEFAULT_STUDENT)
+    assert live_folder(str(tiny_pipeline), None) is None  # another model: it renders its own live images
+    assert live_folder(str(DEFAULT_MODEL), "none") is None and live_folder(str(DEFAULT_MODEL), "x/y") == "x/y"
