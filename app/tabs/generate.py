@@ -34,6 +34,9 @@ def seed_of(evt: gr.SelectData) -> int:
         return 0
 
 
+CONCEPT_REACH = 1.5  # the concept slider's range either way (the shipped student: tears and skin tone by 1.0)
+
+
 def live_label(h: Handlers) -> str:
     """What the live image is rendered with, in words."""
     d, steps = h.live.defaults, h.live_steps
@@ -76,8 +79,8 @@ def build(h: Handlers) -> GenerateTab:
                 with gr.Row():
                     concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
                     concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
-                reach = BOUNDS["mix_weight"]
-                concept = gr.Slider(reach.low, reach.server_high, value=0, step=0.05, label="Concept strength",
+                # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
+                concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
                                     elem_id="concept-strength")
         with gr.Column(scale=3):
             live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
