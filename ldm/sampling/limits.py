@@ -55,7 +55,8 @@ BOUNDS = {
     "map_points": Bound("points", 3, 1500),
     "direction": Bound("each direction amount", -3, 3, whole=False),  # std units along a principal direction
     "variation_strength": Bound("variation strength", 0, 1, whole=False, local_high=1),
-    "position": Bound("position", 0, 1, whole=False, local_high=1),
+    "position": Bound("position", 0, 1, whole=False, local_high=1),  # along a whole walk or morph (live slider)
+    "morph_t": Bound("morph position", 0, 1, whole=False, local_high=1),  # between two keyframes
     "mix_weight": Bound("prompt mix weight", -3, 3, whole=False, local_high=3),  # far beyond: noise, not images
     "prompt_chars": Bound("prompt length", 0, 500),
 }

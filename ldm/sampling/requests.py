@@ -69,10 +69,8 @@ def concept_mix(from_prompt: str, to_prompt: str, strength: float) -> tuple[tupl
 
 def check_spec(spec: ImageSpec) -> None:
     """Raise a one-line error for an out-of-range seed, variation strength, morph position or mode."""
-    if not 0 <= spec.variation_strength <= 1:
-        raise LdmError(f"variation strength must be in [0, 1], got {spec.variation_strength}")
-    if not 0 <= spec.morph_t <= 1:
-        raise LdmError(f"morph position must be in [0, 1], got {spec.morph_t}")
+    check("variation_strength", spec.variation_strength)
+    check("morph_t", spec.morph_t)
     if spec.morph_mode not in MORPH_MODES:
         raise LdmError(f"unknown interpolation {spec.morph_mode!r}: choose slerp or lerp")
     check("seed", spec.seed)
@@ -112,14 +110,13 @@ def folder_defaults(folder: Path, guidance: float | None = None) -> tuple[int, M
 
 def resolve_settings(settings: Settings, factor: int, defaults: ModelDefaults) -> Settings:
     """Fill in a model's defaults (size, guidance, sampler) and check every value, raising one-line errors."""
-    default_size, default_guidance = defaults.size, defaults.guidance
     s = replace(
         settings,
         scheduler=defaults.scheduler if settings.scheduler is None else settings.scheduler,
         steps=defaults.steps if settings.steps is None else settings.steps,
-        guidance_scale=default_guidance if settings.guidance_scale is None else settings.guidance_scale,
-        width=default_size if settings.width is None else settings.width,
-        height=default_size if settings.height is None else settings.height,
+        guidance_scale=defaults.guidance if settings.guidance_scale is None else settings.guidance_scale,
+        width=defaults.size if settings.width is None else settings.width,
+        height=defaults.size if settings.height is None else settings.height,
     )
     check_scheduler(s.scheduler)
     s = replace(s, steps=check("steps", s.steps), guidance_scale=check("guidance", s.guidance_scale),

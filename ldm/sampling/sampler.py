@@ -7,6 +7,7 @@ and variation seeds), a fresh scheduler of the chosen kind, and the precision.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -116,9 +117,10 @@ class SamplingModel:
         """A few-step student: its UNet takes a guidance embedding, and it samples with LCMScheduler."""
         return self.pipe.unet.config.get("time_cond_proj_dim") is not None
 
-    @property
+    @functools.cached_property
     def defaults(self) -> ModelDefaults:
-        """What a request that does not say gets: size, guidance, scheduler and steps."""
+        """What a request that does not say gets: size, guidance, scheduler and steps (read once: every
+        resolve asks, and a student's step count lives in its folder's files)."""
         defaults = ModelDefaults(self.default_size, self.default_guidance)
         if not self.is_student:
             return defaults
