@@ -94,17 +94,17 @@ class ConsistencyDraw:
 
 
 def consistency_loss(student, teacher, target_net, latents: torch.Tensor, embeds: torch.Tensor,
-                     uncond: torch.Tensor, draw: ConsistencyDraw, skeleton: DDIMSkeleton,
-                     alphas_cumprod: torch.Tensor, prediction_type: str, guidance_dim: int,
-                     huber_c: float) -> torch.Tensor:
-    """The LCD loss for one micro-batch: d(f_theta(x_{t_{n+k}}), f_theta^-(x^phi_{t_n}))."""
+                     uncond: torch.Tensor, draw: ConsistencyDraw, skeleton: DDIMSkeleton, noise_scheduler,
+                     guidance_dim: int, huber_c: float) -> torch.Tensor:
+    """The LCD loss for one micro-batch: d(f_theta(x_{t_{n+k}}), f_theta^-(x^phi_{t_n})).
+
+    noise_scheduler: the teacher's (its alpha-bars, prediction type and add_noise)."""
     device = latents.device
     start_t = skeleton.timesteps[draw.index].to(device)
     prev_t = (start_t - skeleton.skip).clamp(min=0)
-    noise = draw.noise.to(device)
-    alphas = alphas_cumprod.to(device)
-    a = alphas[start_t].sqrt().view(-1, 1, 1, 1)
-    noisy = a * latents + (1 - alphas[start_t]).sqrt().view(-1, 1, 1, 1) * noise
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+    prediction_type = noise_scheduler.config.prediction_type
+    noisy = noise_scheduler.add_noise(latents, draw.noise.to(device), start_t)
     w = draw.w.to(device)
     w_embed = guidance_embedding(draw.w, guidance_dim).to(device)
 

@@ -221,8 +221,7 @@ class LcmDistill(FullFinetune):
         draw = ConsistencyDraw.sample(latents.shape, d.skeleton_steps, (d.guidance_min - 1, d.guidance_max - 1),
                                       generator)
         return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
-                                self.noise_scheduler.alphas_cumprod, self.noise_scheduler.config.prediction_type,
-                                d.guidance_embedding_dim, d.huber_c)
+                                self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
 
     def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
         """A pipeline folder whose scheduler is an LCMScheduler over the teacher's noise schedule."""

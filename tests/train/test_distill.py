@@ -78,8 +78,8 @@ def test_distillation_lowers_the_consistency_loss(tiny_run, student):
 
     def loss(unet) -> float:
         with torch.no_grad():  # each network as its own target: how self-consistent its trajectories are
-            return float(consistency_loss(unet, teacher.unet, unet, latents, embeds, uncond, draw, skeleton,
-                                          sched.alphas_cumprod, sched.config.prediction_type, 256, 0.001))
+            return float(consistency_loss(unet, teacher.unet, unet, latents, embeds, uncond, draw, skeleton, sched,
+                                          256, 0.001))
 
     assert loss(trained) < 0.8 * loss(start), (loss(trained), loss(start))
 
