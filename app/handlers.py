@@ -128,6 +128,12 @@ class Handlers:
             raise LdmError(f"{what} is longer than {longest} characters")
         return prompt
 
+    def prompt_lines(self, text: str | None) -> list[str]:
+        """Keyframe prompts, one per non-empty line, each checked, between 2 and the server's most."""
+        keyframes = [self.prompt(p.strip()) for p in str(text or "").splitlines() if p.strip()]
+        _keyframe_count(keyframes, "prompts, one per line")
+        return keyframes
+
     @staticmethod
     def seed(seed) -> int:
         """A checked seed; None or a negative number draws a random one."""
@@ -203,8 +209,7 @@ class Handlers:
               steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
-        keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
-        _keyframe_count(keyframes, "prompts, one per line")
+        keyframes = self.prompt_lines(prompts)
         if _choice("interpolation", mode) not in MORPH_MODES:
             raise LdmError(f"interpolation must be one of {', '.join(MORPH_MODES)}")
         s = self.settings(steps, guidance, scheduler)
@@ -300,7 +305,6 @@ class Handlers:
         image = self.batcher.run(view.traversed, picks[-1], amounts)
         return str(save_png(image, self.folder("traverse") / "traverse.png"))
 
-
     # ---- live: one image at a time, as controls move ---------------------------------------------------
     @property
     def live_steps(self) -> int:
@@ -340,8 +344,7 @@ class Handlers:
 
     def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0) -> str:
         """The prompt morph's frame at a position in [0, 1] along all its prompts (one per line)."""
-        keyframes = [self.prompt(p.strip()) for p in str(prompts or "").splitlines() if p.strip()]
-        _keyframe_count(keyframes, "prompts, one per line")
+        keyframes = self.prompt_lines(prompts)
         u = _server("position", position) * (len(keyframes) - 1)
         return self.live_image(spec_at(u, keyframes, [_server("seed", seed)]))
 

@@ -100,6 +100,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     from app.handlers import Handlers
     from app.tabs.latent import MAP_CSS
     from app.ui import PAGE_JS, build_ui
+    from app.widgets import LIVE_CSS
     from ldm.explore import DatasetView, explorer_cache_dir
     from ldm.sampling.sampler import load_sampling_model
 
@@ -121,7 +122,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
               "can use this machine's CPU/GPU", file=sys.stderr)
     # quiet: Gradio's banner suggests `share=True in launch()`; this app's flag is --share
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, css=MAP_CSS, js=PAGE_JS,
+                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, css=MAP_CSS + LIVE_CSS, js=PAGE_JS,
                 ssr_mode=False, quiet=True, prevent_thread_lock=True)
     print(f"ldm web UI: {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else
                                                "  (--share for a public link)"), flush=True)

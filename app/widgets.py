@@ -13,6 +13,8 @@ MAX_STEPS = int(BOUNDS["steps"].server_high)
 MAX_FRAMES = int(BOUNDS["frames"].server_high)
 PROMPT_CHARS = int(BOUNDS["prompt_chars"].server_high)
 PANEL = 256  # px: image panels keep their size before they hold an image
+# live images (elem_classes "ldm-live") fill their panel: a 64 px image shown large, its pixels kept sharp
+LIVE_CSS = ".ldm-live img{width:100%;height:100%;object-fit:contain;image-rendering:pixelated}"
 GUIDANCE_SLIDER = 15  # the slider's reach; the API accepts up to BOUNDS["guidance"]
 
 

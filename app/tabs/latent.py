@@ -11,8 +11,7 @@ from ldm.explore import PROJECTIONS
 from ldm.sampling.limits import BOUNDS
 
 MAP_CSS = ".ldm-map .pt .thumb{display:none;pointer-events:none} .ldm-map .pt:hover .thumb{display:inline} " \
-          ".ldm-map .pt{cursor:pointer} " \
-          ".ldm-live img{width:100%;height:100%;object-fit:contain;image-rendering:pixelated}"  # 64 px, shown large
+          ".ldm-map .pt{cursor:pointer}"
 # Clicks anywhere on the map bubble up to the component; the point's data-i says which one was picked.
 # A hovered point moves to the end of the SVG, which draws it (and its thumbnail) above later points.
 # The pointer's position in the SVG's own units goes to the server as an 'input' event, at most every 40 ms
