@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.events import stop_button, wire
+from app.events import event, stop_button, wire
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import ModelDefaults
 from ldm.sampling.schedulers import SCHEDULERS
@@ -44,12 +44,19 @@ def scrubber(frames: list):
             frame_at(frames, 0))
 
 
+# How a live control's event runs: only the newest state (a request that arrives while one runs replaces any
+# waiting one), no progress overlay, and outside Gradio's queue: one plain HTTP call instead of the queue's join
+# and event stream takes ~10 ms off each image (each browser session has at most one in flight).
+LIVE_EVENT = {"trigger_mode": "always_last", "show_progress": "hidden", "queue": False, "api_visibility": "private"}
+
+
 def live(triggers: list, handler, inputs: list, output, api_name: str | None = None) -> None:
-    """Run `handler` whenever any trigger fires (a slider dragged, a key typed): the newest state only
-    (a request that arrives while one runs replaces any waiting one), no progress overlay."""
-    for k, trigger in enumerate(triggers):
-        options = {"api_name": api_name} if k == 0 and api_name else {"api_visibility": "private"}
-        wire(trigger, handler, inputs, output, trigger_mode="always_last", show_progress="hidden", **options)
+    """Run `handler` whenever any trigger fires (a slider dragged, a key typed), as LIVE_EVENT says; API
+    callers get it as `api_name`, through the queue like the other endpoints."""
+    if api_name:  # first: the private events below would otherwise take the handler's name for themselves
+        gr.api(event(handler), api_name=api_name)
+    for trigger in triggers:
+        wire(trigger, handler, inputs, output, **LIVE_EVENT)
 
 
 def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, frame_handler,

@@ -37,16 +37,15 @@ def rss_mb(pid: int) -> float:
 
 
 class Server:
-    """app_gradio.py in a subprocess on a free port, its output in a log file; stopped with SIGTERM."""
+    """app_gradio.py with `app_args` in a subprocess on a free port, its output in a log file; stopped with SIGTERM."""
 
-    def __init__(self, model: str | Path, max_batch: int, queue_size: int, log: Path, timeout_s: float = 300):
+    def __init__(self, app_args: list[str], log: Path, timeout_s: float = 300):
         self.url = f"http://127.0.0.1:{_free_port()}/"
         port = self.url.rsplit(":", 1)[1].strip("/")
         self.log = open(log, "w")  # noqa: SIM115 (open while the server runs)
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-        self.proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(model), "--port", port,
-                                      "--max-batch", str(max_batch), "--queue-size", str(queue_size)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "app_gradio.py", *app_args, "--port", port], cwd=ROOT,
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -100,7 +99,8 @@ def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_
     rows = []
     with tempfile.TemporaryDirectory(prefix="ldm-bench-ui-") as tmp:
         for max_batch in batches:
-            server = Server(model, max_batch, queue_size=max(clients) * 2, log=Path(tmp) / f"app-{max_batch}.log")
+            app_args = ["--model", str(model), "--max-batch", str(max_batch), "--queue-size", str(max(clients) * 2)]
+            server = Server(app_args, log=Path(tmp) / f"app-{max_batch}.log")
             try:
                 run_load(server.url, 2, 1, steps)  # warm-up: first calls allocate and compile
                 warm = rss_mb(server.proc.pid)

@@ -29,7 +29,9 @@ def weights_digest(model: torch.nn.Module) -> str:
     h.update(repr(sorted(dict(config).items()) if hasattr(config, "items") else config).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # the bytes in row-major order whatever the memory format (a channels_last 1x1 conv weight counts as
+        # contiguous yet has a last stride above 1)
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

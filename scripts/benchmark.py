@@ -1,4 +1,4 @@
-"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime [options]; each prints what one run
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime|live [options]; each prints what one run
 measured."""
 
 import argparse
@@ -60,6 +60,11 @@ def parse_args() -> argparse.Namespace:
     live.add_argument("--no-stock", action="store_true", help="skip stock diffusers (50 steps with CFG: the slowest)")
     live.add_argument("--only", choices=REALTIME_MODES, help="run one mode in this process (stock needs --export)")
     live.add_argument("--export", help="the teacher exported for stock diffusers (default: a temporary export)")
+    browser = sub.add_parser("live", help="milliseconds from input to image for the web UI's live controls, "
+                             "in headless Chromium")
+    browser.add_argument("--model", default=str(DEFAULT_MODEL),
+                         help="pipeline folder the app serves (default: the shipped model, live with its student)")
+    browser.add_argument("--samples", type=int, default=15, help="timed inputs per control (default 15)")
     args = parser.parse_args()
     check_args(args)
     return args
@@ -68,7 +73,7 @@ def parse_args() -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for values argparse cannot judge: counts, the config, model and export folders."""
     for flag, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("threads", 1), ("num_images", 1),
-                        ("captions", 1), ("requests", 1), ("max_batch", 1), ("frames", 2)):
+                        ("captions", 1), ("requests", 1), ("max_batch", 1), ("frames", 2), ("samples", 3)):
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
@@ -176,6 +181,10 @@ def main() -> None:
         print(format_sweep(scheduler_sweep(args.model, args.config, args.captions, stock=not args.no_stock)))
     elif args.command == "realtime":
         main_realtime(args)
+    elif args.command == "live":
+        from benchmarks.live import bench_live, format_live_report
+
+        print(format_live_report(bench_live(args.model, args.samples)))
     elif args.command == "ui":
         from benchmarks.ui import bench_ui, format_ui_report
 

@@ -131,3 +131,18 @@ def make_tiny_clip(folder: Path, max_length: int = 16):
                             num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=0,
                             eos_token_id=1, pad_token_id=1)
     return tokenizer, CLIPTextModel(config).eval()
+
+
+def shapes_folder(folder: Path, count: int = 24) -> Path:
+    """An image folder of `count` 32 px shapes with a metadata.jsonl of their captions."""
+    import json
+
+    from ldm.data.shapes import make_shape
+
+    folder.mkdir(parents=True)
+    with open(folder / "metadata.jsonl", "w") as meta:
+        for i in range(count):
+            image, caption = make_shape(i, 32)
+            image.save(folder / f"{i:03d}.png")
+            meta.write(json.dumps({"file_name": f"{i:03d}.png", "text": caption}) + "\n")
+    return folder

@@ -5,7 +5,7 @@ import dataclasses
 import torch
 from support import TINY
 
-from ldm.cache import cache_key, encode_dataset, sample_batch
+from ldm.cache import cache_key, encode_dataset, sample_batch, weights_digest
 from ldm.config import load_config
 from ldm.data.dataset import build_dataset
 from ldm.models import build_vae, load_text_encoder
@@ -32,6 +32,14 @@ def test_key_changes_with_weights_data_flip_and_length():
     with torch.no_grad():
         next(vae.parameters()).add_(1e-3)
     assert key != cache_key(vae, encoder, tokenizer, data, flip=False)
+
+
+def test_weights_digest_ignores_the_memory_format():
+    # the sampler keeps its VAE in channels_last (its 1x1 convolutions then have a last stride above 1)
+    vae = _parts()[1]
+    plain = weights_digest(vae)
+    vae.to(memory_format=torch.channels_last)
+    assert weights_digest(vae) == plain
 
 
 def test_encodings_and_batches():

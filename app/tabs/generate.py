@@ -9,7 +9,7 @@ import gradio as gr
 
 from app.events import event, stop_button, wire
 from app.handlers import MAX_SEED, NO_LORA, Handlers
-from app.widgets import GUIDANCE_SLIDER, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
+from app.widgets import GUIDANCE_SLIDER, LIVE_EVENT, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.schedulers import SCHEDULERS
 
@@ -115,6 +115,6 @@ def build(h: Handlers) -> GenerateTab:
     inputs = [prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept]
     gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
            concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
-          trigger_mode="always_last", show_progress="hidden", api_visibility="private", preprocess=False)
+          preprocess=False, **LIVE_EVENT)
     gr.api(follow, api_name="live_generate")  # the same, for API callers: no switch to set
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from app.events import event, stop_button, wire
 from app.handlers import Handlers
-from app.widgets import MAX_FRAMES, PANEL, run_buttons
+from app.widgets import LIVE_EVENT, MAX_FRAMES, PANEL, run_buttons
 from ldm.explore import PROJECTIONS
 from ldm.sampling.limits import BOUNDS
 
@@ -74,8 +74,7 @@ def build(h: Handlers) -> None:
     wire(draw.click, h.draw_map, [space, method, points, picks], [the_map, drawn], api_name="latent_map")
     the_map.click(on_click, [drawn, picks, *amounts], [picked, picks, picked_text, the_map, between_gif, traversed],
                   api_visibility="private", preprocess=False)
-    the_map.input(on_move, drawn, under, trigger_mode="always_last", show_progress="hidden", api_visibility="private",
-                  preprocess=False)
+    the_map.input(on_move, drawn, under, preprocess=False, **LIVE_EVENT)
     gr.api(point, api_name="map_point")
     between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
                        api_visibility="private")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import ROOT, run_script
+from support import ROOT, run_script, shapes_folder
 
 from ldm.data.shapes import make_shape
 from ldm.sampling.parameters import read_png_parameters
@@ -43,22 +43,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _shapes_folder(folder: Path, count: int = 24) -> Path:
-    folder.mkdir(parents=True)
-    with open(folder / "metadata.jsonl", "w") as meta:
-        for i in range(count):
-            image, caption = make_shape(i, 32)
-            image.save(folder / f"{i:03d}.png")
-            meta.write(json.dumps({"file_name": f"{i:03d}.png", "text": caption}) + "\n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def app_url(tiny_pipeline, tiny_student, tmp_path_factory):
     """The app on a free port with the tiny pipeline (a tiny student for the live controls), a small shapes
     dataset and a 2-request queue."""
     base = tmp_path_factory.mktemp("app")
-    data = _shapes_folder(base / "shapes")
+    data = shapes_folder(base / "shapes")
     lora = base / "mylora"
     run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from", str(tiny_pipeline),
                "--data", str(data), "--output-dir", str(lora), "--max-steps", "3", "--mixed-precision", "no",

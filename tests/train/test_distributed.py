@@ -6,7 +6,6 @@ one gloo process group.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,9 +13,9 @@ from support import ROOT, TINY
 
 
 def test_two_process_cpu_run(tiny_run, tmp_path):
-    accelerate = shutil.which("accelerate") or os.path.join(os.path.dirname(sys.executable), "accelerate")
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
+    # this interpreter's accelerate (the one on PATH may belong to another Python without ldm)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "scripts/train_unet.py", "--config", str(TINY), "--output-dir", str(tmp_path),
            "--vae", str(tiny_run / "vae"), "train_unet.max_steps=6", "train_unet.checkpoint_every=3",
            "train_unet.batch_size=8", "data.shapes_count=64"]
