@@ -110,3 +110,22 @@ def test_comparison_puts_each_evaluation_in_a_column():
     assert lines[2] == "| fidelity | 0.500 | 0.750 | 0.010 (chance) | >= 0.9 |"
     assert lines[3] == "| walk | 1.500 | - | 2.000 (uniform) | small |"
     assert lines[-1] == "Not measured on this dataset: walk (one caption)."
+
+
+def test_general_variety_counts_distinct_twins_and_family_hits():
+    from ldm.evaluate import general_variety
+    from ldm.sampling.requests import Settings
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(5, 3, 32, 32, generator=g)
+    images[4] = images[3] + 0.2 / 255  # twins: one picture under two captions
+    ref = Reference(image_features(images), ["red apple", "pear", "cat face", "banana", "flag: France"])
+    prompts = {"a fruit": ("apple", "pear", "banana"), "an animal face": ("cat face",)}
+    # "a fruit" lands on apple, pear, the banana and its twin (one picture), and the cat; "an animal face"
+    # lands on the cat every time
+    model = _FixedImages(images[[0, 1, 3, 4, 2, 2, 2, 2, 2, 2]])
+    variety = general_variety(model, ref, Settings(), prompts, seeds=5)
+    assert variety.distinct == (4 + 1) / 2
+    assert variety.in_family == (4 / 5 + 5 / 5) / 2
+    assert variety.most == (3 + 1) / 2  # the fruit family has 3 distinct pictures, the animal faces 1
+    assert variety.chance == (3 / 5 + 1 / 5) / 2
