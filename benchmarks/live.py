@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.machine import busy_cpus, machine_info
@@ -51,7 +52,8 @@ def _timed(page, selector: str, action, timeout_ms: float = 60_000) -> float:
     return page.evaluate("window.__ldmTimer.ms")
 
 
-def _typed(page, label: str, value) -> callable:
+def _typed(page, label: str, value) -> Callable[[], object]:
+    """An action that types `value` into the visible number box labelled `label` and presses Enter."""
     box = page.get_by_label(label, exact=True).locator("visible=true").first
     return lambda: (box.fill(str(value)), box.press("Enter"))
 
