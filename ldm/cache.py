@@ -19,7 +19,8 @@ from ldm.models import encode_prompts
 
 log = logging.getLogger("ldm")
 
-CACHE_VERSION = "1"
+# 2: every caption of an image (unique caption embeddings, caption_index and caption_offsets)
+CACHE_VERSION = "2"
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -45,14 +46,28 @@ def cache_key(vae, text_encoder, tokenizer, dataset, flip: bool) -> str:
     return h.hexdigest()[:20]
 
 
+def caption_table(caption_lists: list[tuple[str, ...]]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(unique captions, each image's captions as indices into them flattened, offsets of each image's run).
+
+    Image i's captions are unique[caption_index[caption_offsets[i]:caption_offsets[i + 1]]], primary first."""
+    position: dict[str, int] = {}
+    index, offsets = [], [0]
+    for captions in caption_lists:
+        for caption in captions:
+            index.append(position.setdefault(caption, len(position)))
+        offsets.append(len(index))
+    return list(position), torch.tensor(index, dtype=torch.int64), torch.tensor(offsets, dtype=torch.int64)
+
+
 @torch.no_grad()
 def encode_dataset(vae, tokenizer, text_encoder, dataset, flip: bool, batch_size: int = 64,
                    num_workers: int = 0, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Encode every image (and its mirror when flip) to posterior mean/std and every caption to embeddings."""
+    """Encode every image (and its mirror when flip) to posterior mean/std, and every distinct caption of
+    every image to embeddings (see caption_table for how images find theirs)."""
     vae = vae.to(device).eval()
     text_encoder = text_encoder.to(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    means, stds, fmeans, fstds, embeds = [], [], [], [], []
+    means, stds, fmeans, fstds = [], [], [], []
     for batch in tqdm(loader, desc="encoding latents", leave=False):
         pixels = batch["pixel_values"].to(device)
         dist = vae.encode(pixels).latent_dist
@@ -62,11 +77,15 @@ def encode_dataset(vae, tokenizer, text_encoder, dataset, flip: bool, batch_size
             fdist = vae.encode(pixels.flip(-1)).latent_dist
             fmeans.append(fdist.mean.float().cpu())
             fstds.append(fdist.std.float().cpu())
-        embeds.append(encode_prompts(tokenizer, text_encoder, batch["caption"]).to(torch.float16).cpu())
+    unique, caption_index, caption_offsets = caption_table(dataset.caption_lists)
+    embeds = [encode_prompts(tokenizer, text_encoder, unique[i:i + batch_size]).to(torch.float16).cpu()
+              for i in tqdm(range(0, len(unique), batch_size), desc="encoding captions", leave=False)]
     out = {
         "mean": torch.cat(means),
         "std": torch.cat(stds),
         "embeds": torch.cat(embeds),
+        "caption_index": caption_index,
+        "caption_offsets": caption_offsets,
         "uncond": encode_prompts(tokenizer, text_encoder, [""]).to(torch.float16).cpu(),
     }
     if flip:
@@ -97,10 +116,27 @@ def load_or_build_cache(accelerator, cache_dir: Path, vae, tokenizer, text_encod
     return load_file(str(path))
 
 
+def pick_captions(cache: dict[str, torch.Tensor], indices: list[int] | torch.Tensor, generator: torch.Generator,
+                  primary_share: float) -> torch.Tensor:
+    """For each image, the position (into caption_index) of the caption it is drawn with this time: its primary
+    caption with probability primary_share, else one of its others uniformly; an image with one caption keeps it."""
+    idx = torch.as_tensor(indices, dtype=torch.int64)
+    offsets = cache["caption_offsets"]
+    start, count = offsets[idx], offsets[idx + 1] - offsets[idx]
+    if cache["caption_index"].numel() == offsets.numel() - 1:  # one caption per image: draw nothing, as before
+        return start
+    primary = torch.rand(len(idx), generator=generator) < primary_share
+    other = 1 + (torch.rand(len(idx), generator=generator) * (count - 1)).long().clamp(max=(count - 2).clamp(min=0))
+    return torch.where(primary | (count == 1), start, start + other)
+
+
 def sample_batch(cache: dict[str, torch.Tensor], indices: list[int], generator: torch.Generator,
-                 scaling_factor: float, caption_dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw latents from the cached posteriors (a fresh sample each step), their embeddings, and which
-    captions were dropped (replaced by the empty prompt)."""
+                 scaling_factor: float, caption_dropout: float, primary_share: float = 1.0,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw latents from the cached posteriors (a fresh sample each step), one caption per image (see
+    pick_captions) and its embedding, and which captions were dropped (replaced by the empty prompt).
+
+    Returns (latents, embeddings, dropped, caption positions)."""
     idx = torch.tensor(indices)
     mean, std = cache["mean"][idx], cache["std"][idx]
     if "mean_flip" in cache:
@@ -108,9 +144,10 @@ def sample_batch(cache: dict[str, torch.Tensor], indices: list[int], generator: 
         mean = torch.where(flip[:, None, None, None], cache["mean_flip"][idx], mean)
         std = torch.where(flip[:, None, None, None], cache["std_flip"][idx], std)
     latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scaling_factor
-    embeds = cache["embeds"][idx].float()
+    picks = pick_captions(cache, idx, generator, primary_share)
+    embeds = cache["embeds"][cache["caption_index"][picks]].float()
     drop = torch.zeros(len(idx), dtype=torch.bool)
     if caption_dropout > 0:
         drop = torch.rand(len(idx), generator=generator) < caption_dropout
         embeds = torch.where(drop[:, None, None], cache["uncond"].float(), embeds)
-    return latents, embeds, drop
+    return latents, embeds, drop, picks

@@ -106,6 +106,9 @@ class VAETrainConfig(TrainConfig):
     # false: fine-tune the decoder only. The encoder, hence every latent and the scaling factor, stays
     # as it was, so a UNet trained on those latents keeps working (as Stable Diffusion's ft-MSE VAE).
     train_encoder: bool = True
+    # share of training images redrawn at a random size (40-100% of the frame), place, mirroring and
+    # background (ldm/data/augment.py), so that the VAE does not learn one layout; 0 trains on images as they are
+    augment: float = 0.0
 
 
 @dataclass
@@ -113,6 +116,9 @@ class UNetTrainConfig(TrainConfig):
     """Diffusion-specific training settings."""
 
     caption_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    # images with several captions (a list in the data's caption column): the share of draws that use the
+    # first (primary) one; the rest pick among the others uniformly
+    primary_caption_share: float = 0.5
     ema_decay: float = 0.999  # 0 disables EMA
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting; null disables
     sample_every: int = 500
@@ -189,6 +195,7 @@ _AT_LEAST_1 = (lambda v: v >= 1, "must be at least 1")
 _AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
 _POSITIVE = (lambda v: v > 0, "must be > 0")
 _FRACTION = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+_SHARE = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 LIMITS = {
     "data.resolution": _AT_LEAST_1,
     "data.shapes_count": _AT_LEAST_1,
@@ -210,7 +217,9 @@ LIMITS = {
     "train_vae.kl_weight": _AT_LEAST_0,
     "train_vae.eval_every": _AT_LEAST_1,
     "train_vae.scaling_samples": _AT_LEAST_1,
+    "train_vae.augment": _SHARE,
     "train_unet.caption_dropout": _FRACTION,
+    "train_unet.primary_caption_share": _SHARE,
     "train_unet.ema_decay": _FRACTION,
     "train_unet.snr_gamma": _POSITIVE,
     "train_unet.sample_every": _AT_LEAST_1,

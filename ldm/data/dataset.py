@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ldm.config import DataConfig
 from ldm.data.imagefolder import HELDOUT_NAME, METADATA_NAME, Entry, FolderScan, scan_imagefolder
-from ldm.data.images import BadImage, load_image, to_tensor
+from ldm.data.images import BadImage, load_image, load_image_with_alpha, to_tensor
 from ldm.data.shapes import GENERATOR_VERSION, make_shape, shape_caption, shape_params
 from ldm.errors import LdmError
 
@@ -28,10 +29,17 @@ FINGERPRINT_VERSION = "1"
 
 
 class ImageCaptionDataset(torch.utils.data.Dataset):
-    """Images in [-1, 1] with their captions; subclasses say where pixels come from."""
+    """Images in [-1, 1] with their captions; subclasses say where pixels come from.
+
+    `captions` holds each image's primary caption; `caption_lists` every caption it may train under."""
 
     captions: list[str]
     size: int
+
+    @property
+    def caption_lists(self) -> list[tuple[str, ...]]:
+        """Every caption of each image, its primary caption first."""
+        return [(c,) for c in self.captions]
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -43,6 +51,10 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
     def load(self, i: int) -> torch.Tensor:
         """Image i as a float32 (3, size, size) tensor in [-1, 1], without augmentation."""
         return to_tensor(self.image(i))
+
+    def load_with_alpha(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image i as load() gives it, and its opacity as a float32 (1, size, size) tensor in [0, 1]."""
+        return self.load(i), torch.ones(1, self.size, self.size)
 
     def __getitem__(self, i: int) -> dict:
         n = len(self)
@@ -62,8 +74,14 @@ class FolderDataset(ImageCaptionDataset):
     def __init__(self, entries: Sequence[Entry], size: int):
         self.entries = list(entries)
         self.captions = [e.caption for e in self.entries]
+        self._caption_lists = [e.all_captions() for e in self.entries]
         self.size = size
         self._warned: set[int] = set()
+
+    @property
+    def caption_lists(self) -> list[tuple[str, ...]]:
+        """Every caption of each image, its primary caption first."""
+        return self._caption_lists
 
     def image(self, i: int) -> Image.Image:
         """Image i; a file that broke since the scan becomes white (with one warning) instead of a crash."""
@@ -75,6 +93,16 @@ class FolderDataset(ImageCaptionDataset):
                 self._warned.add(i)
                 log.warning("%s no longer loads (%s); using a white image", entry.rel, exc)
             return Image.new("RGB", (self.size, self.size), (255, 255, 255))
+
+    def load_with_alpha(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image i on white and its opacity (from the file's transparency; a file that broke is white, opaque)."""
+        entry = self.entries[i]
+        try:
+            rgb, alpha = load_image_with_alpha(entry.path, self.size)
+        except BadImage:
+            return self.load(i), torch.ones(1, self.size, self.size)
+        opacity = torch.from_numpy(np.array(alpha, dtype=np.float32, copy=True))[None] / 255
+        return to_tensor(rgb), opacity
 
     def fingerprint(self) -> str:
         """Hash over source, resolution, order, captions and each file's bytes, size and mtime."""
@@ -97,7 +125,7 @@ class FolderDataset(ImageCaptionDataset):
         for part in ("imagefolder", FINGERPRINT_VERSION, str(self.size)):
             h.update(part.encode() + b"\0")
         for entry, digest in zip(self.entries, digests):
-            for part in (str(entry.path), entry.caption, digest):
+            for part in (str(entry.path), "\x1f".join(entry.all_captions()), digest):
                 h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         return h.hexdigest()
 
@@ -129,6 +157,20 @@ class ShapesDataset(ImageCaptionDataset):
 
     def __repr__(self) -> str:
         return f"ShapesDataset({len(self)} images, size={self.size}, seed={self.seed})"
+
+
+class WithAlpha(torch.utils.data.Dataset):
+    """A dataset's images with their opacity, for layout augmentation: {"pixel_values", "alpha", "index"}."""
+
+    def __init__(self, dataset: ImageCaptionDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        pixels, alpha = self.dataset.load_with_alpha(i)
+        return {"pixel_values": pixels, "alpha": alpha, "index": i}
 
 
 def _mtime(path: Path) -> int:

@@ -14,8 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import emoji
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
+from ldm.data.emoji_captions import caption_key, caption_sources, emoji_captions
+from ldm.data.emoji_eval import PARAPHRASES
 from ldm.errors import LdmError
 from ldm.io import atomic_file, one_line
 
@@ -119,6 +122,29 @@ def load_emoji_font(font_path: str | os.PathLike = DEFAULT_FONT) -> ImageFont.Fr
 
 def render_emoji(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin: float = 0.05) -> Image.Image:
     """Render one emoji as a size x size RGB image on white, centred; raises UnrenderableEmoji if the font lacks it."""
+    return _render_square(char, font, margin, "white").resize((size, size), Image.Resampling.LANCZOS)
+
+
+def render_emoji_rgba(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin: float = 0.05) -> Image.Image:
+    """render_emoji with its transparency: RGBA that composites on white to render_emoji's image (within the
+    few levels of LANCZOS ringing that leave [0, 255]), and onto any other background for augmentation."""
+    # PIL draws colour bitmaps onto RGBA canvases premultiplied; drawing on white and on black instead gives
+    # the coverage exactly: white - black = 255 * (1 - alpha), at full size where nothing has been resampled
+    on_white = np.asarray(_render_square(char, font, margin, "white"), dtype=np.float32)
+    on_black = np.asarray(_render_square(char, font, margin, "black"), dtype=np.float32)
+    alpha = np.clip(_resized(255 - (on_white - on_black).mean(axis=-1), size), 0, 255)
+    white = np.asarray(render_emoji(char, font, size, margin), dtype=np.float32)
+    colour = (white - 255 + alpha[..., None]) * 255 / np.maximum(alpha[..., None], 1e-3)
+    rgba = np.dstack([np.where(alpha[..., None] > 0, np.clip(colour, 0, 255), 0), alpha])
+    return Image.fromarray(np.rint(rgba).astype(np.uint8), "RGBA")
+
+
+def _resized(channel: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(channel.astype(np.float32), "F").resize((size, size), Image.Resampling.LANCZOS))
+
+
+def _render_square(char: str, font: ImageFont.FreeTypeFont, margin: float, background: str) -> Image.Image:
+    """The emoji on `background`, centred in a square with `margin` on each side, at the font's size."""
     # 1. refuse what the font cannot draw as one glyph
     glyph = _glyph_rgba(char, font)
     if glyph is None:
@@ -136,19 +162,19 @@ def render_emoji(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin
         if base_glyph is not None and _same_pixels(glyph, base_glyph):
             raise UnrenderableEmoji(char, "draws only its base emoji")
 
-    # 2. draw on white. PIL hands embedded-colour bitmaps to RGBA canvases premultiplied, so compositing that
-    # RGBA on white would darken every edge; drawing straight onto white lets PIL blend correctly.
+    # 2. draw on the background. PIL hands embedded-colour bitmaps to RGBA canvases premultiplied, so
+    # compositing that RGBA on white would darken every edge; drawing straight onto the colour blends correctly.
     left, top, right, bottom = glyph.info["bbox"]
-    on_white = Image.new("RGB", glyph.info["canvas"], "white")
-    ImageDraw.Draw(on_white).text(glyph.info["origin"], char, font=font, embedded_color=True)
-    on_white = on_white.crop((left, top, right, bottom))
+    drawn = Image.new("RGB", glyph.info["canvas"], background)
+    ImageDraw.Draw(drawn).text(glyph.info["origin"], char, font=font, embedded_color=True)
+    drawn = drawn.crop((left, top, right, bottom))
 
-    # 3. centre in a square with a margin, then downsample (already on white, so no dark fringes)
-    width, height = on_white.size
+    # 3. centre in a square with a margin (the caller downsamples; already on the background, so no fringes)
+    width, height = drawn.size
     side = math.ceil(max(width, height) / (1 - 2 * margin))
-    square = Image.new("RGB", (side, side), "white")
-    square.paste(on_white, ((side - width) // 2, (side - height) // 2))
-    return square.resize((size, size), Image.Resampling.LANCZOS)
+    square = Image.new("RGB", (side, side), background)
+    square.paste(drawn, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def build_emoji_dataset(
@@ -160,7 +186,11 @@ def build_emoji_dataset(
     only: Iterable[str] | None = None,
     progress: Callable[[list], Iterable] | None = None,
 ) -> dict:
-    """Write an imagefolder of rendered emoji (images/, metadata.jsonl, heldout.txt) and return a summary dict."""
+    """Write an imagefolder of rendered emoji (images/, metadata.jsonl, heldout.txt, dataset_info.json) and return
+    a summary dict.
+
+    Each image has its CLDR name as `text` and every caption it trains under, with their sources, as `captions`
+    and `caption_sources` (see ldm.data.emoji_captions); the evaluation's paraphrases are never among them."""
     # 1. check inputs
     if not 0 <= heldout_fraction < 1:
         raise LdmError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
@@ -185,21 +215,34 @@ def build_emoji_dataset(
     except OSError as err:
         raise LdmError(f"cannot create {images_dir}: {one_line(err)}") from err
     records, skipped = [], []
+    # the evaluation's paraphrases measure generalisation, so no training caption may equal one
+    exclude = frozenset(caption_key(p) for p in PARAPHRASES)
+    decontaminated = 0
     for char, caption in progress(items) if progress else items:
         try:
-            image = render_emoji(char, font, size=size)
+            image = render_emoji_rgba(char, font, size=size)
         except UnrenderableEmoji as err:
             skipped.append({"emoji": char, "text": caption, "reason": err.reason})
             continue
         file_name = f"images/{emoji_file_stem(char)}.png"
         _write_atomic(out / file_name, lambda tmp, image=image: image.save(tmp, format="PNG"))
-        records.append({"file_name": file_name, "text": caption, "emoji": char})
+        captions = emoji_captions(char, caption, exclude)
+        decontaminated += len(emoji_captions(char, caption)) - len(captions)
+        records.append({"file_name": file_name, "text": caption, "emoji": char,
+                        "captions": [c for c, _ in captions], "caption_sources": [s for _, s in captions]})
 
     # 3. held-out split, then metadata last so it never names an image that is not on disk
     heldout = heldout_split([r["emoji"] for r in records], heldout_fraction, seed)
     heldout_files = sorted(r["file_name"] for r in records if r["emoji"] in heldout)
     _write_atomic(out / "heldout.txt", lambda tmp: tmp.write_text("".join(f + "\n" for f in heldout_files), "utf-8"))
     lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    sources = Counter(source for r in records for source in r["caption_sources"])
+    info = {"images": len(records), "heldout": len(heldout_files), "font": str(font_path),
+            "captions": sum(sources.values()), "captions_by_source": dict(sources),
+            "caption_sources": caption_sources(),
+            "left_out_as_evaluation_prompts": decontaminated}
+    _write_atomic(out / "dataset_info.json",
+                  lambda tmp: tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8"))
     _write_atomic(out / "metadata.jsonl", lambda tmp: tmp.write_text(lines, "utf-8"))
 
     return {
@@ -212,6 +255,7 @@ def build_emoji_dataset(
         "images_dir": str(images_dir),
         "metadata": str(out / "metadata.jsonl"),
         "heldout_file": str(out / "heldout.txt"),
+        "info": info,
     }
 
 

@@ -30,11 +30,17 @@ HELDOUT_NAME = "heldout.txt"
 
 @dataclass(frozen=True)
 class Entry:
-    """One usable image: its file, its caption and its path relative to the folder (POSIX)."""
+    """One usable image: its file, its caption, its path relative to the folder (POSIX), and every caption it
+    may be trained under when the folder gives several (the first is `caption`)."""
 
     path: Path
     caption: str
     rel: str
+    captions: tuple[str, ...] = ()
+
+    def all_captions(self) -> tuple[str, ...]:
+        """Every caption of the image, `caption` first."""
+        return self.captions or (self.caption,)
 
 
 @dataclass
@@ -79,13 +85,14 @@ def _text_lines(raw: bytes) -> list[str]:
     return [decode_text(line) for line in raw.split(b"\n")]
 
 
-def _caption_value(value: object) -> str:
+def _caption_values(value: object) -> tuple[str, ...]:
+    """The captions a metadata value holds: a list gives several (empty and repeated ones dropped), else one."""
     if value is None:
-        return ""
+        return ("",)
     if isinstance(value, list):
-        # several captions per image: use the first
-        value = value[0] if value else ""
-    return clean_caption(value if isinstance(value, str) else str(value))
+        cleaned = [clean_caption(v if isinstance(v, str) else str(v)) for v in value if v is not None]
+        return tuple(dict.fromkeys(c for c in cleaned if c)) or ("",)
+    return (clean_caption(value if isinstance(value, str) else str(value)),)
 
 
 def _resolve_name(file_name: str, base: str) -> str | None:
@@ -101,7 +108,7 @@ def _resolve_name(file_name: str, base: str) -> str | None:
 
 def _read_metadata(root: Path, meta_rel: str, caption_column: str,
                    skipped: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], set[str]]:
-    """([(rel, caption)], columns seen) from one metadata.jsonl; bad lines are appended to `skipped`."""
+    """([(rel, captions)], columns seen) from one metadata.jsonl; bad lines are appended to `skipped`."""
     try:
         raw = (root / meta_rel).read_bytes()
     except OSError as exc:
@@ -133,7 +140,7 @@ def _read_metadata(root: Path, meta_rel: str, caption_column: str,
             skipped.append((rel, "file not found"))
             continue
         columns.update(obj)
-        rows.append((rel, _caption_value(obj.get(caption_column))))
+        rows.append((rel, _caption_values(obj.get(caption_column))))
     return rows, columns
 
 
@@ -148,14 +155,15 @@ def _sidecar_caption(root: Path, rel: str) -> str:
         return ""
 
 
-def _candidates(root: Path, caption_column: str, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """[(rel, caption)] before the images are decoded."""
+def _candidates(root: Path, caption_column: str,
+                skipped: list[tuple[str, str]]) -> list[tuple[str, tuple[str, ...]]]:
+    """[(rel, captions)] before the images are decoded."""
     images, metadata = _walk(root)
     if not metadata:
         rows = []
         for rel in images:
             try:
-                rows.append((rel, _sidecar_caption(root, rel)))
+                rows.append((rel, (_sidecar_caption(root, rel),)))
             except OSError as exc:
                 skipped.append((rel, f"caption file unreadable ({exc.strerror or type(exc).__name__})"))
         return rows
@@ -247,9 +255,10 @@ def scan_imagefolder(root: str | Path, caption_column: str = "text", size: int =
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = dict(zip(paths, pool.map(lambda rel: _check(root / rel, size), paths)))
     entries = []
-    for rel, caption in rows:
+    for rel, captions in rows:
         if problems[rel] is None:
-            entries.append(Entry(path=root / rel, caption=caption, rel=rel))
+            entries.append(Entry(path=root / rel, caption=captions[0], rel=rel,
+                                 captions=captions if len(captions) > 1 else ()))
         else:
             skipped.append((rel, problems[rel]))
 

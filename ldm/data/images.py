@@ -119,9 +119,8 @@ def _fit(img: Image.Image, size: int) -> Image.Image:
     return img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side), reducing_gap=REDUCING_GAP)
 
 
-def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode `path` fully into a size x size RGB image, or raise BadImage with a short reason."""
-    path = Path(path)
+def _decode(path: Path, size: int, max_pixels: int) -> tuple[Image.Image, str | None]:
+    """The fully decoded, EXIF-oriented image and its file format, or BadImage with a short reason."""
     try:
         nbytes = path.stat().st_size
     except FileNotFoundError:
@@ -144,12 +143,41 @@ def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Ima
                 oriented = ImageOps.exif_transpose(img)
             except Exception:  # a broken EXIF block should not cost a good picture
                 oriented = img.copy()
-        return _fit(_to_rgb(oriented, fmt), size)
+        return oriented, fmt
     except BadImage:
         raise
     except MemoryError:
         raise BadImage("too large to decode") from None
     except Exception as exc:  # PIL signals broken data with OSError, SyntaxError, ValueError, zlib.error...
+        raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
+
+
+def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode `path` fully into a size x size RGB image, or raise BadImage with a short reason."""
+    oriented, fmt = _decode(Path(path), size, max_pixels)
+    try:
+        return _fit(_to_rgb(oriented, fmt), size)
+    except MemoryError:
+        raise BadImage("too large to decode") from None
+    except Exception as exc:
+        raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
+
+
+def load_image_with_alpha(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, Image.Image]:
+    """load_image's RGB image (transparent pixels on white) and the image's opacity as a size x size 'L'
+    image (all 255 when the file has no transparency)."""
+    oriented, fmt = _decode(Path(path), size, max_pixels)
+    try:
+        rgb = _fit(_to_rgb(oriented, fmt), size)
+        if oriented.mode.startswith("I") or oriented.mode == "F" or not oriented.has_transparency_data:
+            return rgb, Image.new("L", (size, size), 255)
+        rgba = (oriented.convert("LA") if oriented.mode == "La" else oriented).convert("RGBA")
+        alpha = rgba.getchannel("A")
+        # the same resampling as the colour, so that colour on white = colour * alpha + white * (1 - alpha) holds
+        return rgb, _fit(alpha, size)
+    except MemoryError:
+        raise BadImage("too large to decode") from None
+    except Exception as exc:
         raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
 
 

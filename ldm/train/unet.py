@@ -111,10 +111,10 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
 class CachedBatches:
     """Each step's micro-batches drawn from the latent cache, in the trainer's seeded order.
 
-    embed(indices, dropped), when given, replaces the cached embeddings (a text encoder that trains)."""
+    embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that trains)."""
 
     def __init__(self, cache: dict[str, torch.Tensor], tc: TrainConfig, scaling: float, rank: int = 0,
-                 world: int = 1, embed: Callable[[list[int], torch.Tensor], torch.Tensor] | None = None):
+                 world: int = 1, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         self.cache, self.tc, self.scaling, self.rank, self.world, self.embed = cache, tc, scaling, rank, world, embed
         self.n = cache["mean"].shape[0]
 
@@ -124,9 +124,10 @@ class CachedBatches:
         gen = step_generator(tc.seed, step, micro, self.rank)
         idx = batch_indices(step, micro, tc.gradient_accumulation_steps, tc.batch_size, self.n, tc.seed, self.rank,
                             self.world)
-        latents, embeds, dropped = sample_batch(self.cache, idx, gen, self.scaling, tc.caption_dropout)
+        latents, embeds, dropped, picks = sample_batch(self.cache, idx, gen, self.scaling, tc.caption_dropout,
+                                                       tc.primary_caption_share)
         if self.embed is not None:
-            embeds = self.embed(idx, dropped)
+            embeds = self.embed(picks, dropped)
         return latents, embeds, gen
 
 
@@ -205,8 +206,10 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
              count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, accelerator.mixed_precision)
 
     # 4. the loop
-    def embed(idx: list[int], dropped: torch.Tensor) -> torch.Tensor:  # a training text encoder: fresh embeddings
-        prompts = ["" if d else dataset.captions[i] for i, d in zip(idx, dropped.tolist(), strict=True)]
+    flat_captions = [c for captions in dataset.caption_lists for c in captions]  # as the cache's caption positions
+
+    def embed(picks: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:  # a training text encoder: fresh embeddings
+        prompts = ["" if d else flat_captions[p] for p, d in zip(picks.tolist(), dropped.tolist(), strict=True)]
         return embed_prompts(tokenizer, text_encoder, prompts)
 
     batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None)

@@ -11,6 +11,15 @@ import pytest
 from PIL import Image
 
 from ldm.data.dataset import clear_scan_cache
+from ldm.data.emoji import DEFAULT_FONT, load_emoji_font
+
+
+@pytest.fixture(scope="session")
+def font():
+    """The Debian colour emoji font (CI installs it; elsewhere the tests that draw emoji skip)."""
+    if not Path(DEFAULT_FONT).is_file():
+        pytest.skip(f"emoji font not installed: {DEFAULT_FONT}")
+    return load_emoji_font()
 
 
 @pytest.fixture(autouse=True)

@@ -20,9 +20,10 @@ from ldm.data.emoji import (
     emoji_file_stem,
     heldout_split,
     list_emoji,
-    load_emoji_font,
     render_emoji,
+    render_emoji_rgba,
 )
+from ldm.data.emoji_captions import SOURCES
 from ldm.errors import LdmError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,13 +31,6 @@ needs_font = pytest.mark.skipif(not Path(DEFAULT_FONT).is_file(), reason=f"emoji
 # Unicode 16-18 emoji that the Debian Noto build lacks; a newer font may draw some of them.
 ENGLAND = "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
 RECENT = ["\U0001fae9", "\U0001fac6", "\U0001fabe", "\U0001fadf"]
-
-
-@pytest.fixture(scope="module")
-def font():
-    if not Path(DEFAULT_FONT).is_file():
-        pytest.skip(f"emoji font not installed: {DEFAULT_FONT}")
-    return load_emoji_font()
 
 
 # --- captions --------------------------------------------------------------------------------------------------------
@@ -99,6 +93,21 @@ def test_heldout_split_is_seeded_and_sized():
 # --- rendering -------------------------------------------------------------------------------------------------------
 
 @needs_font
+@pytest.mark.parametrize("char", ["😀", "🇯🇵", "👩🏽\u200d🚒", "⬛", "🌈"])
+def test_rgba_render_keeps_the_white_render_and_gives_true_transparency(font, char):
+    rgba = render_emoji_rgba(char, font)
+    assert rgba.size == (64, 64) and rgba.mode == "RGBA"
+    alpha = np.asarray(rgba.getchannel("A")).astype(int)
+    assert alpha[0, 0] == 0 and alpha[32, 32] == 255  # transparent margin, opaque centre
+    on_white = np.asarray(Image.alpha_composite(Image.new("RGBA", (64, 64), "white"), rgba).convert("RGB"))
+    diff = np.abs(on_white.astype(int) - np.asarray(render_emoji(char, font)).astype(int))
+    # equal but for the LANCZOS ringing at the outline that leaves [0, 255] on white
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 12
+    # on black it is the emoji drawn on black, not a white fringe
+    on_black = np.asarray(Image.alpha_composite(Image.new("RGBA", (64, 64), "black"), rgba).convert("RGB"))
+    assert on_black[alpha == 0].max() == 0 and on_black[alpha < 64].mean() < 40
+
+@needs_font
 @pytest.mark.parametrize("char", ["😀", "🇯🇵", "👩🏽\u200d🚒", "🐸", "❤️", "#️⃣", ENGLAND])
 def test_render_is_centred_colour_on_white(font, char):
     image = render_emoji(char, font)
@@ -158,10 +167,17 @@ def test_build_subset_writes_an_imagefolder(tmp_path, font):
     assert len(records) == summary["written"]
     assert {r["emoji"] for r in records} == set(drawable + RECENT) - set(refused)
     for record in records:
-        assert set(record) == {"file_name", "text", "emoji"}
-        assert record["text"] == emoji_caption(record["emoji"])
+        assert set(record) == {"file_name", "text", "emoji", "captions", "caption_sources"}
+        assert record["text"] == emoji_caption(record["emoji"]) == record["captions"][0]
+        assert record["caption_sources"][0] == "cldr-name"
+        assert len(record["captions"]) == len(record["caption_sources"]) == len(set(record["captions"]))
         with Image.open(tmp_path / record["file_name"]) as image:
-            assert image.size == (64, 64) and image.mode == "RGB"
+            assert image.size == (64, 64) and image.mode == "RGBA"  # the transparency VAE augmentation uses
+
+    info = json.loads((tmp_path / "dataset_info.json").read_text("utf-8"))
+    assert info["images"] == len(records) and info["captions"] == sum(len(r["captions"]) for r in records)
+    assert {s for r in records for s in r["caption_sources"]} <= set(info["caption_sources"]) == set(SOURCES)
+    assert all(" " in version for version in info["caption_sources"].values())  # package and version
 
     heldout = (tmp_path / "heldout.txt").read_text("utf-8").splitlines()
     assert len(heldout) == summary["heldout"] == round(0.25 * len(records))

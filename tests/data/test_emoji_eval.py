@@ -1,9 +1,12 @@
 """The emoji model's evaluation tables: every paraphrase family and probe prompt exists in the emoji captions,
 and no paraphrase is a caption under another name."""
 
+import json
+
 import emoji
 
-from ldm.data.emoji import list_emoji
+from ldm.data.emoji import build_emoji_dataset, list_emoji
+from ldm.data.emoji_captions import caption_key, emoji_captions
 from ldm.data.emoji_eval import DIVERSITY_PROMPTS, GENERAL_PROMPTS, PARAPHRASES
 
 
@@ -33,3 +36,23 @@ def test_no_paraphrase_is_a_caption_or_a_name_the_emoji_package_gives():
             names.add(name.strip(":").replace("_", " ").lower())
     assert not [p for p in PARAPHRASES if p.lower() in names]
     assert not [p for p in PARAPHRASES if p.lower() in {c.replace("-", " ") for c in names}]
+
+
+def test_no_paraphrase_is_among_the_captions_the_dataset_trains_on():
+    # every caption source (short names, aliases, tags, subgroup phrases): a few tags equal paraphrases
+    # ("burger", "puppy"), so the builder leaves those captions out; the paraphrases stay as written
+    keys = {caption_key(p) for p in PARAPHRASES}
+    raw = {caption_key(c) for char, name in list_emoji() for c, _ in emoji_captions(char, name)}
+    assert keys & raw  # what the builder has to leave out (if none, the exclusion below tests nothing)
+    trained = {caption_key(c) for char, name in list_emoji() for c, _ in emoji_captions(char, name, frozenset(keys))}
+    assert not keys & trained
+
+
+def test_the_built_dataset_leaves_paraphrases_out(tmp_path, font):
+    build_emoji_dataset(tmp_path, only=["🍔", "🐶", "🍆", "📱"])
+    keys = {caption_key(p) for p in PARAPHRASES}
+    records = [json.loads(line) for line in (tmp_path / "metadata.jsonl").read_text("utf-8").splitlines()]
+    assert len(records) == 4
+    assert not {caption_key(c) for r in records for c in r["captions"]} & keys
+    info = json.loads((tmp_path / "dataset_info.json").read_text("utf-8"))
+    assert info["left_out_as_evaluation_prompts"] >= 3

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from ldm.data.dataset import FolderDataset
 from ldm.data.imagefolder import Entry, _hash_unit, scan_imagefolder
 from ldm.errors import LdmError
 
@@ -59,6 +60,34 @@ def test_metadata_caption_column_and_missing_column_warning(tmp_path, write_imag
     with caplog.at_level(logging.INFO, logger="ldm.data"):
         assert everything(scan_imagefolder(tmp_path, caption_column="prompt")) == {"a.png": ""}
     assert any("no 'prompt' column" in r.getMessage() and "caption" in r.getMessage() for r in caplog.records)
+
+
+def test_a_list_of_captions_gives_every_caption_and_the_first_as_primary(tmp_path, write_image):
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(tmp_path / name)
+    write_metadata(tmp_path, [
+        {"file_name": "a.png", "captions": ["red apple", " a fruit\n", "", "red apple", None, 3]},
+        {"file_name": "b.png", "captions": []},  # no caption at all
+        {"file_name": "c.png", "captions": "just one"},
+    ])
+    scan = scan_imagefolder(tmp_path, caption_column="captions", heldout_fraction=0)
+    assert everything(scan) == {"a.png": "red apple", "b.png": "", "c.png": "just one"}
+    assert [e.all_captions() for e in scan.train] == [("red apple", "a fruit", "3"), ("",), ("just one",)]
+
+
+def test_the_held_out_split_is_by_image_so_no_caption_of_a_held_out_image_trains(tmp_path, write_image):
+    rows = []
+    for i in range(8):
+        write_image(tmp_path / f"{i}.png")
+        rows.append({"file_name": f"{i}.png", "captions": [f"name {i}", f"alias {i}", "shared phrase"]})
+    write_metadata(tmp_path, rows)
+    (tmp_path / "heldout.txt").write_text("2.png\n5.png\n")
+    train = FolderDataset(scan_imagefolder(tmp_path, caption_column="captions").train, 16)
+    heldout = FolderDataset(scan_imagefolder(tmp_path, caption_column="captions").heldout, 16)
+    assert heldout.captions == ["name 2", "name 5"]
+    trained = {c for captions in train.caption_lists for c in captions}
+    assert len(train) == 6 and not {"name 2", "alias 2", "name 5", "alias 5"} & trained
+    assert all(len(captions) == 3 for captions in train.caption_lists)
 
 
 def test_metadata_with_bom_utf16_and_cp1252_line(tmp_path, write_image):
