@@ -14,12 +14,34 @@ from dataclasses import dataclass
 
 import torch
 
+from ldm.data.augment import Layout
 from ldm.data.emoji_eval import DIVERSITY_PROMPTS, GENERAL_PROMPTS, PARAPHRASES
-from ldm.metrics import downsample_psnr, heldout_psnr, image_features, mean_pairwise_distance, nearest, twin_groups
+from ldm.metrics import (
+    downsample_psnr,
+    heldout_psnr,
+    image_features,
+    mean_pairwise_distance,
+    nearest,
+    redrawn_images,
+    round_trip_psnr,
+    twin_groups,
+)
 from ldm.sampling.interpolate import max_jump_ratio
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
+
+# (how, layout, background): held-out images redrawn where and on what the training layout never puts them
+# (the emoji dataset draws each at 90% of the frame on white)
+LAYOUT_CHECKS = (
+    ("at 100% of the frame", Layout(1.0), "white"),
+    ("at 75% of the frame", Layout(0.75), "white"),
+    ("at 50% of the frame", Layout(0.5), "white"),
+    ("on black", Layout(0.9), "black"),
+    ("on grey", Layout(0.9), "grey"),
+    ("on random colours", Layout(0.9), "colour"),
+    ("on gradients", Layout(0.9), "gradient"),
+)
 
 
 @dataclass
@@ -194,6 +216,11 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
     rows.append(Row("VAE held-out PSNR (dB)", heldout_psnr(vae, heldout, model.device),
                     downsample_psnr(pixels, model.factor), f"{model.factor}x area down/up-sampling", ">= 32",
                     "{:.2f}"))
+    for how, layout, background in LAYOUT_CHECKS:
+        redrawn = redrawn_images(heldout, layout, background)
+        rows.append(Row(f"VAE held-out PSNR, redrawn {how} (dB)", round_trip_psnr(vae, redrawn, model.device),
+                        downsample_psnr(redrawn, model.factor), f"{model.factor}x area down/up-sampling", ">= 30",
+                        "{:.2f}"))
     indices = caption_sample(reference, captions)
     n = len(reference.captions)
     if indices:

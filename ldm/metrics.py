@@ -42,6 +42,37 @@ def heldout_psnr(vae, dataset, device, batch_size: int = 64) -> float:
     return float(torch.cat(scores).mean())
 
 
+@torch.no_grad()
+def redrawn_images(dataset, layout, background: str, seed: int = 0) -> torch.Tensor:
+    """The dataset's images redrawn at `layout` on a `background` of ldm.data.augment's kinds (colours and
+    gradients drawn from `seed`, so every model sees the same ones)."""
+    from ldm.data.augment import make_background, redraw  # data code, needed only here
+
+    gen = torch.Generator().manual_seed(seed)
+    drawn = []
+    for i in range(len(dataset)):
+        pixels, alpha = dataset.load_with_alpha(i)
+        drawn.append(redraw(pixels, alpha, layout, make_background(background, pixels.shape[-1], gen)))
+    return torch.stack(drawn) if drawn else torch.empty(0)
+
+
+@torch.no_grad()
+def round_trip_psnr(vae, images: torch.Tensor, device, batch_size: int = 64) -> float:
+    """Mean reconstruction PSNR (dB) of a batch of images in [-1, 1] (nan when there are none)."""
+    if len(images) == 0:
+        return float("nan")
+    scores = []
+    for start in range(0, len(images), batch_size):
+        pixels = images[start:start + batch_size].to(device)
+        scores.append(psnr(vae_round_trip(vae, pixels), pixels.float()).cpu())
+    return float(torch.cat(scores).mean())
+
+
+def redrawn_psnr(vae, dataset, device, layout, background: str, seed: int = 0) -> float:
+    """round_trip_psnr of redrawn_images."""
+    return round_trip_psnr(vae, redrawn_images(dataset, layout, background, seed), device)
+
+
 def downsample_psnr(images: torch.Tensor, factor: int) -> float:
     """PSNR of images (in [-1, 1]) squeezed through a factor-times smaller RGB image and back: the naive
     compression a VAE has to beat."""

@@ -23,8 +23,9 @@ def main() -> None:
     p.add_argument("--card", help="with --write-card: the card to write instead of <model>/README.md")
     p.add_argument("--steps", type=int, nargs="+", metavar="N",
                    help="evaluate at each of these step counts, side by side (default: the model's own)")
-    p.add_argument("--teacher", help="another pipeline folder evaluated at its defaults in a column beside "
-                   "(e.g. the model a few-step student was distilled from)")
+    p.add_argument("--compare", "--teacher", dest="compare", metavar="FOLDER",
+                   help="another pipeline folder evaluated at its defaults in a column beside (the previous "
+                   "release, or the model a few-step student was distilled from)")
     p.add_argument("--device", help="cpu, cuda, ... (default: a GPU if there is one)")
     args = p.parse_args()
     if args.card and not args.write_card:
@@ -39,8 +40,8 @@ def main() -> None:
         raise LdmError(f"no config {config}: pass --config")
     cfg = load_config(config, [f"data.path={args.data}", "data.source=imagefolder"] if args.data else [])
     check_model_folder(model_dir)
-    if args.teacher:
-        check_model_folder(args.teacher, "--teacher")
+    if args.compare:
+        check_model_folder(args.compare, "--compare")
     if cfg.data.source == "imagefolder" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
         raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
                        f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
@@ -68,8 +69,8 @@ def main() -> None:
         return f"{model.name} ({s.scheduler}, {s.steps} step{'s' * (s.steps > 1)})", result
 
     columns = [column(model, Settings(steps=steps)) for steps in args.steps or [None]]
-    if args.teacher:
-        columns.append(column(load_sampling_model(args.teacher, args.device), Settings()))
+    if args.compare:
+        columns.append(column(load_sampling_model(args.compare, args.device), Settings()))
     bar.close()
     if len(columns) == 1:
         table = format_table(columns[0][1].rows, columns[0][1].not_measured)

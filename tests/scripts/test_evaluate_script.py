@@ -6,6 +6,8 @@ import pytest
 import yaml
 from support import no_model_libraries, run_script
 
+from ldm.evaluate import LAYOUT_CHECKS
+
 
 def _table(stdout: str) -> dict[str, float]:
     """measure -> our value, from the Markdown table the script prints."""
@@ -19,13 +21,26 @@ def test_a_shapes_model_gets_the_measures_that_apply_and_one_note(tiny_run):
     proc = run_script("scripts/evaluate.py", "--model", str(tiny_run), "--device", "cpu")
     assert "Traceback" not in proc.stderr
     measured = _table(proc.stdout)
+    redrawn = {f"VAE held-out PSNR, redrawn {how} (dB)" for how, _, _ in LAYOUT_CHECKS}
     assert set(measured) == {"VAE held-out PSNR (dB)", "diversity over 8 seeds (mean pairwise distance)",
-                             "seed walk max/median frame change", "prompt morph max/median frame change"}
+                             "seed walk max/median frame change", "prompt morph max/median frame change"} | redrawn
     assert all(math.isfinite(v) for v in measured.values())
+    assert all(measured[name] > 5 for name in redrawn)
     assert measured["VAE held-out PSNR (dB)"] > 10 and measured["diversity over 8 seeds (mean pairwise distance)"] > 0
     notes = [line for line in proc.stdout.splitlines() if line.startswith("Not measured")]
     assert len(notes) == 1 and "prompt fidelity" in notes[0] and "generalisation" in notes[0]
     assert not (tiny_run / "README.md").exists()  # the card is written only with --write-card
+
+
+def test_compare_puts_another_model_in_a_column_beside(tiny_run, tiny_pipeline):
+    # how a release's card shows the release before it
+    proc = run_script("scripts/evaluate.py", "--model", str(tiny_run), "--compare", str(tiny_pipeline),
+                      "--device", "cpu")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    header = lines[0].strip("| ").split(" | ")
+    assert header[0] == "measure" and header[1].startswith(tiny_run.name) and header[2].startswith(tiny_pipeline.name)
+    psnr = next(line for line in lines if line.startswith("| VAE held-out PSNR (dB)")).strip("| ").split(" | ")
+    assert float(psnr[1]) != float(psnr[2])  # two models, two measurements
 
 
 def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
@@ -40,12 +55,14 @@ def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
     ("card_without_write", "add --write-card"),
     ("no_dataset", "build it first"),
     ("captions", "--captions must be at least 1"),
+    ("compare_missing", "--compare"),
 ])
 def test_bad_arguments_are_one_line_before_torch(tiny_pipeline, tmp_path, case, message):
     args = {
         "card_without_write": ["--card", str(tmp_path / "card.md")],
         "no_dataset": ["--config", _imagefolder_config(tmp_path, tiny_pipeline)],
         "captions": ["--captions", "0"],
+        "compare_missing": ["--compare", str(tmp_path / "no-such-model")],
     }[case]
     proc = run_script("scripts/evaluate.py", "--model", str(tiny_pipeline), *args, check=False,
                       env=no_model_libraries(tmp_path / "libs"))
