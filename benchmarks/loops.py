@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ldm.cache import encode_dataset
 from ldm.config import Config, vae_factor
+from ldm.data.dataset import ImageCaptionDataset
 from ldm.data.images import to_tensor
 from ldm.data.shapes import make_shape
 from ldm.models import (
@@ -50,7 +51,7 @@ from ldm.train.targets import FreshUNet
 from ldm.train.unet import CachedBatches, prepare_training, unet_step
 
 
-class SquaresDataset(torch.utils.data.Dataset):
+class SquaresDataset(ImageCaptionDataset):
     """The procedural shapes (ldm.data.shapes) held in memory, so timing never waits on image decoding."""
 
     def __init__(self, count: int, size: int, seed: int = 0):
@@ -59,15 +60,9 @@ class SquaresDataset(torch.utils.data.Dataset):
         self.pixels = torch.stack([to_tensor(image) for image, _ in shapes])
         self.captions: list[str] = [caption for _, caption in shapes]
 
-    def __len__(self) -> int:
-        return len(self.captions)
-
     def load(self, i: int) -> torch.Tensor:
         """Image i as a (3, size, size) tensor in [-1, 1]."""
         return self.pixels[i]
-
-    def __getitem__(self, i: int) -> dict:
-        return {"pixel_values": self.pixels[i], "caption": self.captions[i], "index": i}
 
 
 @dataclass

@@ -77,9 +77,7 @@ def encode_dataset(vae, tokenizer, text_encoder, dataset, flip: bool, batch_size
             fdist = vae.encode(pixels.flip(-1)).latent_dist
             fmeans.append(fdist.mean.float().cpu())
             fstds.append(fdist.std.float().cpu())
-    # any dataset with `captions` works; ImageCaptionDataset adds the other captions of each image
-    lists = getattr(dataset, "caption_lists", None) or [(caption,) for caption in dataset.captions]
-    unique, caption_index, caption_offsets = caption_table(lists)
+    unique, caption_index, caption_offsets = caption_table(dataset.caption_lists)
     embeds = [encode_prompts(tokenizer, text_encoder, unique[i:i + batch_size]).to(torch.float16).cpu()
               for i in tqdm(range(0, len(unique), batch_size), desc="encoding captions", leave=False)]
     out = {

@@ -7,6 +7,8 @@ twins: no image can be nearer to one than to the other.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 
@@ -32,14 +34,19 @@ def vae_round_trip(vae, pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def heldout_psnr(vae, dataset, device, batch_size: int = 64) -> float:
     """Mean reconstruction PSNR (dB) over a dataset (nan when it is empty)."""
-    if len(dataset) == 0:
-        return float("nan")
+    # batch by batch, so that a large held-out set is never in memory at once
+    batches = (torch.stack([dataset.load(i) for i in range(start, min(start + batch_size, len(dataset)))])
+               for start in range(0, len(dataset), batch_size))
+    return _mean_round_trip_psnr(vae, batches, device)
+
+
+def _mean_round_trip_psnr(vae, batches: Iterable[torch.Tensor], device) -> float:
+    """Mean PSNR (dB) of every image of the batches against its VAE round trip (nan when there are none)."""
     scores = []
-    for start in range(0, len(dataset), batch_size):
-        pixels = torch.stack([dataset.load(i) for i in range(start, min(start + batch_size, len(dataset)))])
+    for pixels in batches:
         pixels = pixels.to(device)
         scores.append(psnr(vae_round_trip(vae, pixels), pixels.float()).cpu())
-    return float(torch.cat(scores).mean())
+    return float(torch.cat(scores).mean()) if scores else float("nan")
 
 
 @torch.no_grad()
@@ -59,13 +66,7 @@ def redrawn_images(dataset, layout, background: str, seed: int = 0) -> torch.Ten
 @torch.no_grad()
 def round_trip_psnr(vae, images: torch.Tensor, device, batch_size: int = 64) -> float:
     """Mean reconstruction PSNR (dB) of a batch of images in [-1, 1] (nan when there are none)."""
-    if len(images) == 0:
-        return float("nan")
-    scores = []
-    for start in range(0, len(images), batch_size):
-        pixels = images[start:start + batch_size].to(device)
-        scores.append(psnr(vae_round_trip(vae, pixels), pixels.float()).cpu())
-    return float(torch.cat(scores).mean())
+    return _mean_round_trip_psnr(vae, (images[i:i + batch_size] for i in range(0, len(images), batch_size)), device)
 
 
 def redrawn_psnr(vae, dataset, device, layout, background: str, seed: int = 0) -> float:

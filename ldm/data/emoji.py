@@ -17,7 +17,7 @@ import emoji
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
-from ldm.data.emoji_captions import caption_key, caption_sources, emoji_captions
+from ldm.data.emoji_captions import HAIR, SKIN_TONES, caption_key, caption_sources, emoji_captions
 from ldm.data.emoji_eval import PARAPHRASES
 from ldm.errors import LdmError
 from ldm.io import atomic_file, one_line
@@ -28,8 +28,6 @@ DEFAULT_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 # NotoColorEmoji is a CBDT bitmap font with a single strike; FreeType refuses any other pixel size.
 EMOJI_PPEM = 109
 
-_TONES = ("light skin tone", "medium-light skin tone", "medium skin tone", "medium-dark skin tone", "dark skin tone")
-_HAIR = ("red hair", "curly hair", "white hair", "blond hair", "bald", "beard")
 _HAIR_BASES = ("man", "woman", "person")
 _GROUPS = ("couple with heart", "family", "kiss")
 _MEMBERS = ("man", "woman", "person", "boy", "girl", "adult", "child")
@@ -76,7 +74,7 @@ def emoji_caption(char: str) -> str:
 
     # CLDR orders attributes as: group members, skin tones, hair; the shortcode keeps that order.
     base, hair, tones = name, [], []
-    for style in _HAIR:
+    for style in HAIR:
         if base.endswith(" " + style):
             candidate = base[: -len(style) - 1]
             if _strip_tones(candidate)[0] in _HAIR_BASES:
@@ -122,7 +120,8 @@ def load_emoji_font(font_path: str | os.PathLike = DEFAULT_FONT) -> ImageFont.Fr
 
 def render_emoji(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin: float = 0.05) -> Image.Image:
     """Render one emoji as a size x size RGB image on white, centred; raises UnrenderableEmoji if the font lacks it."""
-    return _render_square(char, font, margin, "white").resize((size, size), Image.Resampling.LANCZOS)
+    square = _square(char, font, _checked_glyph(char, font), margin, "white")
+    return square.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def render_emoji_rgba(char: str, font: ImageFont.FreeTypeFont, size: int = 64, margin: float = 0.05) -> Image.Image:
@@ -130,10 +129,12 @@ def render_emoji_rgba(char: str, font: ImageFont.FreeTypeFont, size: int = 64, m
     few levels of LANCZOS ringing that leave [0, 255]), and onto any other background for augmentation."""
     # PIL draws colour bitmaps onto RGBA canvases premultiplied; drawing on white and on black instead gives
     # the coverage exactly: white - black = 255 * (1 - alpha), at full size where nothing has been resampled
-    on_white = np.asarray(_render_square(char, font, margin, "white"), dtype=np.float32)
-    on_black = np.asarray(_render_square(char, font, margin, "black"), dtype=np.float32)
+    glyph = _checked_glyph(char, font)
+    square = _square(char, font, glyph, margin, "white")
+    on_white = np.asarray(square, dtype=np.float32)
+    on_black = np.asarray(_square(char, font, glyph, margin, "black"), dtype=np.float32)
     alpha = np.clip(_resized(255 - (on_white - on_black).mean(axis=-1), size), 0, 255)
-    white = np.asarray(render_emoji(char, font, size, margin), dtype=np.float32)
+    white = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32)
     colour = (white - 255 + alpha[..., None]) * 255 / np.maximum(alpha[..., None], 1e-3)
     rgba = np.dstack([np.where(alpha[..., None] > 0, np.clip(colour, 0, 255), 0), alpha])
     return Image.fromarray(np.rint(rgba).astype(np.uint8), "RGBA")
@@ -143,9 +144,8 @@ def _resized(channel: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(channel.astype(np.float32), "F").resize((size, size), Image.Resampling.LANCZOS))
 
 
-def _render_square(char: str, font: ImageFont.FreeTypeFont, margin: float, background: str) -> Image.Image:
-    """The emoji on `background`, centred in a square with `margin` on each side, at the font's size."""
-    # 1. refuse what the font cannot draw as one glyph
+def _checked_glyph(char: str, font: ImageFont.FreeTypeFont) -> Image.Image:
+    """The emoji's glyph (see _glyph_rgba); raises UnrenderableEmoji if the font cannot draw it as one glyph."""
     glyph = _glyph_rgba(char, font)
     if glyph is None:
         raise UnrenderableEmoji(char, "blank")
@@ -161,15 +161,19 @@ def _render_square(char: str, font: ImageFont.FreeTypeFont, margin: float, backg
         base_glyph = _reference_glyph(_base_of(char), font)
         if base_glyph is not None and _same_pixels(glyph, base_glyph):
             raise UnrenderableEmoji(char, "draws only its base emoji")
+    return glyph
 
-    # 2. draw on the background. PIL hands embedded-colour bitmaps to RGBA canvases premultiplied, so
-    # compositing that RGBA on white would darken every edge; drawing straight onto the colour blends correctly.
+
+def _square(char: str, font: ImageFont.FreeTypeFont, glyph: Image.Image, margin: float,
+            background: str) -> Image.Image:
+    """The emoji on `background`, centred in a square with `margin` on each side, at the font's size."""
+    # PIL hands embedded-colour bitmaps to RGBA canvases premultiplied, so compositing that RGBA on white would
+    # darken every edge; drawing straight onto the background lets PIL blend correctly.
     left, top, right, bottom = glyph.info["bbox"]
     drawn = Image.new("RGB", glyph.info["canvas"], background)
     ImageDraw.Draw(drawn).text(glyph.info["origin"], char, font=font, embedded_color=True)
     drawn = drawn.crop((left, top, right, bottom))
-
-    # 3. centre in a square with a margin (the caller downsamples; already on the background, so no fringes)
+    # the caller downsamples; already on the background, so no fringes
     width, height = drawn.size
     side = math.ceil(max(width, height) / (1 - 2 * margin))
     square = Image.new("RGB", (side, side), background)
@@ -276,7 +280,7 @@ def _is_flag(char: str) -> bool:
 def _strip_tones(name: str) -> tuple[str, list[str]]:
     tones: list[str] = []
     while True:
-        tone = next((t for t in _TONES if name.endswith(" " + t)), None)
+        tone = next((t for t in SKIN_TONES if name.endswith(" " + t)), None)
         if tone is None:
             return name, tones
         name, tones = name[: -len(tone) - 1], [tone, *tones]

@@ -123,7 +123,10 @@ SUBGROUP_PHRASES: dict[str, tuple[str, ...]] = {
     "subdivision-flag": ("a flag of a region", "a flag"),
 }
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "brown", "black", "white", "pink", "grey", "gold")
-_TONE = re.compile(r"(light|medium-light|medium|medium-dark|dark) skin tone")
+# the attributes CLDR names end with (after the group's members), in CLDR's order: skin tones, then hair
+SKIN_TONES = ("light skin tone", "medium-light skin tone", "medium skin tone", "medium-dark skin tone",
+              "dark skin tone")
+HAIR = ("red hair", "curly hair", "white hair", "blond hair", "bald", "beard")
 _TONE_MODIFIERS = {chr(c) for c in range(0x1F3FB, 0x1F400)}
 _VS16 = "\ufe0f"
 # the order a caption list is written in: the CLDR name always first (the dataset's primary caption)
@@ -168,11 +171,10 @@ def emoji_captions(char: str, name: str, exclude: frozenset[str] = frozenset()) 
     elif attributes and base != "keycap":
         pairs.append((base, "cldr-base"))
         for attribute in attributes.split(", "):
-            if _TONE.fullmatch(attribute) or attribute in ("red hair", "curly hair", "white hair", "blond hair",
-                                                           "beard"):
-                pairs.append((f"{base} with {attribute}", "cldr-attributes"))
-            elif attribute == "bald":
+            if attribute == "bald":
                 pairs.append((f"bald {base}", "cldr-attributes"))
+            elif attribute in SKIN_TONES or attribute in HAIR:
+                pairs.append((f"{base} with {attribute}", "cldr-attributes"))
     first = base.split(" ")[0]
     if first in ("woman", "man") and phrases and phrases[0].startswith("a person"):
         pairs.append((phrases[0].replace("a person", f"a {first}", 1), "cldr-attributes"))
@@ -242,8 +244,8 @@ def _named() -> dict[str, str]:
 def _iamcal_entry(char: str) -> dict | None:
     if not char:
         return None
-    table = _iamcal_table()
-    return next((table[k] for k in (_without(key, {_VS16}) for key in _keys(char)) if k in table), None)
+    table = _iamcal_table()  # keyed without VS16, as _keys' second and third forms are
+    return next((table[k] for k in _keys(char) if k in table), None)
 
 
 def _gemoji_entry(char: str):

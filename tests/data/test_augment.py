@@ -10,7 +10,7 @@ from support import shapes_folder
 
 from ldm.data.augment import BACKGROUNDS, Layout, augment_batch, content_box, make_background, redraw
 from ldm.data.dataset import FolderDataset
-from ldm.data.emoji import _render_square, render_emoji_rgba
+from ldm.data.emoji import _checked_glyph, _square, render_emoji_rgba
 from ldm.data.imagefolder import scan_imagefolder
 from ldm.data.images import to_tensor
 from ldm.metrics import image_features, psnr
@@ -67,7 +67,8 @@ def test_the_background_shows_exactly_where_the_emoji_is_transparent(font):
     top, left, bottom, right = content_box(alpha)
     own = Layout(max(bottom - top, right - left) / 64)
     on_black = redraw(pixels, alpha, own, make_background("black", 64, torch.Generator()))
-    truth = to_tensor(_render_square("🐸", font, 0.05, "black").resize((64, 64), Image.Resampling.LANCZOS))
+    on_black_square = _square("🐸", font, _checked_glyph("🐸", font), 0.05, "black")
+    truth = to_tensor(on_black_square.resize((64, 64), Image.Resampling.LANCZOS))
     assert psnr(on_black[None], truth[None]).item() > 30
 
 
