@@ -22,6 +22,7 @@ from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_im
 from ldm.media import save_png, write_animation
 from ldm.sampling.batching import MicroBatcher
 from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, WORK_BUDGET, check, check_work
+from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings, concept_mix
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk, spec_at
@@ -276,7 +277,7 @@ class Handlers:
         if drawn["space"] == "latents":
             image = self.batcher.run(view.decoded, i)
         else:
-            image = self.batcher.generate([ImageSpec(view.captions[i], 0)], Settings())[0]
+            image = self.batcher.generate([ImageSpec(escape(view.captions[i]), 0)], Settings())[0]
         path = str(save_png(image, self.folder("pick") / "pick.png"))
         labels = " → ".join(f"“{view.captions[p]}”" for p in picks)
         svg, _ = view.map_svg(drawn["space"], drawn["method"], indices, picks)

@@ -27,6 +27,7 @@ from ldm.metrics import (
     twin_groups,
 )
 from ldm.sampling.interpolate import max_jump_ratio
+from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
@@ -103,7 +104,8 @@ def topk_hits(features: torch.Tensor, reference: Reference, targets: Sequence[in
 def prompt_fidelity(model: SamplingModel, reference: Reference, indices: Sequence[int], settings: Settings,
                     seed: int = 0, batch_size: int = 16, progress=None) -> tuple[float, float]:
     """Top-1 and top-5 nearest-neighbour agreement of images generated from dataset captions."""
-    specs = [ImageSpec(reference.captions[i], seed + k) for k, i in enumerate(indices)]
+    # a caption is asked for literally: its brackets are text, not emphasis ("A button (blood type)")
+    specs = [ImageSpec(escape(reference.captions[i]), seed + k) for k, i in enumerate(indices)]
     images = model.generate(specs, settings, batch_size, progress)
     return topk_hits(image_features(images), reference, indices)
 
@@ -175,7 +177,7 @@ def probe_prompts(reference: Reference, count: int = len(DIVERSITY_PROMPTS)) -> 
     if all(reference.family_share((p,)) > 0 for p in DIVERSITY_PROMPTS):
         return DIVERSITY_PROMPTS
     captions = [c for c in dict.fromkeys(reference.captions[:reference.trained]) if c]
-    return tuple(captions[:count]) or DIVERSITY_PROMPTS
+    return tuple(escape(c) for c in captions[:count]) or DIVERSITY_PROMPTS
 
 
 @dataclass

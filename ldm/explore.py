@@ -23,6 +23,7 @@ from ldm.folders import folder_training_images
 from ldm.media import to_uint8
 from ldm.metrics import psnr
 from ldm.sampling.interpolate import slerp
+from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import Progress
 
 PROJECTIONS = ("pca", "tsne", "umap")
@@ -446,8 +447,8 @@ class DatasetView:
         """
         projection = self.projection("captions", method, indices)
         near = projection.nearest(map_position(projection.xy, svg_x, svg_y))
-        first = self.captions[indices[near[0][0]]]
-        rest = [(self.captions[indices[k]], w) for k, w in near[1:]]
+        first = escape(self.captions[indices[near[0][0]]])  # captions are prompts taken literally
+        rest = [(escape(self.captions[indices[k]]), w) for k, w in near[1:]]
         return first, tuple(rest) + (((first, -sum(w for _, w in rest)),) if rest else ())
 
     def decoded(self, i: int) -> torch.Tensor:

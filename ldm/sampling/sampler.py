@@ -23,10 +23,12 @@ from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance, fol
 from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.precision import autocast, resolve_precision
+from ldm.sampling.emphasis import apply_weights, token_weights
 from ldm.sampling.interpolate import blend
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
+from ldm.sampling.prompt_syntax import Runs, parse_prompt, plain_text
 from ldm.sampling.requests import (
     ImageSpec,
     ModelDefaults,
@@ -55,14 +57,24 @@ def sampling_scheduler(train_scheduler) -> DDIMScheduler:
     return DDIMScheduler.from_config(train_scheduler.config, steps_offset=1)
 
 
-def conditioning(spec: ImageSpec, embeds: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One image's prompt embedding from the embedded prompts: its prompt or morph blend, plus its mix terms."""
-    cond = embeds[spec.prompt]
+def conditioning(spec: ImageSpec, embeds: dict[Runs, torch.Tensor], step: int = 1, steps: int = 1) -> torch.Tensor:
+    """One image's prompt embedding at 1-based denoising `step` of `steps` (prompt editing and alternation
+    change the text between steps): its prompt or morph blend, plus its mix terms."""
+    def embed(prompt: str) -> torch.Tensor:
+        return embeds[parse_prompt(prompt).runs_at(step, steps)]
+
+    cond = embed(spec.prompt)
     if spec.morph_to is not None:
-        cond = blend(cond, embeds[spec.morph_to], spec.morph_t, spec.morph_mode)
+        cond = blend(cond, embed(spec.morph_to), spec.morph_t, spec.morph_mode)
     for prompt, weight in spec.mix:
-        cond = cond + weight * embeds[prompt]
+        cond = cond + weight * embed(prompt)
     return cond
+
+
+def prompt_step(i: int, iterations: int, steps: int) -> int:
+    """The 1-based sampling step that denoising-loop iteration i belongs to (second-order samplers run
+    more iterations than steps)."""
+    return min(steps, i * steps // max(iterations, 1) + 1)
 
 
 def default_device() -> torch.device:
@@ -153,19 +165,24 @@ class SamplingModel:
         """A block no generation runs during: the weights stay as they are (no LoRA is switched on or off)."""
         return self._lock
 
-    def _embed(self, prompts: Sequence[str], lora: tuple) -> dict[str, torch.Tensor]:
-        # Recent prompts' embeddings are kept (under the lock, keyed by the active LoRA): live controls ask
+    def _embed(self, prompts: Sequence[str], lora: tuple, steps: int) -> dict[Runs, torch.Tensor]:
+        """Embeddings of every text the prompts take over `steps` steps, keyed by their runs (text, weight)."""
+        # Recent texts' embeddings are kept (under the lock, keyed by the active LoRA): live controls ask
         # for the same few prompts many times a second, and the encoder costs as much as a student's step.
+        texts = dict.fromkeys(runs for prompt in dict.fromkeys(prompts)
+                              for _, runs in parse_prompt(prompt).schedule(steps))
         out = {}
-        for prompt in dict.fromkeys(prompts):
-            key = (prompt, *lora)
+        for runs in texts:
+            key = (runs, *lora)
             if key not in self._embeddings:
-                embeds, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
-                self._embeddings[key] = embeds.float()
+                embeds, _ = self.pipe.encode_prompt(plain_text(runs), self.device, 1, False)
+                weights = token_weights(self.pipe.tokenizer, runs) if any(w != 1 for _, w in runs) else None
+                embeds = embeds.float()
+                self._embeddings[key] = embeds if weights is None else apply_weights(embeds, weights)
                 while len(self._embeddings) > EMBEDDING_CACHE:
                     self._embeddings.popitem(last=False)
             self._embeddings.move_to_end(key)
-            out[prompt] = self._embeddings[key]
+            out[runs] = self._embeddings[key]
         return out
 
     def _pipeline(self, scheduler) -> StableDiffusionPipeline:
@@ -193,23 +210,28 @@ class SamplingModel:
             raise LdmError(f"batch size must be at least 1, got {batch_size}")
         # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
         prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to, *(m for m, _ in sp.mix)) if p is not None]
+        changing = any(parse_prompt(p).changes for p in (s.negative_prompt, *prompts))  # parses: syntax errors now
         total = len(specs) * s.steps
         images = []
         with self._lock:
             self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
-            embeds = self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale))
+            embeds = self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale), s.steps)
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
-                images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress))
+                images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress, changing))
                 if on_batch is not None:
                     on_batch(start, images[-1])
         return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
 
-    def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[str, torch.Tensor], done: int,
-                        total: int, progress: Progress | None) -> torch.Tensor:
+    def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[Runs, torch.Tensor], done: int,
+                        total: int, progress: Progress | None, changing: bool = False) -> torch.Tensor:
         # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames, plus any mix
-        cond = torch.cat([conditioning(sp, embeds) for sp in batch])
-        uncond = embeds[s.negative_prompt].expand(len(batch), -1, -1)
+        def conditions(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            cond = torch.cat([conditioning(sp, embeds, step, s.steps) for sp in batch])
+            negative = embeds[parse_prompt(s.negative_prompt).runs_at(step, s.steps)]
+            return cond, negative.expand(len(batch), -1, -1)
+
+        cond, uncond = conditions(1)
         # 4. starting noise from each image's own CPU generators
         source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
         channels = self.pipe.unet.config.in_channels
@@ -221,6 +243,13 @@ class SamplingModel:
         def on_step(pipe, i, t, kwargs):
             if progress is not None:
                 progress(done + (i + 1) * len(batch), total)
+            iterations = len(pipe.scheduler.timesteps)
+            if changing and i + 1 < iterations:  # prompt editing / alternation: the next iteration's texts
+                step = prompt_step(i + 1, iterations, s.steps)
+                if step != prompt_step(i, iterations, s.steps):
+                    c, u = conditions(step)
+                    c = torch.cat([u, c]) if pipe.do_classifier_free_guidance else c
+                    kwargs["prompt_embeds"] = c.to(kwargs["prompt_embeds"])
             return kwargs
 
         # 6. denoise through the stock pipeline
@@ -231,6 +260,7 @@ class SamplingModel:
                     prompt_embeds=cond.to(self.device), negative_prompt_embeds=uncond.to(self.device),
                     latents=latents.to(self.device), num_inference_steps=s.steps, guidance_scale=s.guidance_scale,
                     eta=s.eta, height=s.height, width=s.width, output_type="latent", callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"] if changing else ["latents"],
                 ).images
         finally:
             hook.remove()
