@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ldm.media import make_grid, save_image_atomic, save_png, write_movies
 from ldm.outputs import NumberedFolder, finish_before_ctrl_c
+from ldm.sampling.init_image import InitImage
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
@@ -23,17 +24,18 @@ class Interrupted(Exception):
 
 
 def render_images(model: SamplingModel, specs: Sequence[ImageSpec], settings: Settings, out: NumberedFolder,
-                  batch_size: int = 8, progress: Progress | None = None) -> list[Path]:
-    """Each batch written as soon as it is done, under the folder's next free numbers; then the run's grid."""
+                  batch_size: int = 8, progress: Progress | None = None, init: InitImage | None = None) -> list[Path]:
+    """Each batch written as soon as it is done, under the folder's next free numbers; then the run's grid
+    (init: image to image from it)."""
     specs = list(specs)
 
     def keep(start, images):
         with finish_before_ctrl_c():
             for spec, image in zip(specs[start:start + len(images)], images, strict=True):
-                out.image(image, spec.seed, model.parameters_text(spec, settings))
+                out.image(image, spec.seed, model.parameters_text(spec, settings, init))
 
     try:
-        images = model.generate(specs, settings, batch_size, progress, on_batch=keep)
+        images = model.generate(specs, settings, batch_size, progress, on_batch=keep, init=init)
     except KeyboardInterrupt:
         raise Interrupted(list(out.written), len(specs), "images") from None
     if len(images) > 1:

@@ -21,6 +21,7 @@ from ldm.sampling.requests import (
     DEFAULT_MODEL,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
     MORPH_MODES,
     STUDENT_SCHEDULER,
     STUDENT_STEPS,
@@ -55,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
     p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
+    p.add_argument("--init-image", help="image to image: start from this picture (scaled and centre-cropped to "
+                   "the output size)")
+    p.add_argument("--strength", type=float, help="image to image: how much to change the init image, 0 (none) "
+                   f"to 1 (text to image); default {DEFAULT_STRENGTH}")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
@@ -95,7 +100,7 @@ def main() -> None:
         check(name, getattr(args, name))
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
-                        lora=args.lora, lora_scale=args.lora_scale)
+                        lora=args.lora, lora_scale=args.lora_scale, strength=args.strength)
     prompts = read_prompts(args)
     kind = "png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
     seed = args.seed if args.seed is not None else random.randrange(2**32)
@@ -105,6 +110,9 @@ def main() -> None:
             if args.lora is None:
                 raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
             settings = replace(settings, lora=args.lora)
+        if settings.strength is not None and args.init_image is None:
+            raise LdmError(f"{args.from_png} was made from an init image (Denoising strength "
+                           f"{settings.strength:g}): pass --init-image PATH")
         specs = [spec]
     elif kind == "image":
         if not prompts:
@@ -114,9 +122,18 @@ def main() -> None:
         keyframe_prompts = args.morph or prompts[:1]
         if not keyframe_prompts:
             raise LdmError("a seed walk needs a prompt (--prompt P)")
+        if args.init_image or args.strength is not None:
+            raise LdmError("--init-image and --strength make images, not seed walks or morphs")
+    if args.strength is not None and args.init_image is None:
+        raise LdmError("--strength needs --init-image")
     folder = check_model_folder(args.model)
     factor, defaults = folder_defaults(folder)  # read once: it warns when the folder's config lacks guidance
     settings = resolve_settings(settings, factor, defaults)
+    init = None
+    if args.init_image:
+        from ldm.sampling.init_image import load_init_image
+
+        init = load_init_image(args.init_image, settings.width, settings.height)
     guidance = defaults.guidance
     name = "image" if kind == "png" else kind
     out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
@@ -138,12 +155,15 @@ def main() -> None:
         if fields.get("Model hash") not in (None, model.model_hash):
             print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
                   f"this model is {model.model_hash}", file=sys.stderr)
+        if init is not None and fields.get("Init image hash") not in (None, init.digest):
+            print(f"warning: {args.from_png} was made from an init image with hash {fields['Init image hash']}, "
+                  f"{args.init_image} has {init.digest}", file=sys.stderr)
         if fields.get("Precision", model.precision) != model.precision:
             print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
                   file=sys.stderr)
     try:
         if kind in ("png", "image"):
-            paths = render_images(model, specs, settings, out, args.batch_size, progress)
+            paths = render_images(model, specs, settings, out, args.batch_size, progress, init)
         else:
             paths = render_animation(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
                                      out.subfolder(kind), args.fps, progress, loop=args.loop, ease=args.ease,

@@ -109,14 +109,17 @@ def _to_rgb(img: Image.Image, fmt: str | None = None) -> Image.Image:
     return img.convert("RGB")
 
 
-def _fit(img: Image.Image, size: int) -> Image.Image:
-    """Scale the shorter side to `size` and crop the centre square, in one resampling pass."""
-    width, height = img.size
-    if (width, height) == (size, size):
+def _fit(img: Image.Image, size: int, height: int | None = None) -> Image.Image:
+    """Scale to cover size x height (height: size when None) and crop the centre, in one resampling pass."""
+    out_w, out_h = size, size if height is None else height
+    width, in_h = img.size
+    if (width, in_h) == (out_w, out_h):
         return img
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side), reducing_gap=REDUCING_GAP)
+    scale = max(out_w / width, out_h / in_h)
+    box_w, box_h = out_w / scale, out_h / scale
+    left, top = (width - box_w) / 2, (in_h - box_h) / 2
+    return img.resize((out_w, out_h), RESAMPLE, box=(left, top, left + box_w, top + box_h),
+                      reducing_gap=REDUCING_GAP)
 
 
 def _decode(path: Path, size: int, max_pixels: int) -> tuple[Image.Image, str | None]:
@@ -152,15 +155,21 @@ def _decode(path: Path, size: int, max_pixels: int) -> tuple[Image.Image, str | 
         raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
 
 
-def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode `path` fully into a size x size RGB image, or raise BadImage with a short reason."""
-    oriented, fmt = _decode(Path(path), size, max_pixels)
+def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height: int | None = None) -> Image.Image:
+    """Decode `path` fully into a size x size (or size x height) RGB image, scaled to cover it and centre-
+    cropped as training data is, or raise BadImage with a short reason."""
+    oriented, fmt = _decode(Path(path), max(size, height or size), max_pixels)
     try:
-        return _fit(_to_rgb(oriented, fmt), size)
+        return _fit(_to_rgb(oriented, fmt), size, height)
     except MemoryError:
         raise BadImage("too large to decode") from None
     except Exception as exc:
         raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
+
+
+def fit_rgb(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Any decoded PIL image as RGB (transparency on white), scaled to cover width x height and centre-cropped."""
+    return _fit(_to_rgb(img), width, height)
 
 
 def load_image_with_alpha(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, Image.Image]:

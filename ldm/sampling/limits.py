@@ -50,6 +50,7 @@ BOUNDS = {
     "seed": Bound("seed", 0, 2**32 - 1, local_high=2**63 - 1),
     "guidance": Bound("guidance scale", 0, 30, whole=False),
     "eta": Bound("eta", 0, 1, whole=False),
+    "strength": Bound("denoising strength", 0, 1, whole=False, local_high=1),
     "lora_scale": Bound("LoRA scale", -2, 2, whole=False),  # a server's bound only: locally any scale goes
     "fps": Bound("fps", 0, 60, whole=False, low_open=True),
     "map_points": Bound("points", 3, 1500),

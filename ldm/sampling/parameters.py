@@ -104,8 +104,10 @@ class ModelStamp:
     precision: str
 
 
-def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash: str | None = None) -> str:
-    """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings)."""
+def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash: str | None = None,
+                     init_hash: str | None = None) -> str:
+    """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings; init_hash:
+    the image-to-image start's, which --from-png checks the given --init-image against)."""
     fields = {
         "Steps": s.steps,
         "Sampler": SCHEDULERS[s.scheduler].label,
@@ -120,6 +122,9 @@ def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash:
         fields["Variation seed strength"] = spec.variation_strength
     if s.eta:
         fields["Eta"] = s.eta
+    if s.strength is not None:
+        fields["Denoising strength"] = s.strength
+        fields["Init image hash"] = init_hash
     if s.lora is not None:
         fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
         fields["LoRA hash"] = lora_hash

@@ -26,6 +26,7 @@ DEFAULT_STEPS = 14
 # LCMScheduler; its folder may name its own step count (distill.default_steps in ldm_config.yaml).
 STUDENT_SCHEDULER = "lcm"
 STUDENT_STEPS = 4
+DEFAULT_STRENGTH = 0.75  # image to image's denoising strength when none is given (AUTOMATIC1111's)
 MORPH_MODES = ("slerp", "lerp")
 PIPELINE_MULTIPLE = 8  # diffusers' StableDiffusionPipeline.check_inputs refuses other sizes, whatever the VAE
 Progress = Callable[[int, int], None]
@@ -44,6 +45,7 @@ class Settings:
     negative_prompt: str = ""
     lora: str | None = None  # a LoRA file in diffusers' format (pytorch_lora_weights.safetensors)
     lora_scale: float = 1.0
+    strength: float | None = None  # image-to-image denoising strength (None: text to image)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def resolve_settings(settings: Settings, factor: int, defaults: ModelDefaults) -
     )
     check_scheduler(s.scheduler)
     s = replace(s, steps=check("steps", s.steps), guidance_scale=check("guidance", s.guidance_scale),
-                eta=check("eta", s.eta))
+                eta=check("eta", s.eta), strength=None if s.strength is None else check("strength", s.strength))
     if s.lora is not None:
         refuse_pickle(s.lora)
         if not Path(s.lora).is_file():
@@ -130,6 +132,12 @@ def resolve_settings(settings: Settings, factor: int, defaults: ModelDefaults) -
         if isinstance(value, bool) or not isinstance(value, int) or value < step or value % step:
             raise LdmError(f"{side} {value!r} is not a positive multiple of {step}, this model's size step")
     return s
+
+
+def denoising_steps(s: Settings) -> int:
+    """The sampling steps a request runs: all of them, or image to image's int(steps x strength) (diffusers'
+    rule; 0 when the strength is too small for one step)."""
+    return s.steps if s.strength is None else min(int(s.steps * s.strength), s.steps)
 
 
 def image_specs(prompts: Sequence[str], num_images: int, seed: int, variation_seed: int | None = None,
@@ -185,6 +193,7 @@ def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]
         steps=number("Steps", int), guidance_scale=number("CFG scale", float, 7.0),
         scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
         eta=number("Eta", float, 0.0), negative_prompt=negative, lora=lora or None, lora_scale=lora_scale,
+        strength=number("Denoising strength", float) if "Denoising strength" in fields else None,
     )
     spec = ImageSpec(
         prompt=prompt, seed=number("Seed", int),

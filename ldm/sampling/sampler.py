@@ -13,10 +13,12 @@ import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
 
 from ldm.errors import LdmError
 from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance, folder_student_steps
@@ -24,17 +26,20 @@ from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.precision import autocast, resolve_precision
 from ldm.sampling.emphasis import apply_weights, token_weights
+from ldm.sampling.init_image import InitImage
 from ldm.sampling.interpolate import blend
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
 from ldm.sampling.prompt_syntax import Runs, parse_prompt, plain_text
 from ldm.sampling.requests import (
+    DEFAULT_STRENGTH,
     ImageSpec,
     ModelDefaults,
     Progress,
     Settings,
     check_spec,
+    denoising_steps,
     resolve_settings,
     size_step,
     student_defaults,
@@ -88,6 +93,29 @@ def _unet_output_to_fp32(module, args, output):
         return (output[0].float(), *output[1:])
     output.sample = output.sample.float()
     return output
+
+
+@dataclass
+class _Job:
+    """One generate() call's shared state: resolved settings, embeddings, the steps that run, progress."""
+
+    settings: Settings
+    embeds: dict[Runs, torch.Tensor]
+    steps: int  # sampling steps that run (image to image: int(steps x strength)), for prompt editing
+    changing: bool  # some prompt changes text between steps
+    total: int
+    progress: Progress | None
+    posterior: tuple[torch.Tensor, torch.Tensor] | None  # image to image below strength 1: the init's mean, std
+
+
+class _SeededImg2Img(StableDiffusionImg2ImgPipeline):
+    """diffusers' image-to-image loop, started from ldm's noise: `image` is the clean latents (drawn from each
+    image's own generators) and `start_noise` the seeds' noise, mixed by the scheduler's own add_noise."""
+
+    start_noise: torch.Tensor
+
+    def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
+        return self.scheduler.add_noise(image.to(device, dtype), self.start_noise.to(device, dtype), timestep)
 
 
 class SamplingModel:
@@ -155,11 +183,12 @@ class SamplingModel:
         """Fill in the model's defaults and check every value, raising one-line errors."""
         return resolve_settings(settings, self.factor, self.defaults)
 
-    def parameters_text(self, spec: ImageSpec, settings: Settings) -> str:
+    def parameters_text(self, spec: ImageSpec, settings: Settings, init: InitImage | None = None) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
-        s = self.resolve(settings)
+        s = self.request(settings, init)
         stamp = ModelStamp(self.name, self.model_hash, self.precision)
-        return image_parameters(spec, s, stamp, None if s.lora is None else self.loras.hash(s.lora))
+        return image_parameters(spec, s, stamp, None if s.lora is None else self.loras.hash(s.lora),
+                                None if init is None else init.digest)
 
     def exclusive(self):
         """A block no generation runs during: the weights stay as they are (no LoRA is switched on or off)."""
@@ -192,81 +221,127 @@ class SamplingModel:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def request(self, settings: Settings, init: InitImage | None = None) -> Settings:
+        """resolve(), plus image-to-image's strength: the default with an init image, an error without one."""
+        s = self.resolve(settings)
+        if init is None:
+            if s.strength is not None:
+                raise LdmError("a denoising strength needs an init image to start from")
+            return s
+        if init.size != (s.width, s.height):
+            raise LdmError(f"the init image is {init.size[0]}x{init.size[1]} but the request is {s.width}x{s.height}")
+        return s if s.strength is not None else replace(s, strength=DEFAULT_STRENGTH)
+
     @torch.no_grad()
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(), batch_size: int = 8,
                  progress: Progress | None = None,
-                 on_batch: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                 on_batch: Callable[[int, torch.Tensor], None] | None = None,
+                 init: InitImage | None = None) -> torch.Tensor:
         """Images in [0, 1] (N, 3, H, W): image k depends only on specs[k] and the settings, not the batch.
 
+        With `init`, image to image (SDEdit): the init image's latents noised to the strength's step, then
+        denoised for int(steps x strength) steps; strength 1 is text to image from the same seed.
         on_batch(start, images) gets each batch as soon as it is done (images start, start + 1, ...), so a
         caller can keep what is finished when a long run is interrupted.
         """
         # 1. check inputs
-        s = self.resolve(settings)
+        s = self.request(settings, init)
         specs = list(specs)
         for spec in specs:
             check_spec(spec)
         if batch_size < 1:
             raise LdmError(f"batch size must be at least 1, got {batch_size}")
-        # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings
+        # 2. embed every distinct prompt once, in fp32 so that morphs blend exact endpoint embeddings; prompt
+        # editing counts the steps that run
         prompts = [p for sp in specs for p in (sp.prompt, sp.morph_to, *(m for m, _ in sp.mix)) if p is not None]
         changing = any(parse_prompt(p).changes for p in (s.negative_prompt, *prompts))  # parses: syntax errors now
-        total = len(specs) * s.steps
+        steps = denoising_steps(s)
         images = []
         with self._lock:
             self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
-            embeds = self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale), s.steps)
+            job = _Job(s, self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale), max(steps, 1)),
+                       max(steps, 1), changing, len(specs) * steps, progress,
+                       None if init is None or s.strength == 1 else self._posterior(init))
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
-                images.append(self._generate_batch(batch, s, embeds, start * s.steps, total, progress, changing))
+                images.append(self._generate_batch(batch, job, start * steps))
                 if on_batch is not None:
                     on_batch(start, images[-1])
         return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
 
-    def _generate_batch(self, batch: list[ImageSpec], s: Settings, embeds: dict[Runs, torch.Tensor], done: int,
-                        total: int, progress: Progress | None, changing: bool = False) -> torch.Tensor:
+    def _posterior(self, init: InitImage) -> tuple[torch.Tensor, torch.Tensor]:
+        # the VAE posterior of the init image, (1, C, h, w) mean and std; each image draws its own sample
+        pixels = init.pixels[None].to(self.device, memory_format=torch.channels_last)
+        with autocast(self.precision, self.device):
+            dist = self.pipe.vae.encode(pixels).latent_dist
+        return dist.mean.float().cpu(), dist.std.float().cpu()
+
+    def _generate_batch(self, batch: list[ImageSpec], job: _Job, done: int) -> torch.Tensor:
+        s = job.settings
+
         # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames, plus any mix
         def conditions(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-            cond = torch.cat([conditioning(sp, embeds, step, s.steps) for sp in batch])
-            negative = embeds[parse_prompt(s.negative_prompt).runs_at(step, s.steps)]
+            cond = torch.cat([conditioning(sp, job.embeds, step, job.steps) for sp in batch])
+            negative = job.embeds[parse_prompt(s.negative_prompt).runs_at(step, job.steps)]
             return cond, negative.expand(len(batch), -1, -1)
 
         cond, uncond = conditions(1)
-        # 4. starting noise from each image's own CPU generators
+        # 4. starting noise from each image's own CPU generators; image to image then draws the init image's
+        # latent from the VAE posterior with the same generators
         source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
         channels = self.pipe.unet.config.in_channels
-        latents = source.randn((len(batch), channels, s.height // self.factor, s.width // self.factor))
+        shape = (len(batch), channels, s.height // self.factor, s.width // self.factor)
+        latents = source.randn(shape)
+        clean = None
+        if job.posterior is not None:
+            mean, std = job.posterior
+            clean = (mean + std * source.randn(shape)) * self.pipe.vae.config.scaling_factor
+            if denoising_steps(s) == 0:  # too little strength for one step: the init image's latent as it is
+                return torch.cat([self.decode(latent) for latent in clean.split(1)])
         # 5. a fresh scheduler of the chosen kind over the model's noise schedule, in a pipeline of its own
         scheduler = make_scheduler(s.scheduler, self.base_scheduler_config)
-        pipe = self._pipeline(scheduler)
+        pipe = self._pipeline(scheduler) if clean is None else self._img2img_pipeline(scheduler, latents)
 
         def on_step(pipe, i, t, kwargs):
-            if progress is not None:
-                progress(done + (i + 1) * len(batch), total)
-            iterations = len(pipe.scheduler.timesteps)
-            if changing and i + 1 < iterations:  # prompt editing / alternation: the next iteration's texts
-                step = prompt_step(i + 1, iterations, s.steps)
-                if step != prompt_step(i, iterations, s.steps):
+            if job.progress is not None:
+                job.progress(done + (i + 1) * len(batch), job.total)
+            iterations = pipe.num_timesteps
+            if job.changing and i + 1 < iterations:  # prompt editing / alternation: the next iteration's texts
+                step = prompt_step(i + 1, iterations, job.steps)
+                if step != prompt_step(i, iterations, job.steps):
                     c, u = conditions(step)
                     c = torch.cat([u, c]) if pipe.do_classifier_free_guidance else c
                     kwargs["prompt_embeds"] = c.to(kwargs["prompt_embeds"])
             return kwargs
 
         # 6. denoise through the stock pipeline
+        start = {"latents": latents.to(self.device)} if clean is None else {
+            "image": clean.to(self.device), "strength": s.strength}
+        if clean is None:
+            start.update(height=s.height, width=s.width)
         hook = pipe.unet.register_forward_hook(_unet_output_to_fp32)
         try:
             with scheduler_noise(scheduler, source), autocast(self.precision, self.device):
                 latents = pipe(
                     prompt_embeds=cond.to(self.device), negative_prompt_embeds=uncond.to(self.device),
-                    latents=latents.to(self.device), num_inference_steps=s.steps, guidance_scale=s.guidance_scale,
-                    eta=s.eta, height=s.height, width=s.width, output_type="latent", callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"] if changing else ["latents"],
+                    num_inference_steps=s.steps, guidance_scale=s.guidance_scale, eta=s.eta, output_type="latent",
+                    callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"] if job.changing else ["latents"],
+                    **start,
                 ).images
         finally:
             hook.remove()
         # 7. decode one image at a time: the VAE's convolutions give batch-size-dependent bits, and a seed
         # must mean the same pixels in a batch of one or sixteen
         return torch.cat([self.decode(latent) for latent in latents.float().split(1)])
+
+    def _img2img_pipeline(self, scheduler, noise: torch.Tensor) -> _SeededImg2Img:
+        pipe = _SeededImg2Img(**{**self.pipe.components, "scheduler": scheduler}, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.image_processor = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor,
+                                                 vae_latent_channels=self.pipe.vae.config.latent_channels)
+        pipe.start_noise = noise
+        return pipe
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (N, C, h, w) as the UNet sees them (scaled) -> images in [0, 1] (N, 3, H, W), in fp32.

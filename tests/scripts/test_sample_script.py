@@ -76,6 +76,8 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["x", "--batch-size", "0"], "batch size must be at least 1"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--fps", "0"], "fps must be above 0"),
     (["x", "--out", "/dev/null"], "--out /dev/null exists and is not a folder"),
+    (["x", "--strength", "0.5"], "--strength needs --init-image"),
+    (["--interpolate-seeds", "1", "2", "--prompt", "x", "--init-image", "a.png"], "make images, not seed walks"),
 ])
 def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message):
     if "--model" not in args:
@@ -87,6 +89,28 @@ def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_image_to_image_writes_its_strength_and_from_png_needs_the_same_image(tiny_pipeline, tmp_path):
+    start = tmp_path / "start.png"
+    Image.fromarray(np.tile(np.arange(48, dtype=np.uint8)[None, :, None] * 5, (40, 1, 3))).save(start)  # 48x40
+    out = tmp_path / "edit"
+    run_script("scripts/sample.py", "a red square", "--init-image", str(start), "--strength", "0.6", "--seed", "3",
+               "--steps", "4", "--model", str(tiny_pipeline), "--out", str(out))
+    text = Image.open(out / "00000-3.png").info["parameters"]
+    assert "Denoising strength: 0.6, Init image hash: " in text
+    assert Image.open(out / "00000-3.png").size == (32, 32)  # the model's size, the start fitted to it
+    args = ["scripts/sample.py", "--from-png", str(out / "00000-3.png"), "--model", str(tiny_pipeline)]
+    refused = run_script(*args, "--out", str(tmp_path / "no"), check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"error: {out / '00000-3.png'} was made from an init image (Denoising strength 0.6): pass --init-image PATH"]
+    run_script(*args, "--init-image", str(start), "--out", str(tmp_path / "again"))
+    assert np.array_equal(_pixels(tmp_path / "again" / "00000-3.png"), _pixels(out / "00000-3.png"))
+    missing = run_script("scripts/sample.py", "x", "--init-image", str(tmp_path / "nope.png"), "--model",
+                         str(tiny_pipeline), "--out", str(tmp_path / "o"), check=False)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"error: init image {tmp_path / 'nope.png'}: file not found"]
+    assert not (tmp_path / "o").exists()  # nothing written for a mistake
 
 
 def test_a_folder_without_a_guidance_default_warns_once(tiny_pipeline, tmp_path):
