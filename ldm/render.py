@@ -10,6 +10,7 @@ from pathlib import Path
 from ldm.media import make_grid, save_image_atomic, save_png, write_movies
 from ldm.outputs import NumberedFolder, finish_before_ctrl_c
 from ldm.sampling.init_image import InitImage
+from ldm.sampling.inpaint import Mask
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
@@ -24,18 +25,19 @@ class Interrupted(Exception):
 
 
 def render_images(model: SamplingModel, specs: Sequence[ImageSpec], settings: Settings, out: NumberedFolder,
-                  batch_size: int = 8, progress: Progress | None = None, init: InitImage | None = None) -> list[Path]:
+                  batch_size: int = 8, progress: Progress | None = None, init: InitImage | None = None,
+                  mask: Mask | None = None) -> list[Path]:
     """Each batch written as soon as it is done, under the folder's next free numbers; then the run's grid
-    (init: image to image from it)."""
+    (init: image to image from it; mask: inpainting)."""
     specs = list(specs)
 
     def keep(start, images):
         with finish_before_ctrl_c():
             for spec, image in zip(specs[start:start + len(images)], images, strict=True):
-                out.image(image, spec.seed, model.parameters_text(spec, settings, init))
+                out.image(image, spec.seed, model.parameters_text(spec, settings, init, mask))
 
     try:
-        images = model.generate(specs, settings, batch_size, progress, on_batch=keep, init=init)
+        images = model.generate(specs, settings, batch_size, progress, on_batch=keep, init=init, mask=mask)
     except KeyboardInterrupt:
         raise Interrupted(list(out.written), len(specs), "images") from None
     if len(images) > 1:

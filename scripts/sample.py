@@ -22,6 +22,8 @@ from ldm.sampling.requests import (
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     DEFAULT_STRENGTH,
+    INPAINT_AREAS,
+    MASKED_CONTENT,
     MORPH_MODES,
     STUDENT_SCHEDULER,
     STUDENT_STEPS,
@@ -60,6 +62,14 @@ def parser() -> argparse.ArgumentParser:
                    "the output size)")
     p.add_argument("--strength", type=float, help="image to image: how much to change the init image, 0 (none) "
                    f"to 1 (text to image); default {DEFAULT_STRENGTH}")
+    p.add_argument("--mask", help="inpainting: repaint only this mask's white area of the init image (same size as "
+                   "the init image; transparent = keep)")
+    p.add_argument("--mask-blur", type=int, default=4, help="inpainting: soften the mask's edge by this many pixels")
+    p.add_argument("--masked-content", choices=MASKED_CONTENT, default="original",
+                   help="inpainting: what the masked area starts as")
+    p.add_argument("--inpaint-area", choices=INPAINT_AREAS, default="whole",
+                   help="inpainting: the whole picture, or only a box around the mask at full size")
+    p.add_argument("--inpaint-padding", type=int, default=32, help="inpainting: pixels around the mask's box")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
@@ -100,7 +110,9 @@ def main() -> None:
         check(name, getattr(args, name))
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
-                        lora=args.lora, lora_scale=args.lora_scale, strength=args.strength)
+                        lora=args.lora, lora_scale=args.lora_scale, strength=args.strength, mask_blur=args.mask_blur,
+                        masked_content=args.masked_content, inpaint_area=args.inpaint_area,
+                        inpaint_padding=args.inpaint_padding)
     prompts = read_prompts(args)
     kind = "png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
     seed = args.seed if args.seed is not None else random.randrange(2**32)
@@ -113,6 +125,8 @@ def main() -> None:
         if settings.strength is not None and args.init_image is None:
             raise LdmError(f"{args.from_png} was made from an init image (Denoising strength "
                            f"{settings.strength:g}): pass --init-image PATH")
+        if "Mask hash" in fields and args.mask is None:
+            raise LdmError(f"{args.from_png} was inpainted: pass --mask PATH (and --init-image PATH)")
         specs = [spec]
     elif kind == "image":
         if not prompts:
@@ -122,10 +136,11 @@ def main() -> None:
         keyframe_prompts = args.morph or prompts[:1]
         if not keyframe_prompts:
             raise LdmError("a seed walk needs a prompt (--prompt P)")
-        if args.init_image or args.strength is not None:
+        if args.init_image or args.strength is not None or args.mask:
             raise LdmError("--init-image and --strength make images, not seed walks or morphs")
-    if args.strength is not None and args.init_image is None:
-        raise LdmError("--strength needs --init-image")
+    for flag, value in (("--strength", args.strength), ("--mask", args.mask)):
+        if value is not None and args.init_image is None:
+            raise LdmError(f"{flag} needs --init-image")
     folder = check_model_folder(args.model)
     factor, defaults = folder_defaults(folder)  # read once: it warns when the folder's config lacks guidance
     settings = resolve_settings(settings, factor, defaults)
@@ -134,6 +149,12 @@ def main() -> None:
         from ldm.sampling.init_image import load_init_image
 
         init = load_init_image(args.init_image, settings.width, settings.height)
+    mask = None
+    if args.mask:
+        from ldm.sampling.inpaint import check_mask, load_mask
+
+        mask = load_mask(args.mask, settings.width, settings.height, args.init_image)
+        check_mask(mask)
     guidance = defaults.guidance
     name = "image" if kind == "png" else kind
     out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
@@ -158,12 +179,15 @@ def main() -> None:
         if init is not None and fields.get("Init image hash") not in (None, init.digest):
             print(f"warning: {args.from_png} was made from an init image with hash {fields['Init image hash']}, "
                   f"{args.init_image} has {init.digest}", file=sys.stderr)
+        if mask is not None and fields.get("Mask hash") not in (None, mask.digest):
+            print(f"warning: {args.from_png} was made with a mask with hash {fields['Mask hash']}, "
+                  f"{args.mask} has {mask.digest}", file=sys.stderr)
         if fields.get("Precision", model.precision) != model.precision:
             print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
                   file=sys.stderr)
     try:
         if kind in ("png", "image"):
-            paths = render_images(model, specs, settings, out, args.batch_size, progress, init)
+            paths = render_images(model, specs, settings, out, args.batch_size, progress, init, mask)
         else:
             paths = render_animation(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
                                      out.subfolder(kind), args.fps, progress, loop=args.loop, ease=args.ease,

@@ -109,7 +109,7 @@ def _to_rgb(img: Image.Image, fmt: str | None = None) -> Image.Image:
     return img.convert("RGB")
 
 
-def _fit(img: Image.Image, size: int, height: int | None = None) -> Image.Image:
+def fit(img: Image.Image, size: int, height: int | None = None) -> Image.Image:
     """Scale to cover size x height (height: size when None) and crop the centre, in one resampling pass."""
     out_w, out_h = size, size if height is None else height
     width, in_h = img.size
@@ -155,12 +155,27 @@ def _decode(path: Path, size: int, max_pixels: int) -> tuple[Image.Image, str | 
         raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
 
 
+def image_size(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """An image file's (width, height) from its header, or BadImage with a short reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadImage("file not found" if not path.exists() else "not a file")
+    with _open(path, max_pixels) as img:
+        return img.size
+
+
+def decode_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An image file fully decoded and EXIF-oriented, in its own mode (a JPEG may decode at a reduced scale
+    that keeps both sides >= size), or BadImage with a short reason."""
+    return _decode(Path(path), size, max_pixels)[0]
+
+
 def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height: int | None = None) -> Image.Image:
     """Decode `path` fully into a size x size (or size x height) RGB image, scaled to cover it and centre-
     cropped as training data is, or raise BadImage with a short reason."""
     oriented, fmt = _decode(Path(path), max(size, height or size), max_pixels)
     try:
-        return _fit(_to_rgb(oriented, fmt), size, height)
+        return fit(_to_rgb(oriented, fmt), size, height)
     except MemoryError:
         raise BadImage("too large to decode") from None
     except Exception as exc:
@@ -169,7 +184,7 @@ def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height
 
 def fit_rgb(img: Image.Image, width: int, height: int) -> Image.Image:
     """Any decoded PIL image as RGB (transparency on white), scaled to cover width x height and centre-cropped."""
-    return _fit(_to_rgb(img), width, height)
+    return fit(_to_rgb(img), width, height)
 
 
 def load_image_with_alpha(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, Image.Image]:
@@ -177,13 +192,13 @@ def load_image_with_alpha(path: str | Path, size: int, max_pixels: int = MAX_PIX
     image (all 255 when the file has no transparency)."""
     oriented, fmt = _decode(Path(path), size, max_pixels)
     try:
-        rgb = _fit(_to_rgb(oriented, fmt), size)
+        rgb = fit(_to_rgb(oriented, fmt), size)
         if oriented.mode.startswith("I") or oriented.mode == "F" or not oriented.has_transparency_data:
             return rgb, Image.new("L", (size, size), 255)
         rgba = (oriented.convert("LA") if oriented.mode == "La" else oriented).convert("RGBA")
         alpha = rgba.getchannel("A")
         # the same resampling as the colour, so that colour on white = colour * alpha + white * (1 - alpha) holds
-        return rgb, _fit(alpha, size)
+        return rgb, fit(alpha, size)
     except MemoryError:
         raise BadImage("too large to decode") from None
     except Exception as exc:

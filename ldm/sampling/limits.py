@@ -51,6 +51,8 @@ BOUNDS = {
     "guidance": Bound("guidance scale", 0, 30, whole=False),
     "eta": Bound("eta", 0, 1, whole=False),
     "strength": Bound("denoising strength", 0, 1, whole=False, local_high=1),
+    "mask_blur": Bound("mask blur", 0, 64),
+    "inpaint_padding": Bound("inpaint padding", 0, 256),
     "lora_scale": Bound("LoRA scale", -2, 2, whole=False),  # a server's bound only: locally any scale goes
     "fps": Bound("fps", 0, 60, whole=False, low_open=True),
     "map_points": Bound("points", 3, 1500),

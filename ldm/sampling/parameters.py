@@ -14,6 +14,8 @@ from PIL import Image, PngImagePlugin
 from ldm.errors import LdmError
 from ldm.sampling.schedulers import SCHEDULERS
 
+INPAINT_AREA_LABELS = {"whole": "Whole picture", "masked": "Only masked"}  # AUTOMATIC1111's words
+
 if TYPE_CHECKING:  # requests.py imports this module (to parse PNG text back into a request)
     from ldm.sampling.requests import ImageSpec, Settings
 
@@ -105,9 +107,9 @@ class ModelStamp:
 
 
 def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash: str | None = None,
-                     init_hash: str | None = None) -> str:
-    """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings; init_hash:
-    the image-to-image start's, which --from-png checks the given --init-image against)."""
+                     init_hash: str | None = None, mask_hash: str | None = None) -> str:
+    """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings; init_hash
+    and mask_hash: image to image's start and inpainting's mask, which --from-png checks the files against)."""
     fields = {
         "Steps": s.steps,
         "Sampler": SCHEDULERS[s.scheduler].label,
@@ -125,6 +127,13 @@ def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash:
     if s.strength is not None:
         fields["Denoising strength"] = s.strength
         fields["Init image hash"] = init_hash
+    if mask_hash is not None:
+        fields["Mask blur"] = s.mask_blur
+        fields["Masked content"] = s.masked_content
+        fields["Inpaint area"] = INPAINT_AREA_LABELS[s.inpaint_area]
+        if s.inpaint_area == "masked":
+            fields["Masked area padding"] = s.inpaint_padding
+        fields["Mask hash"] = mask_hash
     if s.lora is not None:
         fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
         fields["LoRA hash"] = lora_hash

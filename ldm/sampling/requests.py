@@ -14,7 +14,7 @@ from pathlib import Path
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance, folder_student_steps, refuse_pickle
 from ldm.sampling.limits import check
-from ldm.sampling.parameters import parse_parameters
+from ldm.sampling.parameters import INPAINT_AREA_LABELS, parse_parameters
 from ldm.sampling.schedulers import check_scheduler, scheduler_from_label
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "weights" / "emoji64"  # the shipped model
@@ -26,6 +26,8 @@ DEFAULT_STEPS = 14
 # LCMScheduler; its folder may name its own step count (distill.default_steps in ldm_config.yaml).
 STUDENT_SCHEDULER = "lcm"
 STUDENT_STEPS = 4
+MASKED_CONTENT = ("original", "fill", "latent-noise", "latent-nothing")  # what a masked area starts as (A1111's)
+INPAINT_AREAS = ("whole", "masked")  # inpaint the whole picture, or only a box around the mask (A1111's "Only masked")
 DEFAULT_STRENGTH = 0.75  # image to image's denoising strength when none is given (AUTOMATIC1111's)
 MORPH_MODES = ("slerp", "lerp")
 PIPELINE_MULTIPLE = 8  # diffusers' StableDiffusionPipeline.check_inputs refuses other sizes, whatever the VAE
@@ -46,6 +48,12 @@ class Settings:
     lora: str | None = None  # a LoRA file in diffusers' format (pytorch_lora_weights.safetensors)
     lora_scale: float = 1.0
     strength: float | None = None  # image-to-image denoising strength (None: text to image)
+    # inpainting (with a mask): blur of the mask's edge in pixels, what the masked area starts as, and whether
+    # the model sees the whole picture or a box around the mask grown by `inpaint_padding` pixels
+    mask_blur: int = 4
+    masked_content: str = "original"
+    inpaint_area: str = "whole"
+    inpaint_padding: int = 32
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,12 @@ def resolve_settings(settings: Settings, factor: int, defaults: ModelDefaults) -
     )
     check_scheduler(s.scheduler)
     s = replace(s, steps=check("steps", s.steps), guidance_scale=check("guidance", s.guidance_scale),
-                eta=check("eta", s.eta), strength=None if s.strength is None else check("strength", s.strength))
+                eta=check("eta", s.eta), strength=None if s.strength is None else check("strength", s.strength),
+                mask_blur=check("mask_blur", s.mask_blur), inpaint_padding=check("inpaint_padding", s.inpaint_padding))
+    for value, choices, what in ((s.masked_content, MASKED_CONTENT, "masked content"),
+                                 (s.inpaint_area, INPAINT_AREAS, "inpaint area")):
+        if value not in choices:
+            raise LdmError(f"unknown {what} {value!r}: choose {', '.join(choices)}")
     if s.lora is not None:
         refuse_pickle(s.lora)
         if not Path(s.lora).is_file():
@@ -194,6 +207,9 @@ def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]
         scheduler=scheduler_from_label(fields.get("Sampler", "Euler a")), width=width, height=height,
         eta=number("Eta", float, 0.0), negative_prompt=negative, lora=lora or None, lora_scale=lora_scale,
         strength=number("Denoising strength", float) if "Denoising strength" in fields else None,
+        mask_blur=number("Mask blur", int, 4), masked_content=fields.get("Masked content", "original"),
+        inpaint_area={v: k for k, v in INPAINT_AREA_LABELS.items()}.get(fields.get("Inpaint area"), "whole"),
+        inpaint_padding=number("Masked area padding", int, 32),
     )
     spec = ImageSpec(
         prompt=prompt, seed=number("Seed", int),

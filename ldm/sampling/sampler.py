@@ -17,7 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+import torch.nn.functional as F
+from diffusers import (
+    DDIMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+)
 from diffusers.image_processor import VaeImageProcessor
 
 from ldm.errors import LdmError
@@ -27,6 +33,7 @@ from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.precision import autocast, resolve_precision
 from ldm.sampling.emphasis import apply_weights, token_weights
 from ldm.sampling.init_image import InitImage
+from ldm.sampling.inpaint import InpaintPlan, Mask, check_mask, plan_inpaint
 from ldm.sampling.interpolate import blend
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
@@ -106,16 +113,36 @@ class _Job:
     total: int
     progress: Progress | None
     posterior: tuple[torch.Tensor, torch.Tensor] | None  # image to image below strength 1: the init's mean, std
+    init: InitImage | None = None
+    plan: InpaintPlan | None = None  # inpainting
+    masked_latents: torch.Tensor | None = None  # inpainting: the masked picture's posterior mean (unscaled)
 
 
 class _SeededImg2Img(StableDiffusionImg2ImgPipeline):
-    """diffusers' image-to-image loop, started from ldm's noise: `image` is the clean latents (drawn from each
-    image's own generators) and `start_noise` the seeds' noise, mixed by the scheduler's own add_noise."""
+    """diffusers' image-to-image loop, started from ldm's draws: `clean` latents (the init image's posterior
+    sampled with each image's own generators) and `start_noise` (the seeds' noise), mixed by the scheduler's
+    own add_noise."""
 
     start_noise: torch.Tensor
+    clean: torch.Tensor
 
     def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
-        return self.scheduler.add_noise(image.to(device, dtype), self.start_noise.to(device, dtype), timestep)
+        return self.scheduler.add_noise(self.clean.to(device, dtype), self.start_noise.to(device, dtype), timestep)
+
+
+class _SeededInpaint(StableDiffusionInpaintPipeline):
+    """diffusers' inpainting loop started from ldm's draws, as _SeededImg2Img (strength 1: pure noise)."""
+
+    start_noise: torch.Tensor
+    clean: torch.Tensor
+
+    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator,
+                        latents=None, image=None, timestep=None, is_strength_max=True, return_noise=False,
+                        return_image_latents=False):
+        noise, clean = self.start_noise.to(device, dtype), self.clean.to(device, dtype)
+        start = noise * self.scheduler.init_noise_sigma if is_strength_max else \
+            self.scheduler.add_noise(clean, noise, timestep)
+        return (start, *((noise,) if return_noise else ()), *((clean,) if return_image_latents else ()))
 
 
 class SamplingModel:
@@ -183,12 +210,13 @@ class SamplingModel:
         """Fill in the model's defaults and check every value, raising one-line errors."""
         return resolve_settings(settings, self.factor, self.defaults)
 
-    def parameters_text(self, spec: ImageSpec, settings: Settings, init: InitImage | None = None) -> str:
+    def parameters_text(self, spec: ImageSpec, settings: Settings, init: InitImage | None = None,
+                        mask: Mask | None = None) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
-        s = self.request(settings, init)
+        s = self.request(settings, init, mask)
         stamp = ModelStamp(self.name, self.model_hash, self.precision)
         return image_parameters(spec, s, stamp, None if s.lora is None else self.loras.hash(s.lora),
-                                None if init is None else init.digest)
+                                None if init is None else init.digest, None if mask is None else mask.digest)
 
     def exclusive(self):
         """A block no generation runs during: the weights stay as they are (no LoRA is switched on or off)."""
@@ -221,31 +249,45 @@ class SamplingModel:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def request(self, settings: Settings, init: InitImage | None = None) -> Settings:
-        """resolve(), plus image-to-image's strength: the default with an init image, an error without one."""
+    def request(self, settings: Settings, init: InitImage | None = None, mask: Mask | None = None) -> Settings:
+        """resolve(), plus image-to-image's strength (the default with an init image, an error without one)
+        and the checks of an inpainting mask."""
         s = self.resolve(settings)
+        if self.inpainting_unet and mask is None:
+            raise LdmError("this is an inpainting model (its UNet reads a mask): give an init image and a mask")
         if init is None:
-            if s.strength is not None:
-                raise LdmError("a denoising strength needs an init image to start from")
+            if s.strength is not None or mask is not None:
+                raise LdmError(f"{'a mask' if mask is not None else 'a denoising strength'} needs an init image")
             return s
         if init.size != (s.width, s.height):
             raise LdmError(f"the init image is {init.size[0]}x{init.size[1]} but the request is {s.width}x{s.height}")
+        if mask is not None:
+            if mask.weights.shape[1:] != init.pixels.shape[1:]:
+                raise LdmError(f"the mask is {mask.weights.shape[2]}x{mask.weights.shape[1]} but the init image is "
+                               f"{init.size[0]}x{init.size[1]}")
+            check_mask(mask)
         return s if s.strength is not None else replace(s, strength=DEFAULT_STRENGTH)
+
+    @property
+    def inpainting_unet(self) -> bool:
+        """A UNet that reads the mask and the masked image besides the latents (diffusers' 9-channel kind)."""
+        return self.pipe.unet.config.in_channels != self.pipe.vae.config.latent_channels
 
     @torch.no_grad()
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(), batch_size: int = 8,
                  progress: Progress | None = None,
                  on_batch: Callable[[int, torch.Tensor], None] | None = None,
-                 init: InitImage | None = None) -> torch.Tensor:
+                 init: InitImage | None = None, mask: Mask | None = None) -> torch.Tensor:
         """Images in [0, 1] (N, 3, H, W): image k depends only on specs[k] and the settings, not the batch.
 
         With `init`, image to image (SDEdit): the init image's latents noised to the strength's step, then
-        denoised for int(steps x strength) steps; strength 1 is text to image from the same seed.
+        denoised for int(steps x strength) steps; strength 1 is text to image from the same seed. With `mask`
+        too, inpainting: only the mask's white area is repainted (see inpaint.py).
         on_batch(start, images) gets each batch as soon as it is done (images start, start + 1, ...), so a
         caller can keep what is finished when a long run is interrupted.
         """
         # 1. check inputs
-        s = self.request(settings, init)
+        s = self.request(settings, init, mask)
         specs = list(specs)
         for spec in specs:
             check_spec(spec)
@@ -259,9 +301,13 @@ class SamplingModel:
         images = []
         with self._lock:
             self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
+            plan = None if mask is None else plan_inpaint(init.pixels, mask, s.mask_blur, s.masked_content,
+                                                           s.inpaint_area, s.inpaint_padding)
             job = _Job(s, self._embed([s.negative_prompt, *prompts], (s.lora, s.lora_scale), max(steps, 1)),
                        max(steps, 1), changing, len(specs) * steps, progress,
-                       None if init is None or s.strength == 1 else self._posterior(init))
+                       None if init is None or (s.strength == 1 and plan is None) else
+                       self._posterior(init.pixels if plan is None else plan.picture), init, plan,
+                       None if plan is None else self._posterior(plan.masked_picture)[0])
             for start in range(0, len(specs), batch_size):
                 batch = specs[start:start + batch_size]
                 images.append(self._generate_batch(batch, job, start * steps))
@@ -269,9 +315,9 @@ class SamplingModel:
                     on_batch(start, images[-1])
         return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
 
-    def _posterior(self, init: InitImage) -> tuple[torch.Tensor, torch.Tensor]:
-        # the VAE posterior of the init image, (1, C, h, w) mean and std; each image draws its own sample
-        pixels = init.pixels[None].to(self.device, memory_format=torch.channels_last)
+    def _posterior(self, picture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the VAE posterior of a picture (3, H, W), (1, C, h, w) mean and std; each image draws its own sample
+        pixels = picture[None].to(self.device, memory_format=torch.channels_last)
         with autocast(self.precision, self.device):
             dist = self.pipe.vae.encode(pixels).latent_dist
         return dist.mean.float().cpu(), dist.std.float().cpu()
@@ -289,18 +335,32 @@ class SamplingModel:
         # 4. starting noise from each image's own CPU generators; image to image then draws the init image's
         # latent from the VAE posterior with the same generators
         source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
-        channels = self.pipe.unet.config.in_channels
+        channels = self.pipe.vae.config.latent_channels
         shape = (len(batch), channels, s.height // self.factor, s.width // self.factor)
         latents = source.randn(shape)
         clean = None
         if job.posterior is not None:
             mean, std = job.posterior
             clean = (mean + std * source.randn(shape)) * self.pipe.vae.config.scaling_factor
+            if job.plan is not None and s.masked_content in ("latent-noise", "latent-nothing"):
+                inside = F.interpolate(job.plan.mask[None], size=shape[2:], mode="area")
+                start = source.randn(shape) if s.masked_content == "latent-noise" else torch.zeros(shape)
+                clean = clean * (1 - inside) + start * inside
             if denoising_steps(s) == 0:  # too little strength for one step: the init image's latent as it is
-                return torch.cat([self.decode(latent) for latent in clean.split(1)])
+                return self._finish(torch.cat([self.decode(latent) for latent in clean.split(1)]), job)
         # 5. a fresh scheduler of the chosen kind over the model's noise schedule, in a pipeline of its own
         scheduler = make_scheduler(s.scheduler, self.base_scheduler_config)
-        pipe = self._pipeline(scheduler) if clean is None else self._img2img_pipeline(scheduler, latents)
+        if clean is None:
+            pipe = self._pipeline(scheduler)
+            start = {"latents": latents.to(self.device), "height": s.height, "width": s.width}
+        elif job.plan is None:
+            pipe = self._seeded(_SeededImg2Img, scheduler, latents, clean)
+            start = {"image": clean.to(self.device), "strength": s.strength}
+        else:  # inpainting: diffusers keeps the known latents (re-noised each step) outside the mask
+            pipe = self._seeded(_SeededInpaint, scheduler, latents, clean)
+            start = {"image": (job.plan.picture[None] / 2 + 0.5).to(self.device), "mask_image": job.plan.mask[None],
+                     "masked_image_latents": (job.masked_latents * self.pipe.vae.config.scaling_factor).to(self.device),
+                     "strength": s.strength, "height": s.height, "width": s.width}
 
         def on_step(pipe, i, t, kwargs):
             if job.progress is not None:
@@ -315,10 +375,6 @@ class SamplingModel:
             return kwargs
 
         # 6. denoise through the stock pipeline
-        start = {"latents": latents.to(self.device)} if clean is None else {
-            "image": clean.to(self.device), "strength": s.strength}
-        if clean is None:
-            start.update(height=s.height, width=s.width)
         hook = pipe.unet.register_forward_hook(_unet_output_to_fp32)
         try:
             with scheduler_noise(scheduler, source), autocast(self.precision, self.device):
@@ -333,14 +389,19 @@ class SamplingModel:
             hook.remove()
         # 7. decode one image at a time: the VAE's convolutions give batch-size-dependent bits, and a seed
         # must mean the same pixels in a batch of one or sixteen
-        return torch.cat([self.decode(latent) for latent in latents.float().split(1)])
+        return self._finish(torch.cat([self.decode(latent) for latent in latents.float().split(1)]), job)
 
-    def _img2img_pipeline(self, scheduler, noise: torch.Tensor) -> _SeededImg2Img:
-        pipe = _SeededImg2Img(**{**self.pipe.components, "scheduler": scheduler}, requires_safety_checker=False)
+    @staticmethod
+    def _finish(images: torch.Tensor, job: _Job) -> torch.Tensor:
+        # inpainting: the new pixels go back into the init image inside the blurred mask only
+        return images if job.plan is None else job.plan.compose(images, job.init.pixels)
+
+    def _seeded(self, kind: type, scheduler, noise: torch.Tensor, clean: torch.Tensor):
+        pipe = kind(**{**self.pipe.components, "scheduler": scheduler}, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         pipe.image_processor = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor,
                                                  vae_latent_channels=self.pipe.vae.config.latent_channels)
-        pipe.start_noise = noise
+        pipe.start_noise, pipe.clean = noise, clean
         return pipe
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,8 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--fps", "0"], "fps must be above 0"),
     (["x", "--out", "/dev/null"], "--out /dev/null exists and is not a folder"),
     (["x", "--strength", "0.5"], "--strength needs --init-image"),
+    (["x", "--mask", "m.png"], "--mask needs --init-image"),
+    (["x", "--masked-content", "blur"], "invalid choice: 'blur'"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--init-image", "a.png"], "make images, not seed walks"),
 ])
 def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message):
@@ -111,6 +113,35 @@ def test_image_to_image_writes_its_strength_and_from_png_needs_the_same_image(ti
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         f"error: init image {tmp_path / 'nope.png'}: file not found"]
     assert not (tmp_path / "o").exists()  # nothing written for a mistake
+
+
+def test_inpainting_from_the_command_line_keeps_the_unmasked_pixels(tiny_pipeline, tmp_path):
+    start, mask = tmp_path / "start.png", tmp_path / "mask.png"
+    Image.fromarray(np.full((32, 32, 3), (30, 140, 60), np.uint8)).save(start)
+    painted = np.zeros((32, 32), np.uint8)
+    painted[8:20, 8:20] = 255
+    Image.fromarray(painted).save(mask)
+    out = tmp_path / "inpaint"
+    args = ["--init-image", str(start), "--mask", str(mask), "--mask-blur", "0", "--masked-content", "fill",
+            "--inpaint-area", "masked", "--inpaint-padding", "4", "--steps", "3", "--model", str(tiny_pipeline)]
+    run_script("scripts/sample.py", "a red square", "--seed", "5", *args, "--out", str(out))
+    result = _pixels(out / "00000-5.png")
+    keep = painted == 0
+    assert np.array_equal(result[keep], np.asarray(Image.open(start))[keep]) and not np.array_equal(result, start)
+    text = Image.open(out / "00000-5.png").info["parameters"]
+    assert "Mask blur: 0, Masked content: fill, Inpaint area: Only masked, Masked area padding: 4, Mask hash: " in text
+    refused = run_script("scripts/sample.py", "--from-png", str(out / "00000-5.png"), "--init-image", str(start),
+                         "--model", str(tiny_pipeline), "--out", str(tmp_path / "no"), check=False)
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {out / '00000-5.png'} was inpainted: pass --mask PATH (and --init-image PATH)"]
+    run_script("scripts/sample.py", "--from-png", str(out / "00000-5.png"), "--init-image", str(start), "--mask",
+               str(mask), "--model", str(tiny_pipeline), "--out", str(tmp_path / "again"))
+    assert np.array_equal(_pixels(tmp_path / "again" / "00000-5.png"), result)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "small.png")
+    wrong = run_script("scripts/sample.py", "x", "--init-image", str(start), "--mask", str(tmp_path / "small.png"),
+                       "--model", str(tiny_pipeline), "--out", str(tmp_path / "o"), check=False)
+    assert wrong.returncode == 2 and "is 16x16 but the init image is 32x32" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 def test_a_folder_without_a_guidance_default_warns_once(tiny_pipeline, tmp_path):
