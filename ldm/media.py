@@ -38,6 +38,57 @@ def make_grid(images: torch.Tensor, cols: int | None = None, pad: int = 2) -> Im
     return Image.fromarray(canvas)
 
 
+def labelled_grid(images: torch.Tensor, x_labels: list[str], y_labels: list[str], z_labels: list[str],
+                  min_side: int = 128, pad: int = 2) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """An X/Y/Z plot: (Z*Y*X, 3, H, W) images in [0, 1], X fastest, as one image with the X labels over the
+    columns, the Y labels left of the rows and one block per Z value under its label; small images are
+    scaled up (nearest, a whole factor) to min_side. Returns the image and each cell's (left, top, right,
+    bottom) box in it."""
+    from PIL import ImageDraw, ImageFont
+
+    arr = to_uint8(images)
+    scale = max(1, math.ceil(min_side / min(arr.shape[1:3])))
+    h, w = arr.shape[1] * scale, arr.shape[2] * scale
+    font = ImageFont.load_default(size=max(11, min(h, w) // 10))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def fit(text: str, width: int) -> str:  # shorten what does not fit, keeping the start
+        if probe.textlength(text, font=font) <= width:
+            return text
+        while text and probe.textlength(text + "…", font=font) > width:
+            text = text[:-1]
+        return text + "…"
+
+    line = int(font.size * 1.4)
+    left = (max((int(probe.textlength(t, font=font)) for t in y_labels if t), default=0) + 8) if any(y_labels) else 0
+    left = min(left, 2 * w)
+    top = line if any(x_labels) else 0
+    title = line if any(z_labels) else 0
+    cols, rows = len(x_labels), len(y_labels)
+    block_h = title + top + rows * (h + pad) + pad
+    canvas = Image.new("RGB", (left + cols * (w + pad) + pad, len(z_labels) * block_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    boxes = []
+    for k in range(len(arr)):
+        z, rest = divmod(k, cols * rows)
+        y, x = divmod(rest, cols)
+        x0, y0 = left + pad + x * (w + pad), z * block_h + title + top + pad + y * (h + pad)
+        canvas.paste(Image.fromarray(arr[k]).resize((w, h), Image.Resampling.NEAREST), (x0, y0))
+        boxes.append((x0, y0, x0 + w, y0 + h))
+    for z, z_label in enumerate(z_labels):
+        base = z * block_h
+        if z_label:
+            draw.text((4, base + 2), fit(z_label, canvas.width - 8), fill="black", font=font)
+        for x, label in enumerate(x_labels):
+            text = fit(label, w)
+            cx = left + pad + x * (w + pad) + (w - probe.textlength(text, font=font)) / 2
+            draw.text((cx, base + title + 2), text, fill="black", font=font)
+        for y, label in enumerate(y_labels):
+            cy = base + title + top + pad + y * (h + pad) + (h - font.size) / 2
+            draw.text((4, cy), fit(label, left - 8), fill="black", font=font)
+    return canvas, boxes
+
+
 def save_image_atomic(image: Image.Image, path: str | Path, overwrite: bool = True, **kwargs) -> Path:
     """Save a PIL image whole or not at all (see ldm.io.atomic_file; overwrite=False never replaces a file)."""
     with atomic_file(path, overwrite) as tmp:

@@ -92,11 +92,16 @@ class NumberedFolder:
 
     def grid(self, images) -> Path:
         """`grid-NNNN.png`: the contact sheet of this run's images."""
-        from ldm.media import make_grid, save_image_atomic
+        from ldm.media import make_grid
 
-        sheet = make_grid(images)
-        path = self.claim(lambda n: f"{GRID_PREFIX}{n:04d}.png", lambda p: save_image_atomic(sheet, p, overwrite=False),
-                          GRID_PREFIX)
+        return self.sheet(make_grid(images))
+
+    def sheet(self, image, prefix: str = GRID_PREFIX) -> Path:
+        """`<prefix>NNNN.png`: a PIL image (a contact sheet, an X/Y/Z plot) under the prefix's next number."""
+        from ldm.media import save_image_atomic
+
+        path = self.claim(lambda n: f"{prefix}{n:04d}.png", lambda p: save_image_atomic(image, p, overwrite=False),
+                          prefix)
         self.written.append(path)
         return path
 

@@ -7,13 +7,18 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from ldm.media import make_grid, save_image_atomic, save_png, write_movies
+import torch
+
+from ldm.media import labelled_grid, make_grid, save_image_atomic, save_png, write_movies
 from ldm.outputs import NumberedFolder, finish_before_ctrl_c
 from ldm.sampling.init_image import InitImage
 from ldm.sampling.inpaint import Mask
-from ldm.sampling.requests import ImageSpec, Progress, Settings
+from ldm.sampling.requests import ImageSpec, Progress, Settings, denoising_steps
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
+from ldm.sampling.xyz import Axis, Cell, plot_cells
+
+XYZ_PREFIX = "xyz-grid-"
 
 
 class Interrupted(Exception):
@@ -42,6 +47,43 @@ def render_images(model: SamplingModel, specs: Sequence[ImageSpec], settings: Se
         raise Interrupted(list(out.written), len(specs), "images") from None
     if len(images) > 1:
         out.grid(images)
+    return out.written
+
+
+def render_xyz(model: SamplingModel, axes: list[Axis], spec: ImageSpec, settings: Settings, out: NumberedFolder,
+               batch_size: int = 8, progress: Progress | None = None, init: InitImage | None = None,
+               mask: Mask | None = None) -> list[Path]:
+    """An X/Y/Z plot: every cell written as its own PNG in reading order as it is done (neighbours with the
+    same settings denoised together), then the labelled grid `xyz-grid-NNNN.png`."""
+    cells = plot_cells(axes, spec, settings)
+    for cell in cells:  # every cell's settings checked before any work
+        model.request(cell.settings, init, mask)
+    runs: list[list[Cell]] = []
+    for cell in cells:
+        if runs and runs[-1][0].settings == cell.settings:
+            runs[-1].append(cell)
+        else:
+            runs.append([cell])
+    total = sum(denoising_steps(model.request(c.settings, init, mask)) for c in cells)
+    images, done = [], 0
+    try:
+        for run in runs:
+            def keep(start, batch, run=run):
+                with finish_before_ctrl_c():
+                    for cell, image in zip(run[start:start + len(batch)], batch, strict=True):
+                        out.image(image, cell.spec.seed, model.parameters_text(cell.spec, cell.settings, init, mask))
+
+            def report(finished, _, offset=done):
+                if progress is not None:
+                    progress(offset + finished, total)
+
+            images.append(model.generate([c.spec for c in run], run[0].settings, batch_size, report, keep, init, mask))
+            done += len(run) * denoising_steps(model.request(run[0].settings, init, mask))
+    except KeyboardInterrupt:
+        raise Interrupted(list(out.written), len(cells), "images") from None
+    labels = [[axis.value_label(v) for v in axis.values] for axis in axes] + [[""]] * (3 - len(axes))
+    grid, _ = labelled_grid(torch.cat(images), *labels)
+    out.sheet(grid, XYZ_PREFIX)
     return out.written
 
 

@@ -34,6 +34,7 @@ from ldm.sampling.requests import (
     spec_from_parameters,
 )
 from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.xyz import AXES, parse_axes, plot_cells
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--inpaint-area", choices=INPAINT_AREAS, default="whole",
                    help="inpainting: the whole picture, or only a box around the mask at full size")
     p.add_argument("--inpaint-padding", type=int, default=32, help="inpainting: pixels around the mask's box")
+    p.add_argument("--xyz", nargs="+", metavar="AXIS=V1,V2",
+                   help="X/Y/Z plot of the first prompt: up to three axes (" + ", ".join(AXES) + "; prompt=A,B "
+                   "replaces A by each value) into one labelled grid plus every single image")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
@@ -114,7 +118,8 @@ def main() -> None:
                         masked_content=args.masked_content, inpaint_area=args.inpaint_area,
                         inpaint_padding=args.inpaint_padding)
     prompts = read_prompts(args)
-    kind = "png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else "image"
+    kind = ("png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else
+            "xyz" if args.xyz else "image")
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     if kind == "png":
         spec, settings, fields = spec_from_parameters(read_png_parameters(args.from_png))
@@ -128,10 +133,11 @@ def main() -> None:
         if "Mask hash" in fields and args.mask is None:
             raise LdmError(f"{args.from_png} was inpainted: pass --mask PATH (and --init-image PATH)")
         specs = [spec]
-    elif kind == "image":
+    elif kind in ("image", "xyz"):
         if not prompts:
             raise LdmError("give a prompt (or --prompts-file, --morph or --from-png)")
         specs = image_specs(prompts, args.num_images, seed, args.variation_seed, args.variation_strength)
+        axes = parse_axes(args.xyz) if kind == "xyz" else None
     else:
         keyframe_prompts = args.morph or prompts[:1]
         if not keyframe_prompts:
@@ -144,6 +150,9 @@ def main() -> None:
     folder = check_model_folder(args.model)
     factor, defaults = folder_defaults(folder)  # read once: it warns when the folder's config lacks guidance
     settings = resolve_settings(settings, factor, defaults)
+    if kind == "xyz":  # every cell's values checked before anything is loaded
+        for cell in plot_cells(axes, specs[0], settings):
+            resolve_settings(cell.settings, factor, defaults)
     init = None
     if args.init_image:
         from ldm.sampling.init_image import load_init_image
@@ -162,7 +171,7 @@ def main() -> None:
     quiet_libraries()
     from tqdm import tqdm
 
-    from ldm.render import Interrupted, render_animation, render_images
+    from ldm.render import Interrupted, render_animation, render_images, render_xyz
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, args.device, args.precision, guidance)
@@ -188,6 +197,8 @@ def main() -> None:
     try:
         if kind in ("png", "image"):
             paths = render_images(model, specs, settings, out, args.batch_size, progress, init, mask)
+        elif kind == "xyz":
+            paths = render_xyz(model, axes, specs[0], settings, out, args.batch_size, progress, init, mask)
         else:
             paths = render_animation(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
                                      out.subfolder(kind), args.fps, progress, loop=args.loop, ease=args.ease,

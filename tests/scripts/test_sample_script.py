@@ -78,6 +78,8 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["x", "--out", "/dev/null"], "--out /dev/null exists and is not a folder"),
     (["x", "--strength", "0.5"], "--strength needs --init-image"),
     (["x", "--mask", "m.png"], "--mask needs --init-image"),
+    (["x", "--xyz", "steps=2,x"], "--xyz steps: values must be whole numbers"),
+    (["x", "--xyz", "scheduler=euler,magic"], "unknown scheduler 'magic'"),
     (["x", "--masked-content", "blur"], "invalid choice: 'blur'"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--init-image", "a.png"], "make images, not seed walks"),
 ])
@@ -142,6 +144,15 @@ def test_inpainting_from_the_command_line_keeps_the_unmasked_pixels(tiny_pipelin
                        "--model", str(tiny_pipeline), "--out", str(tmp_path / "o"), check=False)
     assert wrong.returncode == 2 and "is 16x16 but the init image is 32x32" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_xyz_plot_writes_every_cell_and_a_labelled_grid(tiny_pipeline, tmp_path):
+    proc = run_script("scripts/sample.py", "a red square", "--xyz", "prompt=red,blue", "steps=2,3", "--seed", "4",
+                      "--model", str(tiny_pipeline), "--out", str(tmp_path))
+    names = [Path(p).name for p in proc.stdout.split()]
+    assert names == ["00000-4.png", "00001-4.png", "00002-4.png", "00003-4.png", "xyz-grid-0000.png"]
+    assert Image.open(tmp_path / "00001-4.png").info["parameters"].startswith("a blue square\nSteps: 2")
+    assert Image.open(tmp_path / "xyz-grid-0000.png").size[0] > 2 * 128
 
 
 def test_a_folder_without_a_guidance_default_warns_once(tiny_pipeline, tmp_path):
