@@ -15,15 +15,28 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from PIL import ImageChops
+
 from app.jobs import StopFlags
-from ldm.data.images import BadImage, load_image, to_tensor
+from ldm.data.images import BadImage, decode_image, load_image, to_tensor
 from ldm.errors import LdmError
 from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
 from ldm.media import save_png, write_animation
 from ldm.sampling.batching import MicroBatcher
+from ldm.sampling.init_image import InitImage, init_image_from_pil
+from ldm.sampling.inpaint import Mask, mask_from_pil
 from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, WORK_BUDGET, check, check_work
+from ldm.sampling.parameters import parse_parameters, read_png_parameters
 from ldm.sampling.prompt_syntax import escape
-from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings, concept_mix
+from ldm.sampling.requests import (
+    DEFAULT_STRENGTH,
+    MORPH_MODES,
+    ImageSpec,
+    Progress,
+    Settings,
+    concept_mix,
+    spec_from_parameters,
+)
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk, spec_at
 
@@ -182,6 +195,75 @@ class Handlers:
                  for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
         gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
         return gallery, parameters_summary(texts[0], [sp.seed for sp in specs]), paths
+
+    # ---- image to image and inpainting ---------------------------------------------------------------
+    def image_to_image(self, editor, prompt: str, negative_prompt: str = "", seed: int = -1,
+                       steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
+                       strength: float = DEFAULT_STRENGTH, num_images: int = 1, mask_blur: int = 4,
+                       masked_content: str = "original", inpaint_area: str = "whole", inpaint_padding: int = 32,
+                       progress: Progress | None = None):
+        """Image to image from the editor's picture, inpainting where strokes were painted over it:
+        (gallery of (png, caption), parameters of each image, the PNG files)."""
+        prompt = self.prompt(prompt)
+        s = self.settings(steps, guidance, scheduler, None, None, negative_prompt)
+        s = self.model.resolve(replace(
+            s, strength=_server("strength", strength), mask_blur=_server("mask_blur", _whole(mask_blur)),
+            masked_content=_choice("masked content", masked_content),
+            inpaint_area=_choice("inpaint area", inpaint_area),
+            inpaint_padding=_server("inpaint_padding", _whole(inpaint_padding))))
+        init, mask = self.editor_input(editor, s.width, s.height)
+        num_images = _server("images", num_images)
+        check_work(num_images, s.steps, s.width, s.height, self.model.default_size, self.work_budget)
+        seed = self.seed(seed)
+        specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
+        images = self.batcher.run(self.model.generate, specs, s, len(specs), progress, None, init, mask)
+        folder = self.folder("img2img")
+        texts = [self.model.parameters_text(sp, s, init, mask) for sp in specs]
+        paths = [str(save_png(img, folder / f"{k:02d}-{sp.seed}.png", text))
+                 for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
+        gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
+        return gallery, parameters_summary(texts[0], [sp.seed for sp in specs]), paths
+
+    def editor_input(self, editor, width: int, height: int) -> tuple[InitImage, Mask | None]:
+        """The picture under an image editor's strokes (fitted to width x height) and the strokes as the mask
+        (None when nothing was painted). `editor`: Gradio's {"background", "layers"} of file data or paths."""
+        if not isinstance(editor, dict) or not editor.get("background"):
+            raise LdmError("upload an image to start from")
+        path, name = _upload_path(editor["background"])
+        try:
+            picture = decode_image(path, max(width, height))
+        except BadImage as exc:  # its reason never names the server's copy of the file
+            raise LdmError(f"cannot use {name}: {exc}") from None
+        init = init_image_from_pil(picture, width, height)
+        strokes = None
+        for layer in editor.get("layers") or []:
+            layer_path, layer_name = _upload_path(layer)
+            try:
+                alpha = decode_image(layer_path, max(width, height)).convert("RGBA").getchannel("A")
+            except BadImage as exc:
+                raise LdmError(f"cannot use the mask layer {layer_name}: {exc}") from None
+            if alpha.size != picture.size:
+                raise LdmError(f"the mask layer is {alpha.size[0]}x{alpha.size[1]} but the image is "
+                               f"{picture.size[0]}x{picture.size[1]}")
+            strokes = alpha if strokes is None else ImageChops.lighter(strokes, alpha)
+        if strokes is None or strokes.getextrema()[1] == 0:
+            return init, None
+        return init, mask_from_pil(strokes, width, height)
+
+    # ---- PNG info -----------------------------------------------------------------------------------
+    @staticmethod
+    def png_info(upload) -> tuple[str, list[list[str]]]:
+        """The generation parameters a PNG carries: (the text, a table of its fields)."""
+        path, name = _upload_path(upload)
+        if not path:
+            raise LdmError("drop a PNG made by ldm or AUTOMATIC1111")
+        try:
+            text = read_png_parameters(path)
+        except LdmError as exc:  # its message names the server's copy of the file: name the user's
+            raise LdmError(str(exc).replace(str(path), name)) from None
+        prompt, negative, fields = parse_parameters(text)
+        rows = [["Prompt", prompt], *([["Negative prompt", negative]] if negative else [])]
+        return text, rows + [[key, value] for key, value in fields.items()]
 
     # ---- animations ---------------------------------------------------------------------------------
     def animate(self, kind: str, prompts: list[str], seeds: list[int], frames, settings: Settings,
@@ -374,6 +456,27 @@ def parameters_summary(first: str, seeds: list[int]) -> str:
 
 
 # ---- hand-offs between tabs ---------------------------------------------------------------------------
+def generate_fields(text: str, model: SamplingModel) -> tuple:
+    """A PNG's parameters as the Generate tab's (prompt, negative, seed, steps, guidance, scheduler, width,
+    height); what the text does not say takes the model's default."""
+    if not text:
+        raise LdmError("drop a PNG with parameters first")
+    spec, settings, _ = spec_from_parameters(text)
+    s = model.resolve(settings)
+    return spec.prompt, s.negative_prompt, spec.seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height
+
+
+def gallery_image(chosen: str | None, gallery) -> str | None:
+    """The clicked gallery image's file, else the gallery's first."""
+    if chosen:
+        return chosen
+    for item in gallery or []:
+        image = item.get("image") if isinstance(item, dict) else item[0]
+        return image.get("path") if isinstance(image, dict) else image
+    raise LdmError("generate an image first")
+
+
+
 def gallery_seeds(gallery) -> list[int]:
     """The seeds in a gallery's captions ('seed 42'), in order; Gradio gives (image, caption) pairs or dicts."""
     seeds = []

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.handlers import Handlers, morph_handoff, run_seed, walk_handoff
-from app.tabs import autoencoder, generate, latent, morph, walk
+from app.events import event
+from app.handlers import Handlers, gallery_image, generate_fields, morph_handoff, run_seed, walk_handoff
+from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, walk
 
 # A new run closes the last run's error toasts, so an old error never sits over a later success.
 PAGE_JS = ("() => { document.addEventListener('click', (e) => { const b = e.target.closest('button.primary'); "
@@ -22,6 +23,8 @@ def build_ui(h: Handlers) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 gen = generate.build(h)
+            with gr.Tab("Image to image", id="img2img"):
+                edit = img2img.build(h)
             with gr.Tab("Seed walk", id="walk"):
                 walk_tab = walk.build(h)
             with gr.Tab("Prompt morph", id="morph"):
@@ -30,6 +33,8 @@ def build_ui(h: Handlers) -> gr.Blocks:
                 latent.build(h)
             with gr.Tab("Autoencoder", id="autoencoder"):
                 autoencoder.build(h)
+            with gr.Tab("PNG Info", id="png-info"):
+                info = png_info.build(h)
         # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
         gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),
                           [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery], [walk_tab.prompt, walk_tab.seeds, tabs],
@@ -37,4 +42,16 @@ def build_ui(h: Handlers) -> gr.Blocks:
         gen.to_morph.click(lambda p, s, c, g, m: (morph_handoff(p, m), run_seed(s, c, g), gr.Tabs(selected="morph")),
                            [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery, morph_tab.prompts],
                            [morph_tab.prompts, morph_tab.seed, tabs], api_visibility="private")
+        gen.to_img2img.click(event(lambda p, n, s, c, i, g: (gallery_image(i, g), p, n, run_seed(s, c, g),
+                                                             gr.Tabs(selected="img2img"))),
+                             [gen.prompt, gen.negative, gen.seed, gen.chosen_seed, gen.chosen_image, gen.gallery],
+                             [edit.editor, edit.prompt, edit.negative, edit.seed, tabs], api_visibility="private")
+        # PNG Info: the parameters into Generate's controls, or the picture and its prompt into Image to image
+        info.to_generate.click(event(lambda text: (*generate_fields(text, h.model), gr.Tabs(selected="generate"))),
+                               info.text, [gen.prompt, gen.negative, gen.seed, gen.steps, gen.guidance, gen.scheduler,
+                                           gen.width, gen.height, tabs], api_visibility="private")
+        info.to_img2img.click(event(lambda path, text: (path, *generate_fields(text, h.model)[:3],
+                                                        gr.Tabs(selected="img2img"))),
+                              [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],
+                              api_visibility="private")
     return demo

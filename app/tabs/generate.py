@@ -24,6 +24,14 @@ class GenerateTab:
     gallery: gr.Gallery
     to_walk: gr.Button
     to_morph: gr.Button
+    to_img2img: gr.Button
+    chosen_image: gr.State
+    negative: gr.Textbox
+    steps: gr.Slider
+    guidance: gr.Slider
+    scheduler: gr.Dropdown
+    width: gr.Slider
+    height: gr.Slider
 
 
 def seed_of(evt: gr.SelectData) -> int:
@@ -32,6 +40,15 @@ def seed_of(evt: gr.SelectData) -> int:
         return int(str(evt.value.get("caption", "")).split()[-1])
     except (AttributeError, ValueError, IndexError):
         return 0
+
+
+def picked(evt: gr.SelectData) -> tuple[int, str | None]:
+    """The seed and the file of a clicked gallery image."""
+    try:
+        path = evt.value["image"]["path"]
+    except (TypeError, KeyError):
+        path = None
+    return seed_of(evt), path
 
 
 CONCEPT_REACH = 1.5  # the concept slider's range either way (the shipped student: tears and skin tone by 1.0)
@@ -93,18 +110,20 @@ def build(h: Handlers) -> GenerateTab:
             with gr.Row():
                 to_walk = gr.Button("Walk from this seed")
                 to_morph = gr.Button("Morph from this prompt")
+                to_img2img = gr.Button("Send to Image to image")
     chosen_seed = gr.State(None)  # the clicked image's seed; None: none clicked since the last run
+    chosen_image = gr.State(None)  # and its file
 
     dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
-    new_run = go.click(lambda s, locked: (s if locked else random.randrange(MAX_SEED), None), [seed, lock],
-                       [seed, chosen_seed], api_visibility="private", preprocess=False)
+    new_run = go.click(lambda s, locked: (s if locked else random.randrange(MAX_SEED), None, None), [seed, lock],
+                       [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
                [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale],
                [gallery, params, files], h.stops, api_name="generate",
                concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(h.stops, [job])
-    gallery.select(seed_of, None, chosen_seed, api_visibility="private")
+    gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
 
     follow = event(h.live_generate)
 
@@ -117,4 +136,5 @@ def build(h: Handlers) -> GenerateTab:
            concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
           preprocess=False, **LIVE_EVENT)
     gr.api(follow, api_name="live_generate")  # the same, for API callers: no switch to set
-    return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph)
+    return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
+                       guidance, scheduler, width, height)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from app.handlers import MAX_SEED, Handlers, morph_handoff, run_seed, walk_handoff
+from app.handlers import MAX_SEED, Handlers, gallery_image, generate_fields, morph_handoff, run_seed, walk_handoff
 from app.jobs import Stopped, stoppable
 from ldm.data.images import to_tensor
 from ldm.data.shapes import make_shape
@@ -198,3 +199,58 @@ def test_a_stop_ends_the_request_between_steps_and_the_next_one_runs(handlers):
     flag = handlers.stops.start("session")  # the next request of the session starts cleared
     gallery, _, _ = handlers.generate("x", steps=1, progress=stoppable(None, flag))
     assert len(gallery) == 1
+
+
+def _editor(tmp_path, strokes: bool, layer_size=(40, 40)):
+    picture = Image.new("RGB", (40, 40), (40, 90, 200))
+    picture.save(tmp_path / "background.png")
+    layers = []
+    if strokes:
+        layer = Image.new("RGBA", layer_size, (0, 0, 0, 0))
+        layer.paste((255, 255, 255, 255), (10, 10, 26, 26))
+        layer.save(tmp_path / "layer.png")
+        layers = [{"path": str(tmp_path / "layer.png")}]
+    return {"background": {"path": str(tmp_path / "background.png"), "orig_name": "mine.png"}, "layers": layers}
+
+
+def test_image_to_image_and_inpainting_from_the_editor(handlers, tmp_path):
+    gallery, text, paths = handlers.image_to_image(_editor(tmp_path, False), "a red square", seed=3, steps=2,
+                                                   strength=0.5, num_images=2)
+    assert [c for _, c in gallery] == ["seed 3", "seed 4"] and "Denoising strength: 0.5" in text
+    assert "Mask hash" not in read_png_parameters(paths[0])
+    _, text, paths = handlers.image_to_image(_editor(tmp_path, True), "a red square", seed=3, steps=2,
+                                             strength=0.9, mask_blur=0, masked_content="fill")
+    assert "Masked content: fill" in text and "Mask hash" in read_png_parameters(paths[0])
+    out = np.asarray(Image.open(paths[0]).convert("RGB"))
+    assert (out[:6, :6] == (40, 90, 200)).all()  # far from the strokes: the picture's own pixels
+
+
+@pytest.mark.parametrize("editor, kwargs, message", [
+    (None, {}, "upload an image to start from"),
+    ({"background": None, "layers": []}, {}, "upload an image to start from"),
+    ("strokes-40x20", {}, "the mask layer is 40x20 but the image is 40x40"),
+    ("plain", {"strength": 2}, "denoising strength must be a number between 0 and 1"),
+    ("plain", {"masked_content": "paint"}, "unknown masked content 'paint'"),
+    ("plain", {"mask_blur": 99}, "mask blur must be a whole number between 0 and 64"),
+])
+def test_image_to_image_refuses_bad_input_in_one_line(handlers, tmp_path, editor, kwargs, message):
+    if editor == "plain":
+        editor = _editor(tmp_path, False)
+    elif editor == "strokes-40x20":
+        editor = _editor(tmp_path, True, (40, 20))
+    with pytest.raises(LdmError, match=message):
+        handlers.image_to_image(editor, "a red square", seed=1, steps=2, **kwargs)
+
+
+def test_png_info_reads_the_fields_and_sends_them_on(handlers, tmp_path):
+    _, _, paths = handlers.generate("a (red:1.2) square", negative_prompt="blue", seed=21, steps=3, num_images=1)
+    text, rows = Handlers.png_info({"path": paths[0], "orig_name": "x.png"})
+    assert text == read_png_parameters(paths[0])
+    assert rows[:3] == [["Prompt", "a (red:1.2) square"], ["Negative prompt", "blue"], ["Steps", "3"]]
+    assert generate_fields(text, handlers.model) == ("a (red:1.2) square", "blue", 21, 3, 3.0, "euler-a", 32, 32)
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    with pytest.raises(LdmError, match="^plain.png carries no generation parameters"):
+        Handlers.png_info({"path": str(tmp_path / "plain.png"), "orig_name": "plain.png"})
+    assert gallery_image(None, [{"image": {"path": paths[0]}, "caption": "seed 21"}]) == paths[0]
+    with pytest.raises(LdmError, match="generate an image first"):
+        gallery_image(None, [])

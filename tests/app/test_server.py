@@ -302,6 +302,57 @@ def test_browser_session_through_every_tab(app_url):
     assert (ARTIFACTS / "tab-generate.png").stat().st_size > 10_000
 
 
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (32, 32), (30, 140, 60)).save(picture)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        # Image to image: upload, paint strokes with the (white) brush, generate: an inpainted image
+        page.get_by_role("tab", name="Image to image").click()
+        editor = page.locator("#img2img-editor")
+        editor.locator("input[type=file]").first.set_input_files(str(picture))
+        page.wait_for_timeout(1000)
+        editor.get_by_role("button", name="Brush").first.click()
+        box = editor.locator("canvas").first.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 20, y)
+        page.mouse.down()
+        for k in range(10):
+            page.mouse.move(x - 20 + 4 * k, y + (k % 3) * 3)
+        page.mouse.up()
+        page.get_by_label("number input for Steps").locator("visible=true").fill("2")
+        page.locator("#img2img-button").click()
+        page.locator("#img2img-gallery img").first.wait_for(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "tab-image-to-image.png"), full_page=True)
+        text = page.get_by_label("Parameters").locator("visible=true").input_value()
+        assert "Denoising strength: 0.75" in text and "Mask hash: " in text
+        # PNG Info reads a PNG's parameters and sends them to Generate
+        made = page.locator("#img2img-gallery img").first.get_attribute("src")
+        page.get_by_role("tab", name="PNG Info").click()
+        png = tmp_path / "made.png"
+        png.write_bytes(urllib.request.urlopen(made if made.startswith("http") else app_url + made.lstrip("/")).read())
+        page.locator("#png-info-upload input[type=file]").set_input_files(str(png))
+        page.wait_for_function("document.querySelector('#png-info-text textarea').value.includes('Steps: 2')",
+                               timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "tab-png-info.png"), full_page=True)
+        page.get_by_role("button", name="Send to Generate").click()
+        page.wait_for_timeout(1000)
+        assert page.get_by_label("number input for Steps").locator("visible=true").input_value() == "2"
+        # a Generate image goes to Image to image with its prompt and seed
+        page.get_by_label("Prompt", exact=True).first.fill("a (red:1.2) square")
+        page.locator("#generate-button").click()
+        page.locator("#generate-gallery img").first.wait_for(timeout=120_000)
+        page.get_by_role("button", name="Send to Image to image").click()
+        page.wait_for_timeout(1000)
+        assert page.get_by_label("Prompt", exact=True).locator("visible=true").input_value() == "a (red:1.2) square"
+        browser.close()
+
+
 def test_live_endpoints_answer_with_one_image(client):
     path = client.predict("a red square", 4, None, 1, 0.0, "", "", 0.0, api_name="/live_generate")
     assert "Sampler: LCM" in read_png_parameters(path)

@@ -1,0 +1,59 @@
+"""The Image to image tab: start from a picture, repaint all of it or only where strokes are painted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.events import stop_button, wire
+from app.handlers import MAX_SEED, Handlers
+from app.widgets import PANEL, PROMPT_CHARS, run_buttons, sampler_controls
+from ldm.sampling.limits import BOUNDS
+from ldm.sampling.requests import DEFAULT_STRENGTH, INPAINT_AREAS, MASKED_CONTENT
+
+
+@dataclass
+class Img2ImgTab:
+    """The controls a hand-off from another tab fills in."""
+
+    editor: gr.ImageEditor
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    seed: gr.Number
+
+
+def build(h: Handlers) -> Img2ImgTab:
+    """Lay out the tab and wire its events."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            # strokes (white brush) over the picture are the inpainting mask; no strokes: the whole picture
+            editor = gr.ImageEditor(label="Picture (paint over what to repaint; nothing painted: all of it)",
+                                    type="filepath", sources=["upload", "clipboard"], format="png", height=PANEL * 1.5,
+                                    brush=gr.Brush(colors=["#ffffff"], default_size=12, color_mode="fixed"),
+                                    layers=False, transforms=(), elem_id="img2img-editor")
+            prompt = gr.Textbox(label="Prompt", value="green apple", max_length=PROMPT_CHARS)
+            negative = gr.Textbox(label="Negative prompt", value="", max_length=PROMPT_CHARS)
+            with gr.Row():
+                seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
+                strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.01, label="Denoising strength")
+                num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=2, step=1, label="Images")
+            with gr.Row():
+                scheduler, steps, guidance = sampler_controls(h.model.defaults)
+            with gr.Accordion("Inpainting (where strokes are painted)", open=False):
+                with gr.Row():
+                    blur = gr.Slider(0, 32, value=4, step=1, label="Mask blur (px)")
+                    content = gr.Radio(list(MASKED_CONTENT), value="original", label="Masked content")
+                    area = gr.Radio(list(INPAINT_AREAS), value="whole", label="Inpaint area")
+                    padding = gr.Slider(0, 64, value=32, step=1, label="Padding around the mask (px)")
+            go, stop_slot = run_buttons("Generate", "img2img-button")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="img2img-gallery")
+            params = gr.Textbox(label="Parameters", lines=4, interactive=False)
+            files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
+    job = wire(go.click, h.image_to_image,
+               [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
+                padding], [gallery, params, files], h.stops, api_name="image_to_image")
+    with stop_slot:
+        stop_button(h.stops, [job])
+    return Img2ImgTab(editor, prompt, negative, seed)
