@@ -22,6 +22,8 @@ from ldm.data.images import BadImage, decode_image, load_image, to_tensor
 from ldm.errors import LdmError
 from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
 from ldm.media import save_png, write_animation
+from ldm.outputs import NumberedFolder
+from ldm.render import render_xyz
 from ldm.sampling.batching import MicroBatcher
 from ldm.sampling.init_image import InitImage, init_image_from_pil
 from ldm.sampling.inpaint import Mask, mask_from_pil
@@ -39,6 +41,7 @@ from ldm.sampling.requests import (
 )
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk, spec_at
+from ldm.sampling.xyz import parse_axes, plot_cells
 
 MAX_SEED = int(BOUNDS["seed"].server_high)
 # Live images take at most this many of a few-step student's steps: the shipped student renders one in 60 ms at
@@ -195,6 +198,36 @@ class Handlers:
                  for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
         gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
         return gallery, parameters_summary(texts[0], [sp.seed for sp in specs]), paths
+
+    # ---- X/Y/Z plot ---------------------------------------------------------------------------------
+    def xyz_plot(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int | None = None,
+                 guidance: float | None = None, scheduler: str | None = None, width: int | None = None,
+                 height: int | None = None, x_axis: str = "", y_axis: str = "", z_axis: str = "",
+                 progress: Progress | None = None):
+        """An X/Y/Z plot of the prompt: (the labelled grid, the cells' PNG files). Each axis is `name=v1,v2`."""
+        prompt = self.prompt(prompt)
+        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt)
+        texts = []
+        for what, text in (("X", x_axis), ("Y", y_axis), ("Z", z_axis)):
+            if text is not None and not isinstance(text, str):
+                raise LdmError(f"the {what} axis must be text like steps=4,8,14")
+            if text and text.strip():
+                texts.append(text.strip())
+        if not texts:
+            raise LdmError("give at least one axis, e.g. X: steps=4,8,14")
+        seed = self.seed(seed)
+        axes = parse_axes(texts)
+        cells = plot_cells(axes, ImageSpec(prompt, seed), s)
+        for cell in cells:  # each cell's values within the server's bounds, as a single request's are
+            self.settings(cell.settings.steps, cell.settings.guidance_scale, cell.settings.scheduler, s.width,
+                          s.height, cell.settings.negative_prompt)
+            _server("seed", cell.spec.seed)
+            _server("eta", cell.settings.eta)
+        check_work(1, sum(self.model.resolve(c.settings).steps for c in cells), s.width, s.height,
+                   self.model.default_size, self.work_budget)
+        out = NumberedFolder(self.folder("xyz"))
+        paths = self.batcher.run(render_xyz, self.model, axes, ImageSpec(prompt, seed), s, out, len(cells), progress)
+        return str(paths[-1]), [str(p) for p in paths[:-1]]
 
     # ---- image to image and inpainting ---------------------------------------------------------------
     def image_to_image(self, editor, prompt: str, negative_prompt: str = "", seed: int = -1,

@@ -12,6 +12,7 @@ from app.handlers import MAX_SEED, NO_LORA, Handlers
 from app.widgets import GUIDANCE_SLIDER, LIVE_EVENT, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.xyz import AXES
 
 
 @dataclass
@@ -99,6 +100,17 @@ def build(h: Handlers) -> GenerateTab:
                 # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
                 concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
                                     elem_id="concept-strength")
+            with gr.Accordion("X/Y/Z plot", open=False):
+                gr.Markdown("Every combination of up to three axes, each `name=v1,v2,...` with name one of "
+                            + ", ".join(f"`{a}`" for a in AXES if a != "strength")
+                            + ". `prompt=red,green` replaces *red* by each value (Prompt S/R).")
+                with gr.Row():
+                    x_axis = gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x")
+                    y_axis = gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y")
+                    z_axis = gr.Textbox(label="Z axis", value="", elem_id="xyz-z")
+                plot, plot_stop = run_buttons("Plot", "xyz-button")
+                plot_image = gr.Image(label="X/Y/Z plot", type="filepath", elem_id="xyz-grid")
+                plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
         with gr.Column(scale=3):
             live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
                                   value=False, elem_id="live-switch")
@@ -123,6 +135,10 @@ def build(h: Handlers) -> GenerateTab:
                concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(h.stops, [job])
+    plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
+                                             y_axis, z_axis], [plot_image, plot_files], h.stops, api_name="xyz_plot")
+    with plot_stop:
+        stop_button(h.stops, [plot_job])
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
 
     follow = event(h.live_generate)

@@ -254,3 +254,15 @@ def test_png_info_reads_the_fields_and_sends_them_on(handlers, tmp_path):
     assert gallery_image(None, [{"image": {"path": paths[0]}, "caption": "seed 21"}]) == paths[0]
     with pytest.raises(LdmError, match="generate an image first"):
         gallery_image(None, [])
+
+
+def test_xyz_plot_writes_the_grid_and_every_cell(handlers):
+    grid, cells = handlers.xyz_plot("a red square", seed=5, steps=2, x_axis="prompt=red,blue", y_axis="steps=1,2")
+    assert grid.rsplit("/", 1)[-1] == "xyz-grid-0000.png" and len(cells) == 4
+    assert read_png_parameters(cells[1]).startswith("a blue square\nSteps: 1")
+    for kwargs, message in (({}, "give at least one axis"), ({"x_axis": "steps=1,500"}, "steps must be"),
+                            ({"x_axis": "prompt=green,blue"}, "is not in the prompt"),
+                            ({"x_axis": "seed=" + ",".join(map(str, range(8))), "y_axis": "steps=90,100,100"},
+                             "too much work")):
+        with pytest.raises(LdmError, match=message):
+            handlers.xyz_plot("a red square", seed=5, steps=2, **kwargs)

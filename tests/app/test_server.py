@@ -350,6 +350,14 @@ def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
         page.get_by_role("button", name="Send to Image to image").click()
         page.wait_for_timeout(1000)
         assert page.get_by_label("Prompt", exact=True).locator("visible=true").input_value() == "a (red:1.2) square"
+        # an X/Y/Z plot from Generate's accordion
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_text("X/Y/Z plot").first.click()
+        page.locator("#xyz-x textarea, #xyz-x input").first.fill("seed=1,2")
+        page.locator("#xyz-y textarea, #xyz-y input").first.fill("prompt=red,blue")
+        page.locator("#xyz-button").click()
+        page.locator("#xyz-grid img").wait_for(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "xyz-plot.png"), full_page=True)
         browser.close()
 
 
