@@ -9,6 +9,7 @@ import gradio as gr
 
 from app.events import event, stop_button, wire
 from app.handlers import MAX_SEED, NO_LORA, Handlers
+from app.tabs.img2img import picked_image
 from app.widgets import GUIDANCE_SLIDER, LIVE_EVENT, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.schedulers import SCHEDULERS
@@ -45,11 +46,7 @@ def seed_of(evt: gr.SelectData) -> int:
 
 def picked(evt: gr.SelectData) -> tuple[int, str | None]:
     """The seed and the file of a clicked gallery image."""
-    try:
-        path = evt.value["image"]["path"]
-    except (TypeError, KeyError):
-        path = None
-    return seed_of(evt), path
+    return seed_of(evt), picked_image(evt)
 
 
 CONCEPT_REACH = 1.5  # the concept slider's range either way (the shipped student: tears and skin tone by 1.0)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.events import stop_button, wire
-from app.handlers import MAX_SEED, Handlers
+from app.events import event, stop_button, wire
+from app.handlers import MAX_SEED, Handlers, gallery_image
 from app.widgets import PANEL, PROMPT_CHARS, run_buttons, sampler_controls
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import DEFAULT_STRENGTH, INPAINT_AREAS, MASKED_CONTENT
@@ -51,9 +51,21 @@ def build(h: Handlers) -> Img2ImgTab:
             gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="img2img-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
             files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
+            again = gr.Button("Use this image as the picture")  # the clicked result (else the first) edited further
+    chosen = gr.State(None)
     job = wire(go.click, h.image_to_image,
                [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
                 padding], [gallery, params, files], h.stops, api_name="image_to_image")
     with stop_slot:
         stop_button(h.stops, [job])
+    gallery.select(picked_image, None, chosen, api_visibility="private")
+    again.click(event(lambda c, g: gallery_image(c, g)), [chosen, gallery], editor, api_visibility="private")
     return Img2ImgTab(editor, prompt, negative, seed)
+
+
+def picked_image(evt: gr.SelectData) -> str | None:
+    """The file of a clicked gallery image."""
+    try:
+        return evt.value["image"]["path"]
+    except (TypeError, KeyError):
+        return None

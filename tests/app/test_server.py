@@ -331,6 +331,10 @@ def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "tab-image-to-image.png"), full_page=True)
         text = page.get_by_label("Parameters").locator("visible=true").input_value()
         assert "Denoising strength: 0.75" in text and "Mask hash: " in text
+        # a result becomes the picture to edit further: the canvas shows it, no error
+        page.get_by_role("button", name="Use this image as the picture").click()
+        page.wait_for_timeout(1500)
+        assert page.locator(".toast-body:visible").count() == 0
         # PNG Info reads a PNG's parameters and sends them to Generate
         made = page.locator("#img2img-gallery img").first.get_attribute("src")
         page.get_by_role("tab", name="PNG Info").click()

@@ -126,3 +126,22 @@ def test_bad_init_images_and_strengths_are_one_line_errors(tiny_model, init, tmp
         with pytest.raises(LdmError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_a_clip_stable_diffusion_folder_edits_and_inpaints(tmp_path, init):
+    from support import make_random_pipeline, make_tiny_clip
+
+    from ldm.sampling.inpaint import blurred, mask_from_pil
+
+    tokenizer, encoder = make_tiny_clip(tmp_path / "clip")
+    model = load_sampling_model(make_random_pipeline(tmp_path / "sd", text_encoder=encoder, tokenizer=tokenizer),
+                                "cpu", "bf16")
+    spec = [ImageSpec("ab cd", 4)]
+    assert torch.equal(model.generate(spec, Settings(steps=3, strength=1.0), init=init),
+                       model.generate(spec, Settings(steps=3)))
+    painted = Image.new("L", (32, 32), 0)
+    painted.paste(255, (8, 8, 20, 20))
+    mask = mask_from_pil(painted, 32, 32)
+    out = model.generate(spec, Settings(steps=3, strength=0.8), init=init, mask=mask)[0]
+    outside = blurred(mask, 4) == 0
+    assert torch.equal(out * outside, (init.pixels / 2 + 0.5) * outside)
