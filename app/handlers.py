@@ -499,6 +499,17 @@ def generate_fields(text: str, model: SamplingModel) -> tuple:
     return spec.prompt, s.negative_prompt, spec.seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height
 
 
+def picture_handoff(path, prompt: str | None = None) -> tuple[str, str | None]:
+    """An image shown in another tab (a file, or Gradio's file data) and the first line of its prompt (None
+    when there is none), for Image to image."""
+    if isinstance(path, dict):
+        path = path.get("path")
+    if not path:
+        raise LdmError("there is no image to send yet")
+    lines = prompt.strip().splitlines() if isinstance(prompt, str) else []
+    return path, lines[0] if lines else None
+
+
 def gallery_image(chosen: str | None, gallery) -> str | None:
     """The clicked gallery image's file, else the gallery's first."""
     if chosen:

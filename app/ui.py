@@ -5,7 +5,15 @@ from __future__ import annotations
 import gradio as gr
 
 from app.events import event
-from app.handlers import Handlers, gallery_image, generate_fields, morph_handoff, run_seed, walk_handoff
+from app.handlers import (
+    Handlers,
+    gallery_image,
+    generate_fields,
+    morph_handoff,
+    picture_handoff,
+    run_seed,
+    walk_handoff,
+)
 from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, walk
 
 # A new run closes the last run's error toasts, so an old error never sits over a later success.
@@ -13,8 +21,13 @@ PAGE_JS = ("() => { document.addEventListener('click', (e) => { const b = e.targ
            "if (b) document.querySelectorAll('.toast-close').forEach((c) => c.click()); }, true); }")
 
 
+def _to_img2img(path: str, prompt: str | None) -> tuple:
+    # the picture into the editor, the prompt too when there is one, and the tab shown
+    return path, gr.skip() if prompt is None else prompt, gr.Tabs(selected="img2img")
+
+
 def build_ui(h: Handlers) -> gr.Blocks:
-    """The Blocks app: five tabs wired to the handlers."""
+    """The Blocks app: the tabs wired to the handlers."""
     m = h.model
     # delete_cache: Gradio's copies of uploads and outputs older than 15 minutes go every 10 minutes
     with gr.Blocks(title="ldm", delete_cache=(600, 900)) as demo:
@@ -30,7 +43,7 @@ def build_ui(h: Handlers) -> gr.Blocks:
             with gr.Tab("Prompt morph", id="morph"):
                 morph_tab = morph.build(h)
             with gr.Tab("Latent space", id="latent"):
-                latent.build(h)
+                pick_image, pick_send = latent.build(h)
             with gr.Tab("Autoencoder", id="autoencoder"):
                 autoencoder.build(h)
             with gr.Tab("PNG Info", id="png-info"):
@@ -46,6 +59,13 @@ def build_ui(h: Handlers) -> gr.Blocks:
                                                              gr.Tabs(selected="img2img"))),
                              [gen.prompt, gen.negative, gen.seed, gen.chosen_seed, gen.chosen_image, gen.gallery],
                              [edit.editor, edit.prompt, edit.negative, edit.seed, tabs], api_visibility="private")
+        # any shown image -> Image to image: a walk's or morph's frame (with the prompt), the explorer's pick
+        for send, image, prompt in ((walk_tab.send, walk_tab.frame, walk_tab.prompt),
+                                    (morph_tab.send, morph_tab.frame, morph_tab.prompts),
+                                    (pick_send, pick_image, None)):
+            send.click(event(lambda path, text=None: _to_img2img(*picture_handoff(path, text))),
+                       [image] if prompt is None else [image, prompt], [edit.editor, edit.prompt, tabs],
+                       api_visibility="private")
         # PNG Info: the parameters into Generate's controls, or the picture and its prompt into Image to image
         info.to_generate.click(event(lambda text: (*generate_fields(text, h.model), gr.Tabs(selected="generate"))),
                                info.text, [gen.prompt, gen.negative, gen.seed, gen.steps, gen.guidance, gen.scheduler,

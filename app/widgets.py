@@ -65,7 +65,7 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
     first frame shows at once; the scrubber shows the frame it points at. A live position slider renders
     any in-between frame with `frame_handler` (the first `frame_inputs` controls, then the position) as it
-    is dragged. Returns the tab's own inputs."""
+    is dragged. Returns the tab's own inputs, the frame shown and its "send to Image to image" button."""
     with gr.Row():
         with gr.Column():
             own = controls()
@@ -76,13 +76,14 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
             live_frame = gr.Image(label="Live frame", type="filepath", height=PANEL, elem_id=f"{tab}-live",
                                   elem_classes="ldm-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
+    send = gr.Button("Send this frame to Image to image", elem_id=f"{tab}-send")
     job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
     live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
     with stop_slot:
         stop_button(h.stops, [job])
-    return own
+    return own, frame, send
 
 
 def run_buttons(label: str, elem_id: str | None = None) -> tuple:

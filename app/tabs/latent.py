@@ -30,8 +30,8 @@ MAP_JS = ("element.addEventListener('click', (e) => { const p = e.target.closest
 DIRECTIONS = 4
 
 
-def build(h: Handlers) -> None:
-    """Lay out the tab and wire its events."""
+def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
+    """Lay out the tab and wire its events; returns the picked point's image and its send-to button."""
     most = int(BOUNDS["map_points"].server_high)
     if h.view is None:
         gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore.")
@@ -49,6 +49,7 @@ def build(h: Handlers) -> None:
                              elem_classes="ldm-live")
             picked = gr.Image(label="Picked point", type="filepath", height=PANEL)
             picked_text = gr.Markdown()
+            send = gr.Button("Send the pick to Image to image", elem_id="latent-send")
             frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
             between, stop_slot = run_buttons("Interpolate between the last two picks")
             between_gif = gr.Image(label="Interpolation", type="filepath", height=PANEL)
@@ -83,3 +84,4 @@ def build(h: Handlers) -> None:
     for slider in amounts:  # change, not release: arrow keys and typed numbers move the image too
         wire(slider.change, h.traverse, [picks, *amounts], traversed, api_visibility="private",
              trigger_mode="always_last", show_progress="minimal")
+    return picked, send

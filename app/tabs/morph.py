@@ -17,6 +17,8 @@ class MorphTab:
 
     prompts: gr.Textbox
     seed: gr.Number
+    frame: gr.Image  # the frame the scrubber shows, and its send-to button
+    send: gr.Button
 
 
 def build(h: Handlers) -> MorphTab:
@@ -28,6 +30,6 @@ def build(h: Handlers) -> MorphTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Radio(list(MORPH_MODES), value="slerp", label="Interpolation")]
 
-    prompts, seed, _, _ = animation_tab(h, "morph", "Morph", h.morph, "morph", controls,
-                                      h.morph_frame, 2)
-    return MorphTab(prompts, seed)
+    (prompts, seed, _, _), frame, send = animation_tab(h, "morph", "Morph", h.morph, "morph", controls,
+                                                       h.morph_frame, 2)
+    return MorphTab(prompts, seed, frame, send)

@@ -16,6 +16,8 @@ class WalkTab:
 
     prompt: gr.Textbox
     seeds: gr.Textbox
+    frame: gr.Image  # the frame the scrubber shows, and its send-to button
+    send: gr.Button
 
 
 def build(h: Handlers) -> WalkTab:
@@ -27,6 +29,6 @@ def build(h: Handlers) -> WalkTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Checkbox(label="Loop back to the first seed")]
 
-    prompt, seeds, _, _ = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds", controls,
-                                      h.walk_frame, 2)
-    return WalkTab(prompt, seeds)
+    (prompt, seeds, _, _), frame, send = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds",
+                                                       controls, h.walk_frame, 2)
+    return WalkTab(prompt, seeds, frame, send)

@@ -9,7 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from app.handlers import MAX_SEED, Handlers, gallery_image, generate_fields, morph_handoff, run_seed, walk_handoff
+from app.handlers import (
+    MAX_SEED,
+    Handlers,
+    gallery_image,
+    generate_fields,
+    morph_handoff,
+    picture_handoff,
+    run_seed,
+    walk_handoff,
+)
 from app.jobs import Stopped, stoppable
 from ldm.data.images import to_tensor
 from ldm.data.shapes import make_shape
@@ -266,3 +275,11 @@ def test_xyz_plot_writes_the_grid_and_every_cell(handlers):
                              "too much work")):
         with pytest.raises(LdmError, match=message):
             handlers.xyz_plot("a red square", seed=5, steps=2, **kwargs)
+
+
+def test_any_shown_picture_goes_to_image_to_image_with_its_prompts_first_line():
+    assert picture_handoff({"path": "/f/frame-0002.png"}, "grinning face\ncat face") == ("/f/frame-0002.png",
+                                                                                        "grinning face")
+    assert picture_handoff("/f/pick.png") == ("/f/pick.png", None)
+    with pytest.raises(LdmError, match="no image to send yet"):
+        picture_handoff(None, "x")

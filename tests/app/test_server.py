@@ -254,6 +254,11 @@ def test_browser_session_through_every_tab(app_url):
         page.get_by_role("button", name="Walk", exact=True).click()
         page.locator("#walk-frame img").wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "tab-seed-walk.png"), full_page=True)
+        # the frame shown goes to Image to image with the walk's prompt
+        page.locator("#walk-send").click()
+        page.locator("#img2img-editor canvas").first.wait_for(timeout=30_000)
+        assert page.get_by_label("Prompt", exact=True).locator("visible=true").input_value() == "a green circle"
+        page.get_by_role("tab", name="Seed walk").click()
 
         # an error toast goes when the next run starts
         page.get_by_role("tab", name="Prompt morph").click()
