@@ -18,12 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import (
-    DDIMScheduler,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-)
+from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from ldm.errors import LdmError
@@ -38,6 +33,7 @@ from ldm.sampling.interpolate import blend
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
+from ldm.sampling.pipelines import SeededImg2Img, SeededInpaint
 from ldm.sampling.prompt_syntax import Runs, parse_prompt, plain_text
 from ldm.sampling.requests import (
     DEFAULT_STRENGTH,
@@ -116,33 +112,6 @@ class _Job:
     init: InitImage | None = None
     plan: InpaintPlan | None = None  # inpainting
     masked_latents: torch.Tensor | None = None  # inpainting: the masked picture's posterior mean (unscaled)
-
-
-class _SeededImg2Img(StableDiffusionImg2ImgPipeline):
-    """diffusers' image-to-image loop, started from ldm's draws: `clean` latents (the init image's posterior
-    sampled with each image's own generators) and `start_noise` (the seeds' noise), mixed by the scheduler's
-    own add_noise."""
-
-    start_noise: torch.Tensor
-    clean: torch.Tensor
-
-    def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
-        return self.scheduler.add_noise(self.clean.to(device, dtype), self.start_noise.to(device, dtype), timestep)
-
-
-class _SeededInpaint(StableDiffusionInpaintPipeline):
-    """diffusers' inpainting loop started from ldm's draws, as _SeededImg2Img (strength 1: pure noise)."""
-
-    start_noise: torch.Tensor
-    clean: torch.Tensor
-
-    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator,
-                        latents=None, image=None, timestep=None, is_strength_max=True, return_noise=False,
-                        return_image_latents=False):
-        noise, clean = self.start_noise.to(device, dtype), self.clean.to(device, dtype)
-        start = noise * self.scheduler.init_noise_sigma if is_strength_max else \
-            self.scheduler.add_noise(clean, noise, timestep)
-        return (start, *((noise,) if return_noise else ()), *((clean,) if return_image_latents else ()))
 
 
 class SamplingModel:
@@ -354,10 +323,10 @@ class SamplingModel:
             pipe = self._pipeline(scheduler)
             start = {"latents": latents.to(self.device), "height": s.height, "width": s.width}
         elif job.plan is None:
-            pipe = self._seeded(_SeededImg2Img, scheduler, latents, clean)
+            pipe = self._seeded(SeededImg2Img, scheduler, latents, clean)
             start = {"image": clean.to(self.device), "strength": s.strength}
         else:  # inpainting: diffusers keeps the known latents (re-noised each step) outside the mask
-            pipe = self._seeded(_SeededInpaint, scheduler, latents, clean)
+            pipe = self._seeded(SeededInpaint, scheduler, latents, clean)
             start = {"image": (job.plan.picture[None] / 2 + 0.5).to(self.device), "mask_image": job.plan.mask[None],
                      "masked_image_latents": (job.masked_latents * self.pipe.vae.config.scaling_factor).to(self.device),
                      "strength": s.strength, "height": s.height, "width": s.width}
