@@ -192,8 +192,12 @@ class Handlers:
         seed = self.seed(seed)
         specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
         images = self.batcher.generate(specs, s, progress)
-        folder = self.folder("generate")
-        texts = [self.model.parameters_text(sp, s) for sp in specs]
+        return self.publish("generate", specs, images, [self.model.parameters_text(sp, s) for sp in specs])
+
+    def publish(self, kind: str, specs: list[ImageSpec], images, texts: list[str]) -> tuple:
+        """One request's images as PNGs with their parameters in a new folder: (gallery of (png, 'seed N'),
+        the parameters summary, the PNG files)."""
+        folder = self.folder(kind)
         paths = [str(save_png(img, folder / f"{k:02d}-{sp.seed}.png", text))
                  for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
         gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
@@ -250,12 +254,7 @@ class Handlers:
         seed = self.seed(seed)
         specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
         images = self.batcher.run(self.model.generate, specs, s, len(specs), progress, None, init, mask)
-        folder = self.folder("img2img")
-        texts = [self.model.parameters_text(sp, s, init, mask) for sp in specs]
-        paths = [str(save_png(img, folder / f"{k:02d}-{sp.seed}.png", text))
-                 for k, (img, sp, text) in enumerate(zip(images, specs, texts, strict=True))]
-        gallery = [(p, f"seed {sp.seed}") for p, sp in zip(paths, specs, strict=True)]
-        return gallery, parameters_summary(texts[0], [sp.seed for sp in specs]), paths
+        return self.publish("img2img", specs, images, [self.model.parameters_text(sp, s, init, mask) for sp in specs])
 
     def editor_input(self, editor, width: int, height: int) -> tuple[InitImage, Mask | None]:
         """The picture under an image editor's strokes (fitted to width x height) and the strokes as the mask

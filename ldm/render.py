@@ -56,15 +56,15 @@ def render_xyz(model: SamplingModel, axes: list[Axis], spec: ImageSpec, settings
     """An X/Y/Z plot: every cell written as its own PNG in reading order as it is done (neighbours with the
     same settings denoised together), then the labelled grid `xyz-grid-NNNN.png`."""
     cells = plot_cells(axes, spec, settings)
-    for cell in cells:  # every cell's settings checked before any work
-        model.request(cell.settings, init, mask)
+    # every cell's settings checked before any work, and the steps each runs
+    steps = {cell.settings: denoising_steps(model.request(cell.settings, init, mask)) for cell in cells}
     runs: list[list[Cell]] = []
     for cell in cells:
         if runs and runs[-1][0].settings == cell.settings:
             runs[-1].append(cell)
         else:
             runs.append([cell])
-    total = sum(denoising_steps(model.request(c.settings, init, mask)) for c in cells)
+    total = sum(steps[c.settings] for c in cells)
     images, done = [], 0
     try:
         for run in runs:
@@ -78,7 +78,7 @@ def render_xyz(model: SamplingModel, axes: list[Axis], spec: ImageSpec, settings
                     progress(offset + finished, total)
 
             images.append(model.generate([c.spec for c in run], run[0].settings, batch_size, report, keep, init, mask))
-            done += len(run) * denoising_steps(model.request(run[0].settings, init, mask))
+            done += len(run) * steps[run[0].settings]
     except KeyboardInterrupt:
         raise Interrupted(list(out.written), len(cells), "images") from None
     labels = [[axis.value_label(v) for v in axis.values] for axis in axes] + [[""]] * (3 - len(axes))
