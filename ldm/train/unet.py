@@ -14,20 +14,13 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
 from ldm.cache import load_or_build_cache, sample_batch
-from ldm.config import Config, TrainConfig, load_config, vae_factor
+from ldm.config import Config, TrainConfig, load_config
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
 from ldm.folders import find_vae
 from ldm.media import make_grid, save_image_atomic
 from ldm.models import (
-    build_noise_scheduler,
-    build_unet,
-    cross_attention_dim,
     embed_prompts,
-    load_text_encoder,
-    load_unet,
-    load_vae,
-    save_pipeline,
     use_training_attention,
 )
 from ldm.sampling.requests import ImageSpec, Settings
@@ -254,21 +247,29 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
 
 
 def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_path: str | Path | None = None) -> Path:
-    """Write a pipeline folder from a UNet training checkpoint (EMA weights when it has them)."""
+    """Write a pipeline folder from a UNet training checkpoint (EMA weights when it has them).
+
+    The run's own Target writes it, so a fine-tune or a distilled student keeps its folder's VAE, text encoder
+    and scheduler, as the run's final result would.
+    """
     checkpoint = Path(checkpoint)
     config_file = checkpoint / "config.yaml"
     if not config_file.is_file():
         raise LdmError(f"{checkpoint} is not a UNet checkpoint (no config.yaml)")
     cfg = load_config(config_file)
-    run_dir = checkpoint.parents[2] if len(checkpoint.parents) > 2 else checkpoint.parent
-    vae = load_vae(vae_path or find_vae(cfg, run_dir, None))
-    tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
-    if (checkpoint / EMA_DIR).is_dir():
-        unet = load_unet(checkpoint / EMA_DIR)
-    else:
-        unet = build_unet(cfg.unet, vae.config.latent_channels, cfg.data.resolution // vae_factor(cfg),
-                          cross_attention_dim(text_encoder))
-        unet.load_state_dict(load_file(checkpoint / "model.safetensors"))
-    scheduler = sampling_scheduler(build_noise_scheduler(cfg.noise))
-    save_pipeline(out_dir, cfg, unet, vae, scheduler, tokenizer, text_encoder)
-    return Path(out_dir)
+    if cfg.finetune.init_from and cfg.finetune.method == "lora":
+        raise LdmError(f"{checkpoint} holds LoRA adapters, not a UNet: let the run finish (or --resume it) for its "
+                       "LoRA file")
+    out_dir = Path(out_dir)
+    if cfg.finetune.init_from:
+        target = make_target(cfg, out_dir)
+    else:  # a fresh UNet's VAE lives in its run folder (or was named to the run)
+        run_dir = checkpoint.parents[2] if len(checkpoint.parents) > 2 else checkpoint.parent
+        target = FreshUNet(cfg, out_dir, str(vae_path or find_vae(cfg, run_dir, None)))
+    target.build()
+    # the weights go into the run's own UNet: the EMA folder's config also holds EMAModel's settings (decay, ...),
+    # which diffusers would warn about on every load of the export
+    ema = checkpoint / EMA_DIR / "diffusion_pytorch_model.safetensors"
+    target.unet.load_state_dict(load_file(ema if ema.is_file() else checkpoint / "model.safetensors"))
+    target.write_result(target.unet, target.text_encoder)
+    return out_dir

@@ -17,6 +17,7 @@ from ldm.folders import folder_student_steps
 from ldm.sampling.requests import ImageSpec, Settings, folder_defaults
 from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
 from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
+from ldm.train.unet import pipeline_from_checkpoint
 
 DISTILL = "configs/distill_lcm.yaml"
 # configs/distill_lcm.yaml at the tiny model's size: 200 steps take about 15 s on 2 cores
@@ -162,3 +163,17 @@ def test_config_checks_for_distillation():
         load_config(TINY, ["distill.guidance_embedding_dim=7"])
     with pytest.raises(LdmError, match="'finetune.method'"):
         load_config(TINY, ["finetune.method=consistency"])
+
+
+def test_the_last_checkpoint_exports_the_student_the_run_wrote(student, tmp_path):
+    # a checkpoint of a distillation exports through the run's own writer: the student's UNet, LCMScheduler,
+    # and the teacher folder's VAE and encoder, not a fresh run's (which has no VAE in its folder)
+    out = pipeline_from_checkpoint(student / "checkpoints" / "unet" / "checkpoint-200", tmp_path / "model")
+    exported = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    written = load_file(student / "unet" / "diffusion_pytorch_model.safetensors")
+    assert exported.keys() == written.keys() and all(torch.equal(exported[k], written[k]) for k in written)
+    assert json.loads((out / "model_index.json").read_text())["scheduler"] == ["diffusers", "LCMScheduler"]
+    assert "decay" not in json.loads((out / "unet" / "config.json").read_text())  # no EMAModel settings
+    a = load_sampling_model(out, "cpu").generate([ImageSpec("a red square", 3)], Settings())
+    b = load_sampling_model(student, "cpu").generate([ImageSpec("a red square", 3)], Settings())
+    assert torch.equal(a, b)

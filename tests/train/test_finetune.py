@@ -15,11 +15,13 @@ from safetensors.torch import load_file
 from support import ROOT, TINY, make_random_pipeline, make_tiny_clip, no_model_libraries, run_script
 
 from ldm.data.images import load_image, to_tensor
+from ldm.errors import LdmError
 from ldm.explore import decode_latents, encode_latents, prompt_features
 from ldm.metrics import image_features
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import export_pipeline, load_sampling_model
 from ldm.train.finetune import text_encoder_lora_problem
+from ldm.train.unet import pipeline_from_checkpoint
 
 BROWN = (140, 80, 30)  # not among the tiny model's colours (configs/tiny.yaml shapes)
 PROMPT = "a brown square on a black background"
@@ -146,6 +148,11 @@ def test_lora_resume_continues_from_the_checkpoint(lora_run, tiny_run):
     proc = run_script("scripts/train_unet.py", "--config", str(lora_run / "ldm_config.yaml"), "--init-from",
                       str(tiny_run), "--output-dir", str(lora_run), "--max-steps", "805", "--resume", "latest")
     assert "resumed from step 800" in proc.stderr + proc.stdout
+
+
+def test_a_lora_checkpoint_is_not_exported_as_a_pipeline(lora_run, tmp_path):
+    with pytest.raises(LdmError, match="holds LoRA adapters"):
+        pipeline_from_checkpoint(next((lora_run / "checkpoints" / "unet").iterdir()), tmp_path / "model")
 
 
 def test_init_from_a_clip_text_encoder_folder(tmp_path):
