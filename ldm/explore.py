@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ldm.cache import save_cache, weights_digest
+from ldm.cache import weights_digest
 from ldm.errors import LdmError
 from ldm.folders import folder_training_images
 from ldm.media import to_uint8
@@ -25,6 +25,7 @@ from ldm.metrics import psnr
 from ldm.sampling.interpolate import slerp
 from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import Progress
+from ldm.shards import write_tensors
 
 PROJECTIONS = ("pca", "tsne", "umap")
 
@@ -346,7 +347,7 @@ class DatasetView:
                     return
             encoded = self._encode(progress)  # a Stop raised from progress leaves nothing half-done
             if path is not None:
-                save_cache(path, encoded, {"count": str(len(self))})
+                write_tensors(path, encoded, {"count": str(len(self))})
             self._encoded = encoded
 
     def wait(self, progress: Progress | None = None, poll_s: float = 0.25) -> None:

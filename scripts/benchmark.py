@@ -1,5 +1,5 @@
-"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime|live [options]; each prints what one run
-measured."""
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime|live|data [options]; each prints what one
+run measured."""
 
 import argparse
 import sys
@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits
 
 from benchmarks.options import ATTENTION, MODES, REALTIME_MODES, SAMPLE_MODES
 from ldm.cli import Parser, quiet_libraries, run
-from ldm.config import load_config
+from ldm.config import load_config, vae_factor
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT
@@ -65,6 +65,19 @@ def parse_args() -> argparse.Namespace:
     browser.add_argument("--model", default=str(DEFAULT_MODEL),
                          help="pipeline folder the app serves (default: the shipped model, live with its student)")
     browser.add_argument("--samples", type=int, default=15, help="timed inputs per control (default 15)")
+    data = sub.add_parser("data", help="latent-cache build images/s with 1 and 2 processes; peak memory of training "
+                          "reads from 10k to 1M-row caches, sharded vs all in memory")
+    data.add_argument("--config", default="configs/emoji64.yaml",
+                      help="its VAE architecture, size and caption length (default configs/emoji64.yaml)")
+    data.add_argument("--images", type=int, default=1024, help="procedural images the timed build encodes")
+    data.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="build processes (default 1 2)")
+    data.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                      help="rows of the synthetic caches (default 10000 100000 1000000)")
+    data.add_argument("--memory-up-to", type=int, default=100_000,
+                      help="largest cache also read all into memory, as before sharding (default 100000)")
+    data.add_argument("--steps", type=int, default=200, help="training batches drawn per cache (default 200)")
+    data.add_argument("--batch-size", type=int, default=64, help="rows a batch (default 64)")
+    data.add_argument("--only", help=argparse.SUPPRESS)  # one measurement in this process: rss:MODE:ROWS
     args = parser.parse_args()
     check_args(args)
     return args
@@ -77,8 +90,13 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag, None)
         if value is not None and value < least:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
-    if args.command == "train":
+    if args.command in ("train", "data"):
         load_config(args.config)
+        for flag in ("images", "processes", "sizes", "memory_up_to"):
+            values = getattr(args, flag, None)
+            values = values if isinstance(values, list) else [values]
+            if any(v is not None and v < 1 for v in values):
+                raise LdmError(f"--{flag.replace('_', '-')} must be at least 1")
         return
     if args.command == "realtime":
         check_model_folder(args.student, "--student")
@@ -169,6 +187,26 @@ def main_train(args: argparse.Namespace) -> None:
     print(format_report(results, args.config, rates))
 
 
+def main_data(args: argparse.Namespace) -> None:
+    """Cache builds (one launch per process count), then one child process per cache size and reading mode."""
+    from benchmarks.child import emit_result
+    from benchmarks.data import bench_build, bench_rss, format_data_report, rss_children
+
+    cfg = load_config(args.config)
+    side = cfg.data.resolution // vae_factor(cfg)
+    shape = (cfg.vae.latent_channels, side, side)
+    if args.only:
+        _, mode, rows = args.only.split(":")
+        emit_result(bench_rss(int(rows), mode, args.steps, args.batch_size, shape, cfg.text.max_length, 384))
+        return
+    build = []
+    for n in args.processes:
+        print(f"building a {args.images}-image cache with {n} process(es) ...", file=sys.stderr, flush=True)
+        build.append(bench_build(n, args.images, args.config))
+    rss = rss_children(sorted(args.sizes), args.steps, args.batch_size, args.memory_up_to)
+    print(format_data_report(build, rss, shape, cfg.text.max_length, 384))
+
+
 def main() -> None:
     """Check the arguments, then load the libraries and run the chosen benchmark."""
     args = parse_args()
@@ -190,6 +228,8 @@ def main() -> None:
 
         rows = bench_ui(args.model, tuple(args.clients), args.requests, args.steps, (1, args.max_batch))
         print(format_ui_report(rows, args.model))
+    elif args.command == "data":
+        main_data(args)
     else:
         main_train(args)
 

@@ -1,12 +1,28 @@
-"""The latent cache: what it stores, and that any change to its inputs changes its key."""
+"""The latent cache: what it stores, that any change to its inputs changes its key, and its shards: written
+atomically, resumed, extended with only new images, the same from 1 or 2 processes, read through memory maps."""
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import torch
-from support import TINY, shapes_folder
+from support import ROOT, TINY, shapes_folder
 
-from ldm.cache import cache_key, encode_dataset, pick_captions, sample_batch, weights_digest
+import ldm.cache
+from ldm.cache import (
+    MemoryCache,
+    ShardedCache,
+    cache_key,
+    encode_dataset,
+    load_or_build_cache,
+    pick_captions,
+    sample_batch,
+    weights_digest,
+)
 from ldm.config import load_config
 from ldm.data.dataset import FolderDataset, build_dataset
 from ldm.data.imagefolder import scan_imagefolder
@@ -46,12 +62,13 @@ def test_weights_digest_ignores_the_memory_format():
 
 def test_encodings_and_batches():
     cfg, vae, tokenizer, encoder, data = _parts()
-    cache = encode_dataset(vae, tokenizer, encoder, data, flip=True, batch_size=8)
-    assert cache["mean"].shape == (16, 4, 8, 8) and cache["std"].shape == (16, 4, 8, 8)
-    assert cache["mean_flip"].shape == cache["mean"].shape
+    tensors = encode_dataset(vae, tokenizer, encoder, data, flip=True, batch_size=8)
+    assert tensors["mean"].shape == (16, 4, 8, 8) and tensors["std"].shape == (16, 4, 8, 8)
+    assert tensors["mean_flip"].shape == tensors["mean"].shape
     # one embedding per distinct caption; each image points at its own
-    assert cache["embeds"].shape == (len(set(data.captions)), cfg.text.max_length, 384)
-    assert cache["caption_offsets"].tolist() == list(range(17))
+    assert tensors["embeds"].shape == (len(set(data.captions)), cfg.text.max_length, 384)
+    assert tensors["caption_offsets"].tolist() == list(range(17))
+    cache = MemoryCache(tensors)
     gen = torch.Generator().manual_seed(0)
     latents, embeds, drop, picks = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=0.0)
     assert not drop.any() and picks.tolist() == [0, 1, 2, 3]
@@ -62,7 +79,7 @@ def test_encodings_and_batches():
     latents2, dropped, drop, _ = sample_batch(cache, [0, 1, 2, 3], gen, scaling_factor=0.5, caption_dropout=1.0)
     assert drop.all()
     assert not torch.equal(latents, latents2)
-    assert torch.equal(dropped, cache["uncond"].float().expand_as(dropped))
+    assert torch.equal(dropped, cache.uncond.float().expand_as(dropped))
 
 
 def _captioned_folder(folder, captions_per_image):
@@ -80,8 +97,9 @@ def test_every_caption_is_cached_and_drawn_with_the_primary_share(tmp_path):
     cfg, vae, tokenizer, encoder, _ = _parts()
     data = _captioned_folder(tmp_path / "data", [1, 3, 5, 2])
     assert data.captions == [f"image {i}, name 0" for i in range(4)]  # the first is the primary caption
-    cache = encode_dataset(vae, tokenizer, encoder, data, flip=False, batch_size=4)
-    assert cache["embeds"].shape[0] == 11 and cache["caption_offsets"].tolist() == [0, 1, 4, 9, 11]
+    tensors = encode_dataset(vae, tokenizer, encoder, data, flip=False, batch_size=4)
+    assert tensors["embeds"].shape[0] == 11 and tensors["caption_offsets"].tolist() == [0, 1, 4, 9, 11]
+    cache = MemoryCache(tensors)
 
     gen = torch.Generator().manual_seed(0)
     drawn = torch.cat([pick_captions(cache, [0, 1, 2, 3], gen, primary_share=0.5) for _ in range(400)])
@@ -99,3 +117,109 @@ def test_every_caption_is_cached_and_drawn_with_the_primary_share(tmp_path):
     names = [c for captions in data.caption_lists for c in captions]
     expected = encode_prompts(tokenizer, encoder, [names[p] for p in picks.tolist()]).to(torch.float16).float()
     assert torch.equal(embeds, expected) and picks.tolist()[0] in range(5, 9)
+
+
+class OneProcess:
+    """What load_or_build_cache asks of an Accelerator, for one CPU process."""
+
+    is_main_process = is_local_main_process = True
+    process_index, num_processes, device = 0, 1, "cpu"
+
+    def wait_for_everyone(self):
+        pass
+
+
+def _shard_tensors(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+    return {p.name: load_file(p) for p in sorted(folder.glob("shard-*.safetensors"))}
+
+
+def test_the_sharded_cache_gives_the_same_batches_as_the_cache_in_memory(tmp_path):
+    # flip and several captions an image: every draw of sample_batch goes through both readers alike
+    cfg, vae, tokenizer, encoder, _ = _parts()
+    data = _captioned_folder(tmp_path / "data", [1, 3, 5, 2, 4, 1, 2, 3, 1])
+    memory = MemoryCache(encode_dataset(vae, tokenizer, encoder, data, flip=True, batch_size=4))
+    sharded = load_or_build_cache(OneProcess(), tmp_path / "cache", vae, tokenizer, encoder, data, flip=True,
+                                  shard_rows=4)
+    assert isinstance(sharded, ShardedCache) and len(sharded.shard_names) == 3 and len(sharded) == 9
+    for seed in range(5):
+        idx = torch.randint(0, 9, (6,), generator=torch.Generator().manual_seed(seed)).tolist()
+        a = sample_batch(memory, idx, torch.Generator().manual_seed(seed), 0.5, 0.3, primary_share=0.5)
+        b = sample_batch(sharded, idx, torch.Generator().manual_seed(seed), 0.5, 0.3, primary_share=0.5)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # a second load reads the index it wrote and encodes nothing
+    again = load_or_build_cache(OneProcess(), tmp_path / "cache", vae, tokenizer, encoder, data, flip=True,
+                                shard_rows=4)
+    assert again.shard_names == sharded.shard_names
+
+
+def test_rows_are_read_through_memory_maps_not_held(tmp_path):
+    cfg, vae, tokenizer, encoder, _ = _parts()
+    held = []
+    for count in (8, 40):
+        data = _parts(shapes_count=count)[4]
+        cache = load_or_build_cache(OneProcess(), tmp_path / f"cache{count}", vae, tokenizer, encoder, data,
+                                    flip=False, shard_rows=8)
+        cache.posteriors(torch.tensor([0, count - 1]))
+        assert all(isinstance(cache._shard(k)["mean"], np.memmap) for k in cache._shards)
+        assert isinstance(cache._shard_of, np.memmap) and cache.rows_read == 2
+        held.append(cache.held_bytes())
+    assert held[0] == held[1]  # what is copied into memory does not grow with the rows
+
+
+def test_adding_images_encodes_only_the_new_ones(tmp_path, monkeypatch):
+    cfg, vae, tokenizer, encoder, _ = _parts()
+    encoded = []
+    real = ldm.cache.encode_dataset
+
+    def counting(*args, rows=None, **kwargs):
+        encoded.extend(rows)
+        return real(*args, rows=rows, **kwargs)
+
+    monkeypatch.setattr(ldm.cache, "encode_dataset", counting)
+    small = _parts(shapes_count=12)[4]
+    first = load_or_build_cache(OneProcess(), tmp_path, vae, tokenizer, encoder, small, flip=False, shard_rows=5)
+    assert sorted(encoded) == list(range(12))
+    encoded.clear()
+    big = _parts(shapes_count=20)[4]  # the same 12 images and 8 more
+    second = load_or_build_cache(OneProcess(), tmp_path, vae, tokenizer, encoder, big, flip=False, shard_rows=5)
+    assert sorted(encoded) == list(range(12, 20))
+    idx = torch.arange(12)
+    assert all(torch.equal(x, y) for x, y in zip(first.posteriors(idx), second.posteriors(idx), strict=True))
+    # both datasets keep their own index; the first still reads
+    assert len(list(next(tmp_path.iterdir()).glob("index-*.safetensors"))) == 2
+
+
+def _build(out: Path, rows: int, shard_rows: int, *extra: str, processes: int = 1):
+    launch = ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"] if processes > 1
+              else [sys.executable])
+    cmd = [*launch, "tests/helpers/build_cache.py", str(out), str(rows), str(shard_rows), *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+
+
+def test_a_build_killed_mid_shard_leaves_no_shard_that_is_read_and_resumes(tmp_path):
+    killed = _build(tmp_path / "cache", 24, 5, "2")  # killed while writing its third shard
+    assert killed.returncode != 0
+    folder = next((tmp_path / "cache").iterdir())
+    assert len(list(folder.glob("shard-*.safetensors"))) == 2 and not list(folder.glob("index-*"))
+    resumed = _build(tmp_path / "cache", 24, 5)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "encoding 14 of 24 images into 3 new shards" in resumed.stderr  # the two whole shards are kept
+    fresh = _build(tmp_path / "fresh", 24, 5)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    a, b = _shard_tensors(folder), _shard_tensors(next((tmp_path / "fresh").iterdir()))
+    assert a.keys() == b.keys() and all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
+
+
+def test_two_processes_encode_the_same_cache_as_one(tmp_path):
+    one = _build(tmp_path / "one", 30, 4)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _build(tmp_path / "two", 30, 4, processes=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "(2 processes)" in two.stderr and two.stdout.count("30 rows") == 2
+    assert "process 0: 30 rows, encoded 4 shards" in two.stdout and "process 1: 30 rows, encoded 4 shards" in two.stdout
+    a, b = _shard_tensors(next((tmp_path / "one").iterdir())), _shard_tensors(next((tmp_path / "two").iterdir()))
+    assert len(a) == 8 and a.keys() == b.keys()
+    assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])  # bit-identical rows

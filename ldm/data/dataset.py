@@ -28,6 +28,13 @@ SHAPES_HELDOUT_OFFSET = 1_000_000_000
 FINGERPRINT_VERSION = "1"
 
 
+def _row_key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
 class ImageCaptionDataset(torch.utils.data.Dataset):
     """Images in [-1, 1] with their captions; subclasses say where pixels come from.
 
@@ -67,6 +74,11 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
         """sha256 hex of everything the pixels and captions depend on (for caches)."""
         raise NotImplementedError
 
+    def row_keys(self) -> list[str]:
+        """Per image, a sha256 hex of what its pixels and captions depend on, wherever it sits in the dataset (so
+        that a cache can keep the rows of images it has already encoded when images are added or moved)."""
+        raise NotImplementedError
+
 
 class FolderDataset(ImageCaptionDataset):
     """Checked entries of an image folder, decoded on demand."""
@@ -77,6 +89,7 @@ class FolderDataset(ImageCaptionDataset):
         self._caption_lists = [e.all_captions() for e in self.entries]
         self.size = size
         self._warned: set[int] = set()
+        self._digests: list[str] | None = None
 
     @property
     def caption_lists(self) -> list[tuple[str, ...]]:
@@ -104,23 +117,35 @@ class FolderDataset(ImageCaptionDataset):
         opacity = torch.from_numpy(np.array(alpha, dtype=np.float32, copy=True))[None] / 255
         return to_tensor(rgb), opacity
 
+    def _file_digests(self) -> list[str]:
+        """Each file's size, mtime and content hash, in order (computed once per dataset object)."""
+        if self._digests is None:
+            def file_digest(path: Path) -> str:
+                # content too: copies that keep size and mtime (rsync -t, touch -r) must still count as changes
+                try:
+                    st = path.stat()
+                    h = hashlib.sha256()
+                    with open(path, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            h.update(block)
+                    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+                except OSError as exc:
+                    return f"unreadable:{type(exc).__name__}"
+
+            workers = min(32, (os.cpu_count() or 1) + 4, max(1, len(self.entries)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                self._digests = list(pool.map(file_digest, [e.path for e in self.entries]))
+        return self._digests
+
+    def row_keys(self) -> list[str]:
+        """Per image: its file's content hash and its captions (not its path or mtime: a moved or touched file
+        keeps its key)."""
+        return [_row_key("imagefolder", str(self.size), digest.rpartition(":")[2], *entry.all_captions())
+                for entry, digest in zip(self.entries, self._file_digests(), strict=True)]
+
     def fingerprint(self) -> str:
         """Hash over source, resolution, order, captions and each file's bytes, size and mtime."""
-        def file_digest(path: Path) -> str:
-            # content too: copies that keep size and mtime (rsync -t, touch -r) must still count as changes
-            try:
-                st = path.stat()
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
-            except OSError as exc:
-                return f"unreadable:{type(exc).__name__}"
-
-        workers = min(32, (os.cpu_count() or 1) + 4, max(1, len(self.entries)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            digests = list(pool.map(file_digest, [e.path for e in self.entries]))
+        digests = self._file_digests()
         h = hashlib.sha256()
         for part in ("imagefolder", FINGERPRINT_VERSION, str(self.size)):
             h.update(part.encode() + b"\0")
@@ -154,6 +179,11 @@ class ShapesDataset(ImageCaptionDataset):
                      ",".join(map(str, self.indices))):
             h.update(part.encode() + b"\0")
         return h.hexdigest()
+
+    def row_keys(self) -> list[str]:
+        """Per image: the generator version, size, seed and its index."""
+        return [_row_key("shapes", GENERATOR_VERSION, str(self.size), str(self.seed), str(j), c)
+                for j, c in zip(self.indices, self.captions, strict=True)]
 
     def __repr__(self) -> str:
         return f"ShapesDataset({len(self)} images, size={self.size}, seed={self.seed})"

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
-from ldm.cache import load_or_build_cache, sample_batch
+from ldm.cache import MemoryCache, ShardedCache, load_or_build_cache, sample_batch
 from ldm.config import Config, TrainConfig, load_config
 from ldm.data.dataset import build_dataset
 from ldm.errors import LdmError
@@ -106,10 +106,10 @@ class CachedBatches:
 
     embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that trains)."""
 
-    def __init__(self, cache: dict[str, torch.Tensor], tc: TrainConfig, scaling: float, rank: int = 0,
+    def __init__(self, cache: ShardedCache | MemoryCache, tc: TrainConfig, scaling: float, rank: int = 0,
                  world: int = 1, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         self.cache, self.tc, self.scaling, self.rank, self.world, self.embed = cache, tc, scaling, rank, world, embed
-        self.n = cache["mean"].shape[0]
+        self.n = len(cache)
 
     def __call__(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
         """Latents, embeddings and the generator that then draws the noise, for one micro-batch."""
@@ -167,7 +167,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     dataset = build_dataset(cfg.data, "train", seed=tc.seed)
     cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
                                 cfg.data.flip, num_workers=cfg.data.num_workers)
-    n = cache["mean"].shape[0]
+    n = len(cache)
     scaling = float(vae.config.scaling_factor)
 
     # 2. the model and its trainable parameters, EMA, optimizer

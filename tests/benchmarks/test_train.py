@@ -28,6 +28,9 @@ def test_both_modes_train_and_report():
     share = results[1]["unet_gflops"] / 100.0  # naive runs fp32, so its share is of the fp32 rate
     naive_row = next(line for line in report.splitlines() if line.startswith("naive "))
     assert f" {share:.0%} " in naive_row
+    ours = results[0]
+    assert f"{ours['unet_gflops'] / {'fp32': 100.0, 'bf16': 400.0}[ours['precision']]:.0%} of this machine's" in report
+    assert "target" not in report  # the CPU-bound 3x target is retired; the share of the peak replaces it
 
 
 def test_ours_steps_as_the_trainer_does_with_accumulation():

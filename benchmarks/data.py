@@ -1,0 +1,192 @@
+"""The data path at scale: latent-cache build images/s with 1 and 2 processes, and the peak memory of a process
+drawing training batches from sharded caches of 10k to 1M rows (made directly, not encoded), beside the
+whole-cache-in-memory reading that ldm used before the cache was sharded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.child import RESULT_PREFIX, run_child
+from benchmarks.machine import machine_info, rss_peak_mb
+from ldm.cache import SHARD_ROWS, ShardedCache, sample_batch
+from ldm.shards import write_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTIONS_PER_SHARD = 64  # distinct caption embeddings a synthetic shard holds (rows share them, as group phrases do)
+
+
+def _rss_parts_mb() -> dict[str, float]:
+    """This process's resident memory now, split into anonymous (its own) and file-backed (mapped files) MiB."""
+    parts = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            parts[name] = int(value.split()[0]) / 1024
+    return parts
+
+
+def synthetic_cache(folder: Path, rows: int, latent: tuple[int, int, int], tokens: int, width: int,
+                    shard_rows: int = SHARD_ROWS) -> Path:
+    """A sharded cache of `rows` rows in the trainer's layout with one caption embedding a row, its latents and
+    embeddings left as holes in sparse files (zeros: a million rows take seconds and almost no disk); returns
+    the index file."""
+    names, shard_of, row_of = [], [], []
+    for k, start in enumerate(range(0, rows, shard_rows)):
+        n = min(shard_rows, rows - start)
+        name = f"shard-{k:08d}.safetensors"
+        holes = {"mean": ("F32", [n, *latent]), "std": ("F32", [n, *latent]), "embeds": ("F16", [n, tokens, width])}
+        filled = {"caption_index": np.arange(n, dtype=np.int64), "caption_offsets": np.arange(n + 1, dtype=np.int64)}
+        _write_sparse(folder / name, holes, filled)
+        names.append(name)
+        shard_of.append(np.full(n, k, np.int32))
+        row_of.append(np.arange(n, dtype=np.int32))
+    index = folder / "index-synthetic.safetensors"
+    write_tensors(index, {"shard": torch.from_numpy(np.concatenate(shard_of)),
+                          "row": torch.from_numpy(np.concatenate(row_of)),
+                          "caption_offsets": torch.arange(rows + 1, dtype=torch.int64),
+                          "uncond": torch.zeros(1, tokens, width, dtype=torch.float16)},
+                  {"shards": json.dumps(names), "flip": "0", "rows": str(rows)})
+    return index
+
+
+_SIZES = {"F32": 4, "F16": 2, "I64": 8}
+
+
+def _write_sparse(path: Path, holes: dict[str, tuple[str, list[int]]], filled: dict[str, np.ndarray]) -> None:
+    """A safetensors file (header, then the tensors back to back) whose `holes` tensors are never written."""
+    layout, blobs, offset = {}, [], 0
+    for name, (dtype, shape) in holes.items():
+        size = int(np.prod(shape)) * _SIZES[dtype]
+        layout[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    for name, array in filled.items():
+        layout[name] = {"dtype": "I64", "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        blobs.append((offset, array.tobytes()))
+        offset += array.nbytes
+    text = json.dumps(layout, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        base = f.tell()
+        for at, blob in blobs:
+            f.seek(base + at)
+            f.write(blob)
+        f.truncate(base + offset)
+
+
+def bench_rss(rows: int, mode: str, steps: int, batch: int, latent: tuple[int, int, int], tokens: int,
+              width: int) -> dict:
+    """Peak memory of drawing `steps` training batches from a `rows`-row cache: sharded or all in memory."""
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-data-") as tmp:
+        t0 = time.perf_counter()
+        index = synthetic_cache(Path(tmp), rows, latent, tokens, width)
+        made = time.perf_counter() - t0
+        base = rss_peak_mb()
+        t0 = time.perf_counter()
+        cache = ShardedCache(Path(tmp), index)
+        if mode == "memory":  # before: every tensor of every shard read whole into this process
+            from ldm.cache import MemoryCache
+
+            cache = MemoryCache(_read_whole(cache))
+        opened = time.perf_counter() - t0
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(5):  # untimed: first calls import and set up
+            sample_batch(cache, torch.randint(0, rows, (batch,), generator=gen).tolist(), gen, 0.18, 0.1)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, rows, (batch,), generator=gen).tolist()
+            sample_batch(cache, idx, gen, 0.18, 0.1)
+        drawn = time.perf_counter() - t0
+        return {"rows": rows, "mode": mode, "peak_rss_mb": rss_peak_mb(), "before_open_mb": base,
+                **{k.lower() + "_mb": v for k, v in _rss_parts_mb().items()}, "make_s": made, "open_s": opened,
+                "batches_per_s": steps / drawn, "batch": batch}
+
+
+def _read_whole(cache: ShardedCache) -> dict[str, torch.Tensor]:
+    """The old layout: one set of tensors for the whole dataset, in memory (embeddings offset per shard)."""
+    means, stds, embeds, index, offsets, base = [], [], [], [], [0], 0
+    for k in range(len(cache.shard_names)):
+        f = cache._shard(k)
+        means.append(torch.from_numpy(np.array(f["mean"])))
+        stds.append(torch.from_numpy(np.array(f["std"])))
+        embeds.append(torch.from_numpy(np.array(f["embeds"])))
+        index.append(torch.from_numpy(np.array(f["caption_index"])) + base)
+        base += embeds[-1].shape[0]
+        shard_offsets = np.array(f["caption_offsets"])
+        offsets.extend((shard_offsets[1:] + offsets[-1]).tolist())
+    return {"mean": torch.cat(means), "std": torch.cat(stds), "embeds": torch.cat(embeds),
+            "caption_index": torch.cat(index), "caption_offsets": torch.tensor(offsets), "uncond": cache.uncond}
+
+
+def bench_build(processes: int, images: int, config: str) -> dict:
+    """Wall time of building the latent cache of `images` procedural shapes at the config's size, with a VAE of
+    the config's architecture, by `processes` processes (accelerate launch)."""
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-build-") as tmp:
+        launch = ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+                  if processes > 1 else [sys.executable])
+        cmd = [*launch, str(ROOT / "benchmarks" / "build_cache_child.py"), tmp, str(images), config]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "build failed")
+        timings = [json.loads(line[len(RESULT_PREFIX):]) for line in proc.stdout.splitlines()
+                   if line.startswith(RESULT_PREFIX)]
+    encode = max(t["encode_s"] for t in timings)
+    return {"processes": processes, "images": images, "encode_s": encode, "wall_s": wall,
+            "images_per_s": images / encode}
+
+
+def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int) -> list[dict]:
+    """One process per (size, mode), so that each peak is its own."""
+    results = []
+    for rows in sizes:
+        for mode in ("sharded", "memory"):
+            if mode == "memory" and rows > memory_up_to:
+                continue
+            cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "data", "--only", f"rss:{mode}:{rows}",
+                   "--steps", str(steps), "--batch-size", str(batch)]
+            print(f"running {mode} cache of {rows:,} rows ...", file=sys.stderr, flush=True)
+            results.append(run_child(cmd))
+    return results
+
+
+def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, width: int) -> str:
+    """The report: build rates and the scaling ratio, then memory per cache size and mode."""
+    info = machine_info()
+    lines = [f"machine: {info['cpu']}, {info['cpu_count']} cores", ""]
+    if build:
+        lines += ["cache build (procedural shapes, the config's VAE architecture, random weights):", "",
+                  "| processes | images | encode s | images/s |", "|---|---|---|---|"]
+        for r in build:
+            lines.append(f"| {r['processes']} | {r['images']} | {r['encode_s']:.1f} | {r['images_per_s']:.0f} |")
+        if len(build) > 1:
+            lines += ["", f"{build[-1]['processes']} processes / 1: "
+                      f"{build[-1]['images_per_s'] / build[0]['images_per_s']:.2f}x the images/s"]
+        lines.append("")
+    per_row = 2 * int(np.prod(latent)) * 4 + tokens * width * 2
+    lines += [f"training reads ({rss[0]['batch'] if rss else '?'} rows a batch; a row is {per_row / 1024:.0f} KiB: "
+              f"latents {latent} fp32 mean and std, one caption {tokens}x{width} fp16):", "",
+              "| rows | cache | peak RSS MiB | anonymous MiB | file-backed MiB | open s | batches/s |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rss:
+        lines.append(f"| {r['rows']:,} | {'sharded, memory-mapped' if r['mode'] == 'sharded' else 'all in memory'} "
+                     f"| {r['peak_rss_mb']:.0f} | {r.get('rssanon_mb', 0):.0f} | {r.get('rssfile_mb', 0):.0f} "
+                     f"| {r['open_s']:.2f} | {r['batches_per_s']:.0f} |")
+    sharded = [r for r in rss if r["mode"] == "sharded"]
+    if len(sharded) > 1:
+        lines += ["", f"sharded peak RSS, largest / smallest cache ({sharded[-1]['rows']:,} / "
+                  f"{sharded[0]['rows']:,} rows): {sharded[-1]['peak_rss_mb'] / sharded[0]['peak_rss_mb']:.2f}x"]
+    return "\n".join(lines)
