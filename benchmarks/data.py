@@ -117,12 +117,16 @@ def _read_whole(cache: ShardedCache) -> dict[str, torch.Tensor]:
     means, stds, embeds, index, offsets, base = [], [], [], [], [0], 0
     for k in range(len(cache.shard_names)):
         f = cache._shard(k)
-        means.append(torch.from_numpy(np.array(f["mean"])))
-        stds.append(torch.from_numpy(np.array(f["std"])))
-        embeds.append(torch.from_numpy(np.array(f["embeds"])))
-        index.append(torch.from_numpy(np.array(f["caption_index"])) + base)
+
+        def whole(name: str) -> torch.Tensor:
+            return torch.from_numpy(f.rows(name, np.arange(f.shape(name)[0])))  # noqa: B023 (used at once)
+
+        means.append(whole("mean"))
+        stds.append(whole("std"))
+        embeds.append(whole("embeds"))
+        index.append(whole("caption_index") + base)
         base += embeds[-1].shape[0]
-        shard_offsets = np.array(f["caption_offsets"])
+        shard_offsets = whole("caption_offsets").numpy()
         offsets.extend((shard_offsets[1:] + offsets[-1]).tolist())
     return {"mean": torch.cat(means), "std": torch.cat(stds), "embeds": torch.cat(embeds),
             "caption_index": torch.cat(index), "caption_offsets": torch.tensor(offsets), "uncond": cache.uncond}
@@ -182,7 +186,8 @@ def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, 
               "| rows | cache | peak RSS MiB | anonymous MiB | file-backed MiB | open s | batches/s |",
               "|---|---|---|---|---|---|---|"]
     for r in rss:
-        lines.append(f"| {r['rows']:,} | {'sharded, memory-mapped' if r['mode'] == 'sharded' else 'all in memory'} "
+        kind = "sharded, rows read on demand" if r["mode"] == "sharded" else "all in memory"
+        lines.append(f"| {r['rows']:,} | {kind} "
                      f"| {r['peak_rss_mb']:.0f} | {r.get('rssanon_mb', 0):.0f} | {r.get('rssfile_mb', 0):.0f} "
                      f"| {r['open_s']:.2f} | {r['batches_per_s']:.0f} |")
     sharded = [r for r in rss if r["mode"] == "sharded"]

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ldm.models import encode_prompts
-from ldm.shards import MappedFile, metadata, rows, write_tensors
+from ldm.shards import ShardFile, map_array, metadata, write_tensors
 
 log = logging.getLogger("ldm")
 
@@ -153,24 +153,27 @@ class MemoryCache:
 
 
 class ShardedCache:
-    """A dataset's encodings in shard files, read through memory maps: only the rows a batch gathers are copied,
-    and what is held in memory is the index (12 bytes an image) and the empty prompt's embedding."""
+    """A dataset's encodings in shard files: each batch reads its rows alone (ldm.shards), so what a process
+    holds is the index (16 bytes an image, memory-mapped) and the empty prompt's embedding, not the rows."""
+
+    MAX_OPEN = 64  # shard files kept open at once (a 10M-image cache has ~2,500)
 
     def __init__(self, folder: Path, index_path: Path):
-        index = MappedFile(index_path)
+        meta = metadata(index_path)
         self.folder, self.index_path = folder, index_path
-        self.shard_names: list[str] = json.loads(index.metadata["shards"])
-        self.has_flip = bool(int(index.metadata["flip"]))
-        self._shard_of, self._row_of, self._offsets = index["shard"], index["row"], index["caption_offsets"]
-        self.uncond = torch.from_numpy(np.array(index["uncond"]))
-        self._shards: dict[int, MappedFile] = {}
+        self.shard_names: list[str] = json.loads(meta["shards"])
+        self.has_flip = bool(int(meta["flip"]))
+        self._shard_of, self._row_of, self._offsets = (map_array(index_path, name)
+                                                      for name in ("shard", "row", "caption_offsets"))
+        self.uncond = torch.from_numpy(np.array(map_array(index_path, "uncond")))
+        self._shards: dict[int, ShardFile] = {}
         self.rows_read = 0  # posterior rows gathered so far (each read copies those rows alone)
 
     def __len__(self) -> int:
         return len(self._shard_of)
 
     def held_bytes(self) -> int:
-        """Bytes this object holds in process memory rather than in memory maps: the same for any row count."""
+        """Bytes this object holds in process memory besides memory maps: the same for any row count."""
         return self.uncond.numel() * self.uncond.element_size()
 
     @property
@@ -184,9 +187,11 @@ class ShardedCache:
         start, stop = self._offsets[i], self._offsets[i + 1]
         return torch.from_numpy(np.array(start)), torch.from_numpy(np.array(stop - start))
 
-    def _shard(self, k: int) -> MappedFile:
+    def _shard(self, k: int) -> ShardFile:
         if k not in self._shards:
-            self._shards[k] = MappedFile(self.folder / self.shard_names[k])
+            if len(self._shards) >= self.MAX_OPEN:
+                self._shards.pop(next(iter(self._shards))).close()  # the longest open
+            self._shards[k] = ShardFile(self.folder / self.shard_names[k])
         return self._shards[k]
 
     def _gather(self, idx, read) -> torch.Tensor:
@@ -196,7 +201,7 @@ class ShardedCache:
         out = None
         for k in np.unique(shard):
             where = np.nonzero(shard == k)[0]
-            part = read(self._shard(int(k)), row[where], where)
+            part = torch.from_numpy(read(self._shard(int(k)), row[where], where))
             if out is None:
                 out = torch.empty((len(idx), *part.shape[1:]), dtype=part.dtype)
             out[torch.from_numpy(where)] = part
@@ -206,8 +211,8 @@ class ShardedCache:
         """Posterior mean and std of the rows (of their mirror images when flipped)."""
         suffix = "_flip" if flipped else ""
         self.rows_read += len(idx)
-        return (self._gather(idx, lambda f, r, _: rows(f["mean" + suffix], r)),
-                self._gather(idx, lambda f, r, _: rows(f["std" + suffix], r)))
+        return (self._gather(idx, lambda f, r, _: f.rows("mean" + suffix, r)),
+                self._gather(idx, lambda f, r, _: f.rows("std" + suffix, r)))
 
     def embeddings(self, picks: torch.Tensor) -> torch.Tensor:
         """The embeddings of captions by flat position (a row's first caption's position + which of its captions)."""
@@ -215,9 +220,9 @@ class ShardedCache:
         image = np.searchsorted(self._offsets, picks, side="right") - 1
         which = picks - self._offsets[image]
 
-        def read(f: MappedFile, r: np.ndarray, where: np.ndarray) -> torch.Tensor:
-            local = f["caption_offsets"][r] + which[where]
-            return rows(f["embeds"], f["caption_index"][local])
+        def read(f: ShardFile, r: np.ndarray, where: np.ndarray) -> np.ndarray:
+            local = f.rows("caption_offsets", r) + which[where]
+            return f.rows("embeds", f.rows("caption_index", local))
 
         return self._gather(image, read)
 
@@ -270,6 +275,7 @@ class ShardPlan:
 
 
 def _shard_keys(path: Path) -> list[str]:
+    """The row keys a shard holds, in order, from its header."""
     return json.loads(metadata(path)["row_keys"])
 
 

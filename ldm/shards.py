@@ -1,15 +1,19 @@
-"""Safetensors files read through memory maps: a shard's tensors as numpy views of the file, so that gathering a
-few rows reads those rows' pages and nothing else, whatever the file's size.
+"""Safetensors files read a few rows at a time: positioned reads (pread) of just those rows' bytes, and small
+index arrays through memory maps advised for random access, so that what a process holds does not grow with the
+file, however large.
 
-safetensors' own `safe_open` reads a tensor (or a slice of one) by copying it; training gathers random rows,
-which through slices costs one call per row and tensor. The file format is simple and specified (an 8-byte
-little-endian header length, a JSON header of names, dtypes, shapes and byte ranges, then the data), so the
-views are made from the header with `numpy.memmap`; files are still written by safetensors itself.
+safetensors' own `safe_open` reads a tensor (or a slice of one) by copying it, one call per slice; training
+gathers random rows. A plain memory map of the data would make every touched page (and the kernel's readahead
+around it: megabytes for a 26 KB row) part of the process's resident memory. The file format is simple and
+specified (an 8-byte little-endian header length, a JSON header of names, dtypes, shapes and byte ranges, then
+the data), so rows are read at offsets from the header; files are still written by safetensors itself.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import struct
 from pathlib import Path
 
@@ -36,40 +40,66 @@ def metadata(path: str | Path) -> dict[str, str]:
     return read_header(path)[0].get("__metadata__", {}) or {}
 
 
-class MappedFile:
-    """The tensors of one safetensors file as read-only numpy memory maps, opened on first use."""
+def map_array(path: str | Path, name: str) -> np.ndarray:
+    """One tensor of a safetensors file as a read-only numpy view of a memory map advised for random access (no
+    readahead): for index arrays, a few bytes a row."""
+    header, start = read_header(path)
+    spec = header[name]
+    dtype, shape = np.dtype(_DTYPES[spec["dtype"]]), tuple(spec["shape"])
+    count = int(np.prod(shape))
+    if count == 0:
+        return np.empty(shape, dtype)
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mapped, "madvise"):
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype, count, start + spec["data_offsets"][0]).reshape(shape)
+
+
+class ShardFile:
+    """Rows of the tensors of one safetensors file, read on demand with positioned reads."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         header, start = read_header(self.path)
         self.metadata: dict[str, str] = header.pop("__metadata__", {}) or {}
-        self._specs = {name: (spec["dtype"], tuple(spec["shape"]), start + spec["data_offsets"][0])
+        self._specs = {name: (np.dtype(_DTYPES[spec["dtype"]]), tuple(spec["shape"]), start + spec["data_offsets"][0])
                        for name, spec in header.items()}
-        self._maps: dict[str, np.ndarray] = {}
+        self._fd: int | None = None
 
     def __contains__(self, name: str) -> bool:
         return name in self._specs
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._maps:
-            dtype, shape, offset = self._specs[name]
-            if 0 in shape:  # numpy cannot map zero bytes
-                self._maps[name] = np.empty(shape, _DTYPES[dtype])
-            else:
-                self._maps[name] = np.memmap(self.path, dtype=_DTYPES[dtype], mode="r", offset=offset, shape=shape)
-        return self._maps[name]
-
     def shape(self, name: str) -> tuple[int, ...]:
         """A tensor's shape, from the header alone."""
         return self._specs[name][1]
+
+    def rows(self, name: str, positions) -> np.ndarray:
+        """The given rows (first-axis positions) of a tensor, read straight into a new array."""
+        dtype, shape, offset = self._specs[name]
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        out = np.empty((len(positions), *shape[1:]), dtype)
+        row_bytes = out[0:1].nbytes if len(positions) else 0
+        if row_bytes:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            flat = out.reshape(len(positions), -1).view(np.uint8)
+            for i, p in enumerate(positions.tolist()):
+                if os.preadv(self._fd, [flat[i]], offset + p * row_bytes) != row_bytes:
+                    raise OSError(f"{self.path}: short read of {name} row {p}")
+        return out
+
+    def close(self) -> None:
+        """Release the file descriptor (reads reopen it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        self.close()
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Write a safetensors file atomically: a reader sees the whole file or none."""
     with atomic_file(Path(path)) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-
-
-def rows(array: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-    """The given rows of a mapped array as a tensor (a copy of those rows only)."""
-    return torch.from_numpy(np.ascontiguousarray(array[positions]))
