@@ -16,7 +16,8 @@ from PIL import Image
 
 from ldm.config import DataConfig
 from ldm.data.imagefolder import HELDOUT_NAME, METADATA_NAME, Entry, FolderScan, scan_imagefolder
-from ldm.data.images import BadImage, load_image, load_image_with_alpha, to_tensor
+from ldm.data.images import BadImage, load_image, load_image_bytes, load_image_with_alpha, to_tensor
+from ldm.data.records import RecordEntry, RecordScan, read_image_bytes, records_format, scan_records
 from ldm.data.shapes import GENERATOR_VERSION, make_shape, shape_caption, shape_params
 from ldm.errors import LdmError
 
@@ -80,32 +81,47 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
 
-class FolderDataset(ImageCaptionDataset):
-    """Checked entries of an image folder, decoded on demand."""
+class EntryDataset(ImageCaptionDataset):
+    """Checked entries (each with .rel, .caption and .all_captions()), decoded on demand by `decode`."""
 
-    def __init__(self, entries: Sequence[Entry], size: int):
+    def __init__(self, entries: Sequence, size: int):
         self.entries = list(entries)
         self.captions = [e.caption for e in self.entries]
         self._caption_lists = [e.all_captions() for e in self.entries]
         self.size = size
         self._warned: set[int] = set()
-        self._digests: list[str] | None = None
 
     @property
     def caption_lists(self) -> list[tuple[str, ...]]:
         """Every caption of each image, its primary caption first."""
         return self._caption_lists
 
+    def decode(self, entry) -> Image.Image:
+        """One entry's image at the dataset's size, or BadImage / OSError."""
+        raise NotImplementedError
+
     def image(self, i: int) -> Image.Image:
-        """Image i; a file that broke since the scan becomes white (with one warning) instead of a crash."""
+        """Image i; one that broke since the scan becomes white (with one warning) instead of a crash."""
         entry = self.entries[i]
         try:
-            return load_image(entry.path, self.size)
-        except BadImage as exc:
+            return self.decode(entry)
+        except (BadImage, OSError) as exc:
             if i not in self._warned:
                 self._warned.add(i)
                 log.warning("%s no longer loads (%s); using a white image", entry.rel, exc)
             return Image.new("RGB", (self.size, self.size), (255, 255, 255))
+
+
+class FolderDataset(EntryDataset):
+    """Checked entries of an image folder, decoded on demand."""
+
+    def __init__(self, entries: Sequence[Entry], size: int):
+        super().__init__(entries, size)
+        self._digests: list[str] | None = None
+
+    def decode(self, entry: Entry) -> Image.Image:
+        """The entry's file, decoded and fitted."""
+        return load_image(entry.path, self.size)
 
     def load_with_alpha(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Image i on white and its opacity (from the file's transparency; a file that broke is white, opaque)."""
@@ -156,6 +172,34 @@ class FolderDataset(ImageCaptionDataset):
 
     def __repr__(self) -> str:
         return f"FolderDataset({len(self)} images, size={self.size})"
+
+
+class RecordDataset(EntryDataset):
+    """Checked records of Arrow, Parquet or tar files (ldm.data.records), decoded on demand."""
+
+    def __init__(self, entries: Sequence[RecordEntry], size: int, kind: str):
+        super().__init__(entries, size)
+        self.kind = kind
+
+    def decode(self, entry: RecordEntry) -> Image.Image:
+        """The record's image bytes, read where they lie, decoded and fitted."""
+        return load_image_bytes(read_image_bytes(entry.locator), self.size)
+
+    def row_keys(self) -> list[str]:
+        """Per image: its bytes' hash and its captions (not where it lies)."""
+        return [_row_key("records", str(self.size), e.digest, *e.captions) for e in self.entries]
+
+    def fingerprint(self) -> str:
+        """Hash over the format, size, order, names, captions and image bytes."""
+        h = hashlib.sha256()
+        for part in ("records", FINGERPRINT_VERSION, self.kind, str(self.size)):
+            h.update(part.encode() + b"\0")
+        for entry, key in zip(self.entries, self.row_keys(), strict=True):
+            h.update(entry.rel.encode("utf-8", "surrogateescape") + b"\0" + key.encode() + b"\0")
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"RecordDataset({len(self)} {self.kind} images, size={self.size})"
 
 
 class ShapesDataset(ImageCaptionDataset):
@@ -223,9 +267,23 @@ def cached_scan(root: str | Path, caption_column: str, size: int, heldout_fracti
     return _cached_scan(str(root), caption_column, size, heldout_fraction, stamp)
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_record_scan(root: str, caption_column: str, size: int, heldout_fraction: float, stamp: tuple):
+    return scan_records(root, caption_column, size, heldout_fraction)
+
+
+def cached_record_scan(path: str | Path, caption_column: str, size: int, heldout_fraction: float) -> RecordScan:
+    """scan_records, remembered per process (train and held-out share one pass) until a file changes."""
+    path = Path(path).expanduser().absolute()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = tuple((str(p), _mtime(p)) for p in files)
+    return _cached_record_scan(str(path), caption_column, size, heldout_fraction, stamp)
+
+
 def clear_scan_cache() -> None:
     """Forget remembered folder scans."""
     _cached_scan.cache_clear()
+    _cached_record_scan.cache_clear()
 
 
 def shapes_heldout_count(shapes_count: int) -> int:
@@ -246,6 +304,10 @@ def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Image
     if cfg.source == "imagefolder":
         if not cfg.path:
             raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+        kind = records_format(cfg.path)
+        if kind is not None:  # a datasets folder, Parquet or tar shards: read where they lie
+            scan = cached_record_scan(cfg.path, cfg.caption_column, cfg.resolution, cfg.heldout_fraction)
+            return RecordDataset(scan.train if split == "train" else scan.heldout, cfg.resolution, kind)
         scan = cached_scan(cfg.path, cfg.caption_column, cfg.resolution, cfg.heldout_fraction)
         return FolderDataset(scan.train if split == "train" else scan.heldout, cfg.resolution)
     raise LdmError(f"config key 'data.source': unknown source {cfg.source!r}")

@@ -85,7 +85,7 @@ def _text_lines(raw: bytes) -> list[str]:
     return [decode_text(line) for line in raw.split(b"\n")]
 
 
-def _caption_values(value: object) -> tuple[str, ...]:
+def caption_values(value: object) -> tuple[str, ...]:
     """The captions a metadata value holds: a list gives several (empty and repeated ones dropped), else one."""
     if value is None:
         return ("",)
@@ -140,7 +140,7 @@ def _read_metadata(root: Path, meta_rel: str, caption_column: str,
             skipped.append((rel, "file not found"))
             continue
         columns.update(obj)
-        rows.append((rel, _caption_values(obj.get(caption_column))))
+        rows.append((rel, caption_values(obj.get(caption_column))))
     return rows, columns
 
 

@@ -8,6 +8,7 @@ with `BadImage`, whose message is a short reason.
 from __future__ import annotations
 
 import codecs
+import io
 import re
 import threading
 import warnings
@@ -37,7 +38,7 @@ def _bomb(pixels: int | None) -> BadImage:
     return BadImage(f"decompression bomb ({pixels} pixels)" if pixels else "decompression bomb")
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _open(path: Path | io.BytesIO, max_pixels: int) -> Image.Image:
     with _OPEN_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -134,7 +135,11 @@ def _decode(path: Path, size: int, max_pixels: int) -> tuple[Image.Image, str | 
         raise BadImage("not a file")
     if nbytes == 0:
         raise BadImage("empty file (0 bytes)")
-    img = _open(path, max_pixels)
+    return _decode_opened(_open(path, max_pixels), size)
+
+
+def _decode_opened(img: Image.Image, size: int) -> tuple[Image.Image, str | None]:
+    """Decode an opened image fully and EXIF-orient it, or raise BadImage with a short reason."""
     try:
         with img:
             if img.format == "JPEG":
@@ -176,6 +181,19 @@ def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height
     oriented, fmt = _decode(Path(path), max(size, height or size), max_pixels)
     try:
         return fit(_to_rgb(oriented, fmt), size, height)
+    except MemoryError:
+        raise BadImage("too large to decode") from None
+    except Exception as exc:
+        raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
+
+
+def load_image_bytes(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """load_image for an image held as bytes (a Parquet cell, a tar member), with the same checks and fitting."""
+    if not data:
+        raise BadImage("empty image (0 bytes)")
+    oriented, fmt = _decode_opened(_open(io.BytesIO(data), max_pixels), size)
+    try:
+        return fit(_to_rgb(oriented, fmt), size)
     except MemoryError:
         raise BadImage("too large to decode") from None
     except Exception as exc:
