@@ -228,3 +228,20 @@ def test_two_processes_encode_the_same_cache_as_one(tmp_path):
     a, b = _shard_tensors(next((tmp_path / "one").iterdir())), _shard_tensors(next((tmp_path / "two").iterdir()))
     assert len(a) == 8 and a.keys() == b.keys()
     assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])  # bit-identical rows
+
+
+def test_batches_drawn_ahead_are_the_batches_drawn_in_turn(tmp_path):
+    from ldm.train.unet import CachedBatches
+
+    cfg, vae, tokenizer, encoder, data = _parts(shapes_count=24)
+    cache = load_or_build_cache(OneProcess(), tmp_path, vae, tokenizer, encoder, data, flip=True, shard_rows=8)
+    tc = dataclasses.replace(cfg.train_unet, batch_size=4, gradient_accumulation_steps=2, caption_dropout=0.2)
+    plain, ahead = CachedBatches(cache, tc, 0.5, prefetch=0), CachedBatches(cache, tc, 0.5, prefetch=3)
+    # in order, then a jump (a resumed run), then back to an earlier step (a caller out of order)
+    for step, micro in [(0, 0), (0, 1), (1, 0), (1, 1), (7, 0), (7, 1), (8, 0), (2, 1)]:
+        a, b = plain(step, micro), ahead(step, micro)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert torch.equal(torch.randn(3, generator=a[2]), torch.randn(3, generator=b[2]))  # the noise to come
+    assert ahead._ahead  # it was drawing ahead
+    ahead.close()
+    assert not ahead._ahead and torch.equal(plain(3, 0)[0], ahead(3, 0)[0])  # closed: it draws in turn

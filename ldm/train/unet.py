@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,24 +105,54 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
 class CachedBatches:
     """Each step's micro-batches drawn from the latent cache, in the trainer's seeded order.
 
-    embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that trains)."""
+    With prefetch > 0 a background thread draws the next micro-batches while the model trains (a sharded cache
+    reads its rows from disk); each draw depends only on (step, micro-batch), so the batches are the same either
+    way. embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that
+    trains); it runs on the caller's thread."""
 
     def __init__(self, cache: ShardedCache | MemoryCache, tc: TrainConfig, scaling: float, rank: int = 0,
-                 world: int = 1, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+                 world: int = 1, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 prefetch: int = 2):
         self.cache, self.tc, self.scaling, self.rank, self.world, self.embed = cache, tc, scaling, rank, world, embed
         self.n = len(cache)
+        self.prefetch = prefetch
+        # one thread: the cache is read by it alone
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ldm-batches") if prefetch > 0 else None
+        self._ahead: dict[tuple[int, int], Future] = {}
 
-    def __call__(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
-        """Latents, embeddings and the generator that then draws the noise, for one micro-batch."""
+    def _draw(self, step: int, micro: int):
         tc = self.tc
         gen = step_generator(tc.seed, step, micro, self.rank)
         idx = batch_indices(step, micro, tc.gradient_accumulation_steps, tc.batch_size, self.n, tc.seed, self.rank,
                             self.world)
-        latents, embeds, dropped, picks = sample_batch(self.cache, idx, gen, self.scaling, tc.caption_dropout,
-                                                       tc.primary_caption_share)
+        return (*sample_batch(self.cache, idx, gen, self.scaling, tc.caption_dropout, tc.primary_caption_share), gen)
+
+    def _after(self, step: int, micro: int) -> tuple[int, int]:
+        return (step, micro + 1) if micro + 1 < self.tc.gradient_accumulation_steps else (step + 1, 0)
+
+    def __call__(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        """Latents, embeddings and the generator that then draws the noise, for one micro-batch."""
+        if self._pool is None:
+            latents, embeds, dropped, picks, gen = self._draw(step, micro)
+        else:
+            future = self._ahead.pop((step, micro), None) or self._pool.submit(self._draw, step, micro)
+            for stale in [k for k in self._ahead if k < (step, micro)]:  # a caller that jumped ahead
+                self._ahead.pop(stale).cancel()
+            key = (step, micro)
+            for _ in range(self.prefetch):
+                key = self._after(*key)
+                if key not in self._ahead:
+                    self._ahead[key] = self._pool.submit(self._draw, *key)
+            latents, embeds, dropped, picks, gen = future.result()
         if self.embed is not None:
             embeds = self.embed(picks, dropped)
         return latents, embeds, gen
+
+    def close(self) -> None:
+        """Stop drawing ahead."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._ahead = None, {}
 
 
 def unet_step(run: UNetTraining, step: int,
@@ -230,6 +261,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state, save_extra)
             log.info("step %d: checkpoint -> %s", done, path)
     bar.close()
+    batches.close()
 
     # 5. the result, with EMA weights when EMA is on: a LoRA file, or a pipeline folder
     if accelerator.is_main_process:
