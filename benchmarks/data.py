@@ -136,10 +136,7 @@ def bench_build(processes: int, images: int, config: str) -> dict:
     """Wall time of building the latent cache of `images` procedural shapes at the config's size, with a VAE of
     the config's architecture, by `processes` processes (accelerate launch)."""
     with tempfile.TemporaryDirectory(prefix="ldm-bench-build-") as tmp:
-        launch = ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-                  if processes > 1 else [sys.executable])
-        cmd = [*launch, str(ROOT / "benchmarks" / "build_cache_child.py"), tmp, str(images), config]
+        cmd = [*_launch(processes), str(ROOT / "benchmarks" / "build_cache_child.py"), tmp, str(images), config]
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -151,6 +148,39 @@ def bench_build(processes: int, images: int, config: str) -> dict:
     encode = max(t["encode_s"] for t in timings)
     return {"processes": processes, "images": images, "encode_s": encode, "wall_s": wall,
             "images_per_s": images / encode}
+
+
+def _launch(processes: int) -> list[str]:
+    return ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"] if processes > 1
+            else [sys.executable])
+
+
+def bench_train_processes(processes: int, config: str, batch: int = 16, steps: tuple[int, int] = (5, 25)) -> dict:
+    """The trainer's samples/s with `processes` processes (DDP), from two runs of different lengths, so that
+    start-up, the cache build and the final save cancel out: procedural images, a random VAE."""
+    from ldm.config import load_config
+    from ldm.models import build_vae, save_model
+
+    cfg = load_config(config)
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-ddp-") as tmp:
+        torch.manual_seed(0)
+        save_model(build_vae(cfg.vae, cfg.data.resolution), Path(tmp) / "vae")
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        walls = []
+        for n in steps:
+            cmd = [*_launch(processes), str(ROOT / "scripts" / "train_unet.py"), "--config", config,
+                   "--output-dir", str(Path(tmp) / f"run{n}"), "--vae", str(Path(tmp) / "vae"),
+                   f"train_unet.max_steps={n}", f"train_unet.batch_size={batch}", "data.source=shapes",
+                   "data.shapes_count=512", "train_unet.sample_every=1000000", "train_unet.checkpoint_every=1000000",
+                   "train_unet.validation_prompts=[]", "train_unet.log_every=1000"]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            walls.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "run failed")
+    step_s = (walls[1] - walls[0]) / (steps[1] - steps[0])
+    return {"processes": processes, "batch": batch, "step_s": step_s, "samples_per_s": batch * processes / step_s}
 
 
 def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int) -> list[dict]:
@@ -167,8 +197,9 @@ def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int) ->
     return results
 
 
-def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, width: int) -> str:
-    """The report: build rates and the scaling ratio, then memory per cache size and mode."""
+def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, width: int,
+                       train: list[dict] | None = None) -> str:
+    """The report: build rates and the scaling ratio, memory per cache size and mode, training per process count."""
     info = machine_info()
     lines = [f"machine: {info['cpu']}, {info['cpu_count']} cores", ""]
     if build:
@@ -194,4 +225,11 @@ def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, 
     if len(sharded) > 1:
         lines += ["", f"sharded peak RSS, largest / smallest cache ({sharded[-1]['rows']:,} / "
                   f"{sharded[0]['rows']:,} rows): {sharded[-1]['peak_rss_mb'] / sharded[0]['peak_rss_mb']:.2f}x"]
+    if train:
+        lines += ["", f"training (the config's UNet, {train[0]['batch']} images a process a step, procedural data):",
+                  "", "| processes | s/step | samples/s |", "|---|---|---|"]
+        lines += [f"| {r['processes']} | {r['step_s']:.2f} | {r['samples_per_s']:.1f} |" for r in train]
+        if len(train) > 1:
+            lines += ["", f"{train[-1]['processes']} processes / 1: "
+                      f"{train[-1]['samples_per_s'] / train[0]['samples_per_s']:.2f}x the samples/s"]
     return "\n".join(lines)

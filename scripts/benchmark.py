@@ -77,6 +77,7 @@ def parse_args() -> argparse.Namespace:
                       help="largest cache also read all into memory, as before sharding (default 100000)")
     data.add_argument("--steps", type=int, default=200, help="training batches drawn per cache (default 200)")
     data.add_argument("--batch-size", type=int, default=64, help="rows a batch (default 64)")
+    data.add_argument("--no-train", action="store_true", help="skip training samples/s at each process count")
     data.add_argument("--only", help=argparse.SUPPRESS)  # one measurement in this process: rss:MODE:ROWS
     args = parser.parse_args()
     check_args(args)
@@ -190,7 +191,7 @@ def main_train(args: argparse.Namespace) -> None:
 def main_data(args: argparse.Namespace) -> None:
     """Cache builds (one launch per process count), then one child process per cache size and reading mode."""
     from benchmarks.child import emit_result
-    from benchmarks.data import bench_build, bench_rss, format_data_report, rss_children
+    from benchmarks.data import bench_build, bench_rss, bench_train_processes, format_data_report, rss_children
 
     cfg = load_config(args.config)
     side = cfg.data.resolution // vae_factor(cfg)
@@ -204,7 +205,11 @@ def main_data(args: argparse.Namespace) -> None:
         print(f"building a {args.images}-image cache with {n} process(es) ...", file=sys.stderr, flush=True)
         build.append(bench_build(n, args.images, args.config))
     rss = rss_children(sorted(args.sizes), args.steps, args.batch_size, args.memory_up_to)
-    print(format_data_report(build, rss, shape, cfg.text.max_length, 384))
+    train = []
+    for n in [] if args.no_train else args.processes:
+        print(f"training with {n} process(es) ...", file=sys.stderr, flush=True)
+        train.append(bench_train_processes(n, args.config))
+    print(format_data_report(build, rss, shape, cfg.text.max_length, 384, train))
 
 
 def main() -> None:

@@ -25,6 +25,16 @@ def test_the_report_compares_sizes_and_modes():
     assert all(r["peak_rss_mb"] > 0 and r["batches_per_s"] > 0 for r in rows)
     build = [{"processes": 1, "images": 64, "encode_s": 2.0, "images_per_s": 32.0},
              {"processes": 2, "images": 64, "encode_s": 1.0, "images_per_s": 64.0}]
-    report = format_data_report(build, rows, (4, 8, 8), 8, 32)
+    train = [{"processes": 1, "batch": 16, "step_s": 0.5, "samples_per_s": 32.0},
+             {"processes": 2, "batch": 16, "step_s": 0.5, "samples_per_s": 64.0}]
+    report = format_data_report(build, rows, (4, 8, 8), 8, 32, train)
+    assert "| 2 | 0.50 | 64.0 |" in report and report.endswith("2 processes / 1: 2.00x the samples/s")
     assert "2 processes / 1: 2.00x the images/s" in report
     assert "| 2,000 | all in memory |" in report and "largest / smallest cache (8,000 / 2,000 rows)" in report
+
+
+def test_training_rate_comes_from_two_real_runs():
+    from benchmarks.data import bench_train_processes
+
+    r = bench_train_processes(1, "configs/tiny.yaml", batch=4, steps=(2, 6))
+    assert r["processes"] == 1 and r["step_s"] > 0 and r["samples_per_s"] == 4 / r["step_s"]
