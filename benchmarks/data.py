@@ -137,7 +137,7 @@ def bench_build(processes: int, images: int, config: str) -> dict:
     the config's architecture, by `processes` processes (accelerate launch)."""
     with tempfile.TemporaryDirectory(prefix="ldm-bench-build-") as tmp:
         cmd = [*_launch(processes), str(ROOT / "benchmarks" / "build_cache_child.py"), tmp, str(images), config]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        env = _env(processes)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - t0
@@ -148,6 +148,11 @@ def bench_build(processes: int, images: int, config: str) -> dict:
     encode = max(t["encode_s"] for t in timings)
     return {"processes": processes, "images": images, "encode_s": encode, "wall_s": wall,
             "images_per_s": images / encode}
+
+
+def _env(processes: int) -> dict[str, str]:
+    """The environment of each of `processes` processes: the cores shared out among them."""
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
 def _launch(processes: int) -> list[str]:
@@ -166,7 +171,7 @@ def bench_train_processes(processes: int, config: str, batch: int = 16, steps: t
     with tempfile.TemporaryDirectory(prefix="ldm-bench-ddp-") as tmp:
         torch.manual_seed(0)
         save_model(build_vae(cfg.vae, cfg.data.resolution), Path(tmp) / "vae")
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        env = _env(processes)
         walls = []
         for n in steps:
             cmd = [*_launch(processes), str(ROOT / "scripts" / "train_unet.py"), "--config", config,

@@ -1,5 +1,5 @@
-"""Latents and text embeddings of a dataset, encoded once and cached on disk as shards that training reads
-through memory maps, so that a process's memory does not grow with the dataset.
+"""Latents and text embeddings of a dataset, encoded once and cached on disk as shards whose rows training reads
+as batches need them, so that a process's memory does not grow with the dataset.
 
 A cache is a folder named by a hash of everything an encoding depends on besides the images (VAE and text
 encoder weights, image size, flip, token length). In it, each shard holds the encodings of a few thousand
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ldm.models import encode_prompts
-from ldm.shards import ShardFile, map_array, metadata, write_tensors
+from ldm.shards import ShardFile, map_arrays, metadata, write_tensors
 
 log = logging.getLogger("ldm")
 
@@ -159,13 +158,12 @@ class ShardedCache:
     MAX_OPEN = 64  # shard files kept open at once (a 10M-image cache has ~2,500)
 
     def __init__(self, folder: Path, index_path: Path):
-        meta = metadata(index_path)
-        self.folder, self.index_path = folder, index_path
+        meta, index = map_arrays(index_path)
+        self.folder = folder
         self.shard_names: list[str] = json.loads(meta["shards"])
         self.has_flip = bool(int(meta["flip"]))
-        self._shard_of, self._row_of, self._offsets = (map_array(index_path, name)
-                                                      for name in ("shard", "row", "caption_offsets"))
-        self.uncond = torch.from_numpy(np.array(map_array(index_path, "uncond")))
+        self._shard_of, self._row_of, self._offsets = index["shard"], index["row"], index["caption_offsets"]
+        self.uncond = torch.from_numpy(np.array(index["uncond"]))
         self._shards: dict[int, ShardFile] = {}
         self.rows_read = 0  # posterior rows gathered so far (each read copies those rows alone)
 
@@ -266,37 +264,26 @@ def sample_batch(cache, indices: list[int], generator: torch.Generator,
 
 # ---- building -------------------------------------------------------------------------------------------------
 
-@dataclass
-class ShardPlan:
-    """Where every row of a dataset will live: shards already on disk, and new shards to encode (row lists)."""
-
-    existing: dict[str, tuple[str, int]]  # row key -> (shard file, row in it)
-    new: list[tuple[str, list[int]]]      # (shard file, dataset rows it will hold, in order)
-
-
-def _shard_keys(path: Path) -> list[str]:
-    """The row keys a shard holds, in order, from its header."""
-    return json.loads(metadata(path)["row_keys"])
-
-
-def plan_shards(folder: Path, row_keys: list[str], shard_rows: int = SHARD_ROWS) -> ShardPlan:
-    """Which rows the folder's complete shards already hold, and the shards the rest go into (named by their rows,
-    so that every process, and a resumed build, plans the same shards)."""
-    existing: dict[str, tuple[str, int]] = {}
+def shard_places(folder: Path) -> dict[str, tuple[str, int]]:
+    """Row key -> (shard file, row in it) for every row of the folder's complete shards, from their headers."""
+    places: dict[str, tuple[str, int]] = {}
     for path in sorted(folder.glob("shard-*.safetensors")):
-        for r, key in enumerate(_shard_keys(path)):
-            existing.setdefault(key, (path.name, r))
+        for r, key in enumerate(json.loads(metadata(path)["row_keys"])):
+            places.setdefault(key, (path.name, r))
+    return places
+
+
+def plan_shards(folder: Path, row_keys: list[str], shard_rows: int = SHARD_ROWS) -> list[tuple[str, list[int]]]:
+    """The new shards the rows no complete shard holds go into, as (file name, dataset rows in order); named by
+    their rows, so that every process, and a resumed build, plans the same shards."""
+    held = shard_places(folder)
     missing, seen = [], set()
     for i, key in enumerate(row_keys):
-        if key not in existing and key not in seen:
+        if key not in held and key not in seen:
             seen.add(key)
             missing.append(i)
-    new = []
-    for start in range(0, len(missing), shard_rows):
-        chunk = missing[start:start + shard_rows]
-        name = f"shard-{_digest(row_keys[i] for i in chunk)[:16]}.safetensors"
-        new.append((name, chunk))
-    return ShardPlan(existing, new)
+    return [(f"shard-{_digest(row_keys[i] for i in chunk)[:16]}.safetensors", chunk)
+            for chunk in (missing[start:start + shard_rows] for start in range(0, len(missing), shard_rows))]
 
 
 def write_shard(path: Path, tensors: dict[str, torch.Tensor], keys: list[str]) -> None:
@@ -308,10 +295,7 @@ def write_shard(path: Path, tensors: dict[str, torch.Tensor], keys: list[str]) -
 def write_index(path: Path, folder: Path, row_keys: list[str], caption_counts: list[int], uncond: torch.Tensor,
                 flip: bool) -> None:
     """The dataset's index: each row's shard and row in it, the flat caption offsets, the empty prompt."""
-    place: dict[str, tuple[str, int]] = {}
-    for shard in sorted(folder.glob("shard-*.safetensors")):
-        for r, key in enumerate(_shard_keys(shard)):
-            place.setdefault(key, (shard.name, r))
+    place = shard_places(folder)
     names = sorted({place[k][0] for k in row_keys})
     number = {n: i for i, n in enumerate(names)}
     shard = torch.tensor([number[place[k][0]] for k in row_keys], dtype=torch.int32)
@@ -333,13 +317,13 @@ def load_or_build_cache(accelerator, cache_dir: Path, vae, tokenizer, text_encod
         plan = plan_shards(folder, row_keys, shard_rows)
         accelerator.wait_for_everyone()  # every process planned before any writes a shard
         rank, world = accelerator.process_index, accelerator.num_processes
-        mine = [(name, chunk) for k, (name, chunk) in enumerate(plan.new) if k % world == rank]
+        mine = [(name, chunk) for k, (name, chunk) in enumerate(plan) if k % world == rank]
         if accelerator.is_main_process:
+            todo = sum(len(c) for _, c in plan)
             log.info("encoding %d of %d images into %d new shards in %s (%d processes); %d rows cached already",
-                     sum(len(c) for _, c in plan.new), len(row_keys), len(plan.new), folder, world,
-                     len(row_keys) - sum(len(c) for _, c in plan.new))
+                     todo, len(row_keys), len(plan), folder, world, len(row_keys) - todo)
         for name, chunk in tqdm(mine, desc="cache shards", disable=not accelerator.is_local_main_process):
-            if (folder / name).is_file():  # written by an earlier, interrupted build
+            if (folder / name).is_file():  # written meanwhile by another run sharing this cache
                 continue
             tensors = encode_dataset(vae, tokenizer, text_encoder, dataset, flip, num_workers=num_workers,
                                      device=accelerator.device, rows=chunk, progress=False)

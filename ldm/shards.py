@@ -40,20 +40,25 @@ def metadata(path: str | Path) -> dict[str, str]:
     return read_header(path)[0].get("__metadata__", {}) or {}
 
 
-def map_array(path: str | Path, name: str) -> np.ndarray:
-    """One tensor of a safetensors file as a read-only numpy view of a memory map advised for random access (no
-    readahead): for index arrays, a few bytes a row."""
+def _specs(header: dict, start: int) -> dict[str, tuple[np.dtype, tuple[int, ...], int]]:
+    """Each tensor of a parsed header: its dtype, shape and absolute byte offset in the file."""
+    return {name: (np.dtype(_DTYPES[spec["dtype"]]), tuple(spec["shape"]), start + spec["data_offsets"][0])
+            for name, spec in header.items() if name != "__metadata__"}
+
+
+def map_arrays(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """A safetensors file's metadata, and each of its tensors as a read-only numpy view of one memory map advised
+    for random access (no readahead): for index arrays, a few bytes a row."""
     header, start = read_header(path)
-    spec = header[name]
-    dtype, shape = np.dtype(_DTYPES[spec["dtype"]]), tuple(spec["shape"])
-    count = int(np.prod(shape))
-    if count == 0:
-        return np.empty(shape, dtype)
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     if hasattr(mapped, "madvise"):
         mapped.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mapped, dtype, count, start + spec["data_offsets"][0]).reshape(shape)
+    arrays = {}
+    for name, (dtype, shape, offset) in _specs(header, start).items():
+        count = int(np.prod(shape))
+        arrays[name] = np.frombuffer(mapped, dtype, count, offset).reshape(shape) if count else np.empty(shape, dtype)
+    return header.get("__metadata__", {}) or {}, arrays
 
 
 class ShardFile:
@@ -61,14 +66,8 @@ class ShardFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        header, start = read_header(self.path)
-        self.metadata: dict[str, str] = header.pop("__metadata__", {}) or {}
-        self._specs = {name: (np.dtype(_DTYPES[spec["dtype"]]), tuple(spec["shape"]), start + spec["data_offsets"][0])
-                       for name, spec in header.items()}
+        self._specs = _specs(*read_header(self.path))
         self._fd: int | None = None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._specs
 
     def shape(self, name: str) -> tuple[int, ...]:
         """A tensor's shape, from the header alone."""

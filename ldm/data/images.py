@@ -175,10 +175,8 @@ def decode_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS) -> I
     return _decode(Path(path), size, max_pixels)[0]
 
 
-def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height: int | None = None) -> Image.Image:
-    """Decode `path` fully into a size x size (or size x height) RGB image, scaled to cover it and centre-
-    cropped as training data is, or raise BadImage with a short reason."""
-    oriented, fmt = _decode(Path(path), max(size, height or size), max_pixels)
+def _fit_decoded(oriented: Image.Image, fmt: str | None, size: int, height: int | None = None) -> Image.Image:
+    """A decoded image as RGB, scaled to cover size x size (or size x height) and centre-cropped, or BadImage."""
     try:
         return fit(_to_rgb(oriented, fmt), size, height)
     except MemoryError:
@@ -187,17 +185,17 @@ def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height
         raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
 
 
+def load_image(path: str | Path, size: int, max_pixels: int = MAX_PIXELS, height: int | None = None) -> Image.Image:
+    """Decode `path` fully into a size x size (or size x height) RGB image, scaled to cover it and centre-
+    cropped as training data is, or raise BadImage with a short reason."""
+    return _fit_decoded(*_decode(Path(path), max(size, height or size), max_pixels), size, height)
+
+
 def load_image_bytes(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """load_image for an image held as bytes (a Parquet cell, a tar member), with the same checks and fitting."""
     if not data:
         raise BadImage("empty image (0 bytes)")
-    oriented, fmt = _decode_opened(_open(io.BytesIO(data), max_pixels), size)
-    try:
-        return fit(_to_rgb(oriented, fmt), size)
-    except MemoryError:
-        raise BadImage("too large to decode") from None
-    except Exception as exc:
-        raise BadImage(f"truncated or corrupt image ({type(exc).__name__})") from None
+    return _fit_decoded(*_decode_opened(_open(io.BytesIO(data), max_pixels), size), size)
 
 
 def fit_rgb(img: Image.Image, width: int, height: int) -> Image.Image:

@@ -96,6 +96,21 @@ def _image_column(schema, wanted: str | None = "image") -> str | None:
     return None
 
 
+def _columns(file: Path, schema, caption_column: str) -> tuple[str, str | None]:
+    """(image column, caption column or None) of a file's schema; no image column is a one-line error."""
+    image = _image_column(schema)
+    if image is None:
+        raise LdmError(f"{file}: no image column (columns: {', '.join(schema.names)})")
+    return image, caption_column if caption_column in schema.names else None
+
+
+def _cells(part, image: str, captions: str | None) -> list[tuple[bytes | None, object]]:
+    """(image bytes, caption value) of each row of an Arrow table or record batch."""
+    cells = part.column(image).to_pylist()
+    texts = part.column(captions).to_pylist() if captions else [None] * len(cells)
+    return [(_cell_bytes(cell), text) for cell, text in zip(cells, texts, strict=True)]
+
+
 # ---- Arrow (datasets' save_to_disk) ---------------------------------------------------------------------------
 
 def _arrow_files(path: Path) -> list[Path]:
@@ -125,18 +140,12 @@ def _arrow_table(file: str):
 def _scan_arrow(path: Path, caption_column: str) -> Iterator[tuple[str, tuple, bytes | None, object]]:
     for file in _arrow_files(path):
         table = _arrow_table(str(file))
-        image = _image_column(table.schema)
-        if image is None:
-            raise LdmError(f"{file}: no image column (columns: {', '.join(table.schema.names)})")
-        captions = caption_column if caption_column in table.schema.names else None
-        offset = 0
+        image, captions = _columns(file, table.schema, caption_column)
+        row = 0
         for batch in table.to_batches(max_chunksize=_CHECK_CHUNK):
-            cells = batch.column(image).to_pylist()
-            texts = batch.column(captions).to_pylist() if captions else [None] * len(cells)
-            for k, (cell, text) in enumerate(zip(cells, texts, strict=True)):
-                row = offset + k
-                yield f"{file.name}:{row}", ("arrow", str(file), image, row), _cell_bytes(cell), text
-            offset += len(cells)
+            for data, text in _cells(batch, image, captions):
+                yield f"{file.name}:{row}", ("arrow", str(file), image, row), data, text
+                row += 1
 
 
 # ---- Parquet --------------------------------------------------------------------------------------------------
@@ -157,18 +166,11 @@ def _row_group(file: str, group: int, column: str):
 def _scan_parquet(path: Path, caption_column: str) -> Iterator[tuple[str, tuple, bytes | None, object]]:
     for file in _files(path, ".parquet"):
         pf = _parquet_file(str(file))
-        schema = pf.schema_arrow
-        image = _image_column(schema)
-        if image is None:
-            raise LdmError(f"{file}: no image column (columns: {', '.join(schema.names)})")
-        captions = caption_column if caption_column in schema.names else None
+        image, captions = _columns(file, pf.schema_arrow, caption_column)
         for group in range(pf.num_row_groups):
             table = pf.read_row_group(group, columns=[image] + ([captions] if captions else []))
-            cells = table.column(image).to_pylist()
-            texts = table.column(captions).to_pylist() if captions else [None] * len(cells)
-            for row, (cell, text) in enumerate(zip(cells, texts, strict=True)):
-                yield (f"{file.name}:{group}:{row}", ("parquet", str(file), image, group, row), _cell_bytes(cell),
-                       text)
+            for row, (data, text) in enumerate(_cells(table, image, captions)):
+                yield f"{file.name}:{group}:{row}", ("parquet", str(file), image, group, row), data, text
 
 
 # ---- WebDataset tar shards ------------------------------------------------------------------------------------
