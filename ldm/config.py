@@ -158,6 +158,9 @@ class DistillConfig:
     huber_c: float = 0.001  # pseudo-Huber distance's c
     guidance_embedding_dim: int = 256  # the UNet's time_cond_proj_dim
     default_steps: int = 4  # the student's default number of sampling steps (written into its folder)
+    # a student of this teacher to go on distilling (a pipeline folder, e.g. the shipped weights/emoji64-lcm);
+    # default: a new student, the teacher's UNet with a zero guidance projection
+    student_from: str | None = None
 
 
 @dataclass

@@ -185,12 +185,15 @@ class LcmDistill(FullFinetune):
                            f"{total} training timesteps")
         self.skeleton = DDIMSkeleton.from_alphas(self.noise_scheduler.alphas_cumprod, d.skeleton_steps)
         self.unet = UNet2DConditionModel.from_config(self.teacher.config, time_cond_proj_dim=d.guidance_embedding_dim)
-        missing, unexpected = self.unet.load_state_dict(self.teacher.state_dict(), strict=False)
-        if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
-            raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected "
-                           f"{unexpected}")
-        # a zero projection: at step 0 the student is the teacher whatever the guidance asked for
-        torch.nn.init.zeros_(self.unet.time_embedding.cond_proj.weight)
+        if d.student_from:
+            self.unet.load_state_dict(student_weights(d.student_from, self.unet))
+        else:
+            missing, unexpected = self.unet.load_state_dict(self.teacher.state_dict(), strict=False)
+            if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
+                raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected "
+                               f"{unexpected}")
+            # a zero projection: at step 0 the student is the teacher whatever the guidance asked for
+            torch.nn.init.zeros_(self.unet.time_embedding.cond_proj.weight)
         self.target_net = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.trainable = list(self.unet.parameters())
         self.uncond = embed_prompts(self.tokenizer, self.text_encoder, [""]).detach()
@@ -228,6 +231,23 @@ class LcmDistill(FullFinetune):
         self.cfg.text.encoder = self.init.encoder_spec
         scheduler = LCMScheduler.from_config(self.noise_scheduler.config)
         save_pipeline(self.output_dir, self.cfg, unet, self.vae, scheduler, self.tokenizer, text_encoder)
+
+
+def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The UNet weights of an earlier student (a pipeline folder or its unet/), refused unless they fit `like`."""
+    path = Path(folder)
+    unet = load_unet(path / "unet" if (path / "unet").is_dir() else path)
+    if unet.config.get("time_cond_proj_dim") is None:
+        raise LdmError(f"config key 'distill.student_from': {folder} is not a few-step student (its UNet takes no "
+                       "guidance embedding)")
+    ours = like.state_dict()
+    theirs = unet.state_dict()
+    wrong = sorted(k for k in ours.keys() | theirs.keys() if k not in ours or k not in theirs
+                   or ours[k].shape != theirs[k].shape)
+    if wrong:
+        raise LdmError(f"config key 'distill.student_from': {folder} is a student of another UNet ({len(wrong)} "
+                       f"weights differ in name or shape, e.g. {wrong[0]})")
+    return theirs
 
 
 TARGETS = {"full": FullFinetune, "lora": LoraFinetune, "lcm": LcmDistill}

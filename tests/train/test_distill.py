@@ -177,3 +177,22 @@ def test_the_last_checkpoint_exports_the_student_the_run_wrote(student, tmp_path
     a = load_sampling_model(out, "cpu").generate([ImageSpec("a red square", 3)], Settings())
     b = load_sampling_model(student, "cpu").generate([ImageSpec("a red square", 3)], Settings())
     assert torch.equal(a, b)
+
+
+def test_distillation_goes_on_from_an_earlier_student(tiny_run, student, tmp_path):
+    # distill.student_from: the run starts from the student's weights (guidance projection included), not from
+    # the teacher's with a zero projection; one step at a vanishing rate leaves the result at that starting point
+    again = tmp_path / "again"
+    _distill(tiny_run, again, f"distill.student_from={student}", "train_unet.max_steps=1",
+             "train_unet.learning_rate=1e-12", "train_unet.warmup_steps=0", "train_unet.ema_decay=0")
+    final = "unet/diffusion_pytorch_model.safetensors"
+    a, b = load_file(str(student / final)), load_file(str(again / final))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert b["time_embedding.cond_proj.weight"].abs().sum() > 0
+
+    not_student = _distill(tiny_run, tmp_path / "x", f"distill.student_from={tiny_run}", check=False)
+    assert not_student.returncode == 2 and "is not a few-step student" in not_student.stderr
+    other = _distill(tiny_run, tmp_path / "y", f"distill.student_from={student}", "distill.guidance_embedding_dim=64",
+                     check=False)
+    assert other.returncode == 2 and "student of another UNet" in other.stderr
+    assert "Traceback" not in not_student.stderr + other.stderr
