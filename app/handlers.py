@@ -102,6 +102,10 @@ class Handlers:
         self.model, self.view, self.out_dir = model, view, out_dir
         # what the live controls render with: a few-step student when there is one, else the model itself
         self.live = live or model
+        # what Generate may render with, by name: the model (full quality) and a live student (fast)
+        self.models = {model.name: model}
+        if self.live is not model:
+            self.models[self.live.name if self.live.name != model.name else f"{model.name} (student)"] = self.live
         self.loras = loras or {}  # name shown in the picker -> file
         self.work_budget = work_budget
         # all model work runs on the batcher's thread, and users' small requests with equal settings run
@@ -116,20 +120,30 @@ class Handlers:
         return self.model.default_size * SIZE_FACTOR // step * step
 
     # ---- checks -------------------------------------------------------------------------------------
-    def settings(self, steps, guidance, scheduler, width=None, height=None, negative_prompt="") -> Settings:
-        """Checked sampling settings; None means the model's default."""
-        defaults = self.model.defaults
+    def pick_model(self, name: str | None) -> SamplingModel:
+        """The loaded model of that name (None: the main one), or a one-line refusal."""
+        if name is None:
+            return self.model
+        if _choice("model", name) not in self.models:
+            raise LdmError(f"unknown model {name!r}: this server has {', '.join(map(repr, self.models))}")
+        return self.models[name]
+
+    def settings(self, steps, guidance, scheduler, width=None, height=None, negative_prompt="",
+                 model: SamplingModel | None = None) -> Settings:
+        """Checked sampling settings for `model` (default: the main one); None means the model's default."""
+        model = model or self.model
+        defaults = model.defaults
         guidance = defaults.guidance if guidance is None else guidance
         steps = defaults.steps if steps is None else steps
         scheduler = defaults.scheduler if scheduler is None else scheduler
         steps, guidance = _server("steps", steps), _server("guidance", guidance)
         _choice("scheduler", scheduler)
-        step, biggest = self.model.size_step, self.largest_side
+        step, biggest = model.size_step, self.largest_side
         for side, value in (("width", width), ("height", height)):
             if value is not None and (isinstance(value, bool) or not step <= value <= biggest):
                 raise LdmError(f"{side} must be between {step} and {biggest}, got {value!r}")
         self.prompt(negative_prompt or "", "negative prompt")
-        return self.model.resolve(Settings(
+        return model.resolve(Settings(
             steps=steps, guidance_scale=guidance, scheduler=scheduler, width=_whole(width), height=_whole(height),
             negative_prompt=negative_prompt or ""))
 
@@ -179,20 +193,25 @@ class Handlers:
     def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, width: int | None = None,
                  height: int | None = None, num_images: int = 1, lora: str = NO_LORA, lora_scale: float = 1.0,
-                 progress: Progress | None = None):
-        """Text to image: (gallery of (png, caption), parameters of each image, the PNG files)."""
+                 model: str | None = None, progress: Progress | None = None):
+        """Text to image: (gallery of (png, caption), parameters of each image, the PNG files).
+
+        model: a name from self.models, e.g. the few-step student for a fast render (default: the main model)."""
         prompt = self.prompt(prompt)
-        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt)
+        m = self.pick_model(model)
+        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt, m)
+        if lora not in (None, NO_LORA) and m is not self.model:
+            raise LdmError(f"the LoRAs here are for {self.model.name}; pick that model to use one")
         if lora not in (None, NO_LORA):
             if _choice("LoRA", lora) not in self.loras:
                 raise LdmError(f"unknown LoRA {lora!r}")
             s = replace(s, lora=self.loras[lora], lora_scale=_server("lora_scale", lora_scale))
         num_images = _server("images", num_images)
-        check_work(num_images, s.steps, s.width, s.height, self.model.default_size, self.work_budget)
+        check_work(num_images, s.steps, s.width, s.height, m.default_size, self.work_budget)
         seed = self.seed(seed)
         specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
-        images = self.batcher.generate(specs, s, progress)
-        return self.publish("generate", specs, images, [self.model.parameters_text(sp, s) for sp in specs])
+        images = self.batcher.generate(specs, s, progress, model=m)
+        return self.publish("generate", specs, images, [m.parameters_text(sp, s) for sp in specs])
 
     def publish(self, kind: str, specs: list[ImageSpec], images, texts: list[str]) -> tuple:
         """One request's images as PNGs with their parameters in a new folder: (gallery of (png, 'seed N'),

@@ -1,6 +1,7 @@
 """The web UI under load: requests/s and latency at 1, 4 and 16 concurrent clients, each asking for one
 image at a time through /generate, with micro-batching off (--max-batch 1: one request at a time, as
-the app served before) and on, each server started fresh in its own process on 127.0.0.1.
+the app served before) and on, each server started fresh in its own process on 127.0.0.1. With a few-step
+student, the batched server is loaded again with requests for the student (Generate's Model picker).
 
 Memory: the server's RSS after a warm-up, and again once the load has ended (it should come back).
 """
@@ -69,8 +70,9 @@ class Server:
         self.log.close()
 
 
-def run_load(url: str, clients: int, requests_each: int, steps: int) -> dict:
-    """`clients` threads, each with its own gradio_client, sending `requests_each` one-image requests in turn."""
+def run_load(url: str, clients: int, requests_each: int, steps: int | None, model: str | None = None) -> dict:
+    """`clients` threads, each with its own gradio_client, sending `requests_each` one-image requests in turn
+    (model: a name in Generate's Model picker, default the main model; steps None: the model's default)."""
     from gradio_client import Client
 
     connections = [Client(url, verbose=False) for _ in range(clients)]  # connecting is not part of the timing
@@ -79,8 +81,9 @@ def run_load(url: str, clients: int, requests_each: int, steps: int) -> dict:
         latencies = []
         for r in range(requests_each):
             t0 = time.perf_counter()
-            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, steps=steps,
-                                   num_images=1, api_name="/generate")
+            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, num_images=1,
+                                   api_name="/generate", **({} if steps is None else {"steps": steps}),
+                                   **({} if model is None else {"model": model}))
             latencies.append(time.perf_counter() - t0)
         return latencies
 
@@ -94,24 +97,31 @@ def run_load(url: str, clients: int, requests_each: int, steps: int) -> dict:
 
 
 def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_each: int = 5, steps: int = 14,
-             batches: tuple[int, ...] = (1, 16)) -> list[dict]:
-    """One row per (--max-batch, clients): requests/s, p50 and p95 latency, and the server's RSS."""
+             batches: tuple[int, ...] = (1, 16), student: str | Path | None = None) -> list[dict]:
+    """One row per (--max-batch, model, clients): requests/s, p50 and p95 latency, and the server's RSS.
+
+    With `student`, the server with the most batching is also loaded with requests for it (its own steps)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="ldm-bench-ui-") as tmp:
         for max_batch in batches:
-            app_args = ["--model", str(model), "--max-batch", str(max_batch), "--queue-size", str(max(clients) * 2)]
+            app_args = ["--model", str(model), "--max-batch", str(max_batch), "--queue-size", str(max(clients) * 2),
+                        "--live-model", str(student or "none")]
             server = Server(app_args, log=Path(tmp) / f"app-{max_batch}.log")
+            loads = [(Path(model).name, steps, None)]
+            if student is not None and max_batch == max(batches):
+                loads.append((Path(student).name, None, Path(student).name))
             try:
-                run_load(server.url, 2, 1, steps)  # warm-up: first calls allocate and compile
+                for _, load_steps, name in loads:  # warm-up: first calls allocate and compile
+                    run_load(server.url, 2, 1, load_steps, name)
                 warm = rss_mb(server.proc.pid)
-                for n in clients:
-                    row = run_load(server.url, n, requests_each, steps)
-                    rows.append({"max_batch": max_batch, **row})
+                mine = []
+                for label, load_steps, name in loads:
+                    for n in clients:
+                        mine.append({"max_batch": max_batch, "model": label,
+                                     **run_load(server.url, n, requests_each, load_steps, name)})
                 time.sleep(2)  # let the last responses go out
                 after = rss_mb(server.proc.pid)
-                for row in rows:
-                    if row["max_batch"] == max_batch:
-                        row.update(rss_warm_mb=warm, rss_after_mb=after)
+                rows += [{**row, "rss_warm_mb": warm, "rss_after_mb": after} for row in mine]
             finally:
                 server.stop()
     return rows
@@ -124,10 +134,10 @@ def format_ui_report(rows: list[dict], model: str) -> str:
     cpu = machine_info()
     lines = [f"web UI under load: {model}, one 1-image /generate request at a time per client; "
              f"{cpu['cpu']}, {cpu['cpu_count']} CPUs, AVX-512 BF16 {'yes' if cpu['avx512_bf16'] else 'no'}", "",
-             "| --max-batch | clients | requests | req/s | p50 s | p95 s |", "|---|---|---|---|---|---|"]
+             "| --max-batch | model | clients | requests | req/s | p50 s | p95 s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['max_batch']} | {r['clients']} | {r['requests']} | {r['requests_per_s']:.2f} | "
-                     f"{r['p50_s']:.2f} | {r['p95_s']:.2f} |")
+        lines.append(f"| {r['max_batch']} | {r['model']} | {r['clients']} | {r['requests']} | "
+                     f"{r['requests_per_s']:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} |")
     lines.append("")
     for batch in dict.fromkeys(r["max_batch"] for r in rows):
         r = next(r for r in rows if r["max_batch"] == batch)
@@ -135,10 +145,17 @@ def format_ui_report(rows: list[dict], model: str) -> str:
         lines.append(f"--max-batch {batch}: RSS {r['rss_warm_mb']:.0f} MiB after warm-up, "
                      f"{r['rss_after_mb']:.0f} MiB after the load ({change:+.1f}%)")
     most = max(r["clients"] for r in rows)
-    at_most = {r["max_batch"]: r for r in rows if r["clients"] == most}
+    main = rows[0]["model"]
+    at_most = {r["max_batch"]: r for r in rows if r["clients"] == most and r["model"] == main}
     if len(at_most) > 1:
         low, high = at_most[min(at_most)], at_most[max(at_most)]
         lines.append(f"at {most} clients: {high['requests_per_s'] / low['requests_per_s']:.2f}x the requests/s "
                      f"with --max-batch {max(at_most)} over {min(at_most)}; p95 {high['p95_s']:.2f} s "
                      f"vs {low['p95_s']:.2f} s")
+    for r in rows:
+        if r["clients"] == most and r["model"] != main:
+            ours = at_most[r["max_batch"]]
+            speed = r["requests_per_s"] / ours["requests_per_s"]
+            lines.append(f"at {most} clients, --max-batch {r['max_batch']}: p95 {r['p95_s']:.2f} s with {r['model']} "
+                         f"against {ours['p95_s']:.2f} s with {main}; {speed:.2f}x the requests/s")
     return "\n".join(lines)

@@ -50,6 +50,9 @@ def parse_args() -> argparse.Namespace:
     ui.add_argument("--requests", type=int, default=5, help="one-image requests per client (default 5)")
     ui.add_argument("--steps", type=int, default=14, help="denoising steps per request (default 14)")
     ui.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch (default 16)")
+    ui.add_argument("--student", default=str(DEFAULT_STUDENT),
+                    help="a few-step student the batched server also serves, picked per request (default: the "
+                         "shipped student; 'none': skip)")
     live = sub.add_parser("realtime", help="frames/s of a 48-frame seed walk and prompt morph: the few-step student, "
                           "its teacher and stock diffusers, with the time split")
     live.add_argument("--student", default=str(DEFAULT_STUDENT),
@@ -109,6 +112,8 @@ def check_args(args: argparse.Namespace) -> None:
         return
     if args.command == "ui" and min(args.clients) < 1:
         raise LdmError(f"--clients must be at least 1, got {min(args.clients)}")
+    if args.command == "ui" and args.student != "none":
+        check_model_folder(args.student, "--student")
     check_model_folder(args.model)
     if args.command == "sample" and args.export:
         check_model_folder(args.export)
@@ -231,7 +236,8 @@ def main() -> None:
     elif args.command == "ui":
         from benchmarks.ui import bench_ui, format_ui_report
 
-        rows = bench_ui(args.model, tuple(args.clients), args.requests, args.steps, (1, args.max_batch))
+        rows = bench_ui(args.model, tuple(args.clients), args.requests, args.steps, (1, args.max_batch),
+                        None if args.student == "none" else args.student)
         print(format_ui_report(rows, args.model))
     elif args.command == "data":
         main_data(args)

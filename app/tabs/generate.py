@@ -59,12 +59,27 @@ def live_label(h: Handlers) -> str:
     return f"{h.live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
 
 
+def model_info(h: Handlers) -> str:
+    """Each model's sampler in words, for the Model picker."""
+    return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
+                     + (" (a few-step student: fast)" if mod.is_student else "") for name, mod in h.models.items())
+
+
+def model_controls(h: Handlers, name: str) -> tuple:
+    """Steps, scheduler and guidance set to a model's defaults when it is picked."""
+    d = h.models[name].defaults if name in h.models else h.model.defaults
+    return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
+
+
 def build(h: Handlers) -> GenerateTab:
     """Lay out the tab and wire its events."""
     m = h.model
     size, biggest = m.default_size, h.largest_side
     with gr.Row():
         with gr.Column(scale=2):
+            # the full model, or its few-step student for a fast render (each brings its own steps and scheduler)
+            model = gr.Radio(list(h.models), value=m.name, label="Model", visible=len(h.models) > 1,
+                             info=model_info(h), elem_id="generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
             negative = gr.Textbox(label="Negative prompt", value="", max_length=PROMPT_CHARS)
             with gr.Row():
@@ -127,8 +142,8 @@ def build(h: Handlers) -> GenerateTab:
     new_run = go.click(lambda s, locked: (s if locked else random.randrange(MAX_SEED), None, None), [seed, lock],
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
-               [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale],
-               [gallery, params, files], h.stops, api_name="generate",
+               [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale,
+                model], [gallery, params, files], h.stops, api_name="generate",
                concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(h.stops, [job])
@@ -137,6 +152,7 @@ def build(h: Handlers) -> GenerateTab:
     with plot_stop:
         stop_button(h.stops, [plot_job])
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
+    model.change(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
 
     follow = event(h.live_generate)
 

@@ -1,5 +1,5 @@
 """Several callers' generate requests served together: one thread runs the waiting requests that share
-their settings as one UNet batch, so a server's throughput grows with its load; other model work
+their model and settings as one UNet batch, so a server's throughput grows with its load; other model work
 (MicroBatcher.run) takes its turn on the same thread.
 
 Pixels do not change: an image depends only on its ImageSpec and the settings, never on the batch it
@@ -46,11 +46,15 @@ class _Task:
 
 
 class _Job(_Task):
-    """Images to generate; jobs with equal (resolved) settings can share one call."""
+    """Images to generate; jobs for the same model with equal (resolved) settings can share one call."""
 
-    def __init__(self, specs: list[ImageSpec], settings: Settings, progress: Progress | None):
+    def __init__(self, model, specs: list[ImageSpec], settings: Settings, progress: Progress | None):
         super().__init__()
-        self.specs, self.settings, self.progress = specs, settings, progress
+        self.model, self.specs, self.settings, self.progress = model, specs, settings, progress
+
+    def joins(self, other: _Job) -> bool:
+        """Whether the two can run as one batch."""
+        return other.model is self.model and other.settings == self.settings
 
 
 class _Call(_Task):
@@ -66,10 +70,11 @@ class _EveryoneLeft(Exception):
 
 
 class MicroBatcher:
-    """Serves SamplingModel.generate requests from many threads, joining waiting ones with equal settings."""
+    """Serves SamplingModel.generate requests from many threads, joining waiting ones for the same model with
+    equal settings (a server may hold several models, e.g. a teacher and its few-step student)."""
 
     def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True):
-        self.model = model
+        self.model = model  # the default one
         self.max_images = max_images  # images in one call (one UNet batch)
         # How long the oldest request waits for others to join it. Under load, clients answered by one
         # batch send their next requests within milliseconds of each other; without a pause the first of
@@ -82,9 +87,11 @@ class MicroBatcher:
             threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
 
     def generate(self, specs: Sequence[ImageSpec], settings: Settings = Settings(),
-                 progress: Progress | None = None) -> torch.Tensor:
-        """SamplingModel.generate(specs, settings), run in a group with other waiting requests."""
-        return self._enqueue(_Job(list(specs), self.model.resolve(settings), progress)).outcome()
+                 progress: Progress | None = None, model=None) -> torch.Tensor:
+        """model.generate(specs, settings) (default: the batcher's model), run in a group with other waiting
+        requests."""
+        model = model or self.model
+        return self._enqueue(_Job(model, list(specs), model.resolve(settings), progress)).outcome()
 
     def run(self, fn: Callable, *args, wait: bool = True, **kwargs):
         """fn(*args, **kwargs) on the serving thread in its turn, and its result (wait=False: at once, None).
@@ -114,8 +121,7 @@ class MicroBatcher:
             first = self._pending.pop(0)
             group, count = [first], len(first.specs)
             for job in list(self._pending):
-                if isinstance(job, _Job) and job.settings == first.settings and \
-                        count + len(job.specs) <= self.max_images:
+                if isinstance(job, _Job) and first.joins(job) and count + len(job.specs) <= self.max_images:
                     self._pending.remove(job)
                     group.append(job)
                     count += len(job.specs)
@@ -170,7 +176,8 @@ class MicroBatcher:
 
         self.calls += 1
         try:
-            images = self.model.generate(specs, group[0].settings, batch_size=max(len(specs), 1), progress=progress)
+            images = group[0].model.generate(specs, group[0].settings, batch_size=max(len(specs), 1),
+                                             progress=progress)
         except _EveryoneLeft:
             return
         except BaseException as exc:

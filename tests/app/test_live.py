@@ -140,3 +140,19 @@ def test_the_live_model_defaults_to_the_shipped_student_beside_the_shipped_model
     assert live_folder(str(DEFAULT_MODEL), None) == str(DEFAULT_STUDENT)
     assert live_folder(str(tiny_pipeline), None) is None  # another model: it renders its own live images
     assert live_folder(str(DEFAULT_MODEL), "none") is None and live_folder(str(DEFAULT_MODEL), "x/y") == "x/y"
+
+
+def test_generate_renders_with_the_student_when_it_is_picked(handlers, tiny_model, tiny_student):
+    # Generate's Model picker: the full model by default, the few-step student by name, each at its own defaults
+    assert list(handlers.models) == [tiny_model.name, tiny_student.name]
+    _, _, (full,) = handlers.generate("a red square", seed=3, num_images=1)
+    _, _, (fast,) = handlers.generate("a red square", seed=3, num_images=1, model=tiny_student.name)
+    assert "Sampler: LCM" in read_png_parameters(fast) and "Steps: 2" in read_png_parameters(fast)
+    assert "Sampler: LCM" not in read_png_parameters(full)
+    alone = tiny_student.generate([ImageSpec("a red square", 3)], tiny_student.resolve(handlers.settings(
+        None, None, None, model=tiny_student)))[0]
+    assert np.abs((alone.permute(1, 2, 0).numpy() * 255).round() - _pixels(fast)).max() <= 1
+    with pytest.raises(LdmError, match="unknown model 'other': this server has"):
+        handlers.generate("a red square", model="other")
+    with pytest.raises(LdmError, match="must be one of the listed names"):
+        handlers.generate("a red square", model=3)

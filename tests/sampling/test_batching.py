@@ -29,10 +29,10 @@ class HeldModel:
         return self.model.generate(specs, settings, batch_size, progress)
 
 
-def _submit(batcher, results, key, specs, settings=SETTINGS, progress=None):
+def _submit(batcher, results, key, specs, settings=SETTINGS, progress=None, model=None):
     def run():
         try:
-            results[key] = batcher.generate(specs, settings, progress)
+            results[key] = batcher.generate(specs, settings, progress, model=model)
         except Exception as exc:  # noqa: BLE001 (the test looks at what each caller got)
             results[key] = exc
 
@@ -127,3 +127,23 @@ def test_other_model_work_runs_on_the_serving_thread_in_its_turn(tiny_model):
     with pytest.raises(LdmError, match="refused"):
         batcher.run(lambda: (_ for _ in ()).throw(LdmError("refused")))
     assert batcher.generate([ImageSpec("x", 1)], SETTINGS).shape == (1, 3, 32, 32)  # still serving
+
+
+def test_requests_for_another_model_join_only_their_own(tiny_model, tiny_student):
+    # a server holding a teacher and its student: equal settings are not enough to share a batch
+    teacher, student = HeldModel(tiny_model), HeldModel(tiny_student)
+    batcher = MicroBatcher(teacher, max_images=4)
+    results = {}
+    threads = [_submit(batcher, results, "first", [ImageSpec("x", 1)])]
+    _wait_for(lambda: len(teacher.calls) == 1)
+    student.release.set()
+    threads += [_submit(batcher, results, "fast", [ImageSpec("x", 2)], model=student),
+                _submit(batcher, results, "full", [ImageSpec("x", 3)]),
+                _submit(batcher, results, "fast2", [ImageSpec("x", 4)], model=student)]
+    _wait_for(lambda: len(batcher._pending) == 3)
+    teacher.release.set()
+    for thread in threads:
+        thread.join(120)
+    assert teacher.calls == [[1], [3]] and student.calls == [[2, 4]]
+    alone = tiny_student.generate([ImageSpec("x", 4)], tiny_student.resolve(SETTINGS))
+    assert torch.equal(results["fast2"], alone)  # the student's own pixels, with its own defaults
