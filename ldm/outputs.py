@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -33,6 +34,20 @@ def prepare_folder(path: str | Path, flag: str = "--out") -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LdmError(f"{flag} {path}: not writable")
     return folder
+
+
+@contextlib.contextmanager
+def run_folder(path: str | Path, flag: str = "--output-dir") -> Iterator[Path]:
+    """prepare_folder for a run; if the run then fails before writing any file, a folder this made is removed
+    again (a refused run leaves nothing behind)."""
+    existed = Path(path).expanduser().exists()
+    folder = prepare_folder(path, flag)
+    try:
+        yield folder
+    except BaseException:
+        if not existed and not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from pathlib import Path
 from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, find_vae, folder_student_steps
-from ldm.outputs import prepare_folder
+from ldm.outputs import run_folder
 
 
 def main() -> None:
@@ -28,11 +28,12 @@ def main() -> None:
         raise LdmError(f"{cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
                        "embedding): distil from its teacher instead")
     check_resume(args, "unet")
-    prepare_folder(args.output_dir, "--output-dir")
-    quiet_libraries()  # the config is checked: now load torch and diffusers
-    from ldm.train.unet import train_unet
+    with run_folder(args.output_dir):
+        quiet_libraries()  # the config is checked: now load torch and diffusers
+        from ldm.train.unet import train_unet
 
-    train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae, trust_pickle=args.trust_pickle_checkpoint)
+        train_unet(cfg, args.output_dir, resume=args.resume, vae_path=args.vae,
+                   trust_pickle=args.trust_pickle_checkpoint)
 
 
 if __name__ == "__main__":

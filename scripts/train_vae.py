@@ -2,7 +2,7 @@
 
 from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
 from ldm.folders import vae_folder
-from ldm.outputs import prepare_folder
+from ldm.outputs import run_folder
 
 
 def main() -> None:
@@ -16,11 +16,11 @@ def main() -> None:
         args.overrides.append(f"train_vae.init_from={args.init_from}")
     cfg = config_from_args(args, "train_vae")
     check_resume(args, "vae")
-    prepare_folder(args.output_dir, "--output-dir")
-    quiet_libraries()  # the config is checked: now load torch and diffusers
-    from ldm.train.vae import train_vae
+    with run_folder(args.output_dir):
+        quiet_libraries()  # the config is checked: now load torch and diffusers
+        from ldm.train.vae import train_vae
 
-    train_vae(cfg, args.output_dir, resume=args.resume, trust_pickle=args.trust_pickle_checkpoint)
+        train_vae(cfg, args.output_dir, resume=args.resume, trust_pickle=args.trust_pickle_checkpoint)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,22 @@ def test_prepare_folder_creates_it_or_says_why_not(tmp_path):
         prepare_folder(tmp_path / "file")
     with pytest.raises(LdmError, match="cannot create it"):
         prepare_folder(tmp_path / "file" / "sub")
+
+
+def test_a_failed_run_removes_only_the_empty_folder_it_made(tmp_path):
+    from ldm.outputs import run_folder
+
+    for name, existed, wrote, kept in (("new", False, False, False), ("old", True, False, True),
+                                       ("written", False, True, True)):
+        folder = tmp_path / name
+        if existed:
+            folder.mkdir()
+        with pytest.raises(LdmError), run_folder(folder):
+            (folder / "logs").mkdir()
+            if wrote:
+                (folder / "logs" / "events").write_text("x")
+            raise LdmError("refused")
+        assert folder.exists() == kept, name
+    with run_folder(tmp_path / "fine") as folder:
+        pass
+    assert folder.is_dir()

@@ -304,6 +304,9 @@ def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Image
     if cfg.source == "imagefolder":
         if not cfg.path:
             raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+        if not Path(cfg.path).expanduser().exists():  # before guessing a format from a name that is not there
+            raise LdmError(f"data not found: {cfg.path} (data takes an image folder, a datasets save_to_disk "
+                           "folder, Parquet files or WebDataset .tar shards)")
         kind = records_format(cfg.path)
         if kind is not None:  # a datasets folder, Parquet or tar shards: read where they lie
             scan = cached_record_scan(cfg.path, cfg.caption_column, cfg.resolution, cfg.heldout_fraction)

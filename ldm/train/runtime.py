@@ -23,8 +23,9 @@ def setup_logging(accelerator: Accelerator | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Accelerator:
-    """An Accelerator with mixed precision (auto resolved for this device), accumulation and TensorBoard logs."""
+def make_accelerator(tc: TrainConfig, output_dir: Path) -> Accelerator:
+    """An Accelerator with mixed precision (auto resolved for this device), accumulation and TensorBoard logs
+    under output_dir/logs once start_logs is called."""
     project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"))
     try:
         import tensorboard  # noqa: F401
@@ -44,9 +45,14 @@ def make_accelerator(tc: TrainConfig, output_dir: Path, log_subdir: str) -> Acce
         project_config=project,
     )
     setup_logging(accelerator)
-    if log_with and accelerator.is_main_process:
-        accelerator.init_trackers(log_subdir)
     return accelerator
+
+
+def start_logs(accelerator: Accelerator, name: str) -> None:
+    """Open the TensorBoard log output_dir/logs/<name>: once the data is accepted, so that a refused run
+    leaves no folder behind."""
+    if accelerator.log_with and accelerator.is_main_process:
+        accelerator.init_trackers(name)
 
 
 def count_params(model: torch.nn.Module) -> str:

@@ -28,7 +28,7 @@ from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
-from ldm.train.runtime import count_params, make_accelerator, progress
+from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.targets import EMA_DIR, FreshUNet, make_target
 
@@ -189,13 +189,14 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     """
     output_dir = Path(output_dir)
     tc = cfg.train_unet
-    accelerator = make_accelerator(tc, output_dir, "unet")
+    accelerator = make_accelerator(tc, output_dir)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
     # 1. what this run trains (fresh, full fine-tune or LoRA), its frozen encoders, and the cached dataset
     target = make_target(cfg, output_dir, vae_path)
     vae, tokenizer, text_encoder = target.vae, target.tokenizer, target.text_encoder
     dataset = build_dataset(cfg.data, "train", seed=tc.seed)
+    start_logs(accelerator, "unet")
     cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
                                 cfg.data.flip, num_workers=cfg.data.num_workers)
     n = len(cache)

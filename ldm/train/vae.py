@@ -19,7 +19,7 @@ from ldm.models import build_vae, load_vae, save_model
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.losses import vae_loss
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
-from ldm.train.runtime import count_params, make_accelerator, progress
+from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
 from ldm.train.schedule import batch_indices, step_generator
 
 log = logging.getLogger("ldm")
@@ -84,12 +84,13 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
     """
     output_dir = Path(output_dir)
     tc = cfg.train_vae
-    accelerator = make_accelerator(tc, output_dir, "vae")
+    accelerator = make_accelerator(tc, output_dir)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
     # 1. data, model, optimizer
     train_set = build_dataset(cfg.data, "train", seed=tc.seed)
     heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
+    start_logs(accelerator, "vae")
     torch.manual_seed(tc.seed)
     if tc.init_from:  # its architecture, not the config's vae section, decides the model
         model = load_vae(vae_folder(tc.init_from))

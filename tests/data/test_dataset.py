@@ -152,3 +152,6 @@ def test_bad_split_and_source():
         build_dataset(DataConfig(source="imagefolder", path=None))
     with pytest.raises(LdmError, match="not found"):
         build_dataset(DataConfig(source="imagefolder", path="/no/such/folder"))
+    # a missing Parquet file is not called an image folder
+    with pytest.raises(LdmError, match=r"^data not found: /no/such\.parquet \(data takes an image folder, .*Parquet"):
+        build_dataset(DataConfig(source="imagefolder", path="/no/such.parquet"))

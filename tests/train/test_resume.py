@@ -155,3 +155,14 @@ def test_bad_resume_is_refused_before_anything_is_created(tmp_path, script):
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode == 2 and len(lines) == 1 and "--trust-pickle-checkpoint" in lines[0], refused.stderr
     assert not marker.exists() and not (out / "logs").exists()
+
+
+@pytest.mark.parametrize("script", ["scripts/train_vae.py", "scripts/train_unet.py"])
+def test_refused_data_leaves_no_run_folder(tiny_run, tmp_path, script):
+    # the TensorBoard log opens only once the data is accepted: a typo in --data leaves nothing behind
+    (tmp_path / "empty").mkdir()
+    run = run_script(script, "--config", str(TINY), "--output-dir", str(tmp_path / "run"), "--data",
+                     str(tmp_path / "empty"), *(["--vae", str(tiny_run / "vae")] if "unet" in script else []),
+                     check=False)
+    assert run.returncode == 2 and "no usable image" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ from support import TINY
 
 from ldm.config import load_config
 from ldm.precision import resolve_mixed_precision
-from ldm.train.runtime import count_params, make_accelerator, progress, setup_logging
+from ldm.train.runtime import count_params, make_accelerator, progress, setup_logging, start_logs
 
 
 @pytest.fixture
@@ -29,7 +29,9 @@ def fresh_state():
 def test_accelerator_takes_the_config_and_logs_under_the_run_folder(fresh_state, tmp_path, precision):
     tc = load_config(TINY, ["train_vae.gradient_accumulation_steps=3",
                             f"train_vae.mixed_precision={precision}"]).train_vae
-    accelerator = make_accelerator(tc, tmp_path, "vae")
+    accelerator = make_accelerator(tc, tmp_path)
+    assert not (tmp_path / "logs").exists()  # nothing written until the run's data is accepted
+    start_logs(accelerator, "vae")
     assert accelerator.device.type == "cpu" and accelerator.gradient_accumulation_steps == 3
     assert accelerator.mixed_precision == resolve_mixed_precision(precision, torch.device("cpu"))
     assert accelerator.project_dir == str(tmp_path) and accelerator.logging_dir == str(tmp_path / "logs")
