@@ -19,6 +19,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ldm.sampling.requests import folder_defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("grinning face", "cat face", "red apple", "a red square", "sun", "blue heart", "rocket", "frog")
 
@@ -70,9 +72,10 @@ class Server:
         self.log.close()
 
 
-def run_load(url: str, clients: int, requests_each: int, steps: int | None, model: str | None = None) -> dict:
+def run_load(url: str, clients: int, requests_each: int, steps: int, model: str | None = None,
+             scheduler: str | None = None) -> dict:
     """`clients` threads, each with its own gradio_client, sending `requests_each` one-image requests in turn
-    (model: a name in Generate's Model picker, default the main model; steps None: the model's default)."""
+    (model: a name in Generate's Model picker, default the main model; scheduler None: the main model's)."""
     from gradio_client import Client
 
     connections = [Client(url, verbose=False) for _ in range(clients)]  # connecting is not part of the timing
@@ -81,9 +84,9 @@ def run_load(url: str, clients: int, requests_each: int, steps: int | None, mode
         latencies = []
         for r in range(requests_each):
             t0 = time.perf_counter()
-            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, num_images=1,
-                                   api_name="/generate", **({} if steps is None else {"steps": steps}),
-                                   **({} if model is None else {"model": model}))
+            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, steps=steps,
+                                   num_images=1, api_name="/generate", **({} if model is None else {"model": model}),
+                                   **({} if scheduler is None else {"scheduler": scheduler}))
             latencies.append(time.perf_counter() - t0)
         return latencies
 
@@ -100,25 +103,27 @@ def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_
              batches: tuple[int, ...] = (1, 16), student: str | Path | None = None) -> list[dict]:
     """One row per (--max-batch, model, clients): requests/s, p50 and p95 latency, and the server's RSS.
 
-    With `student`, the server with the most batching is also loaded with requests for it (its own steps)."""
+    With `student`, the server with the most batching is also loaded with requests for it (its own steps and
+    scheduler, which an API caller names: the UI's Model picker sets them)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="ldm-bench-ui-") as tmp:
         for max_batch in batches:
             app_args = ["--model", str(model), "--max-batch", str(max_batch), "--queue-size", str(max(clients) * 2),
                         "--live-model", str(student or "none")]
             server = Server(app_args, log=Path(tmp) / f"app-{max_batch}.log")
-            loads = [(Path(model).name, steps, None)]
+            loads = [(Path(model).name, steps, None, None)]
             if student is not None and max_batch == max(batches):
-                loads.append((Path(student).name, None, Path(student).name))
+                own = folder_defaults(student)[1]
+                loads.append((Path(student).name, own.steps, Path(student).name, own.scheduler))
             try:
-                for _, load_steps, name in loads:  # warm-up: first calls allocate and compile
-                    run_load(server.url, 2, 1, load_steps, name)
+                for _, *load in loads:  # warm-up: first calls allocate and compile
+                    run_load(server.url, 2, 1, *load)
                 warm = rss_mb(server.proc.pid)
                 mine = []
-                for label, load_steps, name in loads:
+                for label, *load in loads:
                     for n in clients:
-                        mine.append({"max_batch": max_batch, "model": label,
-                                     **run_load(server.url, n, requests_each, load_steps, name)})
+                        mine.append({"max_batch": max_batch, "model": label, "steps": load[0],
+                                     **run_load(server.url, n, requests_each, *load)})
                 time.sleep(2)  # let the last responses go out
                 after = rss_mb(server.proc.pid)
                 rows += [{**row, "rss_warm_mb": warm, "rss_after_mb": after} for row in mine]
@@ -134,9 +139,10 @@ def format_ui_report(rows: list[dict], model: str) -> str:
     cpu = machine_info()
     lines = [f"web UI under load: {model}, one 1-image /generate request at a time per client; "
              f"{cpu['cpu']}, {cpu['cpu_count']} CPUs, AVX-512 BF16 {'yes' if cpu['avx512_bf16'] else 'no'}", "",
-             "| --max-batch | model | clients | requests | req/s | p50 s | p95 s |", "|---|---|---|---|---|---|---|"]
+             "| --max-batch | model | steps | clients | requests | req/s | p50 s | p95 s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['max_batch']} | {r['model']} | {r['clients']} | {r['requests']} | "
+        lines.append(f"| {r['max_batch']} | {r['model']} | {r['steps']} | {r['clients']} | {r['requests']} | "
                      f"{r['requests_per_s']:.2f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} |")
     lines.append("")
     for batch in dict.fromkeys(r["max_batch"] for r in rows):

@@ -122,6 +122,16 @@ def test_generate_returns_pngs_with_parameters(client):
     assert info.startswith("a red square\nSteps: 3, Sampler: Euler a") and "Seed: 11" in info
 
 
+def test_generate_renders_with_the_picked_model(client, tiny_student):
+    # the few-step student by name, with its steps and scheduler (the UI's picker sets them; an API caller names
+    # them); an unknown name is refused in one line
+    _, text, files = client.predict(prompt="a red square", num_images=1, seed=2, model=tiny_student.folder.name,
+                                    steps=2, scheduler="lcm", api_name="/generate")
+    assert "Sampler: LCM" in text and "Steps: 2," in text and f"Model: {tiny_student.folder.name}" in text
+    with pytest.raises(Exception, match="unknown model 'nope'"):
+        client.predict(prompt="x", model="nope", api_name="/generate")
+
+
 def test_generate_applies_the_picked_lora(client):
     _, _, plain = client.predict(prompt="a red square", steps=3, num_images=1, seed=4, api_name="/generate")
     _, text, tuned = client.predict(prompt="a red square", steps=3, num_images=1, seed=4, lora="mylora",
@@ -163,6 +173,7 @@ def test_latent_map_draws_clickable_points(client):
     ("/generate", {"prompt": "x", "steps": True}, "got True"),
     ("/generate", {"prompt": "x", "seed": 1.5}, "seed must be a whole number"),
     ("/generate", {"prompt": "x", "width": 12}, "multiple of 8"),
+    ("/generate", {"prompt": "x", "model": 3}, "model must be one of the listed names"),
     ("/interpolate_seeds", {"prompt": "x", "seeds": "1, banana"}, "whole numbers"),
     ("/interpolate_seeds", {"prompt": "x", "seeds": "1, 2", "frames": 1}, "frames must be a whole number between 2"),
     ("/morph", {"prompts": "only one"}, "between 2 and"),
@@ -240,6 +251,16 @@ def test_browser_session_through_every_tab(app_url):
         page.locator("#generate-button").click()
         page.locator("#generate-gallery img").nth(3).wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "tab-generate.png"), full_page=True)
+        # picking the student sets its own steps and scheduler, and the render says it used them
+        page.locator("#generate-model").get_by_label("student").check()
+        page.wait_for_function("document.querySelector('input[aria-label=\"number input for Steps\"]').value == '2'",
+                               timeout=30_000)
+        page.locator("#generate-button").click()
+        page.wait_for_function("[...document.querySelectorAll('textarea')].some(t => t.value.includes('Sampler: LCM'))",
+                               timeout=120_000)
+        page.locator("#generate-model").get_by_label("tiny").check()
+        page.wait_for_function("document.querySelector('input[aria-label=\"number input for Steps\"]').value != '2'",
+                               timeout=30_000)
         # hand-offs carry the run: all its seeds to the walk, two prompt lines to the morph
         page.get_by_role("button", name="Walk from this seed").click()
         assert page.get_by_label("Seeds (2 or more)").input_value() == "0, 1, 2, 3"

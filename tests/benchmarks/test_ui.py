@@ -18,6 +18,7 @@ def test_load_rows_cover_each_client_count_and_the_report_compares_batching(tiny
     for r in rows:
         assert r["requests_per_s"] > 0 and 0 < r["p50_s"] <= r["p95_s"] and r["rss_warm_mb"] > 100
     report = format_ui_report(rows, "tiny")
-    assert f"| 3 | {teacher} | 3 | 6 |" in report and "at 3 clients:" in report and "x the requests/s" in report
+    assert [r["steps"] for r in rows] == [2, 2, 2, 2, 2, 2]  # the student's own default: 2
+    assert f"| 3 | {teacher} | 2 | 3 | 6 |" in report and "at 3 clients:" in report and "x the requests/s" in report
     assert "at 3 clients, --max-batch 3: p95" in report and f"with {student} against" in report
     assert report.count("MiB after warm-up") == 2
