@@ -99,7 +99,8 @@ def _flops(unet, noise_scheduler, latents, embeds, snr_gamma, backend, autocast)
     return counter.get_total_flops()
 
 
-def ours(cfg: Config, data: SquaresDataset, precision: str, attention: str, channels_last: bool) -> Loop:
+def ours(cfg: Config, data: SquaresDataset, precision: str, attention: str, channels_last: bool,
+         device: torch.device = torch.device("cpu")) -> Loop:
     """ldm's trainer on this data: its target, cache, Accelerator and unet_step (precision already resolved)."""
     tc = cfg.train_unet
     with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
@@ -110,11 +111,12 @@ def ours(cfg: Config, data: SquaresDataset, precision: str, attention: str, chan
     t0 = time.perf_counter()
     # in memory: the trainer's shards add ~10 ms of memory-mapped reads a 64-row batch (scripts/benchmark.py data),
     # within this benchmark's noise, and its images are not worth files
-    cache = MemoryCache(encode_dataset(target.vae, target.tokenizer, target.text_encoder, data, flip=cfg.data.flip))
+    cache = MemoryCache(encode_dataset(target.vae.to(device), target.tokenizer, target.text_encoder.to(device), data,
+                                       flip=cfg.data.flip))
     cache_s = time.perf_counter() - t0
 
-    # the device stays the CPU, as for naive; the Accelerator brings the trainer's autocast and accumulation
-    accelerator = Accelerator(cpu=True, mixed_precision=precision,
+    # the same device as naive's; the Accelerator brings the trainer's autocast and accumulation
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=precision,
                               gradient_accumulation_steps=tc.gradient_accumulation_steps)
     try:
         run = prepare_training(accelerator, target, tc)
@@ -156,19 +158,21 @@ def _forget_accelerator() -> None:
     GradientState._reset_state()
 
 
-def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, channels_last: bool) -> Loop:
+def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, channels_last: bool,
+          device: torch.device = torch.device("cpu")) -> Loop:
     """diffusers' example loop with default flags: encode every batch, PyTorch's default AdamW, EMAModel."""
     tc = cfg.train_unet
     torch.manual_seed(tc.seed)
     tokenizer, text_encoder = load_text_encoder(cfg.text.encoder, cfg.text.max_length)
-    vae = build_vae(cfg.vae, cfg.data.resolution).requires_grad_(False).eval()
+    text_encoder.to(device)
+    vae = build_vae(cfg.vae, cfg.data.resolution).requires_grad_(False).eval().to(device)
     scaling = float(vae.config.scaling_factor)
     latent_size = cfg.data.resolution // vae_factor(cfg)
     unet = build_unet(cfg.unet, vae.config.latent_channels, latent_size, cross_attention_dim(text_encoder))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    unet.to(memory_format=memory_format).train()
+    unet.to(device, memory_format=memory_format).train()
     if attention == "trainer":
-        use_training_attention(unet, torch.device("cpu"), mixed_precision=precision)
+        use_training_attention(unet, device, mixed_precision=precision)
     backend = set_attention(unet, attention)
     ema = None
     if tc.ema_decay > 0:
@@ -181,13 +185,14 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
     n = len(data)
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def batch(s: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         # as the diffusers example: a posterior sample of this batch's pixels, embeddings of its captions
         idx = batch_indices(s, 0, 1, tc.batch_size, n, tc.seed)
         with torch.no_grad():
-            latents = vae.encode(data.pixels[idx]).latent_dist.sample(generator=gen) * scaling
+            # a CPU generator on any device: diffusers' randn_tensor draws on the CPU and moves the noise
+            latents = vae.encode(data.pixels[idx].to(device)).latent_dist.sample(generator=gen) * scaling
             embeds = encode_prompts(tokenizer, text_encoder, [data.captions[i] for i in idx])
         return latents.contiguous(memory_format=memory_format), embeds
 
@@ -195,6 +200,8 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
         gen = step_generator(tc.seed, s)
         t0 = time.perf_counter()
         latents, embeds = batch(s, gen)
+        if device.type == "cuda":  # the encoding's kernels are asynchronous: wait for them to time them
+            torch.cuda.synchronize(device)
         t_data = time.perf_counter() - t0
         with autocast(), backend():
             loss = diffusion_loss(unet, noise_scheduler, latents, embeds, gen, tc.snr_gamma)

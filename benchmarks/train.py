@@ -21,18 +21,37 @@ from ldm.errors import LdmError
 from ldm.precision import resolve_mixed_precision
 
 
-def _precision(cfg: Config, mode: str, precision: str | None) -> str:
+def _precision(cfg: Config, mode: str, precision: str | None, device: torch.device) -> str:
     if precision is None:
         # naive is the example with default flags (fp32); ours is the trainer with the config's setting
         precision = "no" if mode == "naive" else cfg.train_unet.mixed_precision
-    return resolve_mixed_precision(precision, torch.device("cpu"))  # fp16 or an unknown name: a one-line error
+    return resolve_mixed_precision(precision, device)  # an unknown name or one the device lacks: a one-line error
+
+
+def bench_device(name: str | None) -> torch.device:
+    """The device both loops train on: `name`, else a GPU if there is one, else the CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LdmError(f"unknown device {name!r} (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LdmError(f"device {name}: no CUDA GPU here")
+    return device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmup: int = 1,
                 batch_size: int | None = None, *, precision: str | None = None, channels_last: bool = False,
                 attention: str = "trainer", num_images: int = 256, threads: int | None = None,
-                overrides: list[str] | None = None) -> dict:
-    """Time `steps` UNet training steps (after `warmup` untimed ones) in `mode` 'ours' or 'naive'."""
+                overrides: list[str] | None = None, device: str | None = None) -> dict:
+    """Time `steps` UNet training steps (after `warmup` untimed ones) in `mode` 'ours' or 'naive' on `device`
+    (default: a GPU if there is one)."""
     if mode not in MODES:
         raise LdmError(f"benchmark mode must be one of {', '.join(MODES)}, got {mode!r}")
     if attention not in ATTENTION:
@@ -43,29 +62,34 @@ def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmu
     cfg.train_unet.batch_size = batch_size or cfg.train_unet.batch_size
     if cfg.train_unet.batch_size < 1:
         raise LdmError("batch size must be at least 1")
-    precision = _precision(cfg, mode, precision)
+    where = bench_device(device)
+    precision = _precision(cfg, mode, precision, where)
     # measured before any work of ours: a busy machine makes every timing below meaningless
     busy_before = busy_cpus()
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _bench(cfg, mode, steps, warmup, precision, channels_last, attention, num_images, busy_before)
+        return _bench(cfg, mode, steps, warmup, precision, channels_last, attention, num_images, busy_before, where)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, channels_last: bool, attention: str,
-           num_images: int, busy_before: float | None) -> dict:
+           num_images: int, busy_before: float | None, device: torch.device) -> dict:
     t_setup = time.perf_counter()
     data = loops.SquaresDataset(num_images, cfg.data.resolution, seed=cfg.train_unet.seed)
     setup = loops.ours if mode == "ours" else loops.naive
-    loop = setup(cfg, data, precision, attention, channels_last)
+    loop = setup(cfg, data, precision, attention, channels_last, device)
+    gpu = device.type == "cuda"
     try:
         setup_s = time.perf_counter() - t_setup
         setup_peak = rss_peak_mb()
         # the training-loop peak, apart from loading and (ours) the one-off cache encoding
         can_reset = reset_rss_peak()
+        if gpu:
+            _sync(device)
+            torch.cuda.reset_peak_memory_stats(device)
 
         # warm-up (oneDNN picks and caches kernels on first use), then the timed steps
         losses = [loop.step(s)[0] for s in range(warmup)]
@@ -75,9 +99,11 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
             loss, t_data = loop.step(s)
             losses.append(loss)
             data_s += t_data
+        _sync(device)
         elapsed = time.perf_counter() - t0
         cpu_s = time.process_time() - cpu0
         loop_peak = rss_peak_mb()
+        gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if gpu else None
         step_flops = loop.count_flops()
     finally:
         loop.close()
@@ -102,6 +128,9 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
         "cache_s": loop.cache_s,
         "peak_rss_mb": max(setup_peak, loop_peak),
         "loop_peak_rss_mb": loop_peak if can_reset else None,
+        "device": str(device),
+        "gpu_name": torch.cuda.get_device_name(device) if gpu else None,
+        "peak_gpu_mb": gpu_peak,
         "losses": losses,
         "loss_finite": all(math.isfinite(x) for x in losses),
         "unet_params_m": sum(p.numel() for p in loop.unet.parameters()) / 1e6,
@@ -135,13 +164,16 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
         f"backward), EMA {'on' if first['ema'] else 'off'}, {first['steps']} timed steps after {first['warmup']} "
         f"warm-up, {first['num_images']} in-memory images",
     ]
+    if first.get("gpu_name"):
+        lines.append(f"device:   {first['device']}, {first['gpu_name']}")
     if rates:
         lines.append(f"matmul:   {rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16 (the ceiling)")
+    gpu = any(r.get("peak_gpu_mb") is not None for r in results)
     lines += [
         "",
         f"{'mode':<6} {'precision':<15} {'samples/s':>9} {'s/step':>7} {'data s/step':>11} {'UNet s/step':>11} "
         f"{'GFLOP/s':>7} {'of matmul':>9} {'CPU s/step':>10} {'peak RSS MB':>11} {'loop peak MB':>12} "
-        f"{'setup s':>7} {'last loss':>9}",
+        f"{'setup s':>7} {'last loss':>9}" + (f" {'peak GPU MB':>11}" if gpu else ""),
     ]
     for r in results:
         extras = [" CL"] if r["channels_last"] else []
@@ -152,7 +184,7 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
             f"{r['mode']:<6} {fmt:<15} {r['samples_per_s']:>9.2f} {r['step_s']:>7.2f} {r['data_s']:>11.2f} "
             f"{r['unet_step_s']:>11.2f} {r['unet_gflops']:>7.0f} {share:>9} "
             f"{r['cpu_s_per_step']:>10.2f} {_mb(r['peak_rss_mb']):>11} {_mb(r['loop_peak_rss_mb']):>12} "
-            f"{r['setup_s']:>7.1f} {r['losses'][-1]:>9.4f}"
+            f"{r['setup_s']:>7.1f} {r['losses'][-1]:>9.4f}" + (f" {_mb(r.get('peak_gpu_mb')):>11}" if gpu else "")
         )
     by_mode = {r["mode"]: r for r in results}
     if "ours" in by_mode and "naive" in by_mode:
@@ -161,6 +193,8 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
         lines += ["", f"ours/naive: {speed:.2f}x samples/s, {ours['peak_rss_mb'] / naive['peak_rss_mb']:.2f}x peak RSS"]
         if ours["loop_peak_rss_mb"] and naive["loop_peak_rss_mb"]:
             lines[-1] += f", {ours['loop_peak_rss_mb'] / naive['loop_peak_rss_mb']:.2f}x loop peak RSS"
+        if ours.get("peak_gpu_mb") and naive.get("peak_gpu_mb"):
+            lines[-1] += f", {ours['peak_gpu_mb'] / naive['peak_gpu_mb']:.2f}x peak GPU memory"
         # the ratio is the product of what the cache saves (naive's encoding) and what the UNet step gains
         cached = naive["step_s"] / naive["unet_step_s"]
         faster = naive["unet_step_s"] / ours["step_s"]

@@ -2,6 +2,7 @@
 run measured."""
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--attention", choices=ATTENTION, default="trainer",
                        help="ours only (naive uses sdpa): 'trainer' (what ldm's trainer uses), 'sdpa' (PyTorch's "
                        "fused kernel), 'math' (SDPA's matmul-softmax backend), 'classic' (diffusers AttnProcessor)")
+    train.add_argument("--device", help="cpu, cuda, ... for both modes (default: a GPU if there is one)")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
     sample = sub.add_parser("sample", help="seconds and peak memory for 8 images: ours vs stock diffusers defaults")
     sample.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
@@ -96,6 +98,9 @@ def check_args(args: argparse.Namespace) -> None:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     if args.command in ("train", "data"):
         load_config(args.config)
+        # the name only (torch is not loaded yet); whether the machine has it, the mode's process says
+        if args.command == "train" and args.device and not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", args.device):
+            raise LdmError(f"unknown device {args.device!r} (cpu, cuda, cuda:1, ...)")
         for flag in ("images", "processes", "sizes", "memory_up_to"):
             values = getattr(args, flag, None)
             values = values if isinstance(values, list) else [values]
@@ -177,7 +182,8 @@ def main_train(args: argparse.Namespace) -> None:
     from benchmarks.machine import matmul_rates
     from benchmarks.train import bench_train, format_report
 
-    common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads}
+    common = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "threads": args.threads,
+              "device": args.device}
     if args.only:
         ours = args.only == "ours"
         emit_result(bench_train(args.config, args.only, **common, precision=args.precision if ours else None,
@@ -189,7 +195,8 @@ def main_train(args: argparse.Namespace) -> None:
         child = [sys.executable, __file__, "train", "--only", mode] + sys.argv[2:]
         print(f"running {mode} ...", file=sys.stderr, flush=True)
         results.append(run_child(child))
-    rates = matmul_rates(args.threads)
+    # the share of the matmul peak is this CPU's; a GPU run reports its peak memory instead
+    rates = matmul_rates(args.threads) if all(r["device"] == "cpu" for r in results) else None
     print(format_report(results, args.config, rates))
 
 

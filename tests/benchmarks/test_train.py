@@ -3,7 +3,8 @@
 import math
 
 import pytest
-from support import TINY
+import torch
+from support import ROOT, TINY
 
 from benchmarks.options import MODES
 from benchmarks.train import bench_train, format_report
@@ -66,3 +67,38 @@ def test_a_later_run_in_the_same_process_may_change_precision():
     fp32 = bench_train(TINY, "ours", steps=1, warmup=0, batch_size=2, num_images=4, threads=1, precision="no")
     bf16 = bench_train(TINY, "ours", steps=1, warmup=0, batch_size=2, num_images=4, threads=1, precision="bf16")
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+
+
+def test_the_device_is_checked_and_named_in_the_results():
+    r = bench_train(TINY, "naive", steps=1, warmup=0, batch_size=2, num_images=4, threads=1, device="cpu")
+    assert r["device"] == "cpu" and r["peak_gpu_mb"] is None and r["gpu_name"] is None
+    with pytest.raises(LdmError, match="unknown device 'gpu0'"):
+        bench_train(TINY, "ours", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(LdmError, match="no CUDA GPU here"):
+            bench_train(TINY, "ours", device="cuda")
+
+
+def test_a_gpu_report_gives_each_modes_peak_gpu_memory_and_their_ratio():
+    results = [bench_train(TINY, mode, steps=1, warmup=0, batch_size=2, num_images=4, threads=1) for mode in MODES]
+    for r, peak in zip(results, (1500.0, 6000.0), strict=True):  # as a GPU run fills them in
+        r.update(device="cuda:0", gpu_name="NVIDIA H100", peak_gpu_mb=peak)
+    report = format_report(results, "configs/benchmark_sd15.yaml")
+    assert "device:   cuda:0, NVIDIA H100" in report and "peak GPU MB" in report
+    assert "0.25x peak GPU memory" in report
+    assert next(line for line in report.splitlines() if line.startswith("naive ")).rstrip().endswith("6,000")
+
+
+def test_the_stable_diffusion_sized_config_has_sd15s_shapes():
+    # SD 1.5: an 859.5M UNet with 768-wide cross-attention (here MiniLM's 384: 849.9M), an 83.7M factor-8 VAE
+    from ldm.config import load_config, vae_factor
+    from ldm.models import build_unet, build_vae
+
+    cfg = load_config(ROOT / "configs" / "benchmark_sd15.yaml")
+    with torch.device("meta"):  # shapes only: no memory for 934M weights
+        unet = build_unet(cfg.unet, cfg.vae.latent_channels, cfg.data.resolution // vae_factor(cfg), 384)
+        vae = build_vae(cfg.vae, cfg.data.resolution)
+    assert vae_factor(cfg) == 8 and cfg.data.resolution // vae_factor(cfg) == 64
+    assert sum(p.numel() for p in unet.parameters()) == pytest.approx(849.9e6, rel=1e-3)
+    assert sum(p.numel() for p in vae.parameters()) == pytest.approx(83.65e6, rel=1e-3)
+    assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]

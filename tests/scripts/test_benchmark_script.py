@@ -26,6 +26,7 @@ def test_help_needs_no_model_libraries(tmp_path, command):
     (["ui", "--requests", "0"], "--requests must be at least 1"),
     (["ui", "--max-batch", "0"], "--max-batch must be at least 1"),
     (["ui", "--model", "/nonexistent/model"], "model folder not found"),
+    (["train", "--config", "configs/tiny.yaml", "--device", "gpu0"], "unknown device 'gpu0'"),
 ])
 def test_bad_arguments_are_one_line_before_torch(tmp_path, args, message):
     proc = run_script("scripts/benchmark.py", *args, check=False, env=no_model_libraries(tmp_path / "libs"))
