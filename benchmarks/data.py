@@ -85,8 +85,11 @@ def _write_sparse(path: Path, holes: dict[str, tuple[str, list[int]]], filled: d
 
 
 def bench_rss(rows: int, mode: str, steps: int, batch: int, latent: tuple[int, int, int], tokens: int,
-              width: int) -> dict:
-    """Peak memory of drawing `steps` training batches from a `rows`-row cache: sharded or all in memory."""
+              width: int, read_threads: tuple[int, ...] = ()) -> dict:
+    """Peak memory of drawing `steps` training batches from a `rows`-row cache: sharded or all in memory.
+
+    read_threads: for a sharded cache, also the batches/s the trainer's CachedBatches delivers with that many
+    reading threads (a step that took no time: the most the reads can feed)."""
     with tempfile.TemporaryDirectory(prefix="ldm-bench-data-") as tmp:
         t0 = time.perf_counter()
         index = synthetic_cache(Path(tmp), rows, latent, tokens, width)
@@ -107,9 +110,29 @@ def bench_rss(rows: int, mode: str, steps: int, batch: int, latent: tuple[int, i
             idx = torch.randint(0, rows, (batch,), generator=gen).tolist()
             sample_batch(cache, idx, gen, 0.18, 0.1)
         drawn = time.perf_counter() - t0
-        return {"rows": rows, "mode": mode, "peak_rss_mb": rss_peak_mb(), "before_open_mb": base,
-                **{k.lower() + "_mb": v for k, v in _rss_parts_mb().items()}, "make_s": made, "open_s": opened,
-                "batches_per_s": steps / drawn, "batch": batch}
+        peak, parts = rss_peak_mb(), _rss_parts_mb()  # before the threads' batches in flight add their own
+        threaded = {n: _threaded_rate(cache, n, steps, batch) for n in read_threads} if mode == "sharded" else {}
+        return {"rows": rows, "mode": mode, "peak_rss_mb": peak, "before_open_mb": base,
+                **{k.lower() + "_mb": v for k, v in parts.items()}, "make_s": made, "open_s": opened,
+                "batches_per_s": steps / drawn, "batch": batch, "threads_batches_per_s": threaded}
+
+
+def _threaded_rate(cache, threads: int, steps: int, batch: int) -> float:
+    """Batches/s of the trainer's CachedBatches reading with `threads` threads, drawn back to back."""
+    from ldm.config import UNetTrainConfig
+    from ldm.train.unet import CachedBatches
+
+    tc = UNetTrainConfig(batch_size=batch, caption_dropout=0.1)
+    batches = CachedBatches(cache, tc, 0.18, prefetch=2 * threads, workers=threads)
+    try:
+        for s in range(2):  # untimed: the threads start
+            batches(s, 0)
+        t0 = time.perf_counter()
+        for s in range(2, 2 + steps):
+            batches(s, 0)
+        return steps / (time.perf_counter() - t0)
+    finally:
+        batches.close()
 
 
 def _read_whole(cache: ShardedCache) -> dict[str, torch.Tensor]:
@@ -188,7 +211,8 @@ def bench_train_processes(processes: int, config: str, batch: int = 16, steps: t
     return {"processes": processes, "batch": batch, "step_s": step_s, "samples_per_s": batch * processes / step_s}
 
 
-def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int) -> list[dict]:
+def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int,
+                 read_threads: tuple[int, ...] = (1, 4)) -> list[dict]:
     """One process per (size, mode), so that each peak is its own."""
     results = []
     for rows in sizes:
@@ -196,7 +220,8 @@ def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int) ->
             if mode == "memory" and rows > memory_up_to:
                 continue
             cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "data", "--only", f"rss:{mode}:{rows}",
-                   "--steps", str(steps), "--batch-size", str(batch)]
+                   "--steps", str(steps), "--batch-size", str(batch),
+                   "--read-threads", *map(str, read_threads)]
             print(f"running {mode} cache of {rows:,} rows ...", file=sys.stderr, flush=True)
             results.append(run_child(cmd))
     return results
@@ -227,6 +252,15 @@ def format_data_report(build: list[dict], rss: list[dict], latent, tokens: int, 
                      f"| {r['peak_rss_mb']:.0f} | {r.get('rssanon_mb', 0):.0f} | {r.get('rssfile_mb', 0):.0f} "
                      f"| {r['open_s']:.2f} | {r['batches_per_s']:.0f} |")
     sharded = [r for r in rss if r["mode"] == "sharded"]
+    threads = sorted({n for r in sharded for n in r.get("threads_batches_per_s", {})}, key=int)
+    if threads:
+        lines += ["", "sharded reads through the trainer's CachedBatches, by reading threads (batches/s, drawn back "
+                  "to back):", "", "| rows | " + " | ".join(f"{n} thread{'s' * (int(n) > 1)}" for n in threads)
+                  + " |", "|---|" + "---|" * len(threads)]
+        for r in sharded:
+            rates = r.get("threads_batches_per_s", {})
+            lines.append(f"| {r['rows']:,} | " + " | ".join(f"{rates[n]:.0f}" if n in rates else "-" for n in threads)
+                         + " |")
     if len(sharded) > 1:
         lines += ["", f"sharded peak RSS, largest / smallest cache ({sharded[-1]['rows']:,} / "
                   f"{sharded[0]['rows']:,} rows): {sharded[-1]['peak_rss_mb'] / sharded[0]['peak_rss_mb']:.2f}x"]

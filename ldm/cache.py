@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +154,12 @@ class MemoryCache:
 
 class ShardedCache:
     """A dataset's encodings in shard files: each batch reads its rows alone (ldm.shards), so what a process
-    holds is the index (16 bytes an image, memory-mapped) and the empty prompt's embedding, not the rows."""
+    holds is the index (16 bytes an image, memory-mapped) and the empty prompt's embedding, not the rows.
 
-    MAX_OPEN = 64  # shard files kept open at once (a 10M-image cache has ~2,500)
+    Several threads may read at once (CachedBatches' workers): each keeps its own open shard files, so none
+    closes a file another is reading."""
+
+    MAX_OPEN = 64  # shard files a thread keeps open at once (a 10M-image cache has ~2,500)
 
     def __init__(self, folder: Path, index_path: Path):
         meta, index = map_arrays(index_path)
@@ -164,7 +168,8 @@ class ShardedCache:
         self.has_flip = bool(int(meta["flip"]))
         self._shard_of, self._row_of, self._offsets = index["shard"], index["row"], index["caption_offsets"]
         self.uncond = torch.from_numpy(np.array(index["uncond"]))
-        self._shards: dict[int, ShardFile] = {}
+        self._local = threading.local()  # each thread's open shard files
+        self._count = threading.Lock()
         self.rows_read = 0  # posterior rows gathered so far (each read copies those rows alone)
 
     def __len__(self) -> int:
@@ -186,11 +191,12 @@ class ShardedCache:
         return torch.from_numpy(np.array(start)), torch.from_numpy(np.array(stop - start))
 
     def _shard(self, k: int) -> ShardFile:
-        if k not in self._shards:
-            if len(self._shards) >= self.MAX_OPEN:
-                self._shards.pop(next(iter(self._shards))).close()  # the longest open
-            self._shards[k] = ShardFile(self.folder / self.shard_names[k])
-        return self._shards[k]
+        shards = self._local.__dict__.setdefault("shards", {})
+        if k not in shards:
+            if len(shards) >= self.MAX_OPEN:
+                shards.pop(next(iter(shards))).close()  # this thread's longest open
+            shards[k] = ShardFile(self.folder / self.shard_names[k])
+        return shards[k]
 
     def _gather(self, idx, read) -> torch.Tensor:
         """read(shard file, its row numbers, their places in idx) for each shard the rows touch, in idx's order."""
@@ -208,7 +214,8 @@ class ShardedCache:
     def posteriors(self, idx: torch.Tensor, flipped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and std of the rows (of their mirror images when flipped)."""
         suffix = "_flip" if flipped else ""
-        self.rows_read += len(idx)
+        with self._count:
+            self.rows_read += len(idx)
         return (self._gather(idx, lambda f, r, _: f.rows("mean" + suffix, r)),
                 self._gather(idx, lambda f, r, _: f.rows("std" + suffix, r)))
 

@@ -26,7 +26,7 @@ class DataConfig:
     flip: bool = False  # random horizontal flips
     shapes_count: int = 1024  # size of the procedural shapes set
     heldout_fraction: float = 0.05  # used when a folder records no split of its own
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader processes decoding images; the UNet trainer's threads reading cached rows
 
 
 @dataclass

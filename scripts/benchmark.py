@@ -82,6 +82,8 @@ def parse_args() -> argparse.Namespace:
                       help="largest cache also read all into memory, as before sharding (default 100000)")
     data.add_argument("--steps", type=int, default=200, help="training batches drawn per cache (default 200)")
     data.add_argument("--batch-size", type=int, default=64, help="rows a batch (default 64)")
+    data.add_argument("--read-threads", type=int, nargs="+", default=[1, 4],
+                      help="reading threads of the trainer's batches timed on each sharded cache (default 1 4)")
     data.add_argument("--no-train", action="store_true", help="skip training samples/s at each process count")
     data.add_argument("--only", help=argparse.SUPPRESS)  # one measurement in this process: rss:MODE:ROWS
     args = parser.parse_args()
@@ -101,7 +103,7 @@ def check_args(args: argparse.Namespace) -> None:
         # the name only (torch is not loaded yet); whether the machine has it, the mode's process says
         if args.command == "train" and args.device and not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", args.device):
             raise LdmError(f"unknown device {args.device!r} (cpu, cuda, cuda:1, ...)")
-        for flag in ("images", "processes", "sizes", "memory_up_to"):
+        for flag in ("images", "processes", "sizes", "memory_up_to", "read_threads"):
             values = getattr(args, flag, None)
             values = values if isinstance(values, list) else [values]
             if any(v is not None and v < 1 for v in values):
@@ -210,13 +212,14 @@ def main_data(args: argparse.Namespace) -> None:
     shape = (cfg.vae.latent_channels, side, side)
     if args.only:
         _, mode, rows = args.only.split(":")
-        emit_result(bench_rss(int(rows), mode, args.steps, args.batch_size, shape, cfg.text.max_length, 384))
+        emit_result(bench_rss(int(rows), mode, args.steps, args.batch_size, shape, cfg.text.max_length, 384,
+                              tuple(args.read_threads)))
         return
     build = []
     for n in args.processes:
         print(f"building a {args.images}-image cache with {n} process(es) ...", file=sys.stderr, flush=True)
         build.append(bench_build(n, args.images, args.config))
-    rss = rss_children(sorted(args.sizes), args.steps, args.batch_size, args.memory_up_to)
+    rss = rss_children(sorted(args.sizes), args.steps, args.batch_size, args.memory_up_to, tuple(args.read_threads))
     train = []
     for n in [] if args.no_train else args.processes:
         print(f"training with {n} process(es) ...", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from support import ROOT, TINY, shapes_folder
 
@@ -230,18 +231,49 @@ def test_two_processes_encode_the_same_cache_as_one(tmp_path):
     assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])  # bit-identical rows
 
 
-def test_batches_drawn_ahead_are_the_batches_drawn_in_turn(tmp_path):
+def test_each_reading_thread_keeps_its_own_shard_files(tmp_path, monkeypatch):
+    import threading
+
+    import numpy as np
+
+    cfg, vae, tokenizer, encoder, data = _parts(shapes_count=24)
+    cache = load_or_build_cache(OneProcess(), tmp_path, vae, tokenizer, encoder, data, flip=False, shard_rows=8)
+    monkeypatch.setattr(type(cache), "MAX_OPEN", 2)
+    theirs = []
+
+    def read_one():
+        theirs.append(cache._shard(0))
+        theirs[0].rows("mean", np.array([0]))  # its file is open now
+
+    worker = threading.Thread(target=read_one)
+    worker.start()
+    worker.join()
+    for k in (0, 1, 2):  # this thread reads all three, closing its own first one
+        cache._shard(k).rows("mean", np.array([0]))
+    # the other thread's file is its own and still open: no thread closes a descriptor another may be reading
+    # (whose number the system may then give to another file)
+    assert theirs[0] is not cache._shard(0) and theirs[0]._fd is not None
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batches_drawn_ahead_are_the_batches_drawn_in_turn(tmp_path, workers, monkeypatch):
     from ldm.train.unet import CachedBatches
 
     cfg, vae, tokenizer, encoder, data = _parts(shapes_count=24)
     cache = load_or_build_cache(OneProcess(), tmp_path, vae, tokenizer, encoder, data, flip=True, shard_rows=8)
+    # three shards, at most two open per thread: readers keep evicting, each its own files
+    monkeypatch.setattr(type(cache), "MAX_OPEN", 2)
     tc = dataclasses.replace(cfg.train_unet, batch_size=4, gradient_accumulation_steps=2, caption_dropout=0.2)
-    plain, ahead = CachedBatches(cache, tc, 0.5, prefetch=0), CachedBatches(cache, tc, 0.5, prefetch=3)
+    plain = CachedBatches(cache, tc, 0.5, prefetch=0)
+    ahead = CachedBatches(cache, tc, 0.5, prefetch=3, workers=workers)
+    assert ahead.prefetch == 3 and len(ahead._pool._threads) <= workers
     # in order, then a jump (a resumed run), then back to an earlier step (a caller out of order)
     for step, micro in [(0, 0), (0, 1), (1, 0), (1, 1), (7, 0), (7, 1), (8, 0), (2, 1)]:
         a, b = plain(step, micro), ahead(step, micro)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
         assert torch.equal(torch.randn(3, generator=a[2]), torch.randn(3, generator=b[2]))  # the noise to come
     assert ahead._ahead  # it was drawing ahead
+    for step in range(9, 40):  # many draws in flight at once, on every worker
+        assert torch.equal(plain(step, 0)[0], ahead(step, 0)[0]) and torch.equal(plain(step, 1)[1], ahead(step, 1)[1])
     ahead.close()
     assert not ahead._ahead and torch.equal(plain(3, 0)[0], ahead(3, 0)[0])  # closed: it draws in turn

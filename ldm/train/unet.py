@@ -105,19 +105,20 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
 class CachedBatches:
     """Each step's micro-batches drawn from the latent cache, in the trainer's seeded order.
 
-    With prefetch > 0 a background thread draws the next micro-batches while the model trains (a sharded cache
-    reads its rows from disk); each draw depends only on (step, micro-batch), so the batches are the same either
-    way. embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that
-    trains); it runs on the caller's thread."""
+    With prefetch > 0, `workers` background threads draw the next micro-batches while the model trains (a
+    sharded cache reads its rows from disk; several threads keep a large batch's reads ahead of a fast GPU);
+    each draw depends only on (step, micro-batch), so the batches are the same either way.
+    embed(caption positions, dropped), when given, replaces the cached embeddings (a text encoder that trains);
+    it runs on the caller's thread."""
 
     def __init__(self, cache: ShardedCache | MemoryCache, tc: TrainConfig, scaling: float, rank: int = 0,
                  world: int = 1, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 prefetch: int = 2):
+                 prefetch: int = 2, workers: int = 1):
         self.cache, self.tc, self.scaling, self.rank, self.world, self.embed = cache, tc, scaling, rank, world, embed
         self.n = len(cache)
-        self.prefetch = prefetch
-        # one thread: the cache is read by it alone
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ldm-batches") if prefetch > 0 else None
+        # at least one micro-batch ahead per worker, or the extra workers would wait
+        self.prefetch = max(prefetch, workers) if prefetch > 0 else 0
+        self._pool = ThreadPoolExecutor(max(workers, 1), thread_name_prefix="ldm-batches") if prefetch > 0 else None
         self._ahead: dict[tuple[int, int], Future] = {}
 
     def _draw(self, step: int, micro: int):
@@ -237,7 +238,9 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         prompts = ["" if d else flat_captions[p] for p, d in zip(picks.tolist(), dropped.tolist(), strict=True)]
         return embed_prompts(tokenizer, text_encoder, prompts)
 
-    batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None)
+    # data.num_workers: the threads that read the cache's rows ahead of the steps (images were encoded already)
+    batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None,
+                            workers=max(cfg.data.num_workers, 1))
     unet.train()
     accum = tc.gradient_accumulation_steps
     t_last, steps_since = time.perf_counter(), 0

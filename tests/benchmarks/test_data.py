@@ -20,9 +20,12 @@ def test_a_synthetic_cache_is_read_like_an_encoded_one(tmp_path):
 
 
 def test_the_report_compares_sizes_and_modes():
-    rows = [bench_rss(n, mode, steps=3, batch=8, latent=(4, 8, 8), tokens=8, width=32)
+    rows = [bench_rss(n, mode, steps=3, batch=8, latent=(4, 8, 8), tokens=8, width=32, read_threads=(1, 2))
             for n, mode in ((2000, "sharded"), (2000, "memory"), (8000, "sharded"))]
     assert all(r["peak_rss_mb"] > 0 and r["batches_per_s"] > 0 for r in rows)
+    # the trainer's own batches, read by 1 and 2 threads, on sharded caches only
+    assert [sorted(r["threads_batches_per_s"]) for r in rows] == [[1, 2], [], [1, 2]]
+    assert all(rate > 0 for r in rows for rate in r["threads_batches_per_s"].values())
     build = [{"processes": 1, "images": 64, "encode_s": 2.0, "images_per_s": 32.0},
              {"processes": 2, "images": 64, "encode_s": 1.0, "images_per_s": 64.0}]
     train = [{"processes": 1, "batch": 16, "step_s": 0.5, "samples_per_s": 32.0},
@@ -31,6 +34,7 @@ def test_the_report_compares_sizes_and_modes():
     assert "| 2 | 0.50 | 64.0 |" in report and report.endswith("2 processes / 1: 2.00x the samples/s")
     assert "2 processes / 1: 2.00x the images/s" in report
     assert "| 2,000 | all in memory |" in report and "largest / smallest cache (8,000 / 2,000 rows)" in report
+    assert "| rows | 1 thread | 2 threads |" in report and report.count("| 8,000 | ") == 2
 
 
 def test_training_rate_comes_from_two_real_runs():
