@@ -20,6 +20,8 @@ from ldm.folders import check_model_folder
 from ldm.sampling.limits import UPLOAD_MB, WORK_BUDGET
 from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT, Settings
 
+MAX_SESSIONS = 64  # sessions whose state Gradio keeps (least recently used dropped first)
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The app's flags."""
@@ -36,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(default: the shipped student with the shipped model, else --model itself; 'none': --model)")
     p.add_argument("--lora", action="append", default=[], help="a LoRA file to offer in the picker (repeatable)")
     p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most; more are refused")
+    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
+                   help=f"browser or API sessions whose state is kept (default {MAX_SESSIONS}; the least recently "
+                        "used go first: each holds about 0.7 MB)")
     p.add_argument("--max-batch", type=int, default=16,
                    help="images of several users' requests denoised together (default 16; 1: one request at a time)")
     p.add_argument("--max-work", type=float, default=WORK_BUDGET,
@@ -78,6 +83,8 @@ def main(argv=None) -> None:
         raise LdmError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not args.max_work > 0:
         raise LdmError(f"--max-work must be above 0, got {args.max_work}")
+    if args.max_sessions < 1:
+        raise LdmError(f"--max-sessions must be at least 1, got {args.max_sessions}")
     for folder in (args.model, live_folder(args.model, args.live_model)):
         if folder:
             check_model_folder(folder)
@@ -120,10 +127,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     if exposed and auth is None:
         print("warning: the app is reachable from other machines and has no --auth; anyone who can reach it "
               "can use this machine's CPU/GPU", file=sys.stderr)
-    # quiet: Gradio's banner suggests `share=True in launch()`; this app's flag is --share
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, css=MAP_CSS + LIVE_CSS, js=PAGE_JS,
-                ssr_mode=False, quiet=True, prevent_thread_lock=True)
+    launch(demo, args, auth, css=MAP_CSS + LIVE_CSS, js=PAGE_JS)
     print(f"ldm web UI: {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else
                                                "  (--share for a public link)"), flush=True)
     # The model's work runs here, on the main thread, one request (or batch) at a time; Gradio's handler
@@ -134,6 +138,17 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
         pass
     finally:
         demo.close()
+
+
+def launch(demo, args: argparse.Namespace, auth: tuple | None, **page) -> None:
+    """Start Gradio's server for the app's flags, without blocking (the caller serves the model)."""
+    # quiet: Gradio's banner suggests `share=True in launch()`; this app's flag is --share.
+    # state_session_capacity: Gradio keeps a copy of the page's configuration (about 0.7 MB here) for every
+    # session, and every API call without one opens a new session; 10,000 by default, that grew the server
+    # by 0.7 MB a request until it held gigabytes
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, ssr_mode=False, quiet=True,
+                prevent_thread_lock=True, state_session_capacity=args.max_sessions, **page)
 
 
 def _stop(signum, frame):

@@ -8,6 +8,7 @@ Memory: the server's RSS after a warm-up, and again once the load has ended (it 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -72,21 +73,47 @@ class Server:
         self.log.close()
 
 
+def generate_once(url: str, prompt: str, seed: int, steps: int, model: str | None = None,
+                  scheduler: str | None = None) -> bytes:
+    """One /generate request of one image through Gradio's HTTP API, as a page makes it (queue, then the result's
+    event stream), and the image fetched as a page shows it; returns the PNG's bytes.
+
+    Plain HTTP rather than gradio_client: that client spent about as much CPU a request as the server did, and
+    on a few cores a load generator's CPU is taken from the server it measures."""
+    # the Generate event's inputs in order: prompt, negative prompt, seed, steps, guidance, scheduler, width,
+    # height, images, LoRA, LoRA scale, model (None: the model's default)
+    data = [prompt, "", seed, steps, None, scheduler, None, None, 1, "none", 1.0, model]
+    request = urllib.request.Request(f"{url}gradio_api/call/generate", json.dumps({"data": data}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        event = json.load(answer)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/generate/{event}", timeout=600) as stream:
+        kind = None
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                result = json.loads(line.split(":", 1)[1])
+                break
+        else:
+            raise RuntimeError("the event stream ended without a result")
+    if kind == "error":
+        raise RuntimeError(f"/generate failed: {result}")
+    with urllib.request.urlopen(result[0][0]["image"]["url"], timeout=60) as image:
+        return image.read()
+
+
 def run_load(url: str, clients: int, requests_each: int, steps: int, model: str | None = None,
              scheduler: str | None = None) -> dict:
-    """`clients` threads, each with its own gradio_client, sending `requests_each` one-image requests in turn
-    (model: a name in Generate's Model picker, default the main model; scheduler None: the main model's)."""
-    from gradio_client import Client
-
-    connections = [Client(url, verbose=False) for _ in range(clients)]  # connecting is not part of the timing
+    """`clients` threads each sending `requests_each` one-image requests in turn (model: a name in Generate's
+    Model picker, default the main model; scheduler None: the model's default)."""
 
     def one_client(k: int) -> list[float]:
         latencies = []
         for r in range(requests_each):
             t0 = time.perf_counter()
-            connections[k].predict(prompt=PROMPTS[(k + r) % len(PROMPTS)], seed=1000 * k + r, steps=steps,
-                                   num_images=1, api_name="/generate", **({} if model is None else {"model": model}),
-                                   **({} if scheduler is None else {"scheduler": scheduler}))
+            generate_once(url, PROMPTS[(k + r) % len(PROMPTS)], 1000 * k + r, steps, model, scheduler)
             latencies.append(time.perf_counter() - t0)
         return latencies
 
@@ -113,7 +140,7 @@ def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_
             server = Server(app_args, log=Path(tmp) / f"app-{max_batch}.log")
             loads = [(Path(model).name, steps, None, None)]
             if student is not None and max_batch == max(batches):
-                own = folder_defaults(student)[1]
+                own = folder_defaults(Path(student))[1]
                 loads.append((Path(student).name, own.steps, Path(student).name, own.scheduler))
             try:
                 for _, *load in loads:  # warm-up: first calls allocate and compile

@@ -28,6 +28,7 @@ APP_LOG: list[Path] = []  # the running app's output, for the log checks
 @pytest.mark.parametrize("flags, message", [
     (["--auth", "nocolon"], "error: --auth must be USER:PASSWORD"),
     (["--max-work", "0"], "--max-work must be above 0, got 0.0"),
+    (["--max-sessions", "0"], "--max-sessions must be at least 1, got 0"),
     (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
     (["--live-model", "no/such/folder"], "model folder not found: no/such/folder"),
 ])

@@ -1,10 +1,6 @@
 """The web UI load benchmark serves real requests from concurrent clients and reports what it measured."""
 
-import pytest
-
 from benchmarks.ui import bench_ui, format_ui_report
-
-pytest.importorskip("gradio_client")
 
 
 def test_load_rows_cover_each_client_count_and_the_report_compares_batching(tiny_pipeline, tiny_student):
