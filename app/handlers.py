@@ -200,9 +200,9 @@ class Handlers:
         prompt = self.prompt(prompt)
         m = self.pick_model(model)
         s = self.settings(steps, guidance, scheduler, width, height, negative_prompt, m)
-        if lora not in (None, NO_LORA) and m is not self.model:
-            raise LdmError(f"the LoRAs here are for {self.model.name}; pick that model to use one")
         if lora not in (None, NO_LORA):
+            if m is not self.model:
+                raise LdmError(f"the LoRAs here are for {self.model.name}; pick that model to use one")
             if _choice("LoRA", lora) not in self.loras:
                 raise LdmError(f"unknown LoRA {lora!r}")
             s = replace(s, lora=self.loras[lora], lora_scale=_server("lora_scale", lora_scale))

@@ -79,6 +79,12 @@ class Loop:
     close: Callable[[], None] = lambda: None
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's kernels run asynchronously; a CPU's have finished)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def set_attention(unet: torch.nn.Module, attention: str) -> Callable[[], contextlib.AbstractContextManager]:
     """Override the UNet's attention for one of benchmarks.options.ATTENTION ('trainer' keeps it); returns what
     makes the SDPA backend context each step runs in."""
@@ -200,8 +206,7 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
         gen = step_generator(tc.seed, s)
         t0 = time.perf_counter()
         latents, embeds = batch(s, gen)
-        if device.type == "cuda":  # the encoding's kernels are asynchronous: wait for them to time them
-            torch.cuda.synchronize(device)
+        synchronize(device)  # the encoding's kernels are asynchronous: wait for them to time them
         t_data = time.perf_counter() - t0
         with autocast(), backend():
             loss = diffusion_loss(unet, noise_scheduler, latents, embeds, gen, tc.snr_gamma)

@@ -41,10 +41,6 @@ def bench_device(name: str | None) -> torch.device:
     return device
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmup: int = 1,
                 batch_size: int | None = None, *, precision: str | None = None, channels_last: bool = False,
@@ -88,7 +84,7 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
         # the training-loop peak, apart from loading and (ours) the one-off cache encoding
         can_reset = reset_rss_peak()
         if gpu:
-            _sync(device)
+            loops.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
 
         # warm-up (oneDNN picks and caches kernels on first use), then the timed steps
@@ -99,7 +95,7 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
             loss, t_data = loop.step(s)
             losses.append(loss)
             data_s += t_data
-        _sync(device)
+        loops.synchronize(device)
         elapsed = time.perf_counter() - t0
         cpu_s = time.process_time() - cpu0
         loop_peak = rss_peak_mb()

@@ -60,14 +60,20 @@ def check_model_folder(folder: str | Path, what: str = "model") -> Path:
     return folder
 
 
-def vae_folder(path: str | Path) -> Path:
-    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
+def part_folder(path: str | Path, part: str, label: str, where: str) -> Path:
+    """A model part's folder (part 'vae', 'unet', ...; label 'VAE', 'UNet' in messages): the folder itself, or
+    a pipeline folder's <part>/; `where` names the flag or key that gave the path."""
     path = Path(path).expanduser()
-    if (path / "vae" / "config.json").is_file():
-        return path / "vae"
+    if (path / part / "config.json").is_file():
+        return path / part
     if (path / "config.json").is_file():
         return path
-    raise LdmError(f"--init-from: no VAE at {path} (expected a VAE folder or a pipeline folder with vae/)")
+    raise LdmError(f"{where}: no {label} at {path} (expected a {label} folder or a pipeline folder with {part}/)")
+
+
+def vae_folder(path: str | Path) -> Path:
+    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
+    return part_folder(path, "vae", "VAE", "--init-from")
 
 
 def folder_guidance(folder: Path) -> float:

@@ -67,7 +67,7 @@ def model_info(h: Handlers) -> str:
 
 def model_controls(h: Handlers, name: str) -> tuple:
     """Steps, scheduler and guidance set to a model's defaults when it is picked."""
-    d = h.models[name].defaults if name in h.models else h.model.defaults
+    d = h.models.get(name, h.model).defaults
     return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
 
 

@@ -18,7 +18,7 @@ from diffusers.training_utils import EMAModel
 
 from ldm.config import Config, TrainConfig, dump_config, vae_factor
 from ldm.errors import LdmError
-from ldm.folders import find_vae
+from ldm.folders import find_vae, part_folder
 from ldm.io import write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
@@ -235,8 +235,7 @@ class LcmDistill(FullFinetune):
 
 def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The UNet weights of an earlier student (a pipeline folder or its unet/), refused unless they fit `like`."""
-    path = Path(folder)
-    unet = load_unet(path / "unet" if (path / "unet").is_dir() else path)
+    unet = load_unet(part_folder(folder, "unet", "UNet", "config key 'distill.student_from'"))
     if unet.config.get("time_cond_proj_dim") is None:
         raise LdmError(f"config key 'distill.student_from': {folder} is not a few-step student (its UNet takes no "
                        "guidance embedding)")

@@ -195,4 +195,6 @@ def test_distillation_goes_on_from_an_earlier_student(tiny_run, student, tmp_pat
     other = _distill(tiny_run, tmp_path / "y", f"distill.student_from={student}", "distill.guidance_embedding_dim=64",
                      check=False)
     assert other.returncode == 2 and "student of another UNet" in other.stderr
-    assert "Traceback" not in not_student.stderr + other.stderr
+    missing = _distill(tiny_run, tmp_path / "z", f"distill.student_from={tmp_path / 'nowhere'}", check=False)
+    assert missing.returncode == 2 and "config key 'distill.student_from': no UNet at" in missing.stderr
+    assert "Traceback" not in not_student.stderr + other.stderr + missing.stderr
