@@ -161,6 +161,13 @@ class DistillConfig:
     # a student of this teacher to go on distilling (a pipeline folder, e.g. the shipped weights/emoji64-lcm);
     # default: a new student, the teacher's UNet with a zero guidance projection
     student_from: str | None = None
+    # "consistency": one teacher DDIM step a draw, agreement carried up by the target network (the paper);
+    # "trajectory": whole teacher solves, the student regressed onto where each ends (ldm.train.trajectories):
+    # far better on a small budget, and the way to go on from a consistency-distilled student
+    objective: str = "consistency"
+    buffer_solves: int = 4096  # trajectory: teacher solves kept to draw points from (on the CPU)
+    solves_per_step: int = 2  # trajectory: new solves a micro-batch adds (each costs 2 x skeleton_steps evaluations)
+    solve_batch: int = 64  # trajectory: queued solves the teacher runs together (small batches waste a CPU or GPU)
 
 
 @dataclass
@@ -190,6 +197,7 @@ CHOICES = {
     "train_unet.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
     "finetune.method": ("full", "lora", "lcm"),
+    "distill.objective": ("consistency", "trajectory"),
 }
 
 # Numeric ranges, checked like CHOICES: values outside them would crash deep in torch or diffusers with a
@@ -236,6 +244,9 @@ LIMITS = {
     "distill.huber_c": _POSITIVE,
     "distill.guidance_embedding_dim": (lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2"),
     "distill.default_steps": _AT_LEAST_1,
+    "distill.buffer_solves": _AT_LEAST_1,
+    "distill.solves_per_step": _AT_LEAST_1,
+    "distill.solve_batch": _AT_LEAST_1,
 }
 
 

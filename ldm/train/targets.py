@@ -44,6 +44,7 @@ from ldm.train.finetune import (
 )
 from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema
+from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 
 log = logging.getLogger("ldm")
 EMA_DIR = "unet_ema"  # a full UNet's EMA weights inside a checkpoint, as EMAModel.save_pretrained writes them
@@ -166,6 +167,8 @@ class LcmDistill(FullFinetune):
     The student is the teacher's UNet plus a guidance embedding (time_cond_proj_dim), so guidance is
     distilled in. The EMA (train_unet.ema_decay, 0.95 in the paper) is the target network the loss
     compares against, and the result; with EMA off, the student itself (without gradients) is the target.
+    With distill.objective 'trajectory' the loss compares against the ends of whole teacher solves instead
+    (ldm.train.trajectories), kept in a buffer that a resumed run fills afresh.
     """
 
     preview_scheduler = "lcm"
@@ -198,6 +201,8 @@ class LcmDistill(FullFinetune):
         self.trainable = list(self.unet.parameters())
         self.uncond = embed_prompts(self.tokenizer, self.text_encoder, [""]).detach()
         self.ema = None
+        self.buffer = TrajectoryBuffer(d.buffer_solves)
+        self.queue: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (noise, embeds, w) to solve
 
     def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
         """The teacher and target network on the device, with the attention the student trains with."""
@@ -216,6 +221,8 @@ class LcmDistill(FullFinetune):
              generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
         """The consistency loss of one micro-batch against the current target network."""
         d = self.cfg.distill
+        if d.objective == "trajectory":
+            return self.trajectory_loss(unet, latents, embeds, generator)
         if self.ema is not None:
             self.ema.copy_to(self.target_net.parameters())
             target_net = self.target_net
@@ -225,6 +232,37 @@ class LcmDistill(FullFinetune):
                                       generator)
         return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
                                 self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
+
+    def trajectory_loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
+                        generator: torch.Generator) -> torch.Tensor:
+        """Queue this micro-batch's solves (all its rows until the buffer holds a batch), solve the queue once it
+        fills a solve batch, then the trajectory loss at points drawn from the buffer."""
+        d = self.cfg.distill
+        rows = embeds.shape[0]
+        new = rows if len(self.buffer) + self.queued() < rows else min(d.solves_per_step, rows)
+        noise = torch.randn((new, *latents.shape[1:]), generator=generator)  # the data's latent shape
+        w = (d.guidance_min - 1) + (d.guidance_max - d.guidance_min) * torch.rand(new, generator=generator)
+        self.queue.append((noise, embeds[:new].detach(), w))
+        if len(self.buffer) < rows or self.queued() >= d.solve_batch:
+            self.solve_queue(embeds.device)
+        solves, index = self.buffer.draw(rows, generator)
+        return trajectory_loss(unet, self.buffer, solves, index, self.skeleton, self.noise_scheduler.alphas_cumprod,
+                               self.noise_scheduler.config.prediction_type, d.guidance_embedding_dim, d.huber_c,
+                               embeds.device)
+
+    def queued(self) -> int:
+        """Solves waiting for the teacher."""
+        return sum(len(w) for *_, w in self.queue)
+
+    def solve_queue(self, device: torch.device) -> None:
+        """Run the teacher on every queued solve at once (one batch uses the device far better than a few rows
+        each step) and keep the results."""
+        noise, embeds, w = (torch.cat(parts) for parts in zip(*self.queue, strict=True))
+        self.queue = []
+        points, ends = teacher_trajectories(self.teacher, noise.to(device), embeds, self.uncond, w, self.skeleton,
+                                            self.noise_scheduler.alphas_cumprod,
+                                            self.noise_scheduler.config.prediction_type)
+        self.buffer.add(points, ends, embeds, w)
 
     def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
         """A pipeline folder whose scheduler is an LCMScheduler over the teacher's noise schedule."""

@@ -1,5 +1,7 @@
 """Latent Consistency Distillation on the tiny model: the loss falls, 2-step samples follow the prompt's colour,
-the result is a student folder (LCMScheduler, its own defaults) that stock diffusers samples, and resume is exact."""
+the result is a student folder (LCMScheduler, its own defaults) that stock diffusers samples, and resume is exact.
+Trajectory distillation (distill.objective trajectory): the teacher's solve is its DDIM sampler, the buffer keeps
+the latest solves, and a short run brings a student's jumps closer to where the teacher's solves end."""
 
 import json
 import subprocess
@@ -8,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from diffusers import LCMScheduler
+from diffusers import DDIMScheduler, LCMScheduler
 from safetensors.torch import load_file
 from support import TINY, run_script
 
@@ -17,6 +19,7 @@ from ldm.folders import folder_student_steps
 from ldm.sampling.requests import ImageSpec, Settings, folder_defaults
 from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
 from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
+from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 from ldm.train.unet import pipeline_from_checkpoint
 
 DISTILL = "configs/distill_lcm.yaml"
@@ -198,3 +201,84 @@ def test_distillation_goes_on_from_an_earlier_student(tiny_run, student, tmp_pat
     missing = _distill(tiny_run, tmp_path / "z", f"distill.student_from={tmp_path / 'nowhere'}", check=False)
     assert missing.returncode == 2 and "config key 'distill.student_from': no UNet at" in missing.stderr
     assert "Traceback" not in not_student.stderr + other.stderr + missing.stderr
+
+
+PROMPTS = ["a red circle on a white background", "a blue square on a black background"] * 8
+
+
+def _teacher(folder):
+    pipe = load_pipeline(folder, "cpu")
+    with torch.no_grad():
+        embeds, _ = pipe.encode_prompt(PROMPTS, "cpu", 1, False)
+        uncond, _ = pipe.encode_prompt([""], "cpu", 1, False)
+    return pipe, embeds, uncond
+
+
+def test_the_teacher_solve_is_its_ddim_sampler_on_the_skeleton(tiny_run):
+    pipe, embeds, uncond = _teacher(tiny_run)
+    sched = pipe.scheduler
+    skeleton = DDIMSkeleton.from_alphas(sched.alphas_cumprod, 50)
+    noise = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    points, end = teacher_trajectories(pipe.unet, noise, embeds[:4], uncond, torch.zeros(4), skeleton,
+                                       sched.alphas_cumprod, sched.config.prediction_type)
+    # w = 0 is guidance 1 (no unconditional pull): the plain DDIM sampler over the same 50 timesteps
+    ddim = DDIMScheduler.from_config(sched.config, timestep_spacing="trailing", set_alpha_to_one=True)
+    ddim.set_timesteps(50)
+    assert ddim.timesteps.flip(0).tolist() == skeleton.timesteps.tolist()
+    x = noise
+    with torch.no_grad():
+        for k, t in enumerate(ddim.timesteps):
+            assert torch.allclose(points[:, 49 - k].float(), x, atol=2e-3)
+            x = ddim.step(pipe.unet(x, t, encoder_hidden_states=embeds[:4]).sample, t, x).prev_sample
+    assert torch.allclose(end, x, atol=1e-4), float((end - x).abs().max())
+
+
+def test_the_buffer_keeps_the_latest_solves_and_draws_within_them():
+    buffer = TrajectoryBuffer(3)
+    for k in range(5):
+        buffer.add(torch.full((1, 2, 1), float(k)), torch.full((1, 1), float(k)), torch.full((1, 2), float(k)),
+                   torch.tensor([float(k)]))
+    assert len(buffer) == 3 and sorted(buffer.ends.flatten().tolist()) == [2.0, 3.0, 4.0]
+    solves, index = buffer.draw(100, torch.Generator().manual_seed(0))
+    assert set(solves.tolist()) == {0, 1, 2} and set(index.tolist()) == {0, 1}
+
+
+def _distance(unet, teacher_folder) -> float:
+    """How far the student's jumps land from the ends of fresh teacher solves (the trajectory loss, no gradients)."""
+    pipe, embeds, uncond = _teacher(teacher_folder)
+    sched = pipe.scheduler
+    skeleton = DDIMSkeleton.from_alphas(sched.alphas_cumprod, 50)
+    gen = torch.Generator().manual_seed(7)
+    w = 1.0 + 3.0 * torch.rand(len(PROMPTS), generator=gen)
+    buffer = TrajectoryBuffer(len(PROMPTS))
+    points, end = teacher_trajectories(pipe.unet, torch.randn(len(PROMPTS), 4, 8, 8, generator=gen), embeds, uncond,
+                                       w, skeleton, sched.alphas_cumprod, sched.config.prediction_type)
+    buffer.add(points, end, embeds, w)
+    solves, index = buffer.draw(256, gen)
+    with torch.no_grad():
+        return float(trajectory_loss(unet, buffer, solves, index, skeleton, sched.alphas_cumprod,
+                                     sched.config.prediction_type, 256, 0.001, torch.device("cpu")))
+
+
+def test_trajectory_distillation_brings_the_student_to_the_teacher_solves(tiny_run, student, tmp_path):
+    out = tmp_path / "trajectory"
+    _distill(tiny_run, out, f"distill.student_from={student}", "distill.objective=trajectory",
+             "distill.buffer_solves=256", "distill.solves_per_step=4", "train_unet.max_steps=100",
+             "train_unet.learning_rate=3e-4", "train_unet.ema_decay=0.9")
+    before = _distance(load_pipeline(student, "cpu").unet, tiny_run)
+    after = _distance(load_pipeline(out, "cpu").unet, tiny_run)
+    assert after < 0.8 * before, (after, before)
+    model = load_sampling_model(out, "cpu")
+    red = model.generate([ImageSpec("a red square on a black background", k) for k in range(6)])
+    blue = model.generate([ImageSpec("a blue square on a black background", k) for k in range(6)])
+    assert _colour_score(red) - _colour_score(blue) > 0.05, (_colour_score(red), _colour_score(blue))
+
+
+def test_config_checks_for_trajectory_distillation():
+    from ldm.config import load_config
+
+    with pytest.raises(LdmError, match="'distill.objective'"):
+        load_config(TINY, ["distill.objective=trajectories"])
+    for key in ("distill.buffer_solves", "distill.solves_per_step", "distill.solve_batch"):
+        with pytest.raises(LdmError, match=f"'{key}'.*at least 1"):
+            load_config(TINY, [f"{key}=0"])
