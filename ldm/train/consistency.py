@@ -75,6 +75,20 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
     return (torch.sqrt((a.float() - b.float()) ** 2 + c**2) - c).mean()
 
 
+def guided_ddim_step(teacher, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, uncond: torch.Tensor,
+                     w: torch.Tensor, alpha_prev: torch.Tensor, alphas_cumprod: torch.Tensor,
+                     prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step of the teacher with guidance w (scale - 1) from x at t to alpha-bar alpha_prev: (the new
+    point, the guided clean latent). Conditional and unconditional passes run as one batch."""
+    both = teacher(torch.cat([x, x]), torch.cat([t, t]),
+                   encoder_hidden_states=torch.cat([embeds, uncond.expand_as(embeds)])).sample
+    x0_both, eps_both = x0_and_noise(both, torch.cat([x, x]), torch.cat([t, t]), alphas_cumprod, prediction_type)
+    (x0_c, x0_u), (eps_c, eps_u) = x0_both.chunk(2), eps_both.chunk(2)
+    wv = w.view(-1, 1, 1, 1)
+    x0, eps = x0_c + wv * (x0_c - x0_u), eps_c + wv * (eps_c - eps_u)
+    return alpha_prev.sqrt() * x0 + (1 - alpha_prev).sqrt() * eps, x0
+
+
 @dataclass(frozen=True)
 class ConsistencyDraw:
     """One micro-batch's random choices: noise, skeleton index and guidance (from the step's CPU generator)."""
@@ -115,16 +129,9 @@ def consistency_loss(student, teacher, target_net, latents: torch.Tensor, embeds
     prediction = c_skip * noisy + c_out * x0
 
     with torch.no_grad():
-        # 2. the teacher's guided DDIM step from t_{n+k} to t_n (conditional and unconditional in one batch)
-        both = teacher(torch.cat([noisy, noisy]), torch.cat([start_t, start_t]),
-                       encoder_hidden_states=torch.cat([embeds, uncond.expand_as(embeds)])).sample
-        x0_both, eps_both = x0_and_noise(both, torch.cat([noisy, noisy]), torch.cat([start_t, start_t]), alphas,
-                                         prediction_type)
-        (x0_c, x0_u), (eps_c, eps_u) = x0_both.chunk(2), eps_both.chunk(2)
-        wv = w.view(-1, 1, 1, 1)
-        x0_g, eps_g = x0_c + wv * (x0_c - x0_u), eps_c + wv * (eps_c - eps_u)
+        # 2. the teacher's guided DDIM step from t_{n+k} to t_n
         alpha_prev = skeleton.alphas_prev.to(device)[draw.index.to(device)].view(-1, 1, 1, 1)
-        x_prev = alpha_prev.sqrt() * x0_g + (1 - alpha_prev).sqrt() * eps_g
+        x_prev, _ = guided_ddim_step(teacher, noisy, start_t, embeds, uncond, w, alpha_prev, alphas, prediction_type)
 
         # 3. the target network at t_n
         c_skip_p, c_out_p = (s.view(-1, 1, 1, 1) for s in boundary_scalings(prev_t))

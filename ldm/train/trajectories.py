@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ldm.train.consistency import DDIMSkeleton, boundary_scalings, guidance_embedding, pseudo_huber, x0_and_noise
+from ldm.train.consistency import (
+    DDIMSkeleton,
+    boundary_scalings,
+    guidance_embedding,
+    guided_ddim_step,
+    pseudo_huber,
+    x0_and_noise,
+)
 
 
 def teacher_trajectories(teacher, noise: torch.Tensor, embeds: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor,
@@ -26,19 +33,14 @@ def teacher_trajectories(teacher, noise: torch.Tensor, embeds: torch.Tensor, unc
     n = len(skeleton.timesteps)
     x = noise.float()
     points = torch.empty((x.shape[0], n, *x.shape[1:]), dtype=torch.float16, device=x.device)
-    wv = w.to(x.device).view(-1, 1, 1, 1)
+    w = w.to(x.device)
     alphas = alphas_cumprod.to(x.device)
-    both_embeds = torch.cat([embeds, uncond.expand_as(embeds)])
     with torch.no_grad():
         for i in reversed(range(n)):
             points[:, i] = x.half()
-            t = torch.full((x.shape[0] * 2,), int(skeleton.timesteps[i]), device=x.device)
-            out = teacher(torch.cat([x, x]), t, encoder_hidden_states=both_embeds).sample
-            x0_both, eps_both = x0_and_noise(out, torch.cat([x, x]), t, alphas, prediction_type)
-            (x0_c, x0_u), (eps_c, eps_u) = x0_both.chunk(2), eps_both.chunk(2)
-            x0, eps = x0_c + wv * (x0_c - x0_u), eps_c + wv * (eps_c - eps_u)
-            alpha_prev = skeleton.alphas_prev[i].to(x.device)
-            x = alpha_prev.sqrt() * x0 + (1 - alpha_prev).sqrt() * eps
+            t = torch.full((x.shape[0],), int(skeleton.timesteps[i]), device=x.device)
+            x, x0 = guided_ddim_step(teacher, x, t, embeds, uncond, w, skeleton.alphas_prev[i].to(x.device), alphas,
+                                     prediction_type)
     return points, x0
 
 
@@ -60,8 +62,8 @@ class TrajectoryBuffer:
     def add(self, points: torch.Tensor, ends: torch.Tensor, embeds: torch.Tensor, w: torch.Tensor) -> None:
         """Store solves, replacing the oldest once full."""
         if self.points is None:
-            def empty(like: torch.Tensor, dtype=None) -> torch.Tensor:
-                return torch.empty((self.capacity, *like.shape[1:]), dtype=dtype or like.dtype)
+            def empty(like: torch.Tensor) -> torch.Tensor:
+                return torch.empty((self.capacity, *like.shape[1:]), dtype=like.dtype)
             self.points, self.ends, self.embeds, self.w = empty(points), empty(ends), empty(embeds), empty(w)
         for k in range(points.shape[0]):
             i = self.next
