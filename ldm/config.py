@@ -168,6 +168,9 @@ class DistillConfig:
     buffer_solves: int = 4096  # trajectory: teacher solves kept to draw points from (on the CPU)
     solves_per_step: int = 2  # trajectory: new solves a micro-batch adds (each costs 2 x skeleton_steps evaluations)
     solve_batch: int = 64  # trajectory: queued solves the teacher runs together (small batches waste a CPU or GPU)
+    # trajectory: solves made before the first step (and again after --resume, the buffer not being saved), so
+    # that early steps do not fit a handful of solves over and over
+    initial_solves: int = 1024
 
 
 @dataclass
@@ -247,6 +250,7 @@ LIMITS = {
     "distill.buffer_solves": _AT_LEAST_1,
     "distill.solves_per_step": _AT_LEAST_1,
     "distill.solve_batch": _AT_LEAST_1,
+    "distill.initial_solves": _AT_LEAST_0,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,6 +45,7 @@ from ldm.train.finetune import (
 )
 from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema
+from ldm.train.runtime import progress
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 
 log = logging.getLogger("ldm")
@@ -79,6 +81,10 @@ class FreshUNet:
              generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
         """The denoising loss of one micro-batch."""
         return diffusion_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma)
+
+    def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
+                     start: int, tc: TrainConfig, device: torch.device, show_progress: bool = False) -> None:
+        """Work the loss needs done before the first step (of this process: also after --resume); none here."""
 
     def make_ema(self, decay: float) -> EMAModel:
         """EMA of the trainable weights."""
@@ -233,6 +239,31 @@ class LcmDistill(FullFinetune):
         return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
                                 self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
 
+    def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
+                     start: int, tc: TrainConfig, device: torch.device, show_progress: bool = False) -> None:
+        """Trajectory objective: fill the buffer with distill.initial_solves teacher solves, for the captions of
+        the micro-batches from `start` on (their noise drawn from those micro-batches' own generators, so a run
+        that resumes at `start` fills it alike)."""
+        d = self.cfg.distill
+        wanted = min(d.initial_solves, d.buffer_solves) - len(self.buffer)
+        if d.objective != "trajectory" or wanted <= 0:
+            return
+        log.info("the teacher solves %d trajectories before the first step", wanted)
+        bar = progress(wanted, 0, "teacher solves", show_progress)
+        step, micro = start, 0
+        while wanted > 0:
+            latents, embeds, generator = batches(step, micro)
+            rows = min(wanted, embeds.shape[0])
+            self.queue_solves(latents.shape[1:], embeds[:rows].to(device), rows, generator)
+            wanted -= rows
+            if self.queued() >= d.solve_batch or wanted == 0:
+                bar.update(self.queued())
+                self.solve_queue(device)
+            micro += 1
+            if micro == tc.gradient_accumulation_steps:
+                step, micro = step + 1, 0
+        bar.close()
+
     def trajectory_loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
                         generator: torch.Generator) -> torch.Tensor:
         """Queue this micro-batch's solves (all its rows until the buffer holds a batch), solve the queue once it
@@ -240,15 +271,21 @@ class LcmDistill(FullFinetune):
         d = self.cfg.distill
         rows = embeds.shape[0]
         new = rows if len(self.buffer) + self.queued() < rows else min(d.solves_per_step, rows)
-        noise = torch.randn((new, *latents.shape[1:]), generator=generator)  # the data's latent shape
-        w = (d.guidance_min - 1) + (d.guidance_max - d.guidance_min) * torch.rand(new, generator=generator)
-        self.queue.append((noise, embeds[:new].detach(), w))
+        self.queue_solves(latents.shape[1:], embeds[:new], new, generator)
         if len(self.buffer) < rows or self.queued() >= d.solve_batch:
             self.solve_queue(embeds.device)
         solves, index = self.buffer.draw(rows, generator)
         return trajectory_loss(unet, self.buffer, solves, index, self.skeleton, self.noise_scheduler.alphas_cumprod,
                                self.noise_scheduler.config.prediction_type, d.guidance_embedding_dim, d.huber_c,
                                embeds.device)
+
+    def queue_solves(self, latent_shape: torch.Size, embeds: torch.Tensor, count: int,
+                     generator: torch.Generator) -> None:
+        """Queue `count` solves for these captions, their noise and guidance drawn from `generator`."""
+        d = self.cfg.distill
+        noise = torch.randn((count, *latent_shape), generator=generator)  # the data's latent shape
+        w = (d.guidance_min - 1) + (d.guidance_max - d.guidance_min) * torch.rand(count, generator=generator)
+        self.queue.append((noise, embeds.detach(), w))
 
     def queued(self) -> int:
         """Solves waiting for the teacher."""

@@ -1,7 +1,8 @@
 """Latent Consistency Distillation on the tiny model: the loss falls, 2-step samples follow the prompt's colour,
 the result is a student folder (LCMScheduler, its own defaults) that stock diffusers samples, and resume is exact.
 Trajectory distillation (distill.objective trajectory): the teacher's solve is its DDIM sampler, the buffer keeps
-the latest solves, and a short run brings a student's jumps closer to where the teacher's solves end."""
+the latest solves and is filled before the first step (alike after a resume), and a short run brings a student's
+jumps closer to where the teacher's solves end."""
 
 import json
 import subprocess
@@ -282,3 +283,41 @@ def test_config_checks_for_trajectory_distillation():
     for key in ("distill.buffer_solves", "distill.solves_per_step", "distill.solve_batch"):
         with pytest.raises(LdmError, match=f"'{key}'.*at least 1"):
             load_config(TINY, [f"{key}=0"])
+    with pytest.raises(LdmError, match="'distill.initial_solves'.*>= 0"):
+        load_config(TINY, ["distill.initial_solves=-1"])
+
+
+def _fill(teacher_folder, out, start, *overrides):
+    """A trajectory target on the tiny teacher whose buffer before_steps filled, from micro-batches that each
+    give 8 captions' embeddings (their step in the first value, so the test sees which steps were read)."""
+    from ldm.config import load_config
+    from ldm.train.targets import make_target
+
+    cfg = load_config(DISTILL, [*TINY_DISTILL, f"finetune.init_from={teacher_folder}", "distill.objective=trajectory",
+                                "distill.solve_batch=16", *overrides])
+    target = make_target(cfg, out)
+    target.build()
+    _, embeds, _ = _teacher(teacher_folder)
+
+    def batches(step, micro):
+        e = embeds[:8].clone()
+        e[:, 0, 0] = step
+        return torch.zeros(8, 4, 8, 8), e, torch.Generator().manual_seed(1000 * step + micro)
+
+    target.before_steps(batches, start, cfg.train_unet, torch.device("cpu"))
+    return target
+
+
+def test_the_buffer_is_filled_before_the_first_step_and_alike_after_a_resume(tiny_run, tmp_path):
+    a = _fill(tiny_run, tmp_path / "a", 5, "distill.initial_solves=40")
+    b = _fill(tiny_run, tmp_path / "b", 5, "distill.initial_solves=40")
+    assert len(a.buffer) == 40 and not a.queue
+    # the captions of the micro-batches from the start step on, 8 a step, the last one cut to what was wanted
+    assert a.buffer.embeds[:40, 0, 0].tolist() == [float(5 + k // 8) for k in range(40)]
+    assert torch.equal(a.buffer.points[:40], b.buffer.points[:40]) and torch.equal(a.buffer.ends[:40],
+                                                                                   b.buffer.ends[:40])
+    assert a.buffer.w[:40].min() >= 1.0 and a.buffer.w[:40].max() <= 4.0  # guidance 2-5, embedded as w - 1
+    assert len(_fill(tiny_run, tmp_path / "c", 5, "distill.initial_solves=40", "distill.buffer_solves=24").buffer) == 24
+    assert len(_fill(tiny_run, tmp_path / "d", 5, "distill.initial_solves=0").buffer) == 0
+    consistency = _fill(tiny_run, tmp_path / "e", 5, "distill.initial_solves=40", "distill.objective=consistency")
+    assert len(consistency.buffer) == 0
