@@ -89,6 +89,11 @@ def guided_ddim_step(teacher, x: torch.Tensor, t: torch.Tensor, embeds: torch.Te
     return alpha_prev.sqrt() * x0 + (1 - alpha_prev).sqrt() * eps, x0
 
 
+def draw_guidance(count: int, w_range: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """Guidance w (scale - 1, as the student embeds it) uniform over w_range, on the CPU generator."""
+    return w_range[0] + (w_range[1] - w_range[0]) * torch.rand(count, generator=generator)
+
+
 @dataclass(frozen=True)
 class ConsistencyDraw:
     """One micro-batch's random choices: noise, skeleton index and guidance (from the step's CPU generator)."""
@@ -103,8 +108,7 @@ class ConsistencyDraw:
         """Draw on the CPU generator so a seed means the same run on any device."""
         noise = torch.randn(shape, generator=generator)
         index = torch.randint(0, num_steps, (shape[0],), generator=generator)
-        w = w_range[0] + (w_range[1] - w_range[0]) * torch.rand(shape[0], generator=generator)
-        return cls(noise, index, w)
+        return cls(noise, index, draw_guidance(shape[0], w_range, generator))
 
 
 def consistency_loss(student, teacher, target_net, latents: torch.Tensor, embeds: torch.Tensor,

@@ -8,6 +8,7 @@ CLIP text encoder too), or a few-step student distilled from one (Latent Consist
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from ldm.models import (
     use_training_attention,
 )
 from ldm.sampling.sampler import sampling_scheduler
-from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
+from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss, draw_guidance
 from ldm.train.finetune import (
     add_lora,
     add_text_encoder_lora,
@@ -234,8 +235,7 @@ class LcmDistill(FullFinetune):
             target_net = self.target_net
         else:
             target_net = unet
-        draw = ConsistencyDraw.sample(latents.shape, d.skeleton_steps, (d.guidance_min - 1, d.guidance_max - 1),
-                                      generator)
+        draw = ConsistencyDraw.sample(latents.shape, d.skeleton_steps, self.w_range, generator)
         return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
                                 self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
 
@@ -250,18 +250,15 @@ class LcmDistill(FullFinetune):
             return
         log.info("the teacher solves %d trajectories before the first step", wanted)
         bar = progress(wanted, 0, "teacher solves", show_progress)
-        step, micro = start, 0
+        coming = ((step, micro) for step in itertools.count(start) for micro in range(tc.gradient_accumulation_steps))
         while wanted > 0:
-            latents, embeds, generator = batches(step, micro)
+            latents, embeds, generator = batches(*next(coming))
             rows = min(wanted, embeds.shape[0])
             self.queue_solves(latents.shape[1:], embeds[:rows].to(device), rows, generator)
             wanted -= rows
             if self.queued() >= d.solve_batch or wanted == 0:
                 bar.update(self.queued())
                 self.solve_queue(device)
-            micro += 1
-            if micro == tc.gradient_accumulation_steps:
-                step, micro = step + 1, 0
         bar.close()
 
     def trajectory_loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
@@ -282,10 +279,13 @@ class LcmDistill(FullFinetune):
     def queue_solves(self, latent_shape: torch.Size, embeds: torch.Tensor, count: int,
                      generator: torch.Generator) -> None:
         """Queue `count` solves for these captions, their noise and guidance drawn from `generator`."""
-        d = self.cfg.distill
         noise = torch.randn((count, *latent_shape), generator=generator)  # the data's latent shape
-        w = (d.guidance_min - 1) + (d.guidance_max - d.guidance_min) * torch.rand(count, generator=generator)
-        self.queue.append((noise, embeds.detach(), w))
+        self.queue.append((noise, embeds.detach(), draw_guidance(count, self.w_range, generator)))
+
+    @property
+    def w_range(self) -> tuple[float, float]:
+        """The guidance the student learns, as w = scale - 1 (what it embeds)."""
+        return self.cfg.distill.guidance_min - 1, self.cfg.distill.guidance_max - 1
 
     def queued(self) -> int:
         """Solves waiting for the teacher."""
