@@ -171,6 +171,9 @@ class DistillConfig:
     # trajectory: solves made before the first step (and again after --resume, the buffer not being saved), so
     # that early steps do not fit a handful of solves over and over
     initial_solves: int = 1024
+    # trajectory: share of solves whose caption is two of one training image's captions joined, words dropped at
+    # random (ldm.train.solve_prompts): wordings the dataset lacks, where a student otherwise drifts from its teacher
+    recombined_share: float = 0.0
 
 
 @dataclass
@@ -251,6 +254,7 @@ LIMITS = {
     "distill.solves_per_step": _AT_LEAST_1,
     "distill.solve_batch": _AT_LEAST_1,
     "distill.initial_solves": _AT_LEAST_0,
+    "distill.recombined_share": _SHARE,
 }
 
 

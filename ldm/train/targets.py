@@ -11,7 +11,7 @@ import copy
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from ldm.models import (
     build_unet,
     cross_attention_dim,
     embed_prompts,
+    encode_prompts,
     load_text_encoder,
     load_unet,
     load_vae,
@@ -47,6 +48,7 @@ from ldm.train.finetune import (
 from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema
 from ldm.train.runtime import progress
+from ldm.train.solve_prompts import recombined_prompts
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 
 log = logging.getLogger("ldm")
@@ -84,8 +86,10 @@ class FreshUNet:
         return diffusion_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma)
 
     def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
-                     start: int, tc: TrainConfig, device: torch.device, show_progress: bool = False) -> None:
-        """Work the loss needs done before the first step (of this process: also after --resume); none here."""
+                     start: int, tc: TrainConfig, device: torch.device, caption_lists: Sequence[Sequence[str]],
+                     show_progress: bool = False) -> None:
+        """Work the loss needs done before the first step (of this process: also after --resume), given the
+        training images' captions; none here."""
 
     def make_ema(self, decay: float) -> EMAModel:
         """EMA of the trainable weights."""
@@ -210,6 +214,7 @@ class LcmDistill(FullFinetune):
         self.ema = None
         self.buffer = TrajectoryBuffer(d.buffer_solves)
         self.queue: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (noise, embeds, w) to solve
+        self.caption_lists: Sequence[Sequence[str]] = []  # the training images' captions, which solves may recombine
 
     def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
         """The teacher and target network on the device, with the attention the student trains with."""
@@ -240,11 +245,13 @@ class LcmDistill(FullFinetune):
                                 self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
 
     def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
-                     start: int, tc: TrainConfig, device: torch.device, show_progress: bool = False) -> None:
-        """Trajectory objective: fill the buffer with distill.initial_solves teacher solves, for the captions of
-        the micro-batches from `start` on (their noise drawn from those micro-batches' own generators, so a run
-        that resumes at `start` fills it alike)."""
+                     start: int, tc: TrainConfig, device: torch.device, caption_lists: Sequence[Sequence[str]],
+                     show_progress: bool = False) -> None:
+        """Trajectory objective: keep the captions that solves recombine, and fill the buffer with
+        distill.initial_solves teacher solves, for the captions of the micro-batches from `start` on (their noise
+        drawn from those micro-batches' own generators, so a run that resumes at `start` fills it alike)."""
         d = self.cfg.distill
+        self.caption_lists = caption_lists
         wanted = min(d.initial_solves, d.buffer_solves) - len(self.buffer)
         if d.objective != "trajectory" or wanted <= 0:
             return
@@ -278,9 +285,21 @@ class LcmDistill(FullFinetune):
 
     def queue_solves(self, latent_shape: torch.Size, embeds: torch.Tensor, count: int,
                      generator: torch.Generator) -> None:
-        """Queue `count` solves for these captions, their noise and guidance drawn from `generator`."""
+        """Queue `count` solves for these captions (a distill.recombined_share of them swapped for recombined
+        ones), their noise, guidance and recombinations drawn from `generator`."""
         noise = torch.randn((count, *latent_shape), generator=generator)  # the data's latent shape
-        self.queue.append((noise, embeds.detach(), draw_guidance(count, self.w_range, generator)))
+        w = draw_guidance(count, self.w_range, generator)
+        embeds = embeds[:count].detach()
+        share = self.cfg.distill.recombined_share
+        if share > 0:  # drawn after the rest, so that a run without recombinations keeps its random stream
+            swap = (torch.rand(count, generator=generator) < share).nonzero()[:, 0]
+            if len(swap):
+                prompts = recombined_prompts(self.caption_lists, len(swap), generator)
+                with torch.no_grad():
+                    new = encode_prompts(self.tokenizer, self.text_encoder, prompts)
+                embeds = embeds.clone()
+                embeds[swap.to(embeds.device)] = new.to(embeds.device, embeds.dtype)
+        self.queue.append((noise, embeds, w))
 
     @property
     def w_range(self) -> tuple[float, float]:

@@ -242,7 +242,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None,
                             workers=max(cfg.data.num_workers, 1))
     with accelerator.autocast():  # as each step's loss runs: a teacher's solves share it
-        target.before_steps(batches, start, tc, device, accelerator.is_local_main_process)
+        target.before_steps(batches, start, tc, device, dataset.caption_lists, accelerator.is_local_main_process)
     unet.train()
     accum = tc.gradient_accumulation_steps
     t_last, steps_since = time.perf_counter(), 0

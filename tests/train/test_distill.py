@@ -1,8 +1,8 @@
 """Latent Consistency Distillation on the tiny model: the loss falls, 2-step samples follow the prompt's colour,
 the result is a student folder (LCMScheduler, its own defaults) that stock diffusers samples, and resume is exact.
 Trajectory distillation (distill.objective trajectory): the teacher's solve is its DDIM sampler, the buffer keeps
-the latest solves and is filled before the first step (alike after a resume), and a short run brings a student's
-jumps closer to where the teacher's solves end."""
+the latest solves and is filled before the first step (alike after a resume), a share of solves can be for
+recombined captions, and a short run brings a student's jumps closer to where the teacher's solves end."""
 
 import json
 import subprocess
@@ -304,7 +304,7 @@ def _fill(teacher_folder, out, start, *overrides):
         e[:, 0, 0] = step
         return torch.zeros(8, 4, 8, 8), e, torch.Generator().manual_seed(1000 * step + micro)
 
-    target.before_steps(batches, start, cfg.train_unet, torch.device("cpu"))
+    target.before_steps(batches, start, cfg.train_unet, torch.device("cpu"), [["a red square"], ["a blue circle"]])
     return target
 
 
@@ -321,3 +321,30 @@ def test_the_buffer_is_filled_before_the_first_step_and_alike_after_a_resume(tin
     assert len(_fill(tiny_run, tmp_path / "d", 5, "distill.initial_solves=0").buffer) == 0
     consistency = _fill(tiny_run, tmp_path / "e", 5, "distill.initial_solves=40", "distill.objective=consistency")
     assert len(consistency.buffer) == 0
+
+
+def test_a_share_of_solves_is_for_recombined_captions_with_the_same_noise_and_guidance(tiny_run, tmp_path):
+    from itertools import combinations
+
+    from ldm.models import encode_prompts
+
+    plain = _fill(tiny_run, tmp_path / "a", 0, "distill.initial_solves=32")
+    mixed = _fill(tiny_run, tmp_path / "b", 0, "distill.initial_solves=32", "distill.recombined_share=1")
+    half = _fill(tiny_run, tmp_path / "c", 0, "distill.initial_solves=32", "distill.recombined_share=0.5")
+    # noise (each solve's first point) and guidance are drawn before the recombinations, as without them
+    for other in (mixed, half):
+        assert torch.equal(other.buffer.points[:32, -1], plain.buffer.points[:32, -1])
+        assert torch.equal(other.buffer.w[:32], plain.buffer.w[:32])
+    # every recombined solve is for words of one of the images' captions ("a red square", "a blue circle"), in order
+    wordings = [" ".join(c) for caption in ("a red square", "a blue circle")
+                for k in (1, 2, 3) for c in combinations(caption.split(), k)]
+    with torch.no_grad():
+        known = encode_prompts(mixed.tokenizer, mixed.text_encoder, wordings)
+    match = (mixed.buffer.embeds[:32, None] - known[None]).abs().flatten(2).amax(2) < 1e-4
+    assert match.any(1).all()
+    assert len(set(match.float().argmax(1).tolist())) > 4  # many wordings, both images
+    batch_rows = (half.buffer.embeds[:32] - plain.buffer.embeds[:32]).abs().flatten(1).amax(1) == 0
+    assert 6 < int(batch_rows.sum()) < 26  # about half kept the micro-batch's caption
+    with pytest.raises(LdmError, match="'distill.recombined_share'"):
+        from ldm.config import load_config
+        load_config(TINY, ["distill.recombined_share=1.5"])
