@@ -124,6 +124,44 @@ def generalisation(model: SamplingModel, reference: Reference, settings: Setting
     return sum(ok for *_, ok in details) / len(details), chance, details
 
 
+def landings(model: SamplingModel, reference: Reference, prompts: Sequence[str], settings: Settings, seed: int = 0,
+             batch_size: int = 16) -> torch.Tensor:
+    """The dataset image (twins as one: the group's lowest index) each prompt's image is nearest to; a student's
+    landings against its teacher's from the same seeds say how well it copies them, apart from the teacher's own
+    quality."""
+    images = model.generate([ImageSpec(p, seed + k) for k, p in enumerate(prompts)], settings, batch_size)
+    return reference.twin_of[nearest(image_features(images), reference.features, 1)[:, 0]]
+
+
+def agreement_table(student: SamplingModel, teacher: SamplingModel, reference: Reference,
+                    steps: Sequence[int | None], captions: int = 200) -> str:
+    """How often the student's image lands where its teacher's deterministic solve (DDIM over the student's
+    skeleton, at the student's guidance) from the same seed does, on the fidelity captions and the paraphrases."""
+    skeleton = int(student.pipe.scheduler.config.get("original_inference_steps") or 50)
+    prompt_sets = {"training captions": [escape(reference.captions[i]) for i in caption_sample(reference, captions)]}
+    if any(reference.family_share(keywords) > 0 for keywords in PARAPHRASES.values()):
+        prompt_sets["paraphrases"] = list(PARAPHRASES)
+    prompt_sets = {name: prompts for name, prompts in prompt_sets.items() if prompts}
+    if not prompt_sets:
+        return "agreement with the teacher: not measured (no training caption names a single image)"
+    lines = [f"agreement with {teacher.name}'s DDIM {skeleton}-step solve from the same seed (share landing on the "
+             "same dataset image):", "| student | " + " | ".join(prompt_sets) + " |",
+             "|---" * (len(prompt_sets) + 1) + "|"]
+    solves = {}  # (guidance, prompt set) -> the teacher's landings, made once for every step count
+    for n in steps:
+        s = student.resolve(Settings(steps=n))
+        t = teacher.resolve(Settings(steps=skeleton, scheduler="ddim", guidance_scale=s.guidance_scale))
+        shares = []
+        for name, prompts in prompt_sets.items():
+            if (t.guidance_scale, name) not in solves:
+                solves[t.guidance_scale, name] = landings(teacher, reference, prompts, t)
+            shares.append(float((landings(student, reference, prompts, s) == solves[t.guidance_scale, name])
+                                .float().mean()))
+        lines.append(f"| {s.scheduler}, {s.steps} step{'s' * (s.steps > 1)} | "
+                     + " | ".join(f"{x:.3f}" for x in shares) + " |")
+    return "\n".join(lines)
+
+
 @dataclass
 class Variety:
     """How a model answers general prompts ("a fruit"): per prompt, the distinct dataset images (twins as one)

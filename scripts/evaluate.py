@@ -49,7 +49,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from ldm.data.dataset import build_dataset
-    from ldm.evaluate import Reference, evaluate_model, format_comparison, format_table, update_card
+    from ldm.evaluate import Reference, agreement_table, evaluate_model, format_comparison, format_table, update_card
     from ldm.io import write_text_atomic
     from ldm.sampling.sampler import load_sampling_model
 
@@ -69,14 +69,17 @@ def main() -> None:
         return f"{model.name} ({s.scheduler}, {s.steps} step{'s' * (s.steps > 1)})", result
 
     columns = [column(model, Settings(steps=steps)) for steps in args.steps or [None]]
-    if args.compare:
-        columns.append(column(load_sampling_model(args.compare, args.device), Settings()))
+    teacher = load_sampling_model(args.compare, args.device) if args.compare else None
+    if teacher is not None:
+        columns.append(column(teacher, Settings()))
     bar.close()
     if len(columns) == 1:
         table = format_table(columns[0][1].rows, columns[0][1].not_measured)
     else:
         table = format_comparison(columns)
     print(table)
+    if teacher is not None and model.is_student and not teacher.is_student:
+        print(agreement_table(model, teacher, reference, args.steps or [None], args.captions))
     if args.write_card:
         card = Path(args.card) if args.card else model_dir / "README.md"
         text = card.read_text(encoding="utf-8") if card.is_file() else f"# {model_dir.name}\n"

@@ -129,3 +129,40 @@ def test_general_variety_counts_distinct_twins_and_family_hits():
     assert variety.in_family == (4 / 5 + 5 / 5) / 2
     assert variety.most == (3 + 1) / 2  # the fruit family has 3 distinct pictures, the animal faces 1
     assert variety.chance == (3 / 5 + 1 / 5) / 2
+
+
+class _Stub(_FixedImages):
+    """A stand-in model for the agreement table: preset images, a student's skeleton, the settings it was asked."""
+
+    def __init__(self, images: torch.Tensor, name: str):
+        from types import SimpleNamespace
+
+        super().__init__(images)
+        self.name, self.asked = name, []
+        self.pipe = SimpleNamespace(scheduler=SimpleNamespace(config={"original_inference_steps": 50}))
+
+    def resolve(self, settings):
+        import dataclasses
+
+        return dataclasses.replace(settings, steps=settings.steps or 4, scheduler=settings.scheduler or "lcm",
+                                   guidance_scale=settings.guidance_scale or 3.0)
+
+    def generate(self, specs, settings, batch_size=16, progress=None):
+        self.asked.append(settings)
+        return super().generate(specs, settings, batch_size, progress)
+
+
+def test_agreement_is_the_share_landing_on_the_teachers_image_and_the_teacher_solves_once():
+    from ldm.evaluate import agreement_table
+
+    ref, images = _reference()
+    ref.captions[9] = "thing 9"  # ten captions, each naming one image
+    # the student lands where the teacher does for 6 of the 10 prompts, and swaps the last two pairs
+    student = _Stub(images[[0, 1, 2, 3, 4, 5, 7, 6, 9, 8]], "student")
+    teacher = _Stub(images, "teacher")
+    table = agreement_table(student, teacher, ref, [1, 4]).splitlines()
+    assert "teacher's DDIM 50-step solve" in table[0] and table[1] == "| student | training captions |"
+    assert table[3:] == ["| lcm, 1 step | 0.600 |", "| lcm, 4 steps | 0.600 |"]
+    # the teacher's deterministic solve at the student's guidance, made once for both step counts
+    assert [(s.scheduler, s.steps, s.guidance_scale) for s in teacher.asked] == [("ddim", 50, 3.0)]
+    assert [s.steps for s in student.asked] == [1, 4]

@@ -43,6 +43,16 @@ def test_compare_puts_another_model_in_a_column_beside(tiny_run, tiny_pipeline):
     assert float(psnr[1]) != float(psnr[2])  # two models, two measurements
 
 
+def test_a_student_beside_its_teacher_gets_the_agreement_report(tiny_pipeline, tmp_path):
+    from support import make_random_pipeline
+
+    student = make_random_pipeline(tmp_path / "student", seed=1, student=True)
+    proc = run_script("scripts/evaluate.py", "--model", str(student), "--teacher", str(tiny_pipeline),
+                      "--device", "cpu")
+    # the shapes' captions each name many images, so there is nothing to agree on; said in one line
+    assert "agreement with the teacher: not measured" in proc.stdout and "Traceback" not in proc.stderr
+
+
 def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
     config = yaml.safe_load((tiny_pipeline / "ldm_config.yaml").read_text())
     config["data"].update(source="imagefolder", path=str(tmp_path / "data" / "emoji64"))
