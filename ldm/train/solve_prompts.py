@@ -1,9 +1,10 @@
 """Wordings the teacher solves for in trajectory distillation beyond the dataset's own captions.
 
 A student distilled on the training captions alone copies the teacher well there and worse on wordings it
-never saw (the emoji student: top-1 fidelity 0.01 below its teacher's ODE on dataset captions, 0.08 below on
-paraphrases). The student's target is the teacher's output, not an image, so any wording can be distilled:
-recombining one image's captions gives new wordings near what that image shows, from the training data alone.
+never saw (the emoji student's image lands where its teacher's deterministic solve from the same seed does for
+0.875 of training captions and 0.496 of paraphrases: scripts/evaluate.py --teacher). The student's target is
+the teacher's output, not an image, so any wording can be distilled: recombining one image's captions gives new
+wordings near what that image shows, from the training data alone.
 """
 
 from __future__ import annotations
