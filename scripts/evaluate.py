@@ -79,6 +79,7 @@ def main() -> None:
         table = format_comparison(columns)
     print(table)
     if teacher is not None and model.is_student and not teacher.is_student:
+        print("agreement with the teacher: its deterministic solves take a few minutes on a CPU", file=sys.stderr)
         print(agreement_table(model, teacher, reference, args.steps or [None], args.captions))
     if args.write_card:
         card = Path(args.card) if args.card else model_dir / "README.md"
