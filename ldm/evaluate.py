@@ -78,6 +78,14 @@ class Reference:
         """Fraction of dataset images whose caption names the family (the chance baseline)."""
         return sum(_in_family(c, keywords) for c in self.captions) / len(self.captions)
 
+    def landing(self, images: torch.Tensor) -> torch.Tensor:
+        """The dataset image each image is nearest to, twins as one (the group's lowest index)."""
+        return self.twin_of[nearest(image_features(images), self.features, 1)[:, 0]]
+
+    def names_paraphrase_families(self) -> bool:
+        """Whether any caption names an emoji family the paraphrases ask for (else generalisation cannot apply)."""
+        return any(self.family_share(keywords) > 0 for keywords in PARAPHRASES.values())
+
 
 def _in_family(caption: str, keywords: Sequence[str]) -> bool:
     caption = caption.lower()
@@ -130,7 +138,7 @@ def landings(model: SamplingModel, reference: Reference, prompts: Sequence[str],
     landings against its teacher's from the same seeds say how well it copies them, apart from the teacher's own
     quality."""
     images = model.generate([ImageSpec(p, seed + k) for k, p in enumerate(prompts)], settings, batch_size)
-    return reference.twin_of[nearest(image_features(images), reference.features, 1)[:, 0]]
+    return reference.landing(images)
 
 
 def agreement_table(student: SamplingModel, teacher: SamplingModel, reference: Reference,
@@ -139,7 +147,7 @@ def agreement_table(student: SamplingModel, teacher: SamplingModel, reference: R
     skeleton, at the student's guidance) from the same seed does, on the fidelity captions and the paraphrases."""
     skeleton = int(student.pipe.scheduler.config.get("original_inference_steps") or 50)
     prompt_sets = {"training captions": [escape(reference.captions[i]) for i in caption_sample(reference, captions)]}
-    if any(reference.family_share(keywords) > 0 for keywords in PARAPHRASES.values()):
+    if reference.names_paraphrase_families():
         prompt_sets["paraphrases"] = list(PARAPHRASES)
     prompt_sets = {name: prompts for name, prompts in prompt_sets.items() if prompts}
     if not prompt_sets:
@@ -180,7 +188,7 @@ def general_variety(model: SamplingModel, reference: Reference, settings: Settin
     """Means over the general prompts of the distinct emoji their `seeds` images land on, and of the share in family."""
     specs = [ImageSpec(p, s) for p in prompts for s in range(seeds)]
     images = model.generate(specs, settings, batch_size)
-    hits = reference.twin_of[nearest(image_features(images), reference.features, 1)[:, 0]].view(len(prompts), seeds)
+    hits = reference.landing(images).view(len(prompts), seeds)
     distinct, in_family, most, chance = [], [], [], []
     for row, keywords in zip(hits.tolist(), prompts.values(), strict=True):
         distinct.append(len(set(row)))
@@ -269,7 +277,7 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
         rows.append(Row("prompt fidelity top-5", top5, 5 / n, "chance"))
     else:
         skipped.append("prompt fidelity (no training caption names a single image)")
-    if any(reference.family_share(keywords) > 0 for keywords in PARAPHRASES.values()):
+    if reference.names_paraphrase_families():
         accuracy, chance, _ = generalisation(model, reference, settings)
         rows.append(Row(f"generalisation ({len(PARAPHRASES)} paraphrases)", accuracy, chance, "chance", ">= 0.80"))
         variety = general_variety(model, reference, settings)

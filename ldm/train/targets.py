@@ -289,7 +289,7 @@ class LcmDistill(FullFinetune):
         ones), their noise, guidance and recombinations drawn from `generator`."""
         noise = torch.randn((count, *latent_shape), generator=generator)  # the data's latent shape
         w = draw_guidance(count, self.w_range, generator)
-        embeds = embeds[:count].detach()
+        embeds = embeds.detach()
         share = self.cfg.distill.recombined_share
         if share > 0:  # drawn after the rest, so that a run without recombinations keeps its random stream
             swap = (torch.rand(count, generator=generator) < share).nonzero()[:, 0]
