@@ -19,8 +19,12 @@ INPAINT_AREA_LABELS = {"whole": "Whole picture", "masked": "Only masked"}  # AUT
 if TYPE_CHECKING:  # requests.py imports this module (to parse PNG text back into a request)
     from ldm.sampling.requests import ImageSpec, Settings
 
-# key: value pairs on the last line; a value is either "quoted JSON" or runs up to the next comma.
-_PAIR = re.compile(r'\s*([\w][\w \-/+.()]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# The longest `parameters` text read back. AUTOMATIC1111's own prompts stop at a few thousand characters;
+# beyond this it is not a picture's settings, and a server must not spend its time reading it.
+MAX_PARAMETERS_CHARS = 65536
+_KEY = re.compile(r"[\w][\w \-/+.()]*")
+# a quoted value: its alternatives cannot match the same text, so a failed match costs one pass, not a square
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')
 
 
 def _quote(value) -> str:
@@ -37,20 +41,41 @@ def format_parameters(prompt: str, negative_prompt: str, fields: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_fields(line: str) -> dict[str, str]:
+    """The `Key: value, ...` pairs of a settings line, in one pass (a value is "quoted JSON" or runs up to the
+    next comma; text that is no pair is skipped, as AUTOMATIC1111 skips it)."""
+    fields, at = {}, 0
+    while (colon := line.find(":", at)) >= 0:
+        key = line[max(at, line.rfind(",", at, colon) + 1):colon].strip()  # text before a comma: no pair
+        start = colon + 1
+        while start < len(line) and line[start] == " ":
+            start += 1
+        opens_quote = line.startswith('"', start)
+        quoted = _QUOTED.match(line, start) if opens_quote else None
+        end = quoted.end() if quoted else start
+        comma = line.find(",", end)
+        comma = len(line) if comma < 0 else comma
+        if _KEY.fullmatch(key):
+            if opens_quote:
+                try:
+                    fields[key] = json.loads(quoted.group() if quoted else line[start:comma])
+                except json.JSONDecodeError:
+                    raise LdmError(f"PNG parameters: badly quoted value for {key[:40]!r}") from None
+            else:
+                fields[key] = line[start:comma].strip()
+        at = comma + 1
+    return fields
+
+
 def parse_parameters(text: str) -> tuple[str, str, dict[str, str]]:
     """Split a `parameters` chunk into (prompt, negative prompt, {key: value string})."""
+    if len(text) > MAX_PARAMETERS_CHARS:
+        raise LdmError(f"PNG parameters are {len(text):,} characters long; ldm reads at most "
+                       f"{MAX_PARAMETERS_CHARS:,} (AUTOMATIC1111 never writes that much)")
     lines = text.strip("\n").split("\n")
-    if not lines or not _PAIR.match(lines[-1]) or "Steps:" not in lines[-1]:
+    fields = parse_fields(lines[-1])
+    if "Steps" not in fields:
         raise LdmError("PNG parameters have no 'Steps: ...' line; not written by ldm or AUTOMATIC1111")
-    fields = {}
-    for key, value in _PAIR.findall(lines[-1]):
-        value = value.strip()
-        if value.startswith('"'):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise LdmError(f"PNG parameters: badly quoted value for {key!r}") from None
-        fields[key.strip()] = value
     prompt_lines, negative = [], []
     for line in lines[:-1]:
         if line.startswith("Negative prompt:") or negative:
