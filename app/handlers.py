@@ -226,10 +226,12 @@ class Handlers:
     def xyz_plot(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, width: int | None = None,
                  height: int | None = None, x_axis: str = "", y_axis: str = "", z_axis: str = "",
-                 progress: Progress | None = None):
-        """An X/Y/Z plot of the prompt: (the labelled grid, the cells' PNG files). Each axis is `name=v1,v2`."""
+                 model: str | None = None, progress: Progress | None = None):
+        """An X/Y/Z plot of the prompt: (the labelled grid, the cells' PNG files). Each axis is `name=v1,v2`;
+        model: a name from self.models (default: the main model)."""
         prompt = self.prompt(prompt)
-        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt)
+        m = self.pick_model(model)
+        s = self.settings(steps, guidance, scheduler, width, height, negative_prompt, m)
         texts = []
         for what, text in (("X", x_axis), ("Y", y_axis), ("Z", z_axis)):
             if text is not None and not isinstance(text, str):
@@ -243,13 +245,13 @@ class Handlers:
         cells = plot_cells(axes, ImageSpec(prompt, seed), s)
         for cell in cells:  # each cell's values within the server's bounds, as a single request's are
             self.settings(cell.settings.steps, cell.settings.guidance_scale, cell.settings.scheduler, s.width,
-                          s.height, cell.settings.negative_prompt)
+                          s.height, cell.settings.negative_prompt, m)
             _server("seed", cell.spec.seed)
             _server("eta", cell.settings.eta)
-        check_work(1, sum(self.model.resolve(c.settings).steps for c in cells), s.width, s.height,
-                   self.model.default_size, self.work_budget)
+        check_work(1, sum(m.resolve(c.settings).steps for c in cells), s.width, s.height,
+                   m.default_size, self.work_budget)
         out = NumberedFolder(self.folder("xyz"))
-        paths = self.batcher.run(render_xyz, self.model, axes, ImageSpec(prompt, seed), s, out, len(cells), progress)
+        paths = self.batcher.run(render_xyz, m, axes, ImageSpec(prompt, seed), s, out, len(cells), progress)
         return str(paths[-1]), [str(p) for p in paths[:-1]]
 
     # ---- image to image and inpainting ---------------------------------------------------------------
@@ -315,6 +317,28 @@ class Handlers:
         prompt, negative, fields = parse_parameters(text)
         rows = [["Prompt", prompt], *([["Negative prompt", negative]] if negative else [])]
         return text, rows + [[key, value] for key, value in fields.items()]
+
+    def model_that_made(self, fields: dict[str, str]) -> str:
+        """The name of this server's model that a PNG's fields name (by its hash, else its name), else the main one."""
+        for name, model in self.models.items():
+            if fields.get("Model hash") == model.model_hash:
+                return name
+        return fields["Model"] if fields.get("Model") in self.models else self.model.name
+
+    def png_fields(self, text: str) -> tuple:
+        """A PNG's parameters as Generate's (prompt, negative, seed, steps, guidance, scheduler, width, height,
+        model name), each checked as typed input is; what the text does not say takes the model's default."""
+        if not text:
+            raise LdmError("drop a PNG with parameters first")
+        spec, settings, fields = spec_from_parameters(text)
+        name = self.model_that_made(fields)
+        try:  # a PNG is input like any other: a value no control can hold would wedge the page
+            prompt, seed = self.prompt(spec.prompt), _server("seed", spec.seed)
+            s = self.settings(settings.steps, settings.guidance_scale, settings.scheduler, settings.width,
+                              settings.height, settings.negative_prompt, self.models[name])
+        except LdmError as exc:
+            raise LdmError(f"PNG parameters: {exc}") from None
+        return prompt, s.negative_prompt, seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height, name
 
     # ---- animations ---------------------------------------------------------------------------------
     def animate(self, kind: str, prompts: list[str], seeds: list[int], frames, settings: Settings,
@@ -507,16 +531,6 @@ def parameters_summary(first: str, seeds: list[int]) -> str:
 
 
 # ---- hand-offs between tabs ---------------------------------------------------------------------------
-def generate_fields(text: str, model: SamplingModel) -> tuple:
-    """A PNG's parameters as the Generate tab's (prompt, negative, seed, steps, guidance, scheduler, width,
-    height); what the text does not say takes the model's default."""
-    if not text:
-        raise LdmError("drop a PNG with parameters first")
-    spec, settings, _ = spec_from_parameters(text)
-    s = model.resolve(settings)
-    return spec.prompt, s.negative_prompt, spec.seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height
-
-
 def picture_handoff(path, prompt: str | None = None) -> tuple[str, str | None]:
     """An image shown in another tab (a file, or Gradio's file data) and the first line of its prompt (None
     when there is none), for Image to image."""

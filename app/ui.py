@@ -8,7 +8,6 @@ from app.events import event
 from app.handlers import (
     Handlers,
     gallery_image,
-    generate_fields,
     morph_handoff,
     picture_handoff,
     run_seed,
@@ -67,10 +66,11 @@ def build_ui(h: Handlers) -> gr.Blocks:
                        [image] if prompt is None else [image, prompt], [edit.editor, edit.prompt, tabs],
                        api_visibility="private")
         # PNG Info: the parameters into Generate's controls, or the picture and its prompt into Image to image
-        info.to_generate.click(event(lambda text: (*generate_fields(text, h.model), gr.Tabs(selected="generate"))),
+        # the model too, so that a student's PNG is re-created by the student
+        info.to_generate.click(event(lambda text: (*h.png_fields(text), gr.Tabs(selected="generate"))),
                                info.text, [gen.prompt, gen.negative, gen.seed, gen.steps, gen.guidance, gen.scheduler,
-                                           gen.width, gen.height, tabs], api_visibility="private")
-        info.to_img2img.click(event(lambda path, text: (path, *generate_fields(text, h.model)[:3],
+                                           gen.width, gen.height, gen.model, tabs], api_visibility="private")
+        info.to_img2img.click(event(lambda path, text: (path, *h.png_fields(text)[:3],
                                                         gr.Tabs(selected="img2img"))),
                               [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],
                               api_visibility="private")

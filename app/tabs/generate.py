@@ -34,6 +34,7 @@ class GenerateTab:
     scheduler: gr.Dropdown
     width: gr.Slider
     height: gr.Slider
+    model: gr.Radio
 
 
 def seed_of(evt: gr.SelectData) -> int:
@@ -148,11 +149,13 @@ def build(h: Handlers) -> GenerateTab:
     with stop_slot:
         stop_button(h.stops, [job])
     plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
-                                             y_axis, z_axis], [plot_image, plot_files], h.stops, api_name="xyz_plot")
+                                             y_axis, z_axis, model], [plot_image, plot_files], h.stops,
+                    api_name="xyz_plot")
     with plot_stop:
         stop_button(h.stops, [plot_job])
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
-    model.change(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
+    # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
+    model.input(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
 
     follow = event(h.live_generate)
 
@@ -166,4 +169,4 @@ def build(h: Handlers) -> GenerateTab:
           preprocess=False, **LIVE_EVENT)
     gr.api(follow, api_name="live_generate")  # the same, for API callers: no switch to set
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
-                       guidance, scheduler, width, height)
+                       guidance, scheduler, width, height, model)

@@ -8,7 +8,7 @@ import csv
 import itertools
 from dataclasses import dataclass, replace
 
-from ldm.errors import LdmError
+from ldm.errors import LdmError, quoted
 from ldm.sampling.requests import ImageSpec, Settings
 
 MAX_AXES = 3
@@ -63,19 +63,19 @@ def parse_axis(text: str) -> Axis:
     name, sep, rest = text.partition("=")
     name = ALIASES.get(name.strip().lower(), name.strip().lower())
     if not sep or name not in AXES:
-        raise LdmError(f"--xyz takes AXIS=V1,V2,... with AXIS one of {', '.join(AXES)}; got {text!r}")
+        raise LdmError(f"an X/Y/Z axis is AXIS=V1,V2,... with AXIS one of {', '.join(AXES)}; got {quoted(text)}")
     try:
         raw = [v.strip() for v in next(csv.reader([rest], skipinitialspace=True))] if rest.strip() else []
     except csv.Error as exc:
-        raise LdmError(f"--xyz {name}: cannot read the values {rest!r} ({exc})") from None
+        raise LdmError(f"X/Y/Z axis {name}: cannot read the values {quoted(rest)} ({exc})") from None
     if not raw or any(v == "" for v in raw):
-        raise LdmError(f"--xyz {name}: give one or more comma-separated values, got {rest!r}")
+        raise LdmError(f"X/Y/Z axis {name}: give one or more comma-separated values, got {quoted(rest)}")
     kind = AXES[name].kind
     try:
         values = tuple(kind(v) for v in raw)
     except ValueError:
         what = "whole numbers" if kind is int else "numbers"
-        raise LdmError(f"--xyz {name}: values must be {what}, got {rest!r}") from None
+        raise LdmError(f"X/Y/Z axis {name}: values must be {what}, got {quoted(rest)}") from None
     return Axis(name, values)
 
 
@@ -83,15 +83,15 @@ def parse_axes(texts: list[str]) -> list[Axis]:
     """One to three distinct axes (X, then Y, then Z)."""
     axes = [parse_axis(t) for t in texts]
     if not 1 <= len(axes) <= MAX_AXES:
-        raise LdmError(f"--xyz takes 1 to {MAX_AXES} axes, got {len(axes)}")
+        raise LdmError(f"an X/Y/Z plot takes 1 to {MAX_AXES} axes, got {len(axes)}")
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
-        raise LdmError(f"--xyz names an axis twice: {', '.join(names)}")
+        raise LdmError(f"an X/Y/Z plot names an axis twice: {', '.join(names)}")
     count = 1
     for axis in axes:
         count *= len(axis.values)
     if count > MAX_CELLS:
-        raise LdmError(f"--xyz asks for {count} images; at most {MAX_CELLS} in one plot")
+        raise LdmError(f"the X/Y/Z axes ask for {count} images; at most {MAX_CELLS} in one plot")
     return axes
 
 
@@ -109,8 +109,8 @@ def plot_cells(axes: list[Axis], spec: ImageSpec, settings: Settings) -> list[Ce
     padded = [*axes, *[Axis("seed", (None,))] * (MAX_AXES - len(axes))]  # absent axes: one value, no change
     prompt_axis = next((a for a in axes if a.name == "prompt"), None)
     if prompt_axis is not None and prompt_axis.values[0] not in spec.prompt:
-        raise LdmError(f"--xyz prompt: the first value {prompt_axis.values[0]!r} (what to replace) is not in the "
-                       f"prompt {spec.prompt!r}")
+        raise LdmError(f"X/Y/Z axis prompt: the first value {quoted(prompt_axis.values[0])} (what to replace) is not "
+                       f"in the prompt {quoted(spec.prompt)}")
     cells = []
     for z, y, x in itertools.product(*(range(len(a.values)) for a in reversed(padded))):
         cell_spec, cell_settings = spec, settings

@@ -13,7 +13,6 @@ from app.handlers import (
     MAX_SEED,
     Handlers,
     gallery_image,
-    generate_fields,
     morph_handoff,
     picture_handoff,
     run_seed,
@@ -256,13 +255,32 @@ def test_png_info_reads_the_fields_and_sends_them_on(handlers, tmp_path):
     text, rows = Handlers.png_info({"path": paths[0], "orig_name": "x.png"})
     assert text == read_png_parameters(paths[0])
     assert rows[:3] == [["Prompt", "a (red:1.2) square"], ["Negative prompt", "blue"], ["Steps", "3"]]
-    assert generate_fields(text, handlers.model) == ("a (red:1.2) square", "blue", 21, 3, 3.0, "euler-a", 32, 32)
+    assert handlers.png_fields(text) == ("a (red:1.2) square", "blue", 21, 3, 3.0, "euler-a", 32, 32,
+                                         handlers.model.name)
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(LdmError, match="^plain.png carries no generation parameters"):
         Handlers.png_info({"path": str(tmp_path / "plain.png"), "orig_name": "plain.png"})
     assert gallery_image(None, [{"image": {"path": paths[0]}, "caption": "seed 21"}]) == paths[0]
     with pytest.raises(LdmError, match="generate an image first"):
         gallery_image(None, [])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("Seed", "-99999999999999999999", "PNG parameters: seed must be a whole number between 0 and 4294967295"),
+    ("Seed", "99999999999999999999", "PNG parameters: seed must be"),
+    ("Steps", "100000", "PNG parameters: steps must be a whole number between 1 and 100"),
+    ("CFG scale", "1e309", "PNG parameters: guidance scale must be a number between 0 and 30"),
+    ("Size", "100000x32", "PNG parameters: width must be between 8 and 128"),
+])
+def test_a_png_value_no_control_can_hold_is_refused_in_one_line(handlers, field, value, message):
+    # a seed beyond 64 bits wedged Gradio's event stream (the fields spun until a reload)
+    fields = {"Steps": 3, "Sampler": "Euler a", "CFG scale": 3, "Seed": 1, "Size": "32x32", field: value}
+    text = "a red square\n" + ", ".join(f"{k}: {v}" for k, v in fields.items())
+    with pytest.raises(LdmError, match=message) as caught:
+        handlers.png_fields(text)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(LdmError, match="prompt is longer than 500"):
+        handlers.png_fields("x" * 501 + "\nSteps: 3, Seed: 1")
 
 
 def test_xyz_plot_writes_the_grid_and_every_cell(handlers):
@@ -272,7 +290,10 @@ def test_xyz_plot_writes_the_grid_and_every_cell(handlers):
     for kwargs, message in (({}, "give at least one axis"), ({"x_axis": "steps=1,500"}, "steps must be"),
                             ({"x_axis": "prompt=green,blue"}, "is not in the prompt"),
                             ({"x_axis": "seed=" + ",".join(map(str, range(8))), "y_axis": "steps=90,100,100"},
-                             "too much work")):
+                             "too much work"),
+                            # a long axis is named, not repeated in the toast, and the UI has no --xyz flag
+                            ({"x_axis": "steps=" + "1" * 100_000 + ",x"}, r"^X/Y/Z axis steps: values must be whole "
+                             r"numbers, got '1{59}… \(100,002 characters\)$")):
         with pytest.raises(LdmError, match=message):
             handlers.xyz_plot("a red square", seed=5, steps=2, **kwargs)
 

@@ -156,3 +156,16 @@ def test_generate_renders_with_the_student_when_it_is_picked(handlers, tiny_mode
         handlers.generate("a red square", model="other")
     with pytest.raises(LdmError, match="must be one of the listed names"):
         handlers.generate("a red square", model=3)
+
+
+def test_a_students_png_sends_the_student_back_to_generate_and_xyz_plots_with_the_picked_model(handlers):
+    student = next(name for name, m in handlers.models.items() if m.is_student)
+    _, text, _ = handlers.generate("a red square", seed=3, num_images=1, model=student)
+    fields = handlers.png_fields(text)
+    assert fields[-1] == student and fields[2:6] == (3, 2, handlers.live.defaults.guidance, "lcm")
+    _, text, _ = handlers.generate("a red square", seed=3, steps=2, num_images=1)
+    assert handlers.png_fields(text)[-1] == handlers.model.name
+    _, cells = handlers.xyz_plot("a red square", seed=5, steps=2, guidance=1, scheduler="lcm", x_axis="seed=1,2",
+                                 model=student)
+    assert "Sampler: LCM" in read_png_parameters(cells[0])
+    assert f"Model hash: {handlers.live.model_hash}" in read_png_parameters(cells[0])

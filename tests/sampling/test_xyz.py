@@ -20,7 +20,7 @@ def test_axes_parse_values_aliases_and_quotes():
 
 
 @pytest.mark.parametrize("texts, message", [
-    (["steps"], "takes AXIS=V1,V2"),
+    (["steps"], "axis is AXIS=V1,V2"),
     (["colour=1,2"], "AXIS one of seed, prompt, steps"),
     (["steps=4,x"], "steps: values must be whole numbers"),
     (["guidance=1,,3"], "give one or more comma-separated values"),

@@ -78,7 +78,7 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["x", "--out", "/dev/null"], "--out /dev/null exists and is not a folder"),
     (["x", "--strength", "0.5"], "--strength needs --init-image"),
     (["x", "--mask", "m.png"], "--mask needs --init-image"),
-    (["x", "--xyz", "steps=2,x"], "--xyz steps: values must be whole numbers"),
+    (["x", "--xyz", "steps=2,x"], "X/Y/Z axis steps: values must be whole numbers"),
     (["x", "--xyz", "scheduler=euler,magic"], "unknown scheduler 'magic'"),
     (["x", "--masked-content", "blur"], "invalid choice: 'blur'"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--init-image", "a.png"], "make images, not seed walks"),
