@@ -20,7 +20,7 @@ from PIL import ImageChops
 from app.jobs import StopFlags
 from ldm.data.images import BadImage, decode_image, load_image, to_tensor
 from ldm.errors import LdmError
-from ldm.explore import PROJECTIONS, DatasetView, anomaly_percentile, channel_images, reconstruct
+from ldm.explore import DatasetView, anomaly_percentile, available_projections, channel_images, reconstruct
 from ldm.media import save_png, write_animation
 from ldm.outputs import NumberedFolder
 from ldm.render import render_xyz
@@ -414,8 +414,8 @@ class Handlers:
     def draw_map(self, space: str, method: str, points: int, picks: list, progress: Progress | None = None):
         """The 2-D map as SVG (picks marked), and what was drawn: {space, method, indices}."""
         view = self.need_view()
-        if _choice("projection", method) not in PROJECTIONS:
-            raise LdmError(f"projection must be one of {', '.join(PROJECTIONS)}")
+        if _choice("projection", method) not in available_projections():  # UMAP only where umap-learn imports
+            raise LdmError(f"projection must be one of {', '.join(available_projections())}")
         points = _server("map_points", points)
         self.wait_for_view(progress)
         indices = view.subset(points)

@@ -30,6 +30,15 @@ from ldm.shards import write_tensors
 PROJECTIONS = ("pca", "tsne", "umap")
 
 
+def available_projections() -> tuple[str, ...]:
+    """The projections this installation can draw: UMAP only where umap-learn imports."""
+    try:
+        import umap  # noqa: F401
+    except Exception:  # not installed, or broken (numba's imports fail in more ways than ImportError)
+        return tuple(p for p in PROJECTIONS if p != "umap")
+    return PROJECTIONS
+
+
 @dataclass
 class MapProjection:
     """A 2-D map of points, and for a linear map (PCA) the way back from a map position to the points' space."""

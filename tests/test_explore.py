@@ -1,14 +1,19 @@
 """Latent-space helpers: 2-D projections, principal directions, reconstruction report, SVG map."""
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
 
 from ldm.errors import LdmError
 from ldm.explore import (
+    PROJECTIONS,
     DatasetView,
     PrincipalDirections,
     anomaly_percentile,
+    available_projections,
     channel_images,
     project_2d,
     reconstruct,
@@ -122,3 +127,10 @@ def test_a_waiting_thread_sees_the_preparing_threads_progress(tiny_model):
     worker.join()
     assert view.ready and seen and all(total == 7 for _, total in seen)
     assert seen == sorted(seen) and seen[0][0] < 7  # the waiter reported the other thread's advance
+
+
+def test_umap_is_offered_only_where_umap_learn_imports(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # an import of it fails, as without umap-learn
+    assert available_projections() == ("pca", "tsne")
+    monkeypatch.setitem(sys.modules, "umap", types.ModuleType("umap"))
+    assert available_projections() == PROJECTIONS

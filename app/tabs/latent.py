@@ -7,7 +7,7 @@ import gradio as gr
 from app.events import event, stop_button, wire
 from app.handlers import Handlers
 from app.widgets import LIVE_EVENT, MAX_FRAMES, PANEL, run_buttons
-from ldm.explore import PROJECTIONS
+from ldm.explore import available_projections
 from ldm.sampling.limits import BOUNDS
 
 MAP_CSS = ".ldm-map .pt .thumb{display:none;pointer-events:none} .ldm-map .pt:hover .thumb{display:inline} " \
@@ -37,7 +37,7 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
         gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore.")
     with gr.Row():
         space = gr.Radio(["captions", "latents"], value="latents", label="Map of")
-        method = gr.Radio(list(PROJECTIONS), value="pca", label="Projection")
+        method = gr.Radio(list(available_projections()), value="pca", label="Projection")  # UMAP if installed
         points = gr.Slider(3, most, value=min(600, most), step=1, label="Points")
         draw = gr.Button("Draw map", variant="primary")
     with gr.Row():

@@ -304,3 +304,10 @@ def test_any_shown_picture_goes_to_image_to_image_with_its_prompts_first_line():
     assert picture_handoff("/f/pick.png") == ("/f/pick.png", None)
     with pytest.raises(LdmError, match="no image to send yet"):
         picture_handoff(None, "x")
+
+
+def test_a_projection_that_is_not_installed_is_refused_in_one_line(handlers, monkeypatch):
+    monkeypatch.setattr("app.handlers.available_projections", lambda: ("pca", "tsne"))  # as without umap-learn
+    with pytest.raises(LdmError, match="projection must be one of pca, tsne") as caught:
+        handlers.draw_map("latents", "umap", 8, [])
+    assert "\n" not in str(caught.value)
