@@ -6,6 +6,7 @@ import base64
 import hashlib
 import html
 import io
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -15,19 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ldm.cache import weights_digest
+from ldm.data.images import to_tensor
 from ldm.errors import LdmError
 from ldm.folders import folder_training_images
+from ldm.io import one_line
 from ldm.media import to_uint8
 from ldm.metrics import psnr
 from ldm.sampling.interpolate import slerp
 from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import Progress
-from ldm.shards import write_tensors
+from ldm.shards import metadata, write_tensors
 
 PROJECTIONS = ("pca", "tsne", "umap")
+MAP_FILE = Path("explorer") / "map.safetensors"  # in a pipeline folder: the explorer's map of its training set
+MAP_FORMAT = "ldm-explorer-map-1"
 
 
 def available_projections() -> tuple[str, ...]:
@@ -180,9 +186,12 @@ def channel_images(latent: torch.Tensor, size: int = 64) -> list[Image.Image]:
 
 
 def thumbnail_uri(image: torch.Tensor, size: int = 48) -> str:
-    """A (3, H, W) image in [0, 1] as a small PNG data URI."""
+    """A (3, H, W) image in [0, 1] as a PNG data URI, shrunk to `size` when larger."""
     buf = io.BytesIO()
-    Image.fromarray(to_uint8(image[None])[0]).resize((size, size), Image.NEAREST).save(buf, format="PNG")
+    picture = Image.fromarray(to_uint8(image[None])[0])
+    if picture.width > size:  # a smaller one (a map file's thumbnail) goes as it is: the browser scales it smoothly
+        picture = picture.resize((size, size), Image.NEAREST)
+    picture.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -246,6 +255,12 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str]
     return "".join(parts)
 
 
+def _digests(model) -> dict[str, str]:
+    """What a view's encodings depend on besides its images: the VAE's and the text encoder's weights."""
+    with model.exclusive():  # not while a request switches a LoRA into the text encoder
+        return {"vae": weights_digest(model.vae), "text_encoder": weights_digest(model.pipe.text_encoder)}
+
+
 def explorer_cache_dir() -> Path:
     """Where the explorer keeps its encodings: $XDG_CACHE_HOME/ldm/explorer (~/.cache/ldm/explorer)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldm" / "explorer"
@@ -258,14 +273,15 @@ class DatasetView:
     ERROR_IMAGES = 1024  # reconstruction errors of this many images are the yardstick for anomaly scores
     BATCH = 64
 
-    def __init__(self, images: torch.Tensor, captions: list[str], model, cache_dir: Path | None = None):
-        self.images = images  # (N, 3, H, W) in [-1, 1]
+    def __init__(self, images: torch.Tensor, captions: list[str], model, cache_dir: Path | None = None,
+                 encoded: dict[str, torch.Tensor] | None = None):
+        self.images = images  # (N, 3, H, W) in [-1, 1]; a map file's view: its small thumbnails
         self.captions = captions
         self.model = model
         self.vae = model.vae
         self.cache_dir = cache_dir  # None: encode in memory only
         self.done, self.total = 0, 1  # progress of prepare(), read by waiting threads
-        self._encoded: dict[str, torch.Tensor] | None = None
+        self._encoded = encoded  # given: a map file's, nothing left to prepare
         self._prepare_lock = threading.Lock()
         self._directions: PrincipalDirections | None = None
         self._thumbs: dict[int, str] = {}
@@ -290,10 +306,50 @@ class DatasetView:
 
         if data is None and model.folder is not None:
             data = folder_training_images(Path(model.folder))
+            shipped = Path(model.folder) / MAP_FILE
+            if data is None and shipped.is_file():  # the training images are not here: the map shipped with it
+                return cls.from_map(shipped, model)
         if data is None:
             return None
         cfg = DataConfig(source="imagefolder", path=str(data), resolution=model.default_size)
         return cls.from_dataset(build_dataset(cfg, "train"), model, limit, cache_dir)
+
+    @classmethod
+    def from_map(cls, path: str | Path, model) -> DatasetView:
+        """The view a map file (save_map's) holds: encodings, captions and thumbnails, without the images."""
+        path = Path(path)
+        try:
+            tensors, meta = load_file(str(path)), metadata(path)  # load_file checks the header first
+            captions = json.loads(meta["captions"])
+            strip = Image.open(io.BytesIO(tensors["thumbnails_png"].numpy().tobytes())).convert("RGB")
+            encoded = {name: tensors[name].float() for name in ("latents", "embeddings", "errors")}
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            raise LdmError(f"{path} is not an explorer map file ({one_line(exc)})") from None
+        if meta.get("format") != MAP_FORMAT or not len(captions) == len(encoded["latents"]) == \
+                len(encoded["embeddings"]) or strip.height != len(captions) * strip.width:
+            raise LdmError(f"{path} is not an explorer map file of format {MAP_FORMAT}")
+        if {key: meta.get(key) for key in ("vae", "text_encoder")} != _digests(model):
+            # its latents would decode to other pictures, its caption embeddings sit in another space
+            raise LdmError(f"{path} was made with another VAE or text encoder: rebuild it with "
+                           "scripts/build_explorer_map.py")
+        side = strip.width  # the thumbnails lie one under the other
+        images = to_tensor(strip).reshape(3, len(captions), side, side).transpose(0, 1).contiguous()
+        return cls(images, captions, model, encoded=encoded)
+
+    def save_map(self, path: str | Path, thumbnail: int = 32) -> None:
+        """Write what the map needs (fp16 latents and caption embeddings, reconstruction errors, captions and
+        `thumbnail`-pixel thumbnails) as one safetensors file that from_map reads without the images."""
+        self.wait()
+        thumbs = Image.new("RGB", (thumbnail, thumbnail * len(self)))
+        for k, picture in enumerate(to_uint8(self.images / 2 + 0.5)):
+            thumbs.paste(Image.fromarray(picture).resize((thumbnail, thumbnail), Image.BOX), (0, k * thumbnail))
+        buf = io.BytesIO()
+        # 256 colours: a quarter of a lossless PNG's bytes, and an emoji's few flat colours survive
+        thumbs.quantize(256).save(buf, format="PNG", optimize=True)
+        tensors = {"latents": self.latents.half(), "embeddings": self.embeddings.half(), "errors": self.errors,
+                   "thumbnails_png": torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)}
+        write_tensors(path, tensors, {"format": MAP_FORMAT, "captions": json.dumps(self.captions),
+                                      **_digests(self.model)})
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -301,9 +357,8 @@ class DatasetView:
     # ---- encodings, computed once -----------------------------------------------------------------
     def _cache_key(self) -> str:
         h = hashlib.sha256()
-        with self.model.exclusive():  # not while a request switches a LoRA into the text encoder
-            encoder = weights_digest(self.model.pipe.text_encoder)
-        for part in ("explorer-1", weights_digest(self.vae), encoder, "\n".join(self.captions)):
+        digests = _digests(self.model)
+        for part in ("explorer-1", digests["vae"], digests["text_encoder"], "\n".join(self.captions)):
             h.update(part.encode())
             h.update(b"\0")
         h.update(self.images.contiguous().view(torch.uint8).numpy().tobytes())
@@ -473,3 +528,21 @@ class DatasetView:
     def traversed(self, i: int, amounts: Sequence[float]) -> torch.Tensor:
         """Image i moved amounts[k] standard deviations along principal direction k: (3, H, W) in [0, 1]."""
         return decode_latents(self.vae, self.directions.traverse(self.latents[i], amounts)[None])[0]
+
+
+def build_map(model, path: str | Path, data: str | Path | None = None, points: int = 1000, seed: int = 0,
+              progress: Progress | None = None) -> DatasetView:
+    """Encode a fixed random `points` of the model's training images (or of the image folder `data`) and write
+    them as a map file (DatasetView.save_map) for the explorer to open without the images."""
+    if points < 3:
+        raise LdmError(f"a map needs at least 3 points, got {points}")
+    if data is None and model.folder is not None:
+        data = folder_training_images(Path(model.folder))
+    if data is None:
+        raise LdmError("the model's training images are not here: name their image folder")
+    full = DatasetView.for_model(model, data)
+    indices = full.subset(points, seed)
+    view = DatasetView(full.images[indices], [full.captions[i] for i in indices], model)
+    view.prepare(progress)
+    view.save_map(path)
+    return view

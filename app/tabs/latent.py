@@ -34,7 +34,8 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
     """Lay out the tab and wire its events; returns the picked point's image and its send-to button."""
     most = int(BOUNDS["map_points"].server_high)
     if h.view is None:
-        gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore.")
+        gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore, or give the model "
+                    "a map of its training set with `scripts/build_explorer_map.py`.")
     with gr.Row():
         space = gr.Radio(["captions", "latents"], value="latents", label="Map of")
         method = gr.Radio(list(available_projections()), value="pca", label="Projection")  # UMAP if installed

@@ -306,6 +306,19 @@ def test_any_shown_picture_goes_to_image_to_image_with_its_prompts_first_line():
         picture_handoff(None, "x")
 
 
+def test_the_latent_tab_works_from_a_map_file_without_the_images(tiny_model, tmp_path):
+    shapes = [make_shape(i, 32) for i in range(10)]
+    DatasetView(torch.stack([to_tensor(image) for image, _ in shapes]), [caption for _, caption in shapes],
+                tiny_model).save_map(tmp_path / "map.safetensors")
+    h = Handlers(tiny_model, DatasetView.from_map(tmp_path / "map.safetensors", tiny_model), tmp_path / "out")
+    svg, drawn = h.draw_map("latents", "pca", 8, [])
+    assert svg.count('class="pt"') == 8
+    path, picks, text, _ = h.pick(drawn, [], 2)
+    assert Image.open(path).size == (32, 32) and picks == [drawn["indices"][2]]
+    assert text == f"picked: “{shapes[picks[0]][1]}”"
+    assert Image.open(h.map_point(drawn, 120.0, 300.0)).size == (32, 32)
+
+
 def test_a_projection_that_is_not_installed_is_refused_in_one_line(handlers, monkeypatch):
     monkeypatch.setattr("app.handlers.available_projections", lambda: ("pca", "tsne"))  # as without umap-learn
     with pytest.raises(LdmError, match="projection must be one of pca, tsne") as caught:
