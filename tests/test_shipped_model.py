@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from support import run_script
 
 from ldm.data.images import to_tensor
-from ldm.explore import decode_latents, encode_latents
+from ldm.explore import MAP_FILE, DatasetView, decode_latents, encode_latents, prompt_features
 from ldm.metrics import image_features, mean_pairwise_distance
 from ldm.models import REFERENCE_FILE
 from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT, ImageSpec, Settings
@@ -17,9 +17,10 @@ from ldm.sampling.sampler import load_sampling_model
 
 def test_the_folder_is_small_safetensors_with_the_encoder_referenced_and_a_card():
     files = [p for p in DEFAULT_MODEL.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) <= 60 * 2**20
+    model = [p for p in files if p.parent.name != "explorer"]  # the explorer's map has its own bound (below)
+    assert sum(p.stat().st_size for p in model) <= 60 * 2**20
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".pkl")]
-    assert {p.parent.name for p in weights} == {"unet", "vae"}
+    assert {p.parent.name for p in weights} == {"unet", "vae", "explorer"}  # explorer: the map of its training set
     assert all(p.suffix == ".safetensors" for p in weights)
     assert [p.name for p in (DEFAULT_MODEL / "text_encoder").iterdir()] == [REFERENCE_FILE]
     vae = json.loads((DEFAULT_MODEL / "vae" / "config.json").read_text())
@@ -66,6 +67,20 @@ def test_a_general_prompt_gives_different_emoji_across_seeds(shipped, prompt):
     # release 3 (one caption per emoji) drew near-identical images: spread 1.1-1.3 against 6.9-7.4 here
     images = shipped.generate([ImageSpec(prompt, s) for s in range(4)], shipped.resolve(Settings()))
     assert mean_pairwise_distance(image_features(images)) > 4
+
+
+def test_the_shipped_explorer_map_opens_without_the_dataset_and_matches_the_model(shipped):
+    path = DEFAULT_MODEL / MAP_FILE
+    assert path.stat().st_size <= 3.2 * 2**20  # every re-ship stays in the repository's history
+    view = DatasetView.from_map(path, shipped)  # refused if made with another VAE or text encoder
+    assert 600 <= len(view) <= 1500 and len(set(view.captions)) == len(view)  # the tab's default 600 points, at most
+    sample = view.subset(16)
+    features = prompt_features(shipped, [view.captions[i] for i in sample])
+    assert torch.allclose(features, view.embeddings[sample], atol=5e-3)  # the captions are what was encoded
+    # each latent decodes to its own thumbnail (0.016 mean difference measured; 0.23 against its neighbour's)
+    decoded = torch.nn.functional.avg_pool2d(decode_latents(shipped.pipe.vae, view.latents[sample]), 2)
+    thumbnails = view.images[sample] / 2 + 0.5
+    assert (decoded - thumbnails).abs().mean() < 0.04 < (decoded - thumbnails.roll(1, 0)).abs().mean()
 
 
 def test_the_readme_main_job_samples_the_shipped_model(tmp_path):
