@@ -44,3 +44,19 @@ def test_png_keeps_pixels_and_parameters_and_animation_writes_its_set(tmp_path):
     assert [p.name for p in paths] == ["frame-0000.png", "frame-0001.png", "frame-0002.png", "grid.png",
                                        "animation.gif", "animation.mp4"]
     assert Image.open(paths[1]).text["parameters"] == "b"
+
+
+def test_gif_is_the_file_pil_writes_for_the_upscaled_frames(tmp_path):
+    # save_gif quantizes each frame at its own size and upscales after: the same palettes and bytes as
+    # handing PIL the upscaled RGB frames, on frames with more colours than a palette holds
+    from ldm.media import upscale_for_viewing
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.cat([torch.rand(3, 3, 17, 23, generator=g),
+                        torch.nn.functional.interpolate(torch.rand(3, 3, 4, 4, generator=g), size=(17, 23),
+                                                        mode="bilinear")])
+    images = [Image.fromarray(a) for a in upscale_for_viewing(to_uint8(frames), 256)]
+    images[0].save(tmp_path / "pil.gif", format="GIF", save_all=True, append_images=images[1:], duration=100,
+                   loop=0, disposal=1)
+    ours = save_gif(frames, tmp_path / "ours.gif", fps=10)
+    assert ours.read_bytes() == (tmp_path / "pil.gif").read_bytes()
