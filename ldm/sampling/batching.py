@@ -1,6 +1,8 @@
 """Several callers' generate requests served together: one thread runs the waiting requests that share
 their model and settings as one UNet batch, so a server's throughput grows with its load; other model work
-(MicroBatcher.run) takes its turn on the same thread.
+(MicroBatcher.run) takes its turn on the same thread, and so does live work (MicroBatcher.run_live: one
+waiting call per client, the newest; a bounded number of clients; turns taken with the rest, so a flood of
+slider moves cannot starve a queued request).
 
 Pixels do not change: an image depends only on its ImageSpec and the settings, never on the batch it
 ran in (SamplingModel.generate). A caller whose progress callback raises (a Stop) leaves its group at
@@ -73,15 +75,19 @@ class MicroBatcher:
     """Serves SamplingModel.generate requests from many threads, joining waiting ones for the same model with
     equal settings (a server may hold several models, e.g. a teacher and its few-step student)."""
 
-    def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True):
+    def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True,
+                 max_live: int = 16):
         self.model = model  # the default one
         self.max_images = max_images  # images in one call (one UNet batch)
+        self.max_live = max_live  # clients whose live call may wait at once; more are refused
         # How long the oldest request waits for others to join it. Under load, clients answered by one
         # batch send their next requests within milliseconds of each other; without a pause the first of
         # them would run alone and the rest wait for it.
         self.linger_s = linger_s
         self.calls = 0  # generate calls made, for tests and benchmarks
         self._pending: list[_Task] = []
+        self._live: dict[str, _Call] = {}  # each client's waiting live call, oldest client first
+        self._live_turn = True  # whether live work goes next when both kinds wait
         self._wake = threading.Condition()
         if own_thread:  # else the caller runs serve_forever(), e.g. on the main thread (see app/server.py)
             threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
@@ -102,6 +108,25 @@ class MicroBatcher:
         call = self._enqueue(_Call(functools.partial(fn, *args, **kwargs)))
         return call.outcome() if wait else None
 
+    def run_live(self, client: str, fn: Callable, *args, **kwargs):
+        """fn(*args, **kwargs) on the serving thread as live work (an image following a slider), and its result.
+
+        A client's newer call replaces its call still waiting, and every caller waiting on it gets the newest
+        result (a page sends its latest state; older states are never drawn). At most max_live clients wait;
+        live calls and other work take turns, so queued requests keep their pace whatever the live load.
+        """
+        work = functools.partial(fn, *args, **kwargs)
+        with self._wake:
+            call = self._live.get(client)
+            if call is not None:
+                call.fn = work  # not started yet: a call leaves the dict before it runs
+            elif len(self._live) >= self.max_live:
+                raise LdmError(f"the server is busy: {self.max_live} live requests are waiting; try again shortly")
+            else:
+                call = self._live[client] = _Call(work)
+                self._wake.notify()
+        return call.outcome()
+
     def _enqueue(self, job: _Task) -> _Task:
         with self._wake:
             self._pending.append(job)
@@ -109,10 +134,15 @@ class MicroBatcher:
         return job
 
     def _next_group(self) -> list[_Task]:
-        # the oldest request, and every later one with its settings that still fits (first come, first served)
+        # the oldest live call or the oldest request, in turns; with a request, every later one with its settings
+        # that still fits (first come, first served)
         with self._wake:
-            while not self._pending:
+            while not self._pending and not self._live:
                 self._wake.wait()
+            if self._live and (self._live_turn or not self._pending):
+                self._live_turn = False
+                return [self._live.pop(next(iter(self._live)))]
+            self._live_turn = True
             if isinstance(self._pending[0], _Call):
                 return [self._pending.pop(0)]
             deadline = time.monotonic() + self.linger_s
@@ -137,12 +167,13 @@ class MicroBatcher:
                 else:
                     self._serve(group)
                 with self._wake:
-                    idle = not self._pending
+                    idle = not self._pending and not self._live
                 if idle:
                     release_free_memory()
         finally:  # Ctrl-C or SIGTERM: nobody waits forever for an answer
             with self._wake:
-                waiting, self._pending = self._pending, []
+                waiting, self._pending = [*self._pending, *self._live.values()], []
+                self._live = {}
             for job in waiting:
                 job.fail(KeyboardInterrupt())
 

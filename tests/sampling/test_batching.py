@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -147,3 +148,56 @@ def test_requests_for_another_model_join_only_their_own(tiny_model, tiny_student
     assert teacher.calls == [[1], [3]] and student.calls == [[2, 4]]
     alone = tiny_student.generate([ImageSpec("x", 4)], tiny_student.resolve(SETTINGS))
     assert torch.equal(results["fast2"], alone)  # the student's own pixels, with its own defaults
+
+
+def _start_live(batcher, results, key, client, value, order):
+    def run():
+        try:
+            results.setdefault(key, batcher.run_live(client, lambda: order.append(value) or value))
+        except LdmError as exc:
+            results[key] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_live_work_keeps_each_clients_newest_call_and_takes_turns_with_queued_work(tiny_model):
+    batcher = MicroBatcher(tiny_model, own_thread=False, max_live=2)
+    results, order = {}, []
+    threads = []
+    for k, value in enumerate(("a1", "a2", "a3")):  # one client dragging a slider: only its newest state runs
+        threads.append(_start_live(batcher, results, f"a-caller{k}", "client-a", value, order))
+        _wait_for(lambda: "client-a" in batcher._live)
+    threads.append(_start_live(batcher, results, "b", "client-b", "b1", order))
+    _wait_for(lambda: len(batcher._live) == 2)
+    threads.append(_start_live(batcher, results, "c", "client-c", "c1", order))  # over the cap: refused at once
+    threads[-1].join(30)
+    assert isinstance(results["c"], LdmError) and "busy: 2 live requests are waiting" in str(results["c"])
+    for value in ("q1", "q2"):  # queued work (a walk, a decode) waiting beside the live calls
+        batcher.run(order.append, value, wait=False)
+    _wait_for(lambda: len(batcher._pending) == 2)
+    threading.Thread(target=batcher.serve_forever, daemon=True).start()
+    for thread in threads:
+        thread.join(30)
+    _wait_for(lambda: len(order) == 4)
+    assert order == ["a3", "q1", "b1", "q2"]  # turns: live, queued, live, queued; a1 and a2 never ran
+    assert [results[f"a-caller{k}"] for k in range(3)] == ["a3"] * 3 and results["b"] == "b1"
+
+
+def test_a_flood_of_live_calls_leaves_a_queued_request_its_turn(tiny_model):
+    # 32 clients keep one live call waiting each: a queued generate request still runs after at most one of them
+    batcher = MicroBatcher(tiny_model, max_live=64)
+    started, stop = [], threading.Event()
+
+    def flood(client):
+        while not stop.is_set():
+            batcher.run_live(client, lambda: started.append("live") or time.sleep(0.002))
+
+    for k in range(32):
+        threading.Thread(target=flood, args=(f"client-{k}",), daemon=True).start()
+    _wait_for(lambda: len(started) > 64)
+    before = len(started)
+    batcher.generate([ImageSpec("x", 1)], SETTINGS)
+    stop.set()
+    assert len(started) - before <= 2  # one live turn between the request's arrival and its own turn, at most
