@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ldm.errors import LdmError
 from ldm.sampling.schedulers import SCHEDULERS
@@ -100,6 +100,10 @@ def read_png_parameters(path: str | Path) -> str:
             text = image.info.get("parameters")
     except FileNotFoundError:
         raise LdmError(f"PNG not found: {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LdmError(f"cannot read {path}: decompression bomb (too many pixels to open)") from None
+    except UnidentifiedImageError:
+        raise LdmError(f"cannot read {path}: not an image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise LdmError(f"cannot read {path}: {exc}") from None
     if not text:

@@ -86,3 +86,14 @@ def test_quoting_and_stray_text_in_the_settings_line():
     assert fields == {"Steps": "4", "Note": 'a, "b": c', "Size": "64x64"}
     with pytest.raises(LdmError, match="badly quoted value for 'Note'"):
         parse_fields('Steps: 4, Note: "never closed')
+
+
+def test_a_bomb_or_a_file_that_is_no_image_is_one_line_of_ours(tmp_path):
+    from PIL import Image
+
+    Image.new("1", (40000, 40000)).save(tmp_path / "huge.png")  # 1.6 Gpx, 190 KB on disk
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(LdmError, match=r"huge.png: decompression bomb \(too many pixels to open\)$"):
+        read_png_parameters(tmp_path / "huge.png")
+    with pytest.raises(LdmError, match=r"notes.png: not an image$"):
+        read_png_parameters(tmp_path / "notes.png")
