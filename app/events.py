@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+from pathlib import Path
 
 import gradio as gr
 import torch
+from gradio import FileData
+from gradio.exceptions import InvalidPathError
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
 
 from app.jobs import StopFlags, stoppable
 from ldm.errors import LdmError
@@ -17,20 +23,30 @@ def fail(message: str):
     raise gr.Error(message, print_exception=False)
 
 
+def client_of(request) -> str:
+    """Who a request comes from, for live work's one-waiting-call-each: its session, else its address."""
+    session = getattr(request, "session_hash", None)
+    host = getattr(getattr(request, "client", None), "host", None)
+    return session or f"host:{host}"
+
+
 def event(handler, stops: StopFlags | None = None):
     """Wrap a handler of app.handlers for Gradio, keeping its signature (Gradio names API parameters from it).
 
     With `stops`, a handler that reports progress ends between two steps once its session's Stop is pressed.
+    A handler with a `client` parameter is told who calls (client_of); callers cannot set it.
     """
     signature = inspect.signature(handler)
     wants_progress = "progress" in signature.parameters
+    wants_client = "client" in signature.parameters
+    params = [p for p in signature.parameters.values() if p.name != "client"]
     if wants_progress:  # Gradio injects its tracker where a parameter defaults to gr.Progress()
-        params = [p.replace(default=gr.Progress()) if p.name == "progress" else p
-                  for p in signature.parameters.values()]
-        if stops is not None:  # and the session's request where a positional parameter is typed gr.Request
-            params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                            annotation=gr.Request))
-        signature = signature.replace(parameters=params)
+        params = [p.replace(default=gr.Progress()) if p.name == "progress" else p for p in params]
+    if (wants_progress and stops is not None) or wants_client:
+        # and the session's request where a positional parameter is typed gr.Request
+        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                        annotation=gr.Request))
+    signature = signature.replace(parameters=params)
 
     @functools.wraps(handler)
     def run(*args, **kwargs):
@@ -42,12 +58,18 @@ def event(handler, stops: StopFlags | None = None):
         request = arguments.pop("request", None)
         tracker = arguments.get("progress")
         if isinstance(tracker, gr.Progress):
-            arguments["progress"] = lambda done, total, desc=None: tracker((done, total), desc=desc, unit="steps")
+            # Gradio finds the event a report belongs to in context variables, which the model's thread (where the
+            # steps are counted) lacks: without this context every report was dropped and only a timer showed
+            context = contextvars.copy_context()
+            arguments["progress"] = lambda done, total, desc=None: context.run(
+                tracker, (done, total), desc=desc, unit="steps")
         session = getattr(request, "session_hash", None)
         if stops is not None and session is not None:
             arguments["progress"] = stoppable(arguments.get("progress"), stops.start(session))
+        if wants_client:
+            arguments["client"] = client_of(request)
         try:
-            return handler(**arguments) if wants_progress else handler(*args, **kwargs)
+            return handler(**arguments) if wants_progress or wants_client else handler(*args, **kwargs)
         except LdmError as exc:
             fail(str(exc))
         finally:
@@ -56,8 +78,40 @@ def event(handler, stops: StopFlags | None = None):
 
     run.__signature__ = signature
     # Gradio reads the type hints apart from the signature (typing.get_type_hints): give the wrapper its own
-    run.__annotations__ = {**getattr(handler, "__annotations__", {}), **({"request": gr.Request} if stops else {})}
+    hints = {k: v for k, v in getattr(handler, "__annotations__", {}).items() if k != "client"}
+    run.__annotations__ = {**hints, **({"request": gr.Request} if "request" in signature.parameters else {})}
     return run
+
+
+def shown_in(output: gr.Image, handler):
+    """event(handler) for a live image on the page: a refusal becomes the image's label and the stale image goes
+    (the page shows no message for an event outside the queue, so a refused slider move looked like no move)."""
+    run, label = event(handler), output.label
+
+    @functools.wraps(run)
+    def show(*args, **kwargs):
+        try:
+            return gr.update(value=run(*args, **kwargs), label=label)
+        except gr.Error as exc:
+            return gr.update(value=None, label=f"{label}: {exc.message}")
+
+    show.__signature__ = run.__signature__
+    return show
+
+
+def image_api(handler):
+    """event(handler) for API callers: the PNG it writes as a file they can fetch (Gradio serves it from its cache;
+    a path of the app's own folder is refused with 403)."""
+    run = event(handler)
+
+    @functools.wraps(run)
+    def answer(*args, **kwargs) -> dict:
+        path = run(*args, **kwargs)
+        return FileData(path=path, orig_name=Path(path).name, mime_type="image/png").model_dump()
+
+    answer.__signature__ = run.__signature__.replace(return_annotation=dict)
+    answer.__annotations__ = {**run.__annotations__, "return": dict}
+    return answer
 
 
 def stop_button(stops: StopFlags, jobs: list) -> gr.Button:
@@ -80,3 +134,50 @@ def wire(trigger, handler, inputs, outputs, stops: StopFlags | None = None, **op
     answer in one line. Uploads are still moved into Gradio's cache and checked to be there first.
     """
     return trigger(event(handler, stops), inputs, outputs, preprocess=False, **options)
+
+
+def _sent_files(value) -> list[str]:
+    # the user's names of the files in an input (Gradio's file data, also nested: an editor's background and layers)
+    if isinstance(value, dict):
+        if "path" in value or "orig_name" in value:
+            return [Path(str(value.get("orig_name") or value.get("path") or "file")).name]
+        return [name for v in value.values() for name in _sent_files(v)]
+    if isinstance(value, list | tuple):
+        return [name for v in value for name in _sent_files(v)]
+    return []
+
+
+def input_error(exc: BaseException, inputs: list) -> str:
+    """One line for an input Gradio itself refused, naming the user's file, never the server's copy of it."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        reason = "decompression bomb (too many pixels to open)"
+    elif isinstance(cause, UnidentifiedImageError):
+        reason = "not an image"
+    elif isinstance(cause, InvalidPathError) or "cannot be accessed" in str(cause):
+        reason = "not a file this server was sent (upload it again)"
+    elif isinstance(cause, ValidationError):
+        reason = "not a value this control takes"
+    else:
+        reason = f"cannot be read ({type(cause).__name__})"
+    files = _sent_files(inputs)
+    return f"cannot use {files[0]}: {reason}" if files else f"an input is {reason}"
+
+
+def one_line_inputs(demo: gr.Blocks) -> None:
+    """Make the checks Gradio runs before any handler (file in its cache, value of the component's type, the
+    picture decoded for a component that wants one) answer in one line, for every component of the app:
+    Gradio's own text names the server's copy of an upload, and it logs a traceback."""
+    checked = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, state, explicit_call=False):
+        try:
+            return await checked(block_fn, inputs, state, explicit_call)
+        except gr.Error as exc:
+            if not exc.print_exception:  # already one line of ours
+                raise
+            raise gr.Error(input_error(exc, inputs), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 (every input Gradio refuses is a user's input)
+            raise gr.Error(input_error(exc, inputs), print_exception=False) from None
+
+    demo.preprocess_data = preprocess_data

@@ -12,6 +12,7 @@ import random
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +20,16 @@ from PIL import ImageChops
 
 from app.jobs import StopFlags
 from ldm.data.images import BadImage, decode_image, load_image, to_tensor
-from ldm.errors import LdmError
-from ldm.explore import DatasetView, anomaly_percentile, available_projections, channel_images, reconstruct
+from ldm.errors import LdmError, quoted
+from ldm.explore import (
+    PROJECTIONS,
+    SPACES,
+    DatasetView,
+    anomaly_percentile,
+    available_projections,
+    channel_images,
+    reconstruct,
+)
 from ldm.media import save_png, write_animation
 from ldm.outputs import NumberedFolder
 from ldm.render import render_xyz
@@ -50,6 +59,7 @@ MAX_SEED = int(BOUNDS["seed"].server_high)
 LIVE_STEPS = 2
 KEEP_S = 900  # Gradio serves copies of a request's files, so ours are needed only until it has answered
 NO_LORA = "none"
+LOCAL = "local"  # the client a library caller's live calls count as (the web UI passes each session's own)
 
 
 def prune(folder: Path, max_age_s: float) -> None:
@@ -98,7 +108,7 @@ class Handlers:
 
     def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
                  loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16,
-                 batcher_thread: bool = True, live: SamplingModel | None = None):
+                 batcher_thread: bool = True, live: SamplingModel | None = None, max_live: int = 16):
         self.model, self.view, self.out_dir = model, view, out_dir
         # what the live controls render with: a few-step student when there is one, else the model itself
         self.live = live or model
@@ -110,7 +120,7 @@ class Handlers:
         self.work_budget = work_budget
         # all model work runs on the batcher's thread, and users' small requests with equal settings run
         # together; without a thread of its own, the caller runs self.batcher.serve_forever()
-        self.batcher = MicroBatcher(model, max_batch, own_thread=batcher_thread)
+        self.batcher = MicroBatcher(model, max_batch, own_thread=batcher_thread, max_live=max_live)
         self.stops = StopFlags()  # each session's Stop button (app/events.py checks them between steps)
 
     @property
@@ -391,7 +401,8 @@ class Handlers:
         if self.view is not None:
             self.wait_for_view(progress)
             pct = anomaly_percentile(r.error, self.view.errors)
-            report.append(f"**anomaly score** {pct:.0f}th percentile of the training set's reconstruction error")
+            report.append(f"**anomaly score** {ordinal(round(pct))} percentile of the training set's reconstruction "
+                          "error")
         channels = []
         for k, img in enumerate(channel_images(r.latent)):
             path = folder / f"channel-{k}.png"
@@ -411,33 +422,61 @@ class Handlers:
             raise LdmError("no dataset: start the app with --data DIR to explore the latent space")
         return self.view
 
+    def drawn_map(self, drawn) -> tuple[str, str, list[int]]:
+        """What a map shows, as the page (or an API caller) sends it back, checked: (space, method, indices)."""
+        self.need_view()
+        if not drawn or not isinstance(drawn, dict) or not drawn.get("indices"):
+            raise LdmError("draw the map first")
+        space, method, indices = drawn.get("space"), drawn.get("method"), drawn.get("indices")
+        if _choice("map space", space) not in SPACES:
+            raise LdmError(f"map space must be one of {', '.join(SPACES)}, got {quoted(space)}")
+        if _choice("projection", method) not in PROJECTIONS:
+            raise LdmError(f"projection must be one of {', '.join(PROJECTIONS)}, got {quoted(method)}")
+        bound = BOUNDS["map_points"]
+        if not isinstance(indices, list) or not bound.low <= len(indices) <= bound.server_high:
+            raise LdmError(f"a map holds {bound.low} to {bound.server_high} points")
+        self.picks(indices, "map points")
+        if len(set(indices)) != len(indices):
+            raise LdmError("a map's points must differ")
+        return space, method, indices
+
+    def picks(self, picks, what: str = "picks") -> list[int]:
+        """Picked points as the page sends them back: indices of the dataset's images."""
+        view = self.need_view()
+        if not isinstance(picks, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(view) for i in picks):
+            raise LdmError(f"{what} must be indices of the dataset's {len(view)} images")
+        return picks
+
     def draw_map(self, space: str, method: str, points: int, picks: list, progress: Progress | None = None):
         """The 2-D map as SVG (picks marked), and what was drawn: {space, method, indices}."""
         view = self.need_view()
+        if _choice("map space", space) not in SPACES:
+            raise LdmError(f"map space must be one of {', '.join(SPACES)}, got {quoted(space)}")
         if _choice("projection", method) not in available_projections():  # UMAP only where umap-learn imports
             raise LdmError(f"projection must be one of {', '.join(available_projections())}")
-        points = _server("map_points", points)
+        points, picks = _server("map_points", points), self.picks(picks or [])
         self.wait_for_view(progress)
         indices = view.subset(points)
-        svg, _ = view.map_svg(space, method, indices, picks or [])
+        svg, _ = view.map_svg(space, method, indices, picks)
         return svg, {"space": space, "method": method, "indices": indices}
 
     def pick(self, drawn: dict | None, picks: list, k) -> tuple[str, list, str, str]:
         """Point k of the drawn map: its image (decoded or generated), the picks with it last, their captions,
         and the map redrawn with the picks marked."""
         view = self.need_view()
-        indices = (drawn or {}).get("indices") or []
+        space, method, indices = self.drawn_map(drawn)
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(indices):
             raise LdmError("click on a point of the map")
         i = indices[k]
-        picks = ([*(picks or []), i])[-2:]
-        if drawn["space"] == "latents":
+        picks = ([*self.picks(picks or []), i])[-2:]
+        if space == "latents":
             image = self.batcher.run(view.decoded, i)
         else:
             image = self.batcher.generate([ImageSpec(escape(view.captions[i]), 0)], Settings())[0]
         path = str(save_png(image, self.folder("pick") / "pick.png"))
         labels = " → ".join(f"“{view.captions[p]}”" for p in picks)
-        svg, _ = view.map_svg(drawn["space"], drawn["method"], indices, picks)
+        svg, _ = view.map_svg(space, method, indices, picks)
         return path, picks, f"picked: {labels}", svg
 
     def interpolate_picks(self, drawn: dict | None, picks: list, frames: int, progress: Progress | None = None) -> str:
@@ -445,9 +484,10 @@ class Handlers:
         view = self.need_view()
         if not picks or len(picks) < 2 or not drawn:
             raise LdmError("pick two points on the map first")
+        space, _, _ = self.drawn_map(drawn)
         frames = _server("frames", frames)
-        a, b = picks[-2:]
-        if drawn["space"] == "captions":
+        a, b = self.picks(picks)[-2:]
+        if space == "captions":
             return self.animate("pick-morph", [view.captions[a], view.captions[b]], [0], frames,
                                 self.model.resolve(Settings()), progress)[0]
         images = self.batcher.run(view.slerp_images, a, b, frames)
@@ -459,7 +499,7 @@ class Handlers:
         view = self.need_view()
         if not picks:
             raise LdmError("pick a point on the map first")
-        amounts = [_server("direction", a) for a in amounts]
+        picks, amounts = self.picks(picks), [_server("direction", a) for a in amounts]
         image = self.batcher.run(view.traversed, picks[-1], amounts)
         return str(save_png(image, self.folder("traverse") / "traverse.png"))
 
@@ -470,18 +510,28 @@ class Handlers:
         steps = self.live.defaults.steps
         return min(steps, LIVE_STEPS) if self.live.is_student else steps
 
-    def live_image(self, spec: ImageSpec, guidance: float | None = None) -> str:
-        """One image from the live model (a student: a few steps, no CFG pass; at most LIVE_STEPS), as a PNG."""
+    def live_image(self, spec: ImageSpec | Callable[[], ImageSpec], guidance: float | None = None,
+                   client: str = LOCAL) -> str:
+        """One image from the live model (a student: a few steps, no CFG pass; at most LIVE_STEPS), as a PNG.
+
+        spec: the image, or what works it out on the model's thread; client: who asks (its newer call replaces
+        its waiting one, see MicroBatcher.run_live)."""
         model = self.live
         if guidance is not None:
             guidance = _server("guidance", guidance)
         s = model.resolve(Settings(guidance_scale=guidance, steps=self.live_steps))
-        image = self.batcher.run(model.generate, [spec], s)[0]
-        return str(save_png(image, self.folder("live") / f"live-{spec.seed}.png", model.parameters_text(spec, s)))
+
+        def render() -> str:
+            image_spec = spec() if callable(spec) else spec
+            image = model.generate([image_spec], s)[0]
+            return str(save_png(image, self.folder("live") / f"live-{image_spec.seed}.png",
+                                model.parameters_text(image_spec, s)))
+
+        return self.batcher.run_live(client, render)
 
     def live_generate(self, prompt: str, seed: int = 0, guidance: float | None = None, variation_seed: int = 1,
                       variation_strength: float = 0.0, concept_from: str = "", concept_to: str = "",
-                      concept_strength: float = 0.0) -> str:
+                      concept_strength: float = 0.0, client: str = LOCAL) -> str:
         """The image for the controls as they are now: seed, variation, and a concept direction's strength."""
         prompt = self.prompt(prompt)
         strength = _server("variation_strength", variation_strength)
@@ -492,35 +542,47 @@ class Handlers:
             raise LdmError("a concept slider needs both of its prompts (e.g. smiling face -> crying face)")
         spec = ImageSpec(prompt, _server("seed", seed), _server("seed", variation_seed) if strength else None,
                          strength, mix=concept_mix(concept_from, concept_to, concept))
-        return self.live_image(spec, guidance)
+        return self.live_image(spec, guidance, client)
 
-    def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0) -> str:
+    def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0, client: str = LOCAL) -> str:
         """The seed walk's frame at a position in [0, 1] along all its keyframes."""
         prompt, seeds = self.prompt(prompt), self.seeds(seeds)
         u = _server("position", position) * (len(seeds) - 1)
-        return self.live_image(spec_at(u, [prompt], seeds))
+        return self.live_image(spec_at(u, [prompt], seeds), client=client)
 
-    def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0) -> str:
+    def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0, client: str = LOCAL) -> str:
         """The prompt morph's frame at a position in [0, 1] along all its prompts (one per line)."""
         keyframes = self.prompt_lines(prompts)
         u = _server("position", position) * (len(keyframes) - 1)
-        return self.live_image(spec_at(u, keyframes, [_server("seed", seed)]))
+        return self.live_image(spec_at(u, keyframes, [_server("seed", seed)]), client=client)
 
-    def map_point(self, drawn: dict | None, x: float, y: float) -> str:
+    def map_point(self, drawn: dict | None, x: float, y: float, client: str = LOCAL) -> str:
         """The image at a position of the drawn map (SVG units): the latent map decodes the latent there
         (inverse PCA; t-SNE/UMAP blend the nearest points), the caption map generates from the nearest
         captions' embeddings blended."""
         view = self.need_view()
-        if not drawn or not drawn.get("indices"):
-            raise LdmError("draw the map first")
+        space, method, indices = self.drawn_map(drawn)
         for value in (x, y):
             if isinstance(value, bool) or not isinstance(value, int | float) or not -1e4 < value < 1e4:
-                raise LdmError(f"map position must be a number, got {value!r}")
-        if drawn["space"] == "latents":
-            image = self.batcher.run(view.image_at, drawn["method"], drawn["indices"], x, y)
-            return str(save_png(image, self.folder("live") / "map.png"))
-        first, mix = self.batcher.run(view.captions_at, drawn["method"], drawn["indices"], x, y)
-        return self.live_image(ImageSpec(first, 0, mix=mix))
+                raise LdmError(f"map position must be a number, got {quoted(value)}")
+        if method != "pca" and not view.has_projection(space, method, indices):
+            # t-SNE and UMAP take seconds to fit: a live call only reads a map that Draw map made
+            raise LdmError("this map is no longer the one drawn on the server: press Draw map again")
+        if space == "latents":
+            return self.batcher.run_live(
+                client, lambda: str(save_png(view.image_at(method, indices, x, y), self.folder("live") / "map.png")))
+
+        def blend() -> ImageSpec:
+            first, mix = view.captions_at(method, indices, x, y)
+            return ImageSpec(first, 0, mix=mix)
+
+        return self.live_image(blend, client=client)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def parameters_summary(first: str, seeds: list[int]) -> str:

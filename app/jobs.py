@@ -48,7 +48,7 @@ def stoppable(progress: Progress | None, flag: threading.Event) -> Progress:
 
     def report(done: int, total: int, *args) -> None:
         if flag.is_set():
-            raise Stopped("stopped")
+            raise Stopped(f"stopped at step {done} of {total}; a stopped request keeps nothing, so nothing was written")
         if progress is not None:
             progress(done, total, *args)
 

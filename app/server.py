@@ -38,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(default: the shipped student with the shipped model, else --model itself; 'none': --model)")
     p.add_argument("--lora", action="append", default=[], help="a LoRA file to offer in the picker (repeatable)")
     p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most; more are refused")
+    p.add_argument("--max-live", type=int, default=16,
+                   help="clients whose live image (a slider being dragged) may wait at once; more are refused "
+                        "(default 16; each waits for one image at most, its newest)")
     p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                    help=f"browser or API sessions whose state is kept (default {MAX_SESSIONS}; the least recently "
                         "used go first: each holds about 0.7 MB)")
@@ -85,6 +88,8 @@ def main(argv=None) -> None:
         raise LdmError(f"--max-work must be above 0, got {args.max_work}")
     if args.max_sessions < 1:
         raise LdmError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    if args.max_live < 1:
+        raise LdmError(f"--max-live must be at least 1, got {args.max_live}")
     for folder in (args.model, live_folder(args.model, args.live_model)):
         if folder:
             check_model_folder(folder)
@@ -107,7 +112,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     from app.handlers import Handlers
     from app.tabs.latent import MAP_CSS
     from app.ui import PAGE_JS, build_ui
-    from app.widgets import LIVE_CSS
+    from app.widgets import RESULT_CSS
     from ldm.explore import DatasetView, explorer_cache_dir
     from ldm.sampling.sampler import load_sampling_model
 
@@ -116,18 +121,19 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     live_model = load_sampling_model(live, args.device) if live else None
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
     handlers = Handlers(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
-                        args.max_batch, batcher_thread=False, live=live_model)
+                        args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live)
     if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
         handlers.batcher.run(view.prepare, wait=False)
     demo = build_ui(handlers)
     # each event runs one request at a time (Generate: up to --max-batch, joined into one batch); a bounded
-    # queue refuses the rest cleanly
-    demo.queue(default_concurrency_limit=1, max_size=args.queue_size)
+    # queue refuses the rest cleanly. api_open=False: a direct POST to /gradio_api/run/<name> would run a queued
+    # endpoint outside the queue and its limits
+    demo.queue(default_concurrency_limit=1, max_size=args.queue_size, api_open=False)
     exposed = args.share or args.host not in ("127.0.0.1", "localhost", "::1")
     if exposed and auth is None:
         print("warning: the app is reachable from other machines and has no --auth; anyone who can reach it "
               "can use this machine's CPU/GPU", file=sys.stderr)
-    launch(demo, args, auth, css=MAP_CSS + LIVE_CSS, js=PAGE_JS)
+    launch(demo, args, auth, css=MAP_CSS + RESULT_CSS, js=PAGE_JS)
     print(f"ldm web UI: {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else
                                                "  (--share for a public link)"), flush=True)
     # The model's work runs here, on the main thread, one request (or batch) at a time; Gradio's handler

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.events import event
+from app.events import event, one_line_inputs
 from app.handlers import (
     Handlers,
     gallery_image,
@@ -74,4 +74,5 @@ def build_ui(h: Handlers) -> gr.Blocks:
                                                         gr.Tabs(selected="img2img"))),
                               [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],
                               api_visibility="private")
+    one_line_inputs(demo)
     return demo

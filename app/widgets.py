@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.events import event, stop_button, wire
+from app.events import image_api, shown_in, stop_button, wire
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import ModelDefaults
 from ldm.sampling.schedulers import SCHEDULERS
@@ -13,9 +13,22 @@ MAX_STEPS = int(BOUNDS["steps"].server_high)
 MAX_FRAMES = int(BOUNDS["frames"].server_high)
 PROMPT_CHARS = int(BOUNDS["prompt_chars"].server_high)
 PANEL = 256  # px: image panels keep their size before they hold an image
-# live images (elem_classes "ldm-live") fill their panel: a 64 px image shown large, its pixels kept sharp
-LIVE_CSS = ".ldm-live img{width:100%;height:100%;object-fit:contain;image-rendering:pixelated}"
+# results (result_image, result_gallery) keep their pixels sharp when shown larger than they are (64 px images in
+# 256 px panels), and a single result fills its panel
+RESULT_CSS = (".ldm-pixels img{image-rendering:pixelated} "
+              ".ldm-fill img{width:100%;height:100%;object-fit:contain}")
 GUIDANCE_SLIDER = 15  # the slider's reach; the API accepts up to BOUNDS["guidance"]
+
+
+def result_image(label: str, **options) -> gr.Image:
+    """An image panel for a result: scaled up sharp (nearest), and no "drop an image here" (it is output only)."""
+    return gr.Image(label=label, type="filepath", height=options.pop("height", PANEL), interactive=False,
+                    elem_classes=["ldm-pixels", "ldm-fill"], **options)
+
+
+def result_gallery(label: str, **options) -> gr.Gallery:
+    """A gallery of results: thumbnails drawn sharp, and output only."""
+    return gr.Gallery(label=label, height="auto", interactive=False, elem_classes="ldm-pixels", **options)
 
 
 def sampler_controls(defaults: ModelDefaults) -> tuple:
@@ -28,9 +41,9 @@ def sampler_controls(defaults: ModelDefaults) -> tuple:
 def animation_outputs(tab: str) -> tuple:
     """GIF, MP4, a frame scrubber and the frame it shows (elem_id `<tab>-frame`), and the frames' paths."""
     with gr.Column():
-        return (gr.Image(label="Animation (GIF)", type="filepath", height=PANEL), gr.Video(label="MP4", height=PANEL),
+        return (result_image("Animation (GIF)"), gr.Video(label="MP4", height=PANEL, interactive=False),
                 gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False),
-                gr.Image(label="Frame", type="filepath", height=PANEL, elem_id=f"{tab}-frame"), gr.State([]))
+                result_image("Frame", elem_id=f"{tab}-frame"), gr.State([]))
 
 
 def frame_at(frames: list, k: int):
@@ -51,12 +64,12 @@ LIVE_EVENT = {"trigger_mode": "always_last", "show_progress": "hidden", "queue":
 
 
 def live(triggers: list, handler, inputs: list, output, api_name: str | None = None) -> None:
-    """Run `handler` whenever any trigger fires (a slider dragged, a key typed), as LIVE_EVENT says; API
-    callers get it as `api_name`, through the queue like the other endpoints."""
+    """Run `handler` whenever any trigger fires (a slider dragged, a key typed), as LIVE_EVENT says, a refusal
+    shown on the image; API callers get it as `api_name`, through the queue like the other endpoints."""
     if api_name:  # first: the private events below would otherwise take the handler's name for themselves
-        gr.api(event(handler), api_name=api_name)
+        gr.api(image_api(handler), api_name=api_name)
     for trigger in triggers:
-        wire(trigger, handler, inputs, output, **LIVE_EVENT)
+        trigger(shown_in(output, handler), inputs, output, preprocess=False, **LIVE_EVENT)
 
 
 def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, frame_handler,
@@ -73,8 +86,7 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
             go, stop_slot = run_buttons(label)
             position = gr.Slider(0, 1, value=0, step=0.01, label="Position (live: drag to see any frame)",
                                  elem_id=f"{tab}-position")
-            live_frame = gr.Image(label="Live frame", type="filepath", height=PANEL, elem_id=f"{tab}-live",
-                                  elem_classes="ldm-live")
+            live_frame = result_image("Live frame", elem_id=f"{tab}-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
     send = gr.Button("Send this frame to Image to image", elem_id=f"{tab}-send")
     job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)

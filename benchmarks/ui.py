@@ -192,3 +192,92 @@ def format_ui_report(rows: list[dict], model: str) -> str:
             lines.append(f"at {most} clients, --max-batch {r['max_batch']}: p95 {r['p95_s']:.2f} s with {r['model']} "
                          f"against {ours['p95_s']:.2f} s with {main}; {speed:.2f}x the requests/s")
     return "\n".join(lines)
+
+
+def page_event(url: str, elem_id: str) -> int:
+    """The id (fn_index) of the page's event outside the queue that draws into the component `elem_id`."""
+    with urllib.request.urlopen(f"{url}config", timeout=60) as answer:
+        config = json.load(answer)
+    target = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    return next(d["id"] for d in config["dependencies"] if d["outputs"] == [target] and d.get("queue") is False)
+
+
+def live_move(url: str, fn_index: int, session: str, position: float) -> str:
+    """One live move as a page sends it (a plain POST outside the queue, with its session): 'ok' or 'refused'."""
+    body = {"data": ["grinning face", "1, 2, 3", position], "fn_index": fn_index, "session_hash": session}
+    request = urllib.request.Request(f"{url}gradio_api/run/predict", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        update = json.load(answer)["data"][0]
+    return "ok" if update.get("value") else "refused"
+
+
+def bench_live_flood(model: str | Path, student: str | Path, clients: int = 32, requests: int = 10,
+                     steps: int = 14, pause_s: float = 0.04) -> dict:
+    """/generate latency (one image, sequential requests) on an idle server and while `clients` pages drag the
+    Seed walk's live position non-stop (each: a move, its answer, `pause_s` as a page's throttle, the next move)."""
+    import threading
+
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-flood-") as tmp:
+        server = Server(["--model", str(model), "--live-model", str(student)], log=Path(tmp) / "app.log")
+        try:
+            fn_index = page_event(server.url, "walk-live")
+            live_move(server.url, fn_index, "warm-up", 0.5)
+            run_load(server.url, 1, 2, steps)  # warm-up: first calls allocate and compile
+
+            def latencies() -> list[float]:
+                return sorted(run_load(server.url, 1, 1, steps)["p50_s"] for _ in range(requests))
+
+            idle = latencies()
+            stop, answers, errors = threading.Event(), [], []
+
+            def drag(k: int) -> None:
+                position = 0.0
+                while not stop.is_set():
+                    position = (position + 0.013) % 1
+                    try:
+                        answers.append(live_move(server.url, fn_index, f"flood-{k}", position))
+                    except Exception as exc:  # noqa: BLE001 (counted: the target is none)
+                        errors.append(repr(exc))
+                    time.sleep(pause_s)
+
+            threads = [threading.Thread(target=drag, args=(k,), daemon=True) for k in range(clients)]
+            for thread in threads:
+                thread.start()
+            time.sleep(2)  # the flood under way
+            t0, before = time.perf_counter(), len(answers)
+            flooded = latencies()
+            live_s = time.perf_counter() - t0
+            live_done = len(answers) - before
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            server.stop()
+        log = (Path(tmp) / "app.log").read_text()
+    return {"clients": clients, "requests": requests, "steps": steps, "idle": idle, "flooded": flooded,
+            "live_answers": live_done, "live_per_s": live_done / live_s,
+            "live_refused": answers.count("refused"), "live_total": len(answers), "errors": errors,
+            "tracebacks": log.count("Traceback")}
+
+
+def _p95(values: list[float]) -> float:
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+
+
+def format_flood_report(r: dict, model: str, student: str) -> str:
+    """The flood's figures, and the target: /generate's p95 under the flood at most twice its idle p95."""
+    from benchmarks.machine import machine_info
+
+    cpu = machine_info()
+    idle, flooded = _p95(r["idle"]), _p95(r["flooded"])
+    return "\n".join([
+        f"/generate ({Path(model).name}, 1 image, {r['steps']} steps, {r['requests']} requests one after another) "
+        f"while {r['clients']} pages drag the Seed walk's live position ({Path(student).name}); {cpu['cpu']}, "
+        f"{cpu['cpu_count']} CPUs",
+        f"idle:    p50 {statistics.median(r['idle']):.2f} s, p95 {idle:.2f} s",
+        f"flooded: p50 {statistics.median(r['flooded']):.2f} s, p95 {flooded:.2f} s  ->  {flooded / idle:.2f}x idle "
+        f"(target <= 2x)",
+        f"live frames answered meanwhile: {r['live_answers']} ({r['live_per_s']:.1f}/s); of all {r['live_total']} "
+        f"moves {r['live_refused']} refused as busy; errors {len(r['errors'])}, tracebacks in the log "
+        f"{r['tracebacks']}"])

@@ -32,6 +32,7 @@ from ldm.sampling.requests import Progress
 from ldm.shards import metadata, write_tensors
 
 PROJECTIONS = ("pca", "tsne", "umap")
+SPACES = ("captions", "latents")  # what a map places: caption embeddings or image latents
 MAP_FILE = Path("explorer") / "map.safetensors"  # in a pipeline folder: the explorer's map of its training set
 MAP_FORMAT = "ldm-explorer-map-1"
 
@@ -473,7 +474,7 @@ class DatasetView:
 
     def map_svg(self, space: str, method: str, indices: list[int], selected: Sequence[int] = ()) -> tuple[str, list]:
         """The SVG map of `indices` in 'captions' or 'latents' space, and the projected coordinates."""
-        if space not in ("captions", "latents"):
+        if space not in SPACES:
             raise LdmError(f"unknown space {space!r}: choose captions or latents")
         xy = self.projection(space, method, indices).xy
         chosen = [indices.index(i) for i in selected if i in indices]
@@ -489,6 +490,10 @@ class DatasetView:
             points = (self.embeddings if space == "captions" else self.latents.flatten(1))[indices]
             self._projections = {key: fit_map(points, method)}
         return self._projections[key]
+
+    def has_projection(self, space: str, method: str, indices: list[int]) -> bool:
+        """Whether that map is the one kept (its position lookups cost no fit)."""
+        return (space, method, tuple(indices)) in self._projections
 
     def latent_at(self, method: str, indices: list[int], svg_x: float, svg_y: float) -> torch.Tensor:
         """The latent under a position of the latent map: inverse PCA, else the nearest points' latents blended."""

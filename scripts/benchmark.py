@@ -55,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     ui.add_argument("--student", default=str(DEFAULT_STUDENT),
                     help="a few-step student the batched server also serves, picked per request (default: the "
                          "shipped student; 'none': skip)")
+    ui.add_argument("--flood", type=int, default=0, metavar="CLIENTS",
+                    help="instead: /generate's latency idle and while CLIENTS pages drag a live slider (the student's)")
     live = sub.add_parser("realtime", help="frames/s of a 48-frame seed walk and prompt morph: the few-step student, "
                           "its teacher and stock diffusers, with the time split")
     live.add_argument("--student", default=str(DEFAULT_STUDENT),
@@ -121,6 +123,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise LdmError(f"--clients must be at least 1, got {min(args.clients)}")
     if args.command == "ui" and args.student != "none":
         check_model_folder(args.student, "--student")
+    if args.command == "ui" and args.flood and (args.flood < 1 or args.student == "none"):
+        raise LdmError("--flood takes a number of clients (at least 1) and a --student to render live frames")
     check_model_folder(args.model)
     if args.command == "sample" and args.export:
         check_model_folder(args.export)
@@ -243,6 +247,11 @@ def main() -> None:
         from benchmarks.live import bench_live, format_live_report
 
         print(format_live_report(bench_live(args.model, args.samples)))
+    elif args.command == "ui" and args.flood:
+        from benchmarks.ui import bench_live_flood, format_flood_report
+
+        report = bench_live_flood(args.model, args.student, args.flood, args.requests, args.steps)
+        print(format_flood_report(report, args.model, args.student))
     elif args.command == "ui":
         from benchmarks.ui import bench_ui, format_ui_report
 

@@ -6,17 +6,17 @@ import gradio as gr
 
 from app.events import wire
 from app.handlers import Handlers
-from app.widgets import PANEL
+from app.widgets import PANEL, result_gallery, result_image
 
 
 def build(h: Handlers) -> None:
     """Lay out the tab and wire its events."""
     with gr.Row():
         upload = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=PANEL)
-        recon = gr.Image(label="Reconstruction", type="filepath", height=PANEL)
+        recon = result_image("Reconstruction")
     report = gr.Markdown(label="Report")
-    channels = gr.Gallery(label="Latent channels", columns=8, height="auto")
+    channels = result_gallery("Latent channels", columns=8)
     go = gr.Button("Reconstruct", variant="primary")
     wire(go.click, h.reconstruct, upload, [recon, report, channels], api_name="reconstruct")
     # a new image makes the last one's results stale
-    upload.change(lambda _: (None, "", []), upload, [recon, report, channels], api_visibility="private")
+    upload.change(lambda: (None, "", []), None, [recon, report, channels], api_visibility="private")

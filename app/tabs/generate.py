@@ -7,10 +7,18 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.events import event, stop_button, wire
+from app.events import image_api, shown_in, stop_button, wire
 from app.handlers import MAX_SEED, NO_LORA, Handlers
 from app.tabs.img2img import picked_image
-from app.widgets import GUIDANCE_SLIDER, LIVE_EVENT, MAX_STEPS, PANEL, PROMPT_CHARS, run_buttons
+from app.widgets import (
+    GUIDANCE_SLIDER,
+    LIVE_EVENT,
+    MAX_STEPS,
+    PROMPT_CHARS,
+    result_gallery,
+    result_image,
+    run_buttons,
+)
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.schedulers import SCHEDULERS
 from ldm.sampling.xyz import AXES
@@ -122,14 +130,13 @@ def build(h: Handlers) -> GenerateTab:
                     y_axis = gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y")
                     z_axis = gr.Textbox(label="Z axis", value="", elem_id="xyz-z")
                 plot, plot_stop = run_buttons("Plot", "xyz-button")
-                plot_image = gr.Image(label="X/Y/Z plot", type="filepath", elem_id="xyz-grid")
+                plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
                 plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
         with gr.Column(scale=3):
             live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
                                   value=False, elem_id="live-switch")
-            live_image = gr.Image(label="Live", type="filepath", height=PANEL, elem_id="live-image",
-                                  elem_classes="ldm-live")
-            gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="generate-gallery")
+            live_image = result_image("Live", elem_id="live-image")
+            gallery = result_gallery("Images", columns=4, elem_id="generate-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
             files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
             with gr.Row():
@@ -157,16 +164,16 @@ def build(h: Handlers) -> GenerateTab:
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
     model.input(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
 
-    follow = event(h.live_generate)
+    follow = shown_in(live_image, h.live_generate)
 
-    def when_live(on: bool, *values):
+    def when_live(request: gr.Request, on: bool, *values):  # Gradio puts the request where its parameter is
         # every control change arrives here; only with the switch on does it render
-        return follow(*values) if on else gr.skip()
+        return follow(*values, request=request) if on else gr.skip()
 
     inputs = [prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept]
     gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
            concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
           preprocess=False, **LIVE_EVENT)
-    gr.api(follow, api_name="live_generate")  # the same, for API callers: no switch to set
+    gr.api(image_api(h.live_generate), api_name="live_generate")  # the same, for API callers: no switch to set
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
                        guidance, scheduler, width, height, model)

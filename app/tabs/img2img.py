@@ -8,7 +8,7 @@ import gradio as gr
 
 from app.events import event, stop_button, wire
 from app.handlers import MAX_SEED, Handlers, gallery_image
-from app.widgets import PANEL, PROMPT_CHARS, run_buttons, sampler_controls
+from app.widgets import PANEL, PROMPT_CHARS, result_gallery, run_buttons, sampler_controls
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import DEFAULT_STRENGTH, INPAINT_AREAS, MASKED_CONTENT
 
@@ -28,7 +28,9 @@ def build(h: Handlers) -> Img2ImgTab:
     with gr.Row():
         with gr.Column(scale=2):
             # strokes (white brush) over the picture are the inpainting mask; no strokes: the whole picture
-            editor = gr.ImageEditor(label="Picture (paint over what to repaint; nothing painted: all of it)",
+            # the editor's label is a small badge that cuts long text: the instructions go above it
+            gr.Markdown("Paint over what to repaint with the white brush; with nothing painted, all of it changes.")
+            editor = gr.ImageEditor(label="Picture",
                                     type="filepath", sources=["upload", "clipboard"], format="png", height=PANEL * 1.5,
                                     brush=gr.Brush(colors=["#ffffff"], default_size=12, color_mode="fixed"),
                                     layers=False, transforms=(), elem_id="img2img-editor")
@@ -48,7 +50,7 @@ def build(h: Handlers) -> Img2ImgTab:
                     padding = gr.Slider(0, 64, value=32, step=1, label="Padding around the mask (px)")
             go, stop_slot = run_buttons("Generate", "img2img-button")
         with gr.Column(scale=3):
-            gallery = gr.Gallery(label="Images", columns=4, height="auto", elem_id="img2img-gallery")
+            gallery = result_gallery("Images", columns=4, elem_id="img2img-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
             files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
             again = gr.Button("Use this image as the picture")  # the clicked result (else the first) edited further

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.events import event, stop_button, wire
+from app.events import event, image_api, shown_in, stop_button, wire
 from app.handlers import Handlers
-from app.widgets import LIVE_EVENT, MAX_FRAMES, PANEL, run_buttons
+from app.widgets import LIVE_EVENT, MAX_FRAMES, result_image, run_buttons
 from ldm.explore import available_projections
 from ldm.sampling.limits import BOUNDS
 
@@ -46,22 +46,21 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
             the_map = gr.HTML("<p>Draw the map, hover for thumbnails, click points to pick them.</p>",
                               js_on_load=MAP_JS, elem_id="latent-map", label="Map")
         with gr.Column(scale=2):
-            under = gr.Image(label="Under the pointer (live)", type="filepath", height=PANEL, elem_id="latent-live",
-                             elem_classes="ldm-live")
-            picked = gr.Image(label="Picked point", type="filepath", height=PANEL)
+            under = result_image("Under the pointer (live)", elem_id="latent-live")
+            picked = result_image("Picked point")
             picked_text = gr.Markdown()
             send = gr.Button("Send the pick to Image to image", elem_id="latent-send")
             frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
             between, stop_slot = run_buttons("Interpolate between the last two picks")
-            between_gif = gr.Image(label="Interpolation", type="filepath", height=PANEL)
+            between_gif = result_image("Interpolation")
             gr.Markdown("Principal directions of the latent space, from the last pick (in std units):")
             reach = BOUNDS["direction"]
             amounts = [gr.Slider(reach.low, reach.server_high, value=0, step=0.25, label=f"PC {k + 1}")
                        for k in range(DIRECTIONS)]
-            traversed = gr.Image(label="Traversal", type="filepath", height=PANEL, elem_id="latent-traversal")
+            traversed = result_image("Traversal", elem_id="latent-traversal")
     drawn, picks = gr.State(None), gr.State([])  # what the map shows ({space, method, indices}); picked indices
 
-    pick, traverse, point = event(h.pick), event(h.traverse), event(h.map_point)  # called by the functions below
+    pick, traverse, point = event(h.pick), event(h.traverse), shown_in(under, h.map_point)  # called below
 
     def on_click(shown: dict | None, chosen: list, pc1: float, pc2: float, pc3: float, pc4: float,
                  evt: gr.EventData):
@@ -70,14 +69,14 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
         moved = traverse(chosen, pc1, pc2, pc3, pc4) if any((pc1, pc2, pc3, pc4)) else None
         return path, chosen, text, svg, None, moved
 
-    def on_move(shown: dict | None, evt: gr.EventData):
-        return point(shown, getattr(evt, "x", None), getattr(evt, "y", None))
+    def on_move(shown: dict | None, evt: gr.EventData, request: gr.Request):
+        return point(shown, getattr(evt, "x", None), getattr(evt, "y", None), request=request)
 
     wire(draw.click, h.draw_map, [space, method, points, picks], [the_map, drawn], api_name="latent_map")
     the_map.click(on_click, [drawn, picks, *amounts], [picked, picks, picked_text, the_map, between_gif, traversed],
                   api_visibility="private", preprocess=False)
     the_map.input(on_move, drawn, under, preprocess=False, **LIVE_EVENT)
-    gr.api(point, api_name="map_point")
+    gr.api(image_api(h.map_point), api_name="map_point")
     between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
                        api_visibility="private")
     with stop_slot:

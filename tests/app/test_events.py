@@ -65,5 +65,29 @@ def test_gradio_gets_a_request_slot_and_a_stop_ends_the_sessions_request():
     with pytest.raises(gr.Error) as caught:
         event(lambda prompt, progress=None: [progress(k, 3) for k in range(3)], stops)(
             "x", stopped_at_first_step, Request())
-    assert caught.value.message == "stopped"
+    assert caught.value.message.startswith("stopped at step 1 of 3; a stopped request keeps nothing")
     assert event(handler, stops)("x", 3, None, Request()) == "x:3"  # the session's next request runs
+
+
+def test_progress_reported_from_the_models_thread_reaches_the_event():
+    # Gradio finds the event in context variables; the steps are counted on the model's thread (MicroBatcher), where
+    # they were unset, so every report was dropped and the page showed only a timer
+    import threading
+
+    from gradio.context import LocalContext
+
+    seen = []
+
+    class Tracker(gr.Progress):
+        def __call__(self, progress, desc=None, total=None, unit="steps", _tqdm=None):
+            seen.append((progress, LocalContext.event_id.get(None)))
+
+    def on_another_thread(prompt: str, progress=None):
+        thread = threading.Thread(target=progress, args=(2, 5))
+        thread.start()
+        thread.join()
+        return prompt
+
+    LocalContext.event_id.set("event-1")
+    assert event(on_another_thread)("x", Tracker()) == "x"
+    assert seen == [((2, 5), "event-1")]

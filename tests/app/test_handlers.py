@@ -14,6 +14,7 @@ from app.handlers import (
     Handlers,
     gallery_image,
     morph_handoff,
+    ordinal,
     picture_handoff,
     run_seed,
     walk_handoff,
@@ -135,7 +136,7 @@ def test_latent_map_pick_interpolate_and_traverse(handlers):
     assert Image.open(handlers.traverse(picks, 3, 0, 0, 0)).tobytes() != still  # a direction moves the image
 
 
-DRAWN = {"space": "latents", "method": "pca", "indices": [0, 1]}
+DRAWN = {"space": "latents", "method": "pca", "indices": [0, 1, 2]}
 
 
 @pytest.mark.parametrize("call, message", [
@@ -143,7 +144,7 @@ DRAWN = {"space": "latents", "method": "pca", "indices": [0, 1]}
     (lambda h: h.draw_map("latents", "pca", 2, []), "points must be a whole number between 3"),
     (lambda h: h.pick(DRAWN, [], 7), "click on a point of the map"),
     (lambda h: h.pick(DRAWN, [], None), "click on a point of the map"),
-    (lambda h: h.pick(None, [], 0), "click on a point of the map"),
+    (lambda h: h.pick(None, [], 0), "draw the map first"),
     (lambda h: h.interpolate_picks(DRAWN, [1], 3), "pick two points"),
     (lambda h: h.traverse([1], 4, 0, 0, 0), "between -3 and 3"),
     (lambda h: h.traverse([], 1, 0, 0, 0), "pick a point"),
@@ -304,6 +305,11 @@ def test_any_shown_picture_goes_to_image_to_image_with_its_prompts_first_line():
     assert picture_handoff("/f/pick.png") == ("/f/pick.png", None)
     with pytest.raises(LdmError, match="no image to send yet"):
         picture_handoff(None, "x")
+
+
+def test_percentiles_read_as_english():
+    assert [ordinal(n) for n in (0, 1, 2, 3, 4, 11, 12, 13, 21, 22, 61, 100, 101, 111)] == [
+        "0th", "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "61st", "100th", "101st", "111th"]
 
 
 def test_the_latent_tab_works_from_a_map_file_without_the_images(tiny_model, tmp_path):

@@ -25,7 +25,7 @@ def test_stoppable_progress_reports_until_the_flag_is_set_then_raises():
     report(1, 4)
     report(2, 4, "encoding")
     flag.set()
-    with pytest.raises(Stopped, match="^stopped$"):
+    with pytest.raises(Stopped, match="^stopped at step 3 of 4; a stopped request keeps nothing"):
         report(3, 4)
     assert seen == [(1, 4), (2, 4, "encoding")]
     stoppable(None, threading.Event())(1, 2)  # a caller without a bar

@@ -126,6 +126,41 @@ def test_map_point_refuses_bad_input_in_one_line(handlers):
         handlers.map_point(drawn, float("nan"), 3)
 
 
+@pytest.mark.parametrize("drawn, message", [
+    ({"space": "latents", "method": "pca", "indices": [0, 1, 99]}, "map points must be indices of the dataset's 12"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1, -1]}, "map points must be indices"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1, "2"]}, "map points must be indices"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1, True]}, "map points must be indices"),
+    ({"space": "latents", "method": "pca", "indices": [1, 1, 2]}, "a map's points must differ"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1]}, "a map holds 3 to 1500 points"),
+    ({"space": "latents", "method": "pca", "indices": list(range(3599))}, "a map holds 3 to 1500 points"),
+    ({"space": "latents", "method": "pca", "indices": "0,1,2"}, "a map holds 3 to 1500 points"),
+    ({"space": "pixels", "method": "pca", "indices": [0, 1, 2]}, "map space must be one of captions, latents"),
+    ({"space": ["latents"], "method": "pca", "indices": [0, 1, 2]}, "map space must be one of the listed names"),
+    ({"space": "latents", "method": "magic", "indices": [0, 1, 2]}, "projection must be one of pca, tsne, umap"),
+    ({"space": "latents", "method": None, "indices": [0, 1, 2]}, "projection must be one of the listed names"),
+    # a t-SNE map nobody drew would be fitted inside a live call (3,599 points took 38.6 s)
+    ({"space": "latents", "method": "tsne", "indices": [0, 1, 2, 3]}, "press Draw map again"),
+    (["latents"], "draw the map first"),
+])
+def test_a_made_up_map_is_refused_in_one_line(handlers, drawn, message):
+    with pytest.raises(LdmError, match=message) as caught:
+        handlers.map_point(drawn, 10, 10)
+    assert "\n" not in str(caught.value)
+    if drawn != ["latents"] and "Draw map" not in message:  # the same checks guard the other map handlers
+        with pytest.raises(LdmError, match=message):
+            handlers.pick(drawn, [], 0)
+
+
+def test_picks_sent_back_are_checked(handlers):
+    _, drawn = handlers.draw_map("latents", "pca", 12, [])
+    for picks in ([0, 50], [0, "1"], "01"):
+        with pytest.raises(LdmError, match="picks must be indices of the dataset's 12 images"):
+            handlers.traverse(picks, 1.0)
+        with pytest.raises(LdmError, match="picks must be indices"):
+            handlers.interpolate_picks(drawn, picks, 4)
+
+
 def test_without_a_student_the_live_controls_use_the_model(tiny_model, tmp_path):
     handlers = Handlers(tiny_model, None, tmp_path)
     text = read_png_parameters(handlers.live_generate("a red square", seed=1))

@@ -197,6 +197,19 @@ def test_bad_uploads_are_refused(client, tmp_path):
         assert "/tmp" not in str(caught.value) and "\n" not in str(caught.value)  # no server paths, one line
 
 
+def test_any_input_gradio_refuses_is_one_line_naming_the_users_file(app_url, client, tmp_path):
+    # Gradio's own checks ran before the handlers: its text named the server's copy of an upload, PIL's text a bomb
+    Image.new("1", (40000, 40000)).save(tmp_path / "huge.png")
+    with pytest.raises(Exception, match="cannot read huge.png: decompression bomb") as caught:
+        client.predict(gradio_client.handle_file(str(tmp_path / "huge.png")), api_name="/png_info")
+    assert "/tmp" not in str(caught.value)
+    for data, message in (([{"path": "/etc/passwd", "orig_name": "x.png", "meta": {"_type": "gradio.FileData"}}],
+                           "cannot use x.png: not a file this server was sent (upload it again)"),
+                          ([12345], "an input is not a value this control takes")):
+        kind, answer = _call(app_url, "reconstruct", data)
+        assert kind == "error" and answer["error"] == message, answer
+
+
 def test_a_full_queue_refuses_cleanly_and_nothing_crashes(app_url, client):
     def one(k):
         c = gradio_client.Client(app_url, verbose=False)
@@ -392,13 +405,59 @@ def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
         browser.close()
 
 
-def test_live_endpoints_answer_with_one_image(client):
+def _call(app_url: str, endpoint: str, data: list):
+    """An endpoint through Gradio's plain HTTP API (queue join, then the event stream): (event kind, data)."""
+    request = urllib.request.Request(f"{app_url}gradio_api/call/{endpoint}", json.dumps({"data": data}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        event = json.load(answer)["event_id"]
+    kind = None
+    with urllib.request.urlopen(f"{app_url}gradio_api/call/{endpoint}/{event}", timeout=120) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                return kind, json.loads(line.split(":", 1)[1])
+    raise AssertionError("the event stream ended without a result")
+
+
+def test_live_endpoints_answer_with_one_image(client, app_url, tmp_path):
     path = client.predict("a red square", 4, None, 1, 0.0, "", "", 0.0, api_name="/live_generate")
     assert "Sampler: LCM" in read_png_parameters(path)
     frame = client.predict("a red square", "1, 2", 0.5, api_name="/walk_frame")
     assert "Variation seed: 2" in read_png_parameters(frame)
     with pytest.raises(Exception, match="position must be"):
         client.predict("a red square", "1, 2", 2.0, api_name="/walk_frame")
+    # an image a caller on another machine can fetch, not a path of the server's own folder (403)
+    kind, (answer,) = _call(app_url, "morph_frame", ["a red square\na blue circle", 3, 0.5])
+    assert kind == "complete" and answer["url"].startswith(app_url), answer
+    with urllib.request.urlopen(answer["url"], timeout=30) as image:
+        (tmp_path / "frame.png").write_bytes(image.read())
+    assert "Morph to: a blue circle" in read_png_parameters(tmp_path / "frame.png")
+
+
+def test_no_route_runs_a_queued_endpoint_outside_the_queue(app_url):
+    # POST /gradio_api/run/<name> skipped the queue and its limits (a flood there starved /generate)
+    for name in ("generate", "live_generate", "map_point"):
+        request = urllib.request.Request(f"{app_url}gradio_api/run/{name}", json.dumps({"data": ["x"]}).encode(),
+                                         {"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)
+        assert caught.value.code == 404 and b"join the queue" in caught.value.read()
+
+
+@pytest.mark.parametrize("drawn, message", [
+    ({"space": "latents", "method": "tsne", "indices": list(range(3599))}, "a map holds 3 to 1500 points"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1, 10**9]}, "map points must be indices"),
+    ({"space": "latents", "method": "pca", "indices": [0, 1, "x"]}, "map points must be indices"),
+    ({"space": {"a": 1}, "method": "pca", "indices": [0, 1, 2]}, "map space must be one of the listed names"),
+    ({"space": "latents", "method": [], "indices": [0, 1, 2]}, "projection must be one of the listed names"),
+    ("latents", "draw the map first"),
+])
+def test_map_point_refuses_a_made_up_map_in_one_line(app_url, drawn, message):
+    kind, answer = _call(app_url, "map_point", [drawn, 10, 10])
+    assert kind == "error" and message in json.dumps(answer), answer
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -454,6 +513,15 @@ def test_live_controls_follow_the_hand_without_a_click(app_url):
         changes("#latent-live", lambda: page.mouse.move(area["x"] + area["width"] * 0.7,
                                                         area["y"] + area["height"] * 0.6, steps=5), "map move")
         page.screenshot(path=str(ARTIFACTS / "live-latent-map.png"), full_page=True)
+
+        # a refused live move says why on the image, and the stale image goes
+        page.get_by_role("tab", name="Prompt morph").click()
+        page.locator("#morph-live").wait_for()
+        prompts = page.get_by_label("Prompts, one per line")
+        prompts.fill("only one prompt")
+        number("Position (live: drag to see any frame)", 0.3)()
+        page.locator("#morph-live", has_text="give between 2 and 8 prompts").wait_for(timeout=60_000)
+        assert src("#morph-live") is None
         browser.close()
 
 

@@ -18,3 +18,13 @@ def test_load_rows_cover_each_client_count_and_the_report_compares_batching(tiny
     assert f"| 3 | {teacher} | 2 | 3 | 6 |" in report and "at 3 clients:" in report and "x the requests/s" in report
     assert "at 3 clients, --max-batch 3: p95" in report and f"with {student} against" in report
     assert report.count("MiB after warm-up") == 2
+
+
+def test_the_flood_times_generate_idle_and_while_pages_drag_a_live_slider(tiny_pipeline, tiny_student):
+    from benchmarks.ui import bench_live_flood, format_flood_report
+
+    result = bench_live_flood(tiny_pipeline, tiny_student.folder, clients=4, requests=3, steps=2)
+    assert len(result["idle"]) == len(result["flooded"]) == 3 and all(t > 0 for t in result["flooded"])
+    assert result["live_answers"] > 0 and result["errors"] == [] and result["tracebacks"] == 0
+    report = format_flood_report(result, str(tiny_pipeline), str(tiny_student.folder))
+    assert "while 4 pages drag the Seed walk's live position" in report and "x idle (target <= 2x)" in report
