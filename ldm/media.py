@@ -136,8 +136,10 @@ def save_mp4(frames: torch.Tensor, path: str | Path, fps: float = 12, min_side: 
 
     arr = upscale_for_viewing(to_uint8(frames), min_side)
     h, w = arr.shape[1:3]
-    # H.264 with yuv420p needs even sides; pad by edge replication rather than distort.
-    arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    # H.264 with yuv420p needs even sides; pad by edge replication rather than distort (only when odd: np.pad
+    # copies every frame even when it adds nothing).
+    if h % 2 or w % 2:
+        arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     with atomic_file(path) as tmp:
         writer = imageio_ffmpeg.write_frames(str(tmp), (arr.shape[2], arr.shape[1]), fps=fps, codec="libx264",
                                              pix_fmt_out="yuv420p", macro_block_size=1, quality=8,
