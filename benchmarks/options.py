@@ -2,7 +2,7 @@
 these before it loads anything, so --help and mistakes are answered at once."""
 
 MODES = ("ours", "naive")  # training: ldm's trainer step on cached latents, diffusers' example loop
-SAMPLE_MODES = ("stock", "ours")  # sampling: stock StableDiffusionPipeline defaults, ours
+SAMPLE_MODES = ("stock", "ours", "student")  # sampling: stock StableDiffusionPipeline defaults, ours, few-step student
 # "trainer": whatever ldm's trainer uses on this device (ldm.models.use_training_attention); "sdpa":
 # diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
 # matmul-softmax backend; "classic": diffusers' pre-SDPA AttnProcessor (baddbmm + softmax).

@@ -7,15 +7,23 @@ the CLI does (frame PNGs, GIF, MP4):
   stock    plain StableDiffusionPipeline on the exported teacher at diffusers' defaults (its folder's
            scheduler, 50 steps, guidance 7.5, fp32), fed the same blended noise and embeddings a walk uses
 Module hooks split the time into text encoder, UNet, VAE decode and the rest; writing is timed apart.
+
+The student also renders a seed walk end to end as `scripts/sample.py --interpolate-seeds 1 2 3` does
+(ldm.render.render_animation: frame PNGs as batches finish, then grid, GIF and MP4) at two frame counts:
+the marginal frames/s between them (loading and first calls cancel), where one profiled walk's time went
+(cProfile), and its arithmetic a frame, which with the machine's matmul rate bounds the frames/s.
 """
 
 from __future__ import annotations
 
+import cProfile
+import pstats
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.machine import busy_cpus, machine_info
 from ldm.folders import STOCK_GUIDANCE
@@ -26,6 +34,17 @@ STOCK_STEPS = 50
 FRAMES = 48
 WALK = ("cat face", (1, 2))
 MORPH = (("grinning face", "cat face"), 1)
+CLI_WALK = ("cat face", (1, 2, 3))
+CLI_FRAMES = 8  # the shorter of the end-to-end walk's two lengths
+# where an end-to-end walk's time goes: (file suffix, function) whose cumulative profile time is each part's
+PROFILE_PARTS = {
+    "UNet": ("unet_2d_condition.py", "forward"),
+    "VAE decode": ("ldm/sampling/sampler.py", "decode"),
+    "PNG frames": ("ldm/media.py", "save_png"),
+    "grid": ("ldm/media.py", "make_grid"),
+    "GIF": ("ldm/media.py", "save_gif"),
+    "MP4": ("ldm/media.py", "save_mp4"),
+}
 
 
 class Stopwatch:
@@ -101,9 +120,55 @@ def _stock(export: str):
     return pipe, walk, info
 
 
+def profile_split(stats: pstats.Stats, total_s: float) -> dict[str, float]:
+    """Seconds of each PROFILE_PARTS part in a profile, and the rest as 'other'."""
+    split = dict.fromkeys(PROFILE_PARTS, 0.0)
+    for (file, _, function), (_, _, _, cumulative, _) in stats.stats.items():
+        for part, (suffix, name) in PROFILE_PARTS.items():
+            if function == name and file.replace("\\", "/").endswith(suffix):
+                split[part] += cumulative
+    split["other"] = total_s - sum(split.values())
+    return split
+
+
+def bench_cli_walk(folder: str, frames: tuple[int, int] = (CLI_FRAMES, FRAMES), rounds: int = 2) -> dict:
+    """A seed walk rendered and written as sample.py does it, at two lengths: marginal frames/s per round, one
+    profiled walk's split, and the FLOPs a frame."""
+    from ldm.render import render_animation
+    from ldm.sampling.requests import Settings
+    from ldm.sampling.sampler import load_sampling_model
+    from ldm.sampling.walks import render_walk
+
+    model = load_sampling_model(folder, "cpu")
+    settings = model.resolve(Settings())
+    prompt, seeds = CLI_WALK
+
+    def walk(n: int) -> float:
+        with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
+            start = time.perf_counter()
+            render_animation(model, [prompt], list(seeds), n, settings, Path(tmp) / "walk")
+            return time.perf_counter() - start
+
+    walk(frames[0])  # warm-up: first-call allocations, kernel selection, the model hash, ffmpeg's first start
+    fps = []
+    for _ in range(rounds):
+        short, long = walk(frames[0]), walk(frames[1])
+        # noise can make the longer walk no slower on a tiny model: no rate then, rather than a negative one
+        fps.append((frames[1] - frames[0]) / (long - short) if long > short else float("nan"))
+    profile = cProfile.Profile()
+    profile.enable()
+    total = walk(frames[1])
+    profile.disable()
+    with FlopCounterMode(display=False) as counter:  # the arithmetic of 2 frames (UNet steps and decodes)
+        render_walk(model, [prompt], list(seeds), 2, settings)
+    return {"frames": list(frames), "fps": fps, "profiled_s": total,
+            "split": profile_split(pstats.Stats(profile), total), "gflop_per_frame": counter.get_total_flops() / 2e9}
+
+
 def bench_realtime(mode: str, folder: str, export: str | None = None, frames: int = FRAMES,
-                   threads: int | None = None) -> dict:
-    """Render and write one seed walk and one prompt morph; frames/s and where the time went."""
+                   threads: int | None = None, cli_walk: bool = False) -> dict:
+    """Render and write one seed walk and one prompt morph; frames/s and where the time went (cli_walk: also
+    the end-to-end walk of bench_cli_walk)."""
     from ldm.media import write_animation
 
     if threads:
@@ -126,11 +191,31 @@ def bench_realtime(mode: str, folder: str, export: str | None = None, frames: in
         split["other"] = render_s - sum(split.values())
         split["writing"] = write_s
         result[name] = {"render_s": render_s, "fps": frames / render_s, "split": split}
+    if cli_walk:
+        result["cli_walk"] = bench_cli_walk(folder, (min(CLI_FRAMES, frames - 1), frames))
     result["machine"] = {**machine_info(), "busy_cpus_before": busy}
     return result
 
 
-def format_realtime_report(results: list[dict]) -> str:
+def format_cli_walk(walk: dict, rates: dict | None, precision: str) -> list[str]:
+    """The end-to-end walk's lines: marginal frames/s per round, the profiled split, the arithmetic's bound."""
+    short, long = walk["frames"]
+    fps = " / ".join(f"{f:.1f}" for f in walk["fps"])
+    lines = [f"student seed walk as sample.py writes it (--interpolate-seeds {' '.join(map(str, CLI_WALK[1]))}; "
+             f"marginal {short} -> {long} frames; frame PNGs, grid, GIF, MP4): {fps} frames/s in "
+             f"{len(walk['fps'])} rounds ({'meets' if min(walk['fps']) >= TARGET_FPS else 'below'} the "
+             f"{TARGET_FPS:g} frames/s target)",
+             f"  where a {long}-frame walk's {walk['profiled_s']:.2f} s went (cProfile): "
+             + ", ".join(f"{part} {s / walk['profiled_s']:.0%}" for part, s in walk["split"].items())]
+    if rates:
+        rate = rates["bf16" if precision == "bf16" else "fp32"]
+        lines.append(f"  {walk['gflop_per_frame']:.1f} GFLOP a frame: at this machine's {precision} matmul rate "
+                     f"({rate:.0f} GFLOP/s) the arithmetic alone allows {rate / walk['gflop_per_frame']:.1f} "
+                     "frames/s")
+    return lines
+
+
+def format_realtime_report(results: list[dict], rates: dict | None = None) -> str:
     """The frame rates, the time split and the ratios printed by `scripts/benchmark.py realtime`."""
     m = results[0]["machine"]
     lines = [f"Walk/morph benchmark: {results[0]['frames']} frames each, rendered then written (PNG, GIF, MP4)",
@@ -152,6 +237,8 @@ def format_realtime_report(results: list[dict]) -> str:
         fps = min(student["walk"]["fps"], student["morph"]["fps"])
         lines += ["", f"student: {fps:.1f} frames/s at the slower of walk and morph "
                       f"({'meets' if fps >= TARGET_FPS else 'below'} the {TARGET_FPS:g} frames/s target)"]
+        if "cli_walk" in student:
+            lines += format_cli_walk(student["cli_walk"], rates, student["precision"])
         for other, target in (("teacher", None), ("stock", TARGET_STOCK_SPEEDUP)):
             if other in by_mode:
                 ratio = min(student[k]["fps"] / by_mode[other][k]["fps"] for k in ("walk", "morph"))

@@ -34,9 +34,13 @@ def parse_args() -> argparse.Namespace:
                        "fused kernel), 'math' (SDPA's matmul-softmax backend), 'classic' (diffusers AttnProcessor)")
     train.add_argument("--device", help="cpu, cuda, ... for both modes (default: a GPU if there is one)")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
-    sample = sub.add_parser("sample", help="seconds and peak memory for 8 images: ours vs stock diffusers defaults")
+    sample = sub.add_parser("sample", help="seconds an image and peak memory: ours (and the few-step student) vs "
+                            "stock diffusers defaults")
     sample.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
-    sample.add_argument("--num-images", type=int, default=8, help="images in the timed batch (default 8)")
+    sample.add_argument("--student", help="its few-step student, timed too (default: the shipped student with the "
+                        "shipped model; 'none': skip)")
+    sample.add_argument("--num-images", type=int, nargs="+", default=[8, 40],
+                        help="images in each timed batch; two counts give the marginal time an image (default 8 40)")
     sample.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     sample.add_argument("--only", choices=SAMPLE_MODES, help="run one mode in this process (needs --export)")
     sample.add_argument("--export", help="exported folder for the stock mode (default: a temporary export)")
@@ -98,6 +102,7 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("threads", 1), ("num_images", 1),
                         ("captions", 1), ("requests", 1), ("max_batch", 1), ("frames", 2), ("samples", 3)):
         value = getattr(args, flag, None)
+        value = min(value) if isinstance(value, list) else value
         if value is not None and value < least:
             raise LdmError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     if args.command in ("train", "data"):
@@ -130,6 +135,10 @@ def check_args(args: argparse.Namespace) -> None:
         check_model_folder(args.export)
     if args.command == "sample" and args.only and not args.export:
         raise LdmError("--only needs --export (the exported folder the stock mode loads)")
+    if args.command == "sample" and (len(args.num_images) > 2 or sorted(set(args.num_images)) != args.num_images):
+        raise LdmError("--num-images takes one count, or two increasing counts (the marginal time between them)")
+    if args.command == "sample" and args.student not in (None, "none"):
+        check_model_folder(args.student, "--student")
     if args.command == "schedulers":
         config = Path(args.config) if args.config else Path(args.model) / "ldm_config.yaml"
         if not config.is_file():
@@ -150,9 +159,12 @@ def main_sample(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
         export = args.export or str(export_pipeline(args.model, Path(tmp) / "export"))
         results = []
-        for mode in SAMPLE_MODES:
-            child = [sys.executable, __file__, "sample", "--only", mode, "--model", args.model, "--export", export,
-                     "--num-images", str(args.num_images)] + (["--threads", str(args.threads)] if args.threads else [])
+        student = args.student or (str(DEFAULT_STUDENT) if Path(args.model).resolve() == DEFAULT_MODEL else "none")
+        for mode in [m for m in SAMPLE_MODES if not (m == "student" and student == "none")]:
+            child = [sys.executable, __file__, "sample", "--only", mode, "--model",
+                     student if mode == "student" else args.model, "--export", export,
+                     "--num-images", *map(str, args.num_images)] + \
+                (["--threads", str(args.threads)] if args.threads else [])
             print(f"running {mode} ...", file=sys.stderr, flush=True)
             results.append(run_child(child))
     rates = matmul_rates(args.threads)
@@ -162,12 +174,14 @@ def main_sample(args: argparse.Namespace) -> None:
 def main_realtime(args: argparse.Namespace) -> None:
     """Time each mode in its own process (one exported teacher for stock diffusers), then print the report."""
     from benchmarks.child import emit_result, run_child
+    from benchmarks.machine import matmul_rates
     from benchmarks.realtime import bench_realtime, format_realtime_report
     from ldm.sampling.sampler import export_pipeline
 
     if args.only:
         folder = args.student if args.only == "student" else args.teacher
-        emit_result(bench_realtime(args.only, folder, args.export, args.frames, args.threads))
+        emit_result(bench_realtime(args.only, folder, args.export, args.frames, args.threads,
+                                   cli_walk=args.only == "student"))
         return
     modes = [m for m in REALTIME_MODES if not (m == "stock" and args.no_stock)]
     with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
@@ -179,7 +193,7 @@ def main_realtime(args: argparse.Namespace) -> None:
                 (["--threads", str(args.threads)] if args.threads else [])
             print(f"running {mode} ...", file=sys.stderr, flush=True)
             results.append(run_child(child))
-    print(format_realtime_report(results))
+    print(format_realtime_report(results, matmul_rates(args.threads)))
 
 
 def main_train(args: argparse.Namespace) -> None:

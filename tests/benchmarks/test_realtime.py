@@ -14,7 +14,7 @@ def exported(tiny_pipeline, tmp_path_factory):
 
 
 def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pipeline, tiny_student, exported):
-    results = [bench_realtime("student", tiny_student.folder, frames=4, threads=1),
+    results = [bench_realtime("student", tiny_student.folder, frames=4, threads=1, cli_walk=True),
                bench_realtime("teacher", tiny_pipeline, frames=4, threads=1),
                bench_realtime("stock", tiny_pipeline, exported, frames=4, threads=1)]
     student, teacher, stock = results
@@ -30,8 +30,15 @@ def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pi
     assert stock["walk"]["split"]["text encoder"] > 0 and student["morph"]["split"]["text encoder"] > 0
     # the student makes 2 UNet calls a frame without the unconditional half; stock makes 50 with it
     assert student["walk"]["split"]["UNet"] < stock["walk"]["split"]["UNet"]
-    report = format_realtime_report(results)
+    # the end-to-end walk: two rounds of 3 and 4 frames, one profiled walk split into its parts
+    walk = student["cli_walk"]
+    assert walk["frames"] == [3, 4] and len(walk["fps"]) == 2  # tiny-model timings: their sign is noise
+    assert all(walk["split"][part] > 0 for part in ("UNet", "VAE decode", "PNG frames", "GIF", "MP4"))
+    assert sum(walk["split"].values()) == pytest.approx(walk["profiled_s"]) and walk["gflop_per_frame"] > 0
+    assert "cli_walk" not in teacher and "cli_walk" not in stock
+    report = format_realtime_report(results, {"fp32": 100.0, "bf16": 400.0})
     assert "student vs stock" in report and "student vs teacher" in report and "frames/s target" in report
+    assert "student seed walk as sample.py writes it" in report and "the arithmetic alone allows" in report
 
 
 def test_bad_arguments_are_one_line(tmp_path):
