@@ -31,6 +31,9 @@ class UNetMeter:
 
     def __init__(self, unet: torch.nn.Module):
         self.unet, self.seconds, self.calls, self.flops_per_call, self._start = unet, 0.0, 0, None, 0.0
+        # latent rows over all calls, and in the counted call: FLOPs scale with the batch, which differs
+        # between calls when several image counts are timed
+        self.rows, self.counted_rows = 0, 0
         self.call_shapes: tuple[torch.Size, torch.Size] | None = None  # latents, text states of the first call
         self._hooks = [unet.register_forward_pre_hook(self._before, with_kwargs=True),
                        unet.register_forward_hook(self._after)]
@@ -39,6 +42,7 @@ class UNetMeter:
         if self.call_shapes is None:
             context = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
             self.call_shapes = (args[0].shape, context.shape) if context is not None else None
+        self.rows += args[0].shape[0]
         self._start = time.perf_counter()
 
     def _after(self, module, args, output):
@@ -52,12 +56,17 @@ class UNetMeter:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             self.unet(sample, timestep, context)
         self.flops_per_call = counter.get_total_flops()
+        self.counted_rows = sample.shape[0]
+
+    def total_flops(self) -> float:
+        """FLOPs of every timed forward, from the counted one scaled by the rows each call had."""
+        return self.flops_per_call / self.counted_rows * self.rows if self.counted_rows else 0.0
 
     def gflops(self) -> float | None:
         """Achieved GFLOP/s over the timed forwards."""
         if not self.calls or not self.flops_per_call or not self.seconds:
             return None
-        return self.flops_per_call * self.calls / self.seconds / 1e9
+        return self.total_flops() / self.seconds / 1e9
 
 
 @contextlib.contextmanager
@@ -137,9 +146,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
     with autocast:
         meter.count_flops(torch.randn(sample_shape), torch.tensor(500), torch.randn(context_shape))
         vae_flops = decode_flops(pipe.vae, sample_shape)
-    # the first timed call's UNet batch holds counts[0] images (twice over with CFG): FLOPs scale with it
-    unet_calls_per_run = meter.calls // len(counts)
-    gflop_per_image = (meter.flops_per_call * unet_calls_per_run / counts[0] + vae_flops) / 1e9
+    gflop_per_image = (meter.total_flops() / sum(counts) + vae_flops) / 1e9
     marginal = (walls[-1] - walls[0]) / (counts[-1] - counts[0]) if len(counts) > 1 else walls[0] / counts[0]
     return {
         "mode": mode, **settings, "num_images": counts, "walls_s": walls, "wall_s": sum(walls), "load_s": load_s,

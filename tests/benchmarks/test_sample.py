@@ -14,6 +14,7 @@ def test_unet_meter(tiny_model):
     assert meter.call_shapes == (torch.Size([2, 4, 8, 8]), torch.Size([2, 16, 384]))
     meter.count_flops(torch.randn(2, 4, 8, 8), torch.tensor(10), torch.randn(2, 16, 384))
     assert meter.calls == 1 and meter.flops_per_call > 1e6 and meter.gflops() > 0
+    assert meter.rows == meter.counted_rows == 2 and meter.total_flops() == meter.flops_per_call
 
 
 def test_first_unet_is_the_one_generate_runs(tiny_model):
