@@ -108,7 +108,7 @@ class Handlers:
 
     def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
                  loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16,
-                 batcher_thread: bool = True, live: SamplingModel | None = None, max_live: int = 16):
+                 batcher_thread: bool = True, live: SamplingModel | None = None, max_live: int = 32):
         self.model, self.view, self.out_dir = model, view, out_dir
         # what the live controls render with: a few-step student when there is one, else the model itself
         self.live = live or model

@@ -38,9 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(default: the shipped student with the shipped model, else --model itself; 'none': --model)")
     p.add_argument("--lora", action="append", default=[], help="a LoRA file to offer in the picker (repeatable)")
     p.add_argument("--queue-size", type=int, default=16, help="requests waiting at most; more are refused")
-    p.add_argument("--max-live", type=int, default=16,
+    p.add_argument("--max-live", type=int, default=32,
                    help="clients whose live image (a slider being dragged) may wait at once; more are refused "
-                        "(default 16; each waits for one image at most, its newest)")
+                        "(default 32; each waits for one image at most, its newest)")
     p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                    help=f"browser or API sessions whose state is kept (default {MAX_SESSIONS}; the least recently "
                         "used go first: each holds about 0.7 MB)")
@@ -152,9 +152,12 @@ def launch(demo, args: argparse.Namespace, auth: tuple | None, **page) -> None:
     # state_session_capacity: Gradio keeps a copy of the page's configuration (about 0.7 MB here) for every
     # session, and every API call without one opens a new session; 10,000 by default, that grew the server
     # by 0.7 MB a request until it held gigabytes
+    # max_threads: each waiting live image holds one of Gradio's worker threads (blocked, no CPU); with --max-live
+    # of them waiting, queued jobs must still find threads of their own
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                 max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, ssr_mode=False, quiet=True,
-                prevent_thread_lock=True, state_session_capacity=args.max_sessions, **page)
+                prevent_thread_lock=True, state_session_capacity=args.max_sessions,
+                max_threads=40 + args.max_live + args.max_batch, **page)
 
 
 def _stop(signum, frame):

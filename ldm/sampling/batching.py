@@ -76,7 +76,7 @@ class MicroBatcher:
     equal settings (a server may hold several models, e.g. a teacher and its few-step student)."""
 
     def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True,
-                 max_live: int = 16):
+                 max_live: int = 32):
         self.model = model  # the default one
         self.max_images = max_images  # images in one call (one UNet batch)
         self.max_live = max_live  # clients whose live call may wait at once; more are refused
