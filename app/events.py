@@ -65,7 +65,8 @@ def event(handler, stops: StopFlags | None = None):
                 tracker, (done, total), desc=desc, unit="steps")
         session = getattr(request, "session_hash", None)
         if stops is not None and session is not None:
-            arguments["progress"] = stoppable(arguments.get("progress"), stops.start(session))
+            arguments["progress"] = stoppable(arguments.get("progress"), stops.start(session),
+                                              functools.partial(stops.reached, session))
         if wants_client:
             arguments["client"] = client_of(request)
         try:
@@ -114,15 +115,16 @@ def image_api(handler):
     return answer
 
 
-def stop_button(stops: StopFlags, jobs: list) -> gr.Button:
-    """A Stop button: it ends its session's running request between two steps and drops any queued one."""
+def stop_button(stops: StopFlags, jobs: list, note: gr.Markdown) -> gr.Button:
+    """A Stop button: it ends its session's running request between two steps, drops any queued one, and says in
+    `note` what it stopped (Gradio's cancel hides the stopped request's own message)."""
     button = gr.Button("Stop", variant="stop", scale=0)
 
-    def stop(request: gr.Request) -> None:
-        stops.stop(request.session_hash)
+    def stop(request: gr.Request) -> str:
+        return stops.stop(request.session_hash)
 
     # queue=False: the only worker is busy with the very request this stops
-    button.click(stop, None, None, queue=False, cancels=jobs, api_visibility="private")
+    button.click(stop, None, note, queue=False, cancels=jobs, api_visibility="private")
     return button
 
 

@@ -83,7 +83,7 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
         with gr.Column():
             own = controls()
             scheduler, steps, guidance = sampler_controls(h.model.defaults)
-            go, stop_slot = run_buttons(label)
+            go, stop_slot, stopped = run_buttons(label)
             position = gr.Slider(0, 1, value=0, step=0.01, label="Position (live: drag to see any frame)",
                                  elem_id=f"{tab}-position")
             live_frame = result_image("Live frame", elem_id=f"{tab}-live")
@@ -94,13 +94,16 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
     live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
     with stop_slot:
-        stop_button(h.stops, [job])
+        stop_button(h.stops, [job], stopped)
     return own, frame, send
 
 
 def run_buttons(label: str, elem_id: str | None = None) -> tuple:
-    """A primary button and, beside it, the slot its Stop button goes in (made once the job it stops exists)."""
+    """A primary button; beside it, the slot its Stop button goes in (made once the job it stops exists); under
+    them, the note that says what a Stop ended (cleared by the next run)."""
     with gr.Row():
         go = gr.Button(label, variant="primary", elem_id=elem_id)
         slot = gr.Column(scale=0, min_width=80)
-    return go, slot
+    note = gr.Markdown(elem_classes="ldm-stop-note")
+    go.click(lambda: "", None, note, queue=False, show_progress="hidden", api_visibility="private")
+    return go, slot, note

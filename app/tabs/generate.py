@@ -107,7 +107,7 @@ def build(h: Handlers) -> GenerateTab:
             with gr.Row(visible=bool(h.loras)):
                 lora = gr.Dropdown([NO_LORA, *h.loras], value=NO_LORA, label="LoRA")
                 lora_scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="LoRA scale")
-            go, stop_slot = run_buttons("Generate", "generate-button")
+            go, stop_slot, stopped = run_buttons("Generate", "generate-button")
             with gr.Accordion("Variation and concept sliders", open=True):
                 with gr.Row():
                     variation_seed = gr.Number(label="Variation seed", value=1, precision=0, minimum=0,
@@ -129,7 +129,7 @@ def build(h: Handlers) -> GenerateTab:
                     x_axis = gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x")
                     y_axis = gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y")
                     z_axis = gr.Textbox(label="Z axis", value="", elem_id="xyz-z")
-                plot, plot_stop = run_buttons("Plot", "xyz-button")
+                plot, plot_stop, plot_stopped = run_buttons("Plot", "xyz-button")
                 plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
                 plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
         with gr.Column(scale=3):
@@ -154,12 +154,12 @@ def build(h: Handlers) -> GenerateTab:
                 model], [gallery, params, files], h.stops, api_name="generate",
                concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
-        stop_button(h.stops, [job])
+        stop_button(h.stops, [job], stopped)
     plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
                                              y_axis, z_axis, model], [plot_image, plot_files], h.stops,
                     api_name="xyz_plot")
     with plot_stop:
-        stop_button(h.stops, [plot_job])
+        stop_button(h.stops, [plot_job], plot_stopped)
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
     model.input(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")

@@ -48,7 +48,7 @@ def build(h: Handlers) -> Img2ImgTab:
                     content = gr.Radio(list(MASKED_CONTENT), value="original", label="Masked content")
                     area = gr.Radio(list(INPAINT_AREAS), value="whole", label="Inpaint area")
                     padding = gr.Slider(0, 64, value=32, step=1, label="Padding around the mask (px)")
-            go, stop_slot = run_buttons("Generate", "img2img-button")
+            go, stop_slot, stopped = run_buttons("Generate", "img2img-button")
         with gr.Column(scale=3):
             gallery = result_gallery("Images", columns=4, elem_id="img2img-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
@@ -59,7 +59,7 @@ def build(h: Handlers) -> Img2ImgTab:
                [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
                 padding], [gallery, params, files], h.stops, api_name="image_to_image")
     with stop_slot:
-        stop_button(h.stops, [job])
+        stop_button(h.stops, [job], stopped)
     gallery.select(picked_image, None, chosen, api_visibility="private")
     again.click(event(lambda c, g: gallery_image(c, g)), [chosen, gallery], editor, api_visibility="private")
     return Img2ImgTab(editor, prompt, negative, seed)

@@ -51,7 +51,7 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
             picked_text = gr.Markdown()
             send = gr.Button("Send the pick to Image to image", elem_id="latent-send")
             frames = gr.Slider(2, MAX_FRAMES, value=12, step=1, label="Frames")
-            between, stop_slot = run_buttons("Interpolate between the last two picks")
+            between, stop_slot, stopped = run_buttons("Interpolate between the last two picks")
             between_gif = result_image("Interpolation")
             gr.Markdown("Principal directions of the latent space, from the last pick (in std units):")
             reach = BOUNDS["direction"]
@@ -80,7 +80,7 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
     between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
                        api_visibility="private")
     with stop_slot:
-        stop_button(h.stops, [between_job])
+        stop_button(h.stops, [between_job], stopped)
     for slider in amounts:  # change, not release: arrow keys and typed numbers move the image too
         wire(slider.change, h.traverse, [picks, *amounts], traversed, api_visibility="private",
              trigger_mode="always_last", show_progress="minimal")

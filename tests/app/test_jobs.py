@@ -29,3 +29,18 @@ def test_stoppable_progress_reports_until_the_flag_is_set_then_raises():
         report(3, 4)
     assert seen == [(1, 4), (2, 4, "encoding")]
     stoppable(None, threading.Event())(1, 2)  # a caller without a bar
+
+
+def test_a_stop_says_at_which_step_it_ended_the_request_and_that_nothing_was_kept():
+    flags = StopFlags()
+    assert flags.stop("idle") == "Nothing was running."
+    flag = flags.start("s")
+    assert flags.stop("s") == "Stopped before its first step: a stopped request keeps nothing, so nothing was written."
+    flag = flags.start("s")
+    report = stoppable(None, flag, lambda done, total: flags.reached("s", done, total))
+    report(3, 28)
+    assert flags.stop("s").startswith("Stopped at step 3 of 28: a stopped request keeps nothing")
+    with pytest.raises(Stopped, match="^stopped at step 4 of 28"):
+        report(4, 28)
+    flags.finish("s")
+    assert flags.stop("s") == "Nothing was running."

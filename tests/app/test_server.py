@@ -314,6 +314,9 @@ def test_browser_session_through_every_tab(app_url):
         page.locator("#generate-button").click()
         page.wait_for_timeout(3000)
         page.locator("button:visible", has_text="Stop").click()
+        # the page says what the Stop ended (Gradio's cancel hides the request's own message)
+        note = page.locator(".prose.ldm-stop-note:visible", has_text="a stopped request keeps nothing")
+        note.wait_for(timeout=30_000)
         started = time.time()
         for label, value in (("Steps", 2), ("Images", 1), ("Width", 32), ("Height", 32)):
             number(label, value)
