@@ -8,7 +8,7 @@ import torch
 
 from ldm.errors import LdmError
 from ldm.sampling.easing import EASINGS
-from ldm.sampling.interpolate import frame_distances, path_positions, point_at, respace
+from ldm.sampling.interpolate import frame_distances, max_jump_ratio, path_positions, point_at, respace
 from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings
 from ldm.sampling.sampler import SamplingModel
 
@@ -53,9 +53,12 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
     """Frames of a seed walk and/or prompt morph through the keyframes, with their specs.
 
     With `even`, a first pass measures how much the image changes between frames and a second pass
-    re-places the frames so that each step changes the image by about the same amount.
-    on_frames(indices, specs, images) gets frames as soon as they are final (in batches, not in order
-    with `even`), so a caller can keep what is finished when a long walk is interrupted.
+    re-places the frames so that each step changes the image by about the same amount. The re-placing
+    is an estimate (image change is not linear between two measured frames), so the re-placed walk is
+    measured too and kept only when it is at least as even as the uniform one (max_jump_ratio).
+    on_frames(indices, specs, images) gets frames as soon as they are final (in batches; with `even`,
+    all at once after the comparison, or the uniform walk when interrupted during the second pass), so
+    a caller can keep what is finished when a long walk is interrupted.
     """
     count = _keyframes(prompts, seeds)
     if frames < 2:
@@ -84,15 +87,14 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
     if not even:
         return specs, images
     # A loop's last gap runs back to the first frame; close it so it is spaced like the others.
+    def closed(frames_: torch.Tensor) -> torch.Tensor:
+        return torch.cat([frames_, frames_[:1]]) if loop else frames_
+
     closed_positions = positions + ([float(count)] if loop else [])
-    closed_images = torch.cat([images, images[:1]]) if loop else images
-    new_positions = respace(closed_positions, frame_distances(closed_images), frames + (1 if loop else 0))
+    new_positions = respace(closed_positions, frame_distances(closed(images)), frames + (1 if loop else 0))
     new_positions = new_positions[:frames]
     new_specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in new_positions]
     known = dict(zip(positions, images, strict=True))
-    kept = [k for k, u in enumerate(new_positions) if u in known]
-    if on_frames is not None and kept:
-        on_frames(kept, [new_specs[k] for k in kept], torch.stack([known[new_positions[k]] for k in kept]))
     todo = [k for k, u in enumerate(new_positions) if u not in known]
     total = len(specs) * settings.steps
 
@@ -101,7 +103,16 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
             progress(total + done, total * passes)
 
     if todo:
-        fresh = model.generate([new_specs[k] for k in todo], settings, batch_size, report_second,
-                               on_batch=final(todo, new_specs))
+        try:
+            fresh = model.generate([new_specs[k] for k in todo], settings, batch_size, report_second)
+        except KeyboardInterrupt:  # the uniform walk is complete: it is what the caller keeps
+            if on_frames is not None:
+                on_frames(list(range(frames)), specs, images)
+            raise
         known.update(zip([new_positions[k] for k in todo], fresh, strict=True))
-    return new_specs, torch.stack([known[u] for u in new_positions])
+    even_images = torch.stack([known[u] for u in new_positions])
+    if max_jump_ratio(closed(even_images)) > max_jump_ratio(closed(images)):
+        new_specs, even_images = specs, images  # the estimate made it less even: the uniform walk stays
+    if on_frames is not None:
+        on_frames(list(range(frames)), new_specs, even_images)
+    return new_specs, even_images

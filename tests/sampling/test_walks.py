@@ -1,5 +1,8 @@
 """Seed walks and prompt morphs: keyframes land exactly, no duplicated frames, even spacing."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -44,11 +47,68 @@ def test_morph_with_a_seed_walk_ends_on_both_plain_images(tiny_model):
 def test_even_spacing_keeps_the_endpoints_and_evens_the_steps(tiny_model):
     s = Settings(steps=4)
     prompts = ["red", "a blue circle on a white background"]
-    _, uniform = render_walk(tiny_model, prompts, [1], 6, s)
+    uniform_specs, uniform = render_walk(tiny_model, prompts, [1], 6, s)
     specs, even = render_walk(tiny_model, prompts, [1], 6, s, even=True)
     assert torch.equal(even[0], uniform[0]) and torch.equal(even[-1], uniform[-1])
-    assert [sp.morph_t for sp in specs[1:-1]] != [0.2, 0.4, 0.6, 0.8]
-    assert max_jump_ratio(even) <= max_jump_ratio(uniform) * 1.05
+    # never less even than the uniform walk, on any CPU's rounding (an AVX-512 BF16 machine measured the
+    # re-placed walk at 1.116 against the uniform 1.041: the uniform one stays then)
+    # where it re-placed the frames, the change between them is what evened (CurveModel tests below)
+    assert max_jump_ratio(even) <= max_jump_ratio(uniform)
+    assert specs == uniform_specs or not torch.equal(even, uniform)
+
+
+class CurveModel:
+    """Stands in for a SamplingModel on a morph from "a" to "b": every pixel of a frame is curve(t)."""
+
+    def __init__(self, curve, interrupt_call: int | None = None):
+        self.curve, self.interrupt_call, self.calls = curve, interrupt_call, 0
+
+    def generate(self, specs, settings, batch_size=8, progress=None, on_batch=None):
+        self.calls += 1
+        if self.calls == self.interrupt_call:
+            raise KeyboardInterrupt
+        ts = [1.0 if spec.prompt == "b" else spec.morph_t for spec in specs]
+        images = torch.stack([torch.full((3, 4, 4), float(self.curve(t))) for t in ts])
+        if on_batch is not None:
+            on_batch(0, images)
+        return images
+
+
+def _bumpy(t: float) -> float:
+    """Steps of 0.1, 0.1, 0.3, 0.3, 0.2 at the uniform frames, with a bump of 1 between each two of them."""
+    return float(np.interp(t, [0, 0.2, 0.4, 0.6, 0.8, 1], [0, 0.1, 0.2, 0.5, 0.8, 1])) + math.sin(5 * math.pi * t) ** 2
+
+
+def test_even_spacing_crowds_the_frames_where_the_image_changes_fast():
+    model = CurveModel(lambda t: t ** 3)
+    _, uniform = render_walk(model, ["a", "b"], [1], 6, Settings(steps=2))
+    specs, even = render_walk(model, ["a", "b"], [1], 6, Settings(steps=2), even=True)
+    ts = [sp.morph_t for sp in specs[1:-1]]
+    assert ts == sorted(ts) and ts[0] > 0.5  # crowded towards the end, where t**3 changes fast
+    assert max_jump_ratio(uniform) > 3 and max_jump_ratio(even) < 1.2
+    assert torch.equal(even[0], uniform[0]) and torch.equal(even[-1], uniform[-1])
+
+
+def test_a_spacing_pass_that_would_make_the_walk_less_even_keeps_the_uniform_walk():
+    # measured between the uniform frames, the change looks piecewise linear; the frames placed between them
+    # land on the bumps (4.75 max/median against the uniform walk's 1.5)
+    model = CurveModel(_bumpy)
+    uniform_specs, uniform = render_walk(model, ["a", "b"], [1], 6, Settings(steps=2))
+    handed = []
+    specs, even = render_walk(model, ["a", "b"], [1], 6, Settings(steps=2), even=True,
+                              on_frames=lambda indices, specs, images: handed.append((indices, specs, images)))
+    assert specs == uniform_specs and torch.equal(even, uniform)
+    assert len(handed) == 1 and handed[0][0] == list(range(6)) and torch.equal(handed[0][2], uniform)
+
+
+def test_a_walk_interrupted_while_re_spacing_hands_over_the_uniform_walk():
+    model = CurveModel(lambda t: t ** 3, interrupt_call=2)
+    handed = []
+    with pytest.raises(KeyboardInterrupt):
+        render_walk(model, ["a", "b"], [1], 6, Settings(steps=2), even=True,
+                    on_frames=lambda indices, specs, images: handed.append((indices, specs, images)))
+    assert len(handed) == 1 and handed[0][0] == list(range(6))
+    assert [sp.morph_t for sp in handed[0][1][1:-1]] == pytest.approx([0.2, 0.4, 0.6, 0.8])
 
 
 @pytest.mark.parametrize("even", [False, True])
