@@ -184,31 +184,59 @@ def _launch(processes: int) -> list[str]:
             else [sys.executable])
 
 
-def bench_train_processes(processes: int, config: str, batch: int = 16, steps: tuple[int, int] = (5, 25)) -> dict:
-    """The trainer's samples/s with `processes` processes (DDP), from two runs of different lengths, so that
-    start-up, the cache build and the final save cancel out: procedural images, a random VAE."""
+def bench_train_processes(processes: int, config: str, batch: int = 16, warmup: int = 5, steps: int = 25) -> dict:
+    """The trainer's samples/s with `processes` processes (DDP): one run of `steps` steps on procedural images with
+    a random VAE, timed by the trainer itself (the samples/s it logs every `warmup` steps), leaving out the first
+    `warmup` steps (kernel choice, first allocations) and everything outside the steps (start-up, the cache build,
+    the final save)."""
     from ldm.config import load_config
     from ldm.models import build_vae, save_model
 
+    if not 0 < warmup < steps:
+        raise ValueError(f"need 0 < warmup < steps, got {warmup} and {steps}")
     cfg = load_config(config)
     with tempfile.TemporaryDirectory(prefix="ldm-bench-ddp-") as tmp:
         torch.manual_seed(0)
         save_model(build_vae(cfg.vae, cfg.data.resolution), Path(tmp) / "vae")
-        env = _env(processes)
-        walls = []
-        for n in steps:
-            cmd = [*_launch(processes), str(ROOT / "scripts" / "train_unet.py"), "--config", config,
-                   "--output-dir", str(Path(tmp) / f"run{n}"), "--vae", str(Path(tmp) / "vae"),
-                   f"train_unet.max_steps={n}", f"train_unet.batch_size={batch}", "data.source=shapes",
-                   "data.shapes_count=512", "train_unet.sample_every=1000000", "train_unet.checkpoint_every=1000000",
-                   "train_unet.validation_prompts=[]", "train_unet.log_every=1000"]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            walls.append(time.perf_counter() - t0)
-            if proc.returncode != 0:
-                raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "run failed")
-    step_s = (walls[1] - walls[0]) / (steps[1] - steps[0])
+        out = Path(tmp) / "run"
+        cmd = [*_launch(processes), str(ROOT / "scripts" / "train_unet.py"), "--config", config,
+               "--output-dir", str(out), "--vae", str(Path(tmp) / "vae"),
+               f"train_unet.max_steps={steps}", f"train_unet.batch_size={batch}", "data.source=shapes",
+               "data.shapes_count=512", "train_unet.sample_every=1000000", "train_unet.checkpoint_every=1000000",
+               "train_unet.validation_prompts=[]", f"train_unet.log_every={warmup}",
+               "train_unet.gradient_accumulation_steps=1"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(processes), cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "run failed")
+        logged = logged_scalars(out / "logs", "samples_per_s")
+    step_s = steady_step_s(logged, batch * processes)
     return {"processes": processes, "batch": batch, "step_s": step_s, "samples_per_s": batch * processes / step_s}
+
+
+def logged_scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one scalar in the TensorBoard logs under log_dir, in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points: dict[int, float] = {}
+    for folder in sorted({f.parent for f in Path(log_dir).rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            points.update((e.step, e.value) for e in acc.Scalars(tag))
+    return sorted(points.items())
+
+
+def steady_step_s(logged: list[tuple[int, float]], samples_per_step: int) -> float:
+    """Seconds a step from a trainer's logged (step, samples/s), each rate over the steps since the last log: the
+    first window (warm-up) left out, the others weighted by their steps. Positive whenever the rates are."""
+    if len(logged) < 2:
+        raise RuntimeError(f"need the samples/s of at least two logged windows, the run logged {len(logged)}")
+    if any(rate <= 0 for _, rate in logged):
+        raise RuntimeError(f"a logged samples/s is not positive: {logged}")
+    steps = logged[-1][0] - logged[0][0]
+    seconds = sum((step - before) * samples_per_step / rate
+                  for (before, _), (step, rate) in zip(logged, logged[1:]))
+    return seconds / steps
 
 
 def rss_children(sizes: list[int], steps: int, batch: int, memory_up_to: int,
