@@ -1,8 +1,9 @@
 """Several callers' generate requests served together: one thread runs the waiting requests that share
 their model and settings as one UNet batch, so a server's throughput grows with its load; other model work
 (MicroBatcher.run) takes its turn on the same thread, and so does live work (MicroBatcher.run_live: one
-waiting call per client, the newest; a bounded number of clients; turns taken with the rest, so a flood of
-slider moves cannot starve a queued request).
+waiting call per client, the newest; a bounded number of clients; while both kinds wait, live work gets a
+set share of the thread's time, so a flood of slider moves cannot starve a queued request, nor a queue of
+requests the sliders).
 
 Pixels do not change: an image depends only on its ImageSpec and the settings, never on the batch it
 ran in (SamplingModel.generate). A caller whose progress callback raises (a Stop) leaves its group at
@@ -25,6 +26,8 @@ from ldm.sampling.requests import ImageSpec, Progress, Settings
 
 class _Task:
     """Work handed to the serving thread, and its outcome once done."""
+
+    live = False  # live work (MicroBatcher.run_live), timed against its share
 
     def __init__(self):
         self.done = threading.Event()
@@ -76,7 +79,7 @@ class MicroBatcher:
     equal settings (a server may hold several models, e.g. a teacher and its few-step student)."""
 
     def __init__(self, model, max_images: int = 16, linger_s: float = 0.05, own_thread: bool = True,
-                 max_live: int = 32):
+                 max_live: int = 32, live_share: float = 1 / 3, clock: Callable[[], float] = time.monotonic):
         self.model = model  # the default one
         self.max_images = max_images  # images in one call (one UNet batch)
         self.max_live = max_live  # clients whose live call may wait at once; more are refused
@@ -87,7 +90,10 @@ class MicroBatcher:
         self.calls = 0  # generate calls made, for tests and benchmarks
         self._pending: list[_Task] = []
         self._live: dict[str, _Call] = {}  # each client's waiting live call, oldest client first
-        self._live_turn = True  # whether live work goes next when both kinds wait
+        # While live and queued work both wait, live work gets live_share of the thread's time: a queued request
+        # then waits at most half its own time for live work (1/3 of the time), and 32 dragged sliders still move.
+        self.live_share, self._clock = live_share, clock
+        self._spent = {True: 0.0, False: 0.0}  # seconds spent on live (True) and queued (False) work since both waited
         self._wake = threading.Condition()
         if own_thread:  # else the caller runs serve_forever(), e.g. on the main thread (see app/server.py)
             threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
@@ -124,6 +130,7 @@ class MicroBatcher:
                 raise LdmError(f"the server is busy: {self.max_live} live requests are waiting; try again shortly")
             else:
                 call = self._live[client] = _Call(work)
+                call.live = True
                 self._wake.notify()
         return call.outcome()
 
@@ -139,10 +146,10 @@ class MicroBatcher:
         with self._wake:
             while not self._pending and not self._live:
                 self._wake.wait()
-            if self._live and (self._live_turn or not self._pending):
-                self._live_turn = False
+            if not (self._live and self._pending):  # one kind alone: it has the thread, and no debt carries over
+                self._spent = {True: 0.0, False: 0.0}
+            if self._live and (not self._pending or self._live_is_due()):
                 return [self._live.pop(next(iter(self._live)))]
-            self._live_turn = True
             if isinstance(self._pending[0], _Call):
                 return [self._pending.pop(0)]
             deadline = time.monotonic() + self.linger_s
@@ -157,15 +164,21 @@ class MicroBatcher:
                     count += len(job.specs)
             return group
 
+    def _live_is_due(self) -> bool:
+        # live work's time so far against its share of all the time spent while both kinds waited
+        return self._spent[True] * (1 - self.live_share) <= self._spent[False] * self.live_share
+
     def serve_forever(self) -> None:
         """Serve requests as they come, in this thread, until interrupted."""
         try:
             while True:
                 group = self._next_group()
+                live, start = group[0].live, self._clock()
                 if isinstance(group[0], _Call):
                     self._call(group[0])
                 else:
                     self._serve(group)
+                self._spent[live] += self._clock() - start
                 with self._wake:
                     idle = not self._pending and not self._live
                 if idle:

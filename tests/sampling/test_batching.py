@@ -150,10 +150,10 @@ def test_requests_for_another_model_join_only_their_own(tiny_model, tiny_student
     assert torch.equal(results["fast2"], alone)  # the student's own pixels, with its own defaults
 
 
-def _start_live(batcher, results, key, client, value, order):
+def _start_live(batcher, results, key, client, work):
     def run():
         try:
-            results.setdefault(key, batcher.run_live(client, lambda: order.append(value) or value))
+            results.setdefault(key, batcher.run_live(client, work))
         except LdmError as exc:
             results[key] = exc
 
@@ -162,26 +162,37 @@ def _start_live(batcher, results, key, client, value, order):
     return thread
 
 
-def test_live_work_keeps_each_clients_newest_call_and_takes_turns_with_queued_work(tiny_model):
-    batcher = MicroBatcher(tiny_model, own_thread=False, max_live=2)
-    results, order = {}, []
-    threads = []
+def test_live_work_keeps_each_clients_newest_call_and_gets_its_share_of_the_time(tiny_model):
+    now, order = [0.0], []  # a clock that each piece of work moves: live images 1 s each, queued jobs 6 s
+
+    def work(value, seconds):
+        def run():
+            now[0] += seconds
+            order.append(value)
+            return value
+        return run
+
+    batcher = MicroBatcher(tiny_model, own_thread=False, max_live=4, clock=lambda: now[0])
+    results, threads = {}, []
     for k, value in enumerate(("a1", "a2", "a3")):  # one client dragging a slider: only its newest state runs
-        threads.append(_start_live(batcher, results, f"a-caller{k}", "client-a", value, order))
+        threads.append(_start_live(batcher, results, f"a-caller{k}", "client-a", work(value, 1)))
         _wait_for(lambda: "client-a" in batcher._live)
-    threads.append(_start_live(batcher, results, "b", "client-b", "b1", order))
-    _wait_for(lambda: len(batcher._live) == 2)
-    threads.append(_start_live(batcher, results, "c", "client-c", "c1", order))  # over the cap: refused at once
+    for client in "bde":
+        threads.append(_start_live(batcher, results, client, f"client-{client}", work(f"{client}1", 1)))
+        _wait_for(lambda client=client: f"client-{client}" in batcher._live)
+    threads.append(_start_live(batcher, results, "c", "client-c", work("c1", 1)))  # over the cap: refused at once
     threads[-1].join(30)
-    assert isinstance(results["c"], LdmError) and "busy: 2 live requests are waiting" in str(results["c"])
+    assert isinstance(results["c"], LdmError) and "busy: 4 live requests are waiting" in str(results["c"])
     for value in ("q1", "q2"):  # queued work (a walk, a decode) waiting beside the live calls
-        batcher.run(order.append, value, wait=False)
+        batcher.run(work(value, 6), wait=False)
     _wait_for(lambda: len(batcher._pending) == 2)
     threading.Thread(target=batcher.serve_forever, daemon=True).start()
     for thread in threads:
         thread.join(30)
-    _wait_for(lambda: len(order) == 4)
-    assert order == ["a3", "q1", "b1", "q2"]  # turns: live, queued, live, queued; a1 and a2 never ran
+    _wait_for(lambda: len(order) == 6)
+    # live work takes a third of the time while both kinds wait: after a 6 s job, 3 s of live images, then the next
+    # job; a1 and a2 never ran
+    assert order == ["a3", "q1", "b1", "d1", "e1", "q2"]
     assert [results[f"a-caller{k}"] for k in range(3)] == ["a3"] * 3 and results["b"] == "b1"
 
 
