@@ -26,7 +26,8 @@ def refuse_pickle(path: str | Path) -> None:
         )
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
+    """A JSON file's contents, or a one-line LdmError naming the file."""
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -38,7 +39,7 @@ def check_pipeline_folder(folder: Path) -> dict:
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise LdmError(f"not a diffusers pipeline folder (no model_index.json): {folder}")
-    index = _read_json(index_file)
+    index = read_json(index_file)
     if not isinstance(index, dict) or "StableDiffusion" not in str(index.get("_class_name", "")):
         raise LdmError(f"{folder} is not a Stable Diffusion pipeline folder (model_index.json _class_name)")
     for part in ("unet", "vae", "tokenizer", "scheduler"):
@@ -100,7 +101,7 @@ def folder_training_images(folder: Path) -> Path | None:
 
 def folder_geometry(folder: Path) -> tuple[int, int]:
     """(VAE factor, default image size in pixels) from the folder's configs, as diffusers' pipeline derives them."""
-    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    vae, unet = read_json(folder / "vae" / "config.json"), read_json(folder / "unet" / "config.json")
     try:
         factor = downsampling_factor(vae["block_out_channels"])
         return factor, int(unet["sample_size"]) * factor
@@ -111,7 +112,7 @@ def folder_geometry(folder: Path) -> tuple[int, int]:
 def folder_student_steps(folder: Path) -> int | None:
     """None for an ordinary model; for a few-step student (its UNet takes a guidance embedding) the step
     count its distillation config names, or 0 when it names none."""
-    unet = _read_json(folder / "unet" / "config.json")
+    unet = read_json(folder / "unet" / "config.json")
     if not isinstance(unet, dict) or unet.get("time_cond_proj_dim") is None:
         return None
     config_file = folder / "ldm_config.yaml"

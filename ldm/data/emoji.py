@@ -17,8 +17,9 @@ import emoji
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
-from ldm.data.emoji_captions import HAIR, SKIN_TONES, caption_key, caption_sources, emoji_captions
-from ldm.data.emoji_eval import PARAPHRASES
+from ldm.data.emoji_captions import HAIR, SKIN_TONES, caption_sources, emoji_captions
+from ldm.data.emoji_eval import EMOJI_OFFER
+from ldm.data.offers import INFO_NAME
 from ldm.errors import LdmError
 from ldm.io import atomic_file, one_line
 
@@ -220,7 +221,7 @@ def build_emoji_dataset(
         raise LdmError(f"cannot create {images_dir}: {one_line(err)}") from err
     records, skipped = [], []
     # the evaluation's paraphrases measure generalisation, so no training caption may equal one
-    exclude = frozenset(caption_key(p) for p in PARAPHRASES)
+    exclude = EMOJI_OFFER.heldout_wordings()
     decontaminated = 0
     for char, caption in progress(items) if progress else items:
         try:
@@ -244,8 +245,9 @@ def build_emoji_dataset(
     info = {"images": len(records), "heldout": len(heldout_files), "font": str(font_path),
             "captions": sum(sources.values()), "captions_by_source": dict(sources),
             "caption_sources": caption_sources(),
-            "left_out_as_evaluation_prompts": decontaminated}
-    _write_atomic(out / "dataset_info.json",
+            "left_out_as_evaluation_prompts": decontaminated,
+            "evaluation": EMOJI_OFFER.name}  # the folder declares its evaluation tables (ldm.data.offers)
+    _write_atomic(out / INFO_NAME,
                   lambda tmp: tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8"))
     _write_atomic(out / "metadata.jsonl", lambda tmp: tmp.write_text(lines, "utf-8"))
 

@@ -17,6 +17,8 @@ from importlib import resources
 
 import emojis
 
+from ldm.data.offers import caption_key  # how the builder and the evaluation compare captions
+
 # Unicode subgroup -> plain phrases for it, most specific first. A subgroup missing here (a newer Unicode)
 # falls back to its name with the hyphens spaced, so an emoji never loses its group.
 SUBGROUP_PHRASES: dict[str, tuple[str, ...]] = {
@@ -148,11 +150,6 @@ def caption_sources() -> dict[str, str]:
         "gemoji-tag": f"{gemoji}: GitHub gemoji tags",
         "unicode-subgroup": f"{iamcal}: the Unicode subgroup, phrased by ldm (SUBGROUP_PHRASES)",
     }
-
-
-def caption_key(text: str) -> str:
-    """How captions are compared for sameness: case and hyphens do not count."""
-    return " ".join(text.casefold().replace("-", " ").split())
 
 
 def emoji_captions(char: str, name: str, exclude: frozenset[str] = frozenset()) -> list[tuple[str, str]]:

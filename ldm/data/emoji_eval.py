@@ -1,5 +1,6 @@
-"""The emoji model's evaluation tables: paraphrase prompts with the emoji families they must land in, general
-prompts with many right answers, and the prompts that probe diversity and walks.
+"""The emoji dataset's evaluation tables: paraphrase prompts with the emoji families they must land in, general
+prompts with many right answers, and the prompts that probe diversity and walks; EMOJI_OFFER declares them to the
+generic evaluation (ldm.data.offers), for the folders ldm.data.emoji builds.
 
 Keywords are lower-case pieces of the emoji dataset's CLDR captions (see ldm/data/emoji.py); a caption
 belongs to a family when it contains any of its keywords.
@@ -11,6 +12,8 @@ dataset's captions come from), so a model cannot score by having been trained on
 """
 
 from __future__ import annotations
+
+from ldm.data.offers import EvaluationOffer
 
 # Paraphrases, not captions: each must land in an emoji family named by any of its keywords.
 PARAPHRASES: dict[str, tuple[str, ...]] = {
@@ -308,3 +311,6 @@ GENERAL_PROMPTS: dict[str, tuple[str, ...]] = {
 
 # Emoji captions for the diversity and walk measures; other datasets are probed with their own captions.
 DIVERSITY_PROMPTS = ("grinning face", "red apple", "cat face", "thumbs up", "rocket")
+
+# what a folder whose dataset_info.json says "evaluation": "emoji" offers its evaluation
+EMOJI_OFFER = EvaluationOffer("emoji", PARAPHRASES, GENERAL_PROMPTS, DIVERSITY_PROMPTS, noun="emoji")

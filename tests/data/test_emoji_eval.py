@@ -5,9 +5,11 @@ import json
 
 import emoji
 
+from ldm.config import DataConfig
 from ldm.data.emoji import build_emoji_dataset, list_emoji
 from ldm.data.emoji_captions import caption_key, emoji_captions
-from ldm.data.emoji_eval import DIVERSITY_PROMPTS, GENERAL_PROMPTS, PARAPHRASES
+from ldm.data.emoji_eval import DIVERSITY_PROMPTS, EMOJI_OFFER, GENERAL_PROMPTS, PARAPHRASES
+from ldm.data.offers import evaluation_offer
 
 
 def test_the_tables_are_large_enough_to_measure():
@@ -56,3 +58,6 @@ def test_the_built_dataset_leaves_paraphrases_out(tmp_path, font):
     assert not {caption_key(c) for r in records for c in r["captions"]} & keys
     info = json.loads((tmp_path / "dataset_info.json").read_text("utf-8"))
     assert info["left_out_as_evaluation_prompts"] >= 3
+    # the folder declares the tables its evaluation reads (ldm.data.offers)
+    assert info["evaluation"] == "emoji"
+    assert evaluation_offer(DataConfig(source="imagefolder", path=str(tmp_path))) is EMOJI_OFFER
