@@ -13,22 +13,20 @@ from collections.abc import Sequence
 
 import torch
 
-from ldm.data.emoji_captions import caption_key
-from ldm.data.emoji_eval import PARAPHRASES
+from ldm.data.offers import caption_key
 
 KEEP_WORD = 0.7  # each word survives with this chance: new word sets, still mostly about the same thing
 TRIES = 8  # draws before a recombination that keeps hitting an evaluation prompt gives way to a plain caption
-# the evaluation measures generalisation on these wordings, so a solve never uses one (dropped words can make
-# "music notes" of "musical notes" and "notes"); compared as the dataset compares its captions with them
-EVALUATION_PROMPTS = frozenset(caption_key(p) for p in PARAPHRASES)
 
 
-def recombine(captions: Sequence[str], generator: torch.Generator) -> str:
+def recombine(captions: Sequence[str], generator: torch.Generator, avoid: frozenset[str] = frozenset()) -> str:
     """Two of one image's captions (its only one, when it has one) in a random order, joined, each losing words
-    at random (never all of them); never one of the evaluation's paraphrases."""
+    at random (never all of them); never a wording in `avoid` (caption_keys: EvaluationOffer.heldout_wordings)."""
+    # the evaluation measures generalisation on the held-out wordings, so a solve never uses one (dropped words
+    # can make "music notes" of "musical notes" and "notes"); compared as the dataset compares its captions
     for _ in range(TRIES):
         prompt = _recombine_once(captions, generator)
-        if caption_key(prompt) not in EVALUATION_PROMPTS:
+        if caption_key(prompt) not in avoid:
             return prompt
     return captions[0]
 
@@ -46,7 +44,8 @@ def _recombine_once(captions: Sequence[str], generator: torch.Generator) -> str:
     return " ".join(parts)
 
 
-def recombined_prompts(caption_lists: Sequence[Sequence[str]], count: int, generator: torch.Generator) -> list[str]:
-    """`count` recombinations, each of the captions of an image drawn uniformly."""
+def recombined_prompts(caption_lists: Sequence[Sequence[str]], count: int, generator: torch.Generator,
+                       avoid: frozenset[str] = frozenset()) -> list[str]:
+    """`count` recombinations, each of the captions of an image drawn uniformly, none a wording in `avoid`."""
     images = torch.randint(len(caption_lists), (count,), generator=generator).tolist()
-    return [recombine(caption_lists[i], generator) for i in images]
+    return [recombine(caption_lists[i], generator, avoid) for i in images]

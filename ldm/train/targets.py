@@ -19,6 +19,7 @@ from diffusers import LCMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 
 from ldm.config import Config, TrainConfig, dump_config, vae_factor
+from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
 from ldm.folders import find_vae, part_folder
 from ldm.io import write_text_atomic
@@ -215,6 +216,8 @@ class LcmDistill(FullFinetune):
         self.buffer = TrajectoryBuffer(d.buffer_solves)
         self.queue: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (noise, embeds, w) to solve
         self.caption_lists: Sequence[Sequence[str]] = []  # the training images' captions, which solves may recombine
+        # wordings the dataset holds out for its evaluation: no recombined solve may be one
+        self.avoid = evaluation_offer(self.cfg.data).heldout_wordings()
 
     def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
         """The teacher and target network on the device, with the attention the student trains with."""
@@ -294,7 +297,7 @@ class LcmDistill(FullFinetune):
         if share > 0:  # drawn after the rest, so that a run without recombinations keeps its random stream
             swap = (torch.rand(count, generator=generator) < share).nonzero()[:, 0]
             if len(swap):
-                prompts = recombined_prompts(self.caption_lists, len(swap), generator)
+                prompts = recombined_prompts(self.caption_lists, len(swap), generator, self.avoid)
                 with torch.no_grad():
                     new = encode_prompts(self.tokenizer, self.text_encoder, prompts)
                 embeds = embeds.clone()

@@ -323,6 +323,23 @@ def test_the_buffer_is_filled_before_the_first_step_and_alike_after_a_resume(tin
     assert len(consistency.buffer) == 0
 
 
+def test_a_run_that_recombines_captions_imports_no_dataset_module(tiny_run, tmp_path):
+    # a recombination avoids the wordings the dataset holds out for its evaluation, which the dataset declares
+    # (ldm.data.offers): the shapes declare none, so no dataset's tables (the emoji ones) load in the run
+    listing, wrapper = tmp_path / "modules.txt", tmp_path / "train_unet.py"
+    wrapper.write_text(textwrap.dedent(f"""
+        import atexit, runpy, sys
+        atexit.register(lambda: open({str(listing)!r}, "w").write("\\n".join(sorted(sys.modules))))
+        sys.argv[0] = "scripts/train_unet.py"
+        runpy.run_path("scripts/train_unet.py", run_name="__main__")
+    """))
+    _distill(tiny_run, tmp_path / "run", "train_unet.max_steps=2", "distill.objective=trajectory",
+             "distill.initial_solves=8", "distill.recombined_share=1", script=str(wrapper))
+    modules = listing.read_text().splitlines()
+    assert "ldm.train.solve_prompts" in modules and "ldm.data.offers" in modules
+    assert not [m for m in modules if m.startswith("ldm.data.emoji")]
+
+
 def test_a_share_of_solves_is_for_recombined_captions_with_the_same_noise_and_guidance(tiny_run, tmp_path):
     from itertools import combinations
 

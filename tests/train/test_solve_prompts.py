@@ -4,15 +4,15 @@ reproducible from the generator, and never one of the evaluation's paraphrases."
 import torch
 
 from ldm.data.emoji_captions import caption_key
-from ldm.data.emoji_eval import PARAPHRASES
+from ldm.data.emoji_eval import EMOJI_OFFER, PARAPHRASES
 from ldm.train.solve_prompts import recombine, recombined_prompts
 
 CAPTIONS = ["grinning face with smiling eyes", "beaming face", "a smiling face"]
 
 
-def _draws(captions, count, seed=0):
+def _draws(captions, count, seed=0, avoid=frozenset()):
     gen = torch.Generator().manual_seed(seed)
-    return [recombine(captions, gen) for _ in range(count)]
+    return [recombine(captions, gen, avoid) for _ in range(count)]
 
 
 def _is_subsequence(words, of):
@@ -39,14 +39,15 @@ def test_an_image_with_one_caption_gets_its_words_in_order_never_none():
     assert "red apple on a plate" in draws and len(set(draws)) > 5
 
 
-def test_the_evaluation_paraphrases_are_never_made(monkeypatch):
-    assert caption_key("Music Notes") in {caption_key(p) for p in PARAPHRASES}
+def test_the_evaluation_paraphrases_are_never_made():
+    held_out = EMOJI_OFFER.heldout_wordings()
+    assert held_out == {caption_key(p) for p in PARAPHRASES} and caption_key("Music Notes") in held_out
     # two one-word captions recombine to one order or the other; the paraphrase's order is refused
-    draws = _draws(["music", "notes"], 200)
+    draws = _draws(["music", "notes"], 200, avoid=held_out)
     assert "music notes" not in draws and draws.count("notes music") > 190
+    assert "music notes" in _draws(["music", "notes"], 200)  # a dataset that holds no wording out
     # when every wording it draws is refused, the image's first caption (trained on anyway) stands in
-    monkeypatch.setattr("ldm.train.solve_prompts.EVALUATION_PROMPTS", frozenset({"notes music", "music notes"}))
-    assert set(_draws(["music", "notes"], 20)) == {"music"}
+    assert set(_draws(["music", "notes"], 20, avoid=frozenset({"notes music", "music notes"}))) == {"music"}
 
 
 def test_prompts_come_from_images_drawn_uniformly():
