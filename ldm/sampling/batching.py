@@ -23,6 +23,8 @@ import torch
 from ldm.errors import LdmError
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 
+MAX_AHEAD_S = 2.0  # the most (weighted) time either kind of work may be owed by the other
+
 
 class _Task:
     """Work handed to the serving thread, and its outcome once done."""
@@ -91,9 +93,12 @@ class MicroBatcher:
         self._pending: list[_Task] = []
         self._live: dict[str, _Call] = {}  # each client's waiting live call, oldest client first
         # While live and queued work both wait, live work gets live_share of the thread's time: a queued request
-        # then waits at most half its own time for live work (1/3 of the time), and 32 dragged sliders still move.
+        # then waits about half its own time for live work (1/3 of the time), and 32 dragged sliders still move.
+        # _ahead: how far live work is ahead of its share (seconds, weighted), counting only work picked while both
+        # kinds waited, and kept within MAX_AHEAD_S either way so that neither kind saves up a long turn.
         self.live_share, self._clock = live_share, clock
-        self._spent = {True: 0.0, False: 0.0}  # seconds spent on live (True) and queued (False) work since both waited
+        self._ahead = 0.0
+        self._contended = False  # whether the work being served was picked while both kinds waited
         self._wake = threading.Condition()
         if own_thread:  # else the caller runs serve_forever(), e.g. on the main thread (see app/server.py)
             threading.Thread(target=self.serve_forever, name="ldm-micro-batcher", daemon=True).start()
@@ -146,9 +151,8 @@ class MicroBatcher:
         with self._wake:
             while not self._pending and not self._live:
                 self._wake.wait()
-            if not (self._live and self._pending):  # one kind alone: it has the thread, and no debt carries over
-                self._spent = {True: 0.0, False: 0.0}
-            if self._live and (not self._pending or self._live_is_due()):
+            self._contended = bool(self._live and self._pending)
+            if self._live and (not self._pending or self._ahead <= 0):
                 return [self._live.pop(next(iter(self._live)))]
             if isinstance(self._pending[0], _Call):
                 return [self._pending.pop(0)]
@@ -164,9 +168,11 @@ class MicroBatcher:
                     count += len(job.specs)
             return group
 
-    def _live_is_due(self) -> bool:
-        # live work's time so far against its share of all the time spent while both kinds waited
-        return self._spent[True] * (1 - self.live_share) <= self._spent[False] * self.live_share
+    def _count(self, live: bool, seconds: float) -> None:
+        # live time moves live work ahead by its weight in the share, queued time moves it back
+        if self._contended:
+            weighted = seconds * (1 - self.live_share) if live else -seconds * self.live_share
+            self._ahead = min(MAX_AHEAD_S, max(-MAX_AHEAD_S, self._ahead + weighted))
 
     def serve_forever(self) -> None:
         """Serve requests as they come, in this thread, until interrupted."""
@@ -178,7 +184,7 @@ class MicroBatcher:
                     self._call(group[0])
                 else:
                     self._serve(group)
-                self._spent[live] += self._clock() - start
+                self._count(live, self._clock() - start)
                 with self._wake:
                     idle = not self._pending and not self._live
                 if idle:

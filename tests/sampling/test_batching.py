@@ -172,7 +172,7 @@ def test_live_work_keeps_each_clients_newest_call_and_gets_its_share_of_the_time
             return value
         return run
 
-    batcher = MicroBatcher(tiny_model, own_thread=False, max_live=4, clock=lambda: now[0])
+    batcher = MicroBatcher(tiny_model, own_thread=False, max_live=4, live_share=0.25, clock=lambda: now[0])
     results, threads = {}, []
     for k, value in enumerate(("a1", "a2", "a3")):  # one client dragging a slider: only its newest state runs
         threads.append(_start_live(batcher, results, f"a-caller{k}", "client-a", work(value, 1)))
@@ -190,9 +190,9 @@ def test_live_work_keeps_each_clients_newest_call_and_gets_its_share_of_the_time
     for thread in threads:
         thread.join(30)
     _wait_for(lambda: len(order) == 6)
-    # live work takes a third of the time while both kinds wait: after a 6 s job, 3 s of live images, then the next
+    # live work takes a quarter of the time while both kinds wait: after a 6 s job, 2 s of live images, then the next
     # job; a1 and a2 never ran
-    assert order == ["a3", "q1", "b1", "d1", "e1", "q2"]
+    assert order == ["a3", "q1", "b1", "d1", "q2", "e1"]
     assert [results[f"a-caller{k}"] for k in range(3)] == ["a3"] * 3 and results["b"] == "b1"
 
 
@@ -212,3 +212,16 @@ def test_a_flood_of_live_calls_leaves_a_queued_request_its_turn(tiny_model):
     batcher.generate([ImageSpec("x", 1)], SETTINGS)
     stop.set()
     assert len(started) - before <= 2  # one live turn between the request's arrival and its own turn, at most
+
+
+def test_neither_kind_saves_up_a_long_turn(tiny_model):
+    # time spent while only one kind waited is not counted, and what one kind is owed stays within MAX_AHEAD_S
+    from ldm.sampling.batching import MAX_AHEAD_S
+
+    batcher = MicroBatcher(tiny_model, own_thread=False, live_share=0.25)
+    batcher._contended = False
+    batcher._count(True, 100.0)  # a minute of live images with nothing queued
+    assert batcher._ahead == 0
+    batcher._contended = True
+    batcher._count(False, 100.0)  # a long queued job while sliders waited
+    assert batcher._ahead == -MAX_AHEAD_S
