@@ -2,20 +2,24 @@
 
 Images are compared in ldm.metrics' feature space (16x16 area-downsampled RGB). A generated image "is"
 the dataset image nearest to it there; fidelity asks whether that is the caption's own image. Dataset
-images the font draws identically under two captions ("flag: France" and "flag: St. Martin") are twins:
-no image can be nearer to one than to the other, so either counts as the other.
+images drawn identically under two captions (the emoji font's "flag: France" and "flag: St. Martin") are
+twins: no image can be nearer to one than to the other, so either counts as the other.
+
+Every dataset's images and captions support the VAE, fidelity, diversity and walk measures; generalisation and
+general prompts need the tables a dataset declares (ldm.data.offers, carried by Reference.offer), and a measure
+a dataset cannot support is named with its reason instead of measured.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from ldm.data.augment import Layout
-from ldm.data.emoji_eval import DIVERSITY_PROMPTS, GENERAL_PROMPTS, PARAPHRASES
+from ldm.data.offers import NOTHING, EvaluationOffer
 from ldm.metrics import (
     downsample_psnr,
     heldout_psnr,
@@ -32,8 +36,9 @@ from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
 
-# (how, layout, background): held-out images redrawn where and on what the training layout never puts them
-# (the emoji dataset draws each at 90% of the frame on white)
+# (how, layout, background): held-out images redrawn where and on what a dataset's own layout rarely puts them
+# (the emoji dataset draws each at 90% of the frame on white); an opaque image moves as a rectangle, so on a
+# dataset without transparency the background redraws repeat the plain round trip
 LAYOUT_CHECKS = (
     ("at 100% of the frame", Layout(1.0), "white"),
     ("at 75% of the frame", Layout(0.75), "white"),
@@ -47,20 +52,23 @@ LAYOUT_CHECKS = (
 
 @dataclass
 class Reference:
-    """Every dataset image's features and caption, the space generated images are judged in."""
+    """Every dataset image's features and caption, the space generated images are judged in, and what else the
+    dataset offers its evaluation."""
 
     features: torch.Tensor
     captions: list[str]
     trained: int | None = None  # the first `trained` entries are the model's training images (None: all)
     twin_of: torch.Tensor | None = None  # per image, the lowest index of its twins (itself when it has none)
+    offer: EvaluationOffer = field(default=NOTHING)
 
     def __post_init__(self):
         if self.twin_of is None:
             self.twin_of = twin_groups(self.features)
 
     @classmethod
-    def from_datasets(cls, datasets: Sequence, batch: int = 256) -> Reference:
-        """Features of all images of the given datasets, the first being the training set (then e.g. held-out)."""
+    def from_datasets(cls, datasets: Sequence, offer: EvaluationOffer = NOTHING, batch: int = 256) -> Reference:
+        """Features of all images of the given datasets, the first being the training set (then e.g. held-out),
+        with what the dataset declares (ldm.data.offers.evaluation_offer)."""
         feats, captions = [], []
         for ds in datasets:
             for start in range(0, len(ds), batch):
@@ -68,7 +76,7 @@ class Reference:
                 pixels = torch.stack([ds.load(i) for i in idx]) / 2 + 0.5
                 feats.append(image_features(pixels))
                 captions += [ds.captions[i] for i in idx]
-        return cls(torch.cat(feats), captions, len(datasets[0]))
+        return cls(torch.cat(feats), captions, len(datasets[0]), offer=offer)
 
     def twins(self, i: int) -> list[int]:
         """Image i and every dataset image drawn identically to it."""
@@ -82,9 +90,17 @@ class Reference:
         """The dataset image each image is nearest to, twins as one (the group's lowest index)."""
         return self.twin_of[nearest(image_features(images), self.features, 1)[:, 0]]
 
-    def names_paraphrase_families(self) -> bool:
-        """Whether any caption names an emoji family the paraphrases ask for (else generalisation cannot apply)."""
-        return any(self.family_share(keywords) > 0 for keywords in PARAPHRASES.values())
+    def names_families(self, table: Mapping[str, Sequence[str]]) -> bool:
+        """Whether any caption names a family of the table's prompts (else measures on them cannot apply)."""
+        return any(self.family_share(keywords) > 0 for keywords in table.values())
+
+    def lacks(self, table: Mapping[str, Sequence[str]], what: str) -> str | None:
+        """Why measures on the offer's `table` (its `what`) cannot apply here, or None when they can."""
+        if not table:
+            return f"the dataset declares no {what}"
+        if not self.names_families(table):
+            return f"no caption names a family its {what} ask for"
+        return None
 
 
 def _in_family(caption: str, keywords: Sequence[str]) -> bool:
@@ -119,7 +135,7 @@ def prompt_fidelity(model: SamplingModel, reference: Reference, indices: Sequenc
 
 
 def generalisation(model: SamplingModel, reference: Reference, settings: Settings,
-                   paraphrases: dict[str, tuple[str, ...]] = PARAPHRASES, seed: int = 0,
+                   paraphrases: Mapping[str, tuple[str, ...]], seed: int = 0,
                    batch_size: int = 16) -> tuple[float, float, list[tuple[str, str, bool]]]:
     """Share of paraphrase prompts whose image's nearest neighbour is in the right family, chance, details."""
     prompts = list(paraphrases)
@@ -147,8 +163,8 @@ def agreement_table(student: SamplingModel, teacher: SamplingModel, reference: R
     skeleton, at the student's guidance) from the same seed does, on the fidelity captions and the paraphrases."""
     skeleton = int(student.pipe.scheduler.config.get("original_inference_steps") or 50)
     prompt_sets = {"training captions": [escape(reference.captions[i]) for i in caption_sample(reference, captions)]}
-    if reference.names_paraphrase_families():
-        prompt_sets["paraphrases"] = list(PARAPHRASES)
+    if reference.lacks(reference.offer.paraphrases, "paraphrases") is None:
+        prompt_sets["paraphrases"] = list(reference.offer.paraphrases)
     prompt_sets = {name: prompts for name, prompts in prompt_sets.items() if prompts}
     if not prompt_sets:
         return "agreement with the teacher: not measured (no training caption names a single image)"
@@ -183,9 +199,9 @@ class Variety:
 
 
 def general_variety(model: SamplingModel, reference: Reference, settings: Settings,
-                    prompts: dict[str, tuple[str, ...]] = GENERAL_PROMPTS, seeds: int = 8,
-                    batch_size: int = 16) -> Variety:
-    """Means over the general prompts of the distinct emoji their `seeds` images land on, and of the share in family."""
+                    prompts: Mapping[str, tuple[str, ...]], seeds: int = 8, batch_size: int = 16) -> Variety:
+    """Means over the general prompts of the distinct dataset images (twins as one) their `seeds` images land on,
+    and of the share in family."""
     specs = [ImageSpec(p, s) for p in prompts for s in range(seeds)]
     images = model.generate(specs, settings, batch_size)
     hits = reference.landing(images).view(len(prompts), seeds)
@@ -214,16 +230,18 @@ def walk_smoothness(model: SamplingModel, prompts: Sequence[str], seeds: Sequenc
     return max_jump_ratio(images)
 
 
-def probe_prompts(reference: Reference, count: int = len(DIVERSITY_PROMPTS)) -> tuple[str, ...]:
-    """Prompts for diversity and walks: the emoji ones where the dataset has them, else its first distinct captions.
+def probe_prompts(reference: Reference, count: int = 5) -> tuple[str, ...]:
+    """Prompts for diversity and walks: those the dataset declares where its captions have them all, else its first
+    distinct captions (the empty prompt when it has none).
 
-    A model trained on other data (the procedural shapes, your own images) is probed with prompts it
-    has learnt; the walk uses the first prompt and the morph runs from the first to the third.
+    A model is probed with prompts it has learnt (the procedural shapes and your own images with their own
+    captions); the walk uses the first prompt and the morph runs from the first to the third.
     """
-    if all(reference.family_share((p,)) > 0 for p in DIVERSITY_PROMPTS):
-        return DIVERSITY_PROMPTS
+    declared = reference.offer.probe_prompts
+    if declared and all(reference.family_share((p,)) > 0 for p in declared):
+        return declared
     captions = [c for c in dict.fromkeys(reference.captions[:reference.trained]) if c]
-    return tuple(escape(c) for c in captions[:count]) or DIVERSITY_PROMPTS
+    return tuple(escape(c) for c in captions[:count]) or ("",)
 
 
 @dataclass
@@ -255,20 +273,16 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
                    frames: int = 16, progress=None) -> Evaluation:
     """Every measure of the model card that applies to the dataset, each beside a simple baseline.
 
-    Prompt fidelity needs training captions that name one image each (the emoji; not the procedural
-    shapes, whose 54 captions repeat); generalisation needs the emoji families its paraphrases name.
+    The VAE measures need held-out images; prompt fidelity needs training captions that name one image each
+    (the emoji; not the procedural shapes, whose 54 captions repeat); generalisation and general prompts need
+    the tables the dataset declares (reference.offer) and captions naming their families.
     """
     rows, skipped = [], []
-    vae = model.vae
-    pixels = torch.stack([heldout.load(i) for i in range(len(heldout))])
-    rows.append(Row("VAE held-out PSNR (dB)", heldout_psnr(vae, heldout, model.device),
-                    downsample_psnr(pixels, model.factor), f"{model.factor}x area down/up-sampling", ">= 32",
-                    "{:.2f}"))
-    for how, layout, background in LAYOUT_CHECKS:
-        redrawn = redrawn_images(heldout, layout, background)
-        rows.append(Row(f"VAE held-out PSNR, redrawn {how} (dB)", round_trip_psnr(vae, redrawn, model.device),
-                        downsample_psnr(redrawn, model.factor), f"{model.factor}x area down/up-sampling", ">= 30",
-                        "{:.2f}"))
+    offer = reference.offer
+    if len(heldout):
+        rows += vae_rows(model, heldout)
+    else:
+        skipped.append("the VAE's held-out PSNR (the dataset has no held-out images)")
     indices = caption_sample(reference, captions)
     n = len(reference.captions)
     if indices:
@@ -277,16 +291,22 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
         rows.append(Row("prompt fidelity top-5", top5, 5 / n, "chance"))
     else:
         skipped.append("prompt fidelity (no training caption names a single image)")
-    if reference.names_paraphrase_families():
-        accuracy, chance, _ = generalisation(model, reference, settings)
-        rows.append(Row(f"generalisation ({len(PARAPHRASES)} paraphrases)", accuracy, chance, "chance", ">= 0.80"))
-        variety = general_variety(model, reference, settings)
-        rows.append(Row(f"general prompts: distinct emoji of 8 seeds ({len(GENERAL_PROMPTS)} prompts)",
+    why = reference.lacks(offer.paraphrases, "paraphrases")
+    if why is None:
+        accuracy, chance, _ = generalisation(model, reference, settings, offer.paraphrases)
+        rows.append(Row(f"generalisation ({len(offer.paraphrases)} paraphrases)", accuracy, chance, "chance",
+                        ">= 0.80"))
+    else:
+        skipped.append(f"generalisation ({why})")
+    why = reference.lacks(offer.general_prompts, "general prompts")
+    if why is None:
+        variety = general_variety(model, reference, settings, offer.general_prompts)
+        rows.append(Row(f"general prompts: distinct {offer.noun} of 8 seeds ({len(offer.general_prompts)} prompts)",
                         variety.distinct, variety.most, "most the families allow", ">= 5", "{:.2f}"))
         rows.append(Row("general prompts: share of those in the prompt's family", variety.in_family,
                         variety.chance, "chance"))
     else:
-        skipped.append("generalisation and general prompts (no caption names an emoji family they ask for)")
+        skipped.append(f"general prompts ({why})")
     prompts = probe_prompts(reference)
     spread = sum(diversity(model, p, settings) for p in prompts) / len(prompts)
     sample = reference.features[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:64]]
@@ -301,8 +321,21 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
         morph_even = walk_smoothness(model, morph_prompts, [1], frames, settings, even=True)
         rows.append(Row("prompt morph max/median frame change", morph_even, morph, "uniform spacing", "small"))
     else:
-        skipped.append("prompt morph (the dataset has one caption)")
+        skipped.append("prompt morph (the dataset has fewer than two captions)")
     return Evaluation(rows, skipped)
+
+
+def vae_rows(model: SamplingModel, heldout) -> list[Row]:
+    """The VAE's round trip of the held-out images, as they are and redrawn in each of LAYOUT_CHECKS."""
+    vae, baseline = model.vae, f"{model.factor}x area down/up-sampling"
+    pixels = torch.stack([heldout.load(i) for i in range(len(heldout))])
+    rows = [Row("VAE held-out PSNR (dB)", heldout_psnr(vae, heldout, model.device),
+                downsample_psnr(pixels, model.factor), baseline, ">= 32", "{:.2f}")]
+    for how, layout, background in LAYOUT_CHECKS:
+        redrawn = redrawn_images(heldout, layout, background)
+        rows.append(Row(f"VAE held-out PSNR, redrawn {how} (dB)", round_trip_psnr(vae, redrawn, model.device),
+                        downsample_psnr(redrawn, model.factor), baseline, ">= 30", "{:.2f}"))
+    return rows
 
 
 def format_table(rows: Sequence[Row], not_measured: Sequence[str] = ()) -> str:

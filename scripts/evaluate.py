@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config
+from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.sampling.limits import check
@@ -45,6 +46,7 @@ def main() -> None:
     if cfg.data.source == "imagefolder" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
         raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
                        f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
+    offer = evaluation_offer(cfg.data)  # what the dataset declares beyond its captions, read before torch loads
     quiet_libraries()
     from tqdm import tqdm
 
@@ -55,7 +57,7 @@ def main() -> None:
 
     model = load_sampling_model(model_dir, args.device)
     train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")
-    reference = Reference.from_datasets([train, heldout])
+    reference = Reference.from_datasets([train, heldout], offer)
     bar = tqdm(desc="fidelity", unit="step", file=sys.stderr, delay=0.5)  # delay: no bar when it is skipped
 
     def progress(done, total):

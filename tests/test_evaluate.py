@@ -88,8 +88,8 @@ def test_generalisation_accepts_a_twin_of_the_right_family():
     assert details == [("american flag", territory, True), ("kitty", territory, False)]
 
 
-def test_probe_prompts_come_from_the_dataset_when_it_has_no_emoji():
-    from ldm.data.emoji_eval import DIVERSITY_PROMPTS
+def test_probe_prompts_come_from_the_dataset_when_it_declares_none():
+    from ldm.data.emoji_eval import DIVERSITY_PROMPTS, EMOJI_OFFER
     from ldm.evaluate import probe_prompts
 
     shapes = ["a red circle on a white background", "a red square on a white background",
@@ -97,7 +97,32 @@ def test_probe_prompts_come_from_the_dataset_when_it_has_no_emoji():
     reference = Reference(torch.rand(5, 768), shapes, trained=4)
     assert probe_prompts(reference) == (shapes[0], shapes[1], shapes[3])
     emoji = list(DIVERSITY_PROMPTS) + ["grinning face with big eyes"]
-    assert probe_prompts(Reference(torch.rand(6, 768), emoji)) == DIVERSITY_PROMPTS
+    assert probe_prompts(Reference(torch.rand(6, 768), emoji, offer=EMOJI_OFFER)) == DIVERSITY_PROMPTS
+    # emoji captions in a dataset that declares nothing are its own captions, not the emoji set's probes
+    assert probe_prompts(Reference(torch.rand(6, 768), emoji))[:2] == ("grinning face", "red apple")
+    assert probe_prompts(Reference(torch.rand(2, 768), ["", ""])) == ("",)  # no captions: probed unprompted
+
+
+def test_a_measure_on_a_table_says_why_it_cannot_apply():
+    from ldm.data.emoji_eval import EMOJI_OFFER
+
+    reference = Reference(torch.zeros(3, 768), ["my cat", "my dog", "my garden"], offer=EMOJI_OFFER)
+    assert Reference(torch.zeros(1, 768), ["x"]).lacks({}, "paraphrases") == "the dataset declares no paraphrases"
+    assert reference.lacks(EMOJI_OFFER.paraphrases, "paraphrases") is None  # "kitty cat" asks for "cat"
+    assert reference.lacks({"a fruit": ("apple",)}, "general prompts") == (
+        "no caption names a family its general prompts ask for")
+
+
+def test_the_evaluation_and_a_unet_run_import_no_dataset_module():
+    # the evaluation and training read what a dataset declares (ldm.data.offers); the emoji tables load only
+    # for a folder that names them
+    import subprocess
+    import sys
+
+    code = ("import sys, ldm.evaluate, ldm.train.unet, ldm.train.targets, ldm.train.solve_prompts; "
+            "print(sorted(m for m in sys.modules if m.startswith('ldm.data.emoji')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_comparison_puts_each_evaluation_in_a_column():

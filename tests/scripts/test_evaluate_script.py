@@ -53,6 +53,32 @@ def test_a_student_beside_its_teacher_gets_the_agreement_report(tiny_pipeline, t
     assert "agreement with the teacher: not measured" in proc.stdout and "Traceback" not in proc.stderr
 
 
+def test_a_plain_image_folder_gets_the_generic_measures_and_names_what_it_lacks(tiny_pipeline, tmp_path):
+    # a user's own folder declares no evaluation tables: even captions that name emoji families ("my cat") get no
+    # emoji paraphrases; its captions, images and held-out split support the rest
+    import json
+
+    from support import shapes_folder
+
+    folder = shapes_folder(tmp_path / "mine", count=12)
+    records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps({**r, "text": f"my cat {k}, {r['text']}"}) + "\n"
+                                                   for k, r in enumerate(records)))
+    (folder / "heldout.txt").write_text("")  # it keeps no image back (as data.heldout_fraction=0 does)
+    proc = run_script("scripts/evaluate.py", "--model", str(tiny_pipeline), "--data", str(folder), "--captions", "4",
+                      "--steps", "2", "--device", "cpu")
+    assert "Traceback" not in proc.stderr
+    measured = _table(proc.stdout)
+    assert set(measured) == {"prompt fidelity top-1 (4 captions)", "prompt fidelity top-5",
+                             "diversity over 8 seeds (mean pairwise distance)", "seed walk max/median frame change",
+                             "prompt morph max/median frame change"}
+    assert all(math.isfinite(v) for v in measured.values())
+    notes = [line for line in proc.stdout.splitlines() if line.startswith("Not measured")]
+    assert notes == ["Not measured on this dataset: the VAE's held-out PSNR (the dataset has no held-out images); "
+                     "generalisation (the dataset declares no paraphrases); "
+                     "general prompts (the dataset declares no general prompts)."]
+
+
 def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
     config = yaml.safe_load((tiny_pipeline / "ldm_config.yaml").read_text())
     config["data"].update(source="imagefolder", path=str(tmp_path / "data" / "emoji64"))
