@@ -7,6 +7,17 @@ from pathlib import Path
 import pytest
 from support import TINY, run_script
 
+# Fixtures whose every user is in the slow tier (pytest -m slow): the trained run takes minutes on 2 cores, the
+# served app starts a real server. A test that pulls one of them is marked slow here, wherever it is written.
+SLOW_FIXTURES = {"tiny_run", "app_url"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:

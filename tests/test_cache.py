@@ -205,6 +205,7 @@ def _build(out: Path, rows: int, shard_rows: int, *extra: str, processes: int = 
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # cache builds in subprocesses
 def test_a_build_killed_mid_shard_leaves_no_shard_that_is_read_and_resumes(tmp_path):
     killed = _build(tmp_path / "cache", 24, 5, "2")  # killed while writing its third shard
     assert killed.returncode != 0
@@ -219,6 +220,7 @@ def test_a_build_killed_mid_shard_leaves_no_shard_that_is_read_and_resumes(tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
 
 
+@pytest.mark.slow  # an accelerate launch of two processes
 def test_two_processes_encode_the_same_cache_as_one(tmp_path):
     one = _build(tmp_path / "one", 30, 4)
     assert one.returncode == 0, one.stderr[-2000:]

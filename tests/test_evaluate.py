@@ -1,5 +1,6 @@
 """The evaluation procedure: nearest-neighbour fidelity, caption sampling, family matching, the card table."""
 
+import pytest
 import torch
 
 from ldm.evaluate import Reference, caption_sample, topk_hits
@@ -113,6 +114,7 @@ def test_a_measure_on_a_table_says_why_it_cannot_apply():
         "no caption names a family its general prompts ask for")
 
 
+@pytest.mark.slow  # imports the libraries in a fresh subprocess
 def test_the_evaluation_and_a_unet_run_import_no_dataset_module():
     # the evaluation and training read what a dataset declares (ldm.data.offers); the emoji tables load only
     # for a folder that names them

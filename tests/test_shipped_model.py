@@ -38,6 +38,7 @@ def _red_minus_blue(images: torch.Tensor) -> torch.Tensor:
     return (images[:, 0] - images[:, 2]).mean((1, 2))
 
 
+@pytest.mark.slow  # samples the shipped 64 px model
 def test_it_draws_the_colour_it_is_asked_for(shipped):
     assert shipped.default_size == 64
     seeds = range(4)
@@ -62,6 +63,7 @@ def test_the_vae_keeps_a_picture_on_a_dark_background(shipped):
 
 
 @pytest.mark.parametrize("prompt", ["an animal", "a fruit"])
+@pytest.mark.slow  # samples the shipped 64 px model
 def test_a_general_prompt_gives_different_emoji_across_seeds(shipped, prompt):
     # every emoji was also trained under its group's phrase, so a general prompt has many right answers;
     # release 3 (one caption per emoji) drew near-identical images: spread 1.1-1.3 against 6.9-7.4 here
@@ -83,6 +85,7 @@ def test_the_shipped_explorer_map_opens_without_the_dataset_and_matches_the_mode
     assert (decoded - thumbnails).abs().mean() < 0.04 < (decoded - thumbnails.roll(1, 0)).abs().mean()
 
 
+@pytest.mark.slow  # the README's sampling command in a subprocess
 def test_the_readme_main_job_samples_the_shipped_model(tmp_path):
     out = tmp_path / "apples"
     proc = run_script("scripts/sample.py", "red apple", "--num-images", "2", "--seed", "1", "--out", str(out))

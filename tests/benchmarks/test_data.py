@@ -41,6 +41,7 @@ def test_the_report_compares_sizes_and_modes():
     assert "| rows | 1 thread | 2 threads |" in report and report.count("| 8,000 | ") == 2
 
 
+@pytest.mark.slow  # a real training run in a subprocess
 def test_training_rate_comes_from_a_real_runs_own_step_times():
     from benchmarks.data import bench_train_processes
 
@@ -82,3 +83,12 @@ def test_a_steady_rate_needs_two_logged_windows():
     assert steady_step_s([(5, 10.0), (10, 20.0), (25, 40.0)], 16) == pytest.approx((5 * 16 / 20 + 15 * 16 / 40) / 20)
     with pytest.raises(RuntimeError, match="at least two"):
         steady_step_s([(25, 40.0)], 16)
+
+
+@pytest.mark.slow  # a real cache build in a subprocess
+def test_a_cache_build_is_timed_by_the_process_that_encodes():
+    from benchmarks.data import bench_build
+
+    r = bench_build(1, 8, "configs/tiny.yaml")  # benchmarks/build_cache_child.py under plain python
+    assert r["processes"] == 1 and r["images"] == 8 and 0 < r["encode_s"] < r["wall_s"]
+    assert r["images_per_s"] == 8 / r["encode_s"]

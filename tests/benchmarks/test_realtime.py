@@ -13,6 +13,7 @@ def exported(tiny_pipeline, tmp_path_factory):
     return export_pipeline(tiny_pipeline, tmp_path_factory.mktemp("bench") / "export")
 
 
+@pytest.mark.slow  # the realtime benchmark end to end
 def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pipeline, tiny_student, exported):
     results = [bench_realtime("student", tiny_student.folder, frames=4, threads=1, cli_walk=True),
                bench_realtime("teacher", tiny_pipeline, frames=4, threads=1),

@@ -1,8 +1,11 @@
 """The web UI load benchmark serves real requests from concurrent clients and reports what it measured."""
 
+import pytest
+
 from benchmarks.ui import bench_ui, format_ui_report
 
 
+@pytest.mark.slow  # a load benchmark: real servers, concurrent clients
 def test_load_rows_cover_each_client_count_and_the_report_compares_batching(tiny_pipeline, tiny_student):
     # the batched server is loaded again with requests for the student, picked by name per request
     rows = bench_ui(tiny_pipeline, clients=(1, 3), requests_each=2, steps=2, batches=(1, 3),
@@ -20,6 +23,7 @@ def test_load_rows_cover_each_client_count_and_the_report_compares_batching(tiny
     assert report.count("MiB after warm-up") == 2
 
 
+@pytest.mark.slow  # 4 pages flooding a real server
 def test_the_flood_times_generate_idle_and_while_pages_drag_a_live_slider(tiny_pipeline, tiny_student):
     from benchmarks.ui import bench_live_flood, format_flood_report
 
@@ -28,3 +32,19 @@ def test_the_flood_times_generate_idle_and_while_pages_drag_a_live_slider(tiny_p
     assert result["live_answers"] > 0 and result["errors"] == [] and result["tracebacks"] == 0
     report = format_flood_report(result, str(tiny_pipeline), str(tiny_student.folder))
     assert "while 4 pages drag the Seed walk's live position" in report and "x idle (target <= 2x)" in report
+
+
+def _row(batch, model, clients, rps, p95, rss=(500.0, 510.0)):
+    return {"max_batch": batch, "model": model, "steps": 2, "clients": clients, "requests": 2 * clients,
+            "requests_per_s": rps, "p50_s": p95 / 2, "p95_s": p95, "rss_warm_mb": rss[0], "rss_after_mb": rss[1]}
+
+
+def test_the_report_compares_batching_and_the_student_at_the_most_clients():
+    rows = [_row(1, "tiny", 1, 1.0, 1.0), _row(1, "tiny", 4, 1.0, 4.0), _row(4, "tiny", 1, 1.0, 1.0, (400.0, 400.0)),
+            _row(4, "tiny", 4, 2.5, 2.0), _row(4, "student", 4, 10.0, 0.5)]
+    report = format_ui_report(rows, "tiny")
+    assert "| 4 | tiny | 2 | 4 | 8 | 2.50 | 1.00 | 2.00 |" in report
+    assert "--max-batch 1: RSS 500 MiB after warm-up, 510 MiB after the load (+2.0%)" in report
+    assert "at 4 clients: 2.50x the requests/s with --max-batch 4 over 1; p95 2.00 s vs 4.00 s" in report
+    assert report.endswith("at 4 clients, --max-batch 4: p95 0.50 s with student against 2.00 s with tiny; "
+                           "4.00x the requests/s")

@@ -147,6 +147,7 @@ def test_fp16_export_keeping_the_encoder_reference_is_small_and_samples_the_same
     assert (shipped.generate(spec, s) - source).abs().max() < 2e-2
 
 
+@pytest.mark.slow  # export.py and stock diffusers in subprocesses
 def test_export_loads_in_stock_diffusers_without_ldm(tmp_path, tiny_pipeline):
     out = export_pipeline(tiny_pipeline, tmp_path / "export")
     with pytest.raises(LdmError, match="not empty"):

@@ -53,6 +53,7 @@ def _table(report: str) -> list[str]:
     return lines[start:lines.index("", start)]
 
 
+@pytest.mark.slow  # two benchmark children
 def test_train_runs_both_modes_in_children_and_prints_the_ratio():
     proc = run_script("scripts/benchmark.py", "train", "--config", str(TINY), "--steps", "1", "--warmup", "0",
                       "--batch-size", "2", "--threads", "1")
@@ -61,6 +62,7 @@ def test_train_runs_both_modes_in_children_and_prints_the_ratio():
     assert "running ours ..." in proc.stderr and "running naive ..." in proc.stderr
 
 
+@pytest.mark.slow  # exports, then benchmark children
 def test_sample_exports_then_times_stock_and_ours(tiny_pipeline):
     proc = run_script("scripts/benchmark.py", "sample", "--model", str(tiny_pipeline), "--num-images", "1",
                       "--threads", "1")

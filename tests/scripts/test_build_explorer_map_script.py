@@ -8,6 +8,7 @@ from support import no_model_libraries, run_script, shapes_folder
 from ldm.explore import MAP_FILE, DatasetView
 
 
+@pytest.mark.slow  # the script end to end, in a subprocess
 def test_it_writes_a_map_of_the_folder_that_opens_without_it(tiny_pipeline, tiny_model, tmp_path):
     data = shapes_folder(tmp_path / "shapes", count=20)
     out = tmp_path / "model-map.safetensors"

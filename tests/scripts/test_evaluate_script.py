@@ -43,6 +43,7 @@ def test_compare_puts_another_model_in_a_column_beside(tiny_run, tiny_pipeline):
     assert float(psnr[1]) != float(psnr[2])  # two models, two measurements
 
 
+@pytest.mark.slow  # evaluate.py on a distilled student, in a subprocess
 def test_a_student_beside_its_teacher_gets_the_agreement_report(tiny_pipeline, tmp_path):
     from support import make_random_pipeline
 
@@ -53,6 +54,7 @@ def test_a_student_beside_its_teacher_gets_the_agreement_report(tiny_pipeline, t
     assert "agreement with the teacher: not measured" in proc.stdout and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # evaluate.py end to end, in a subprocess
 def test_a_plain_image_folder_gets_the_generic_measures_and_names_what_it_lacks(tiny_pipeline, tmp_path):
     # a user's own folder declares no evaluation tables: even captions that name emoji families ("my cat") get no
     # emoji paraphrases; its captions, images and held-out split support the rest

@@ -19,6 +19,7 @@ def _pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_images_carry_parameters_that_recreate_them(tiny_pipeline, tmp_path):
     out = tmp_path / "images"
     proc = run_script("scripts/sample.py", "a red square", "--model", str(tiny_pipeline), "--num-images", "3",
@@ -46,6 +47,7 @@ def test_prompts_file_generates_each_line(tiny_pipeline, tmp_path):
     assert Image.open(tmp_path / "o" / "00001-2.png").info["parameters"].startswith("a blue circle\n")
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     # bf16 is batch-exact; fp32 (the default on CPUs without native bf16) agrees only to ~1e-6, which
     # can move a pixel by one level
@@ -95,6 +97,7 @@ def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_image_to_image_writes_its_strength_and_from_png_needs_the_same_image(tiny_pipeline, tmp_path):
     start = tmp_path / "start.png"
     Image.fromarray(np.tile(np.arange(48, dtype=np.uint8)[None, :, None] * 5, (40, 1, 3))).save(start)  # 48x40
@@ -117,6 +120,7 @@ def test_image_to_image_writes_its_strength_and_from_png_needs_the_same_image(ti
     assert not (tmp_path / "o").exists()  # nothing written for a mistake
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_inpainting_from_the_command_line_keeps_the_unmasked_pixels(tiny_pipeline, tmp_path):
     start, mask = tmp_path / "start.png", tmp_path / "mask.png"
     Image.fromarray(np.full((32, 32, 3), (30, 140, 60), np.uint8)).save(start)
@@ -146,6 +150,7 @@ def test_inpainting_from_the_command_line_keeps_the_unmasked_pixels(tiny_pipelin
     assert len(wrong.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_xyz_plot_writes_every_cell_and_a_labelled_grid(tiny_pipeline, tmp_path):
     proc = run_script("scripts/sample.py", "a red square", "--xyz", "prompt=red,blue", "steps=2,3", "--seed", "4",
                       "--model", str(tiny_pipeline), "--out", str(tmp_path))
@@ -155,6 +160,7 @@ def test_xyz_plot_writes_every_cell_and_a_labelled_grid(tiny_pipeline, tmp_path)
     assert Image.open(tmp_path / "xyz-grid-0000.png").size[0] > 2 * 128
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_a_folder_without_a_guidance_default_warns_once(tiny_pipeline, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_pipeline, model)
@@ -178,6 +184,7 @@ def test_export_script_refuses_a_bad_model(tmp_path):
     assert proc.returncode == 2 and "model_index.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_runs_into_one_folder_continue_the_numbering_and_overwrite_nothing(tiny_pipeline, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -200,6 +207,7 @@ def test_runs_into_one_folder_continue_the_numbering_and_overwrite_nothing(tiny_
 
 
 @pytest.mark.parametrize("kind", ["images", "walk"])
+@pytest.mark.slow  # sample.py runs in subprocesses
 def test_ctrl_c_keeps_the_finished_images_and_says_how_many(tiny_pipeline, tmp_path, kind):
     out = tmp_path / "out"
     what = {"images": ["a red square", "--num-images", "40"],

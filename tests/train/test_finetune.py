@@ -155,6 +155,7 @@ def test_a_lora_checkpoint_is_not_exported_as_a_pipeline(lora_run, tmp_path):
         pipeline_from_checkpoint(next((lora_run / "checkpoints" / "unet").iterdir()), tmp_path / "model")
 
 
+@pytest.mark.slow  # training runs in subprocesses
 def test_init_from_a_clip_text_encoder_folder(tmp_path):
     tokenizer, encoder = make_tiny_clip(tmp_path / "clip")
     base = make_random_pipeline(tmp_path / "clip-pipe", text_encoder=encoder, tokenizer=tokenizer)
@@ -192,6 +193,7 @@ def _clip_lora_args(tmp_path, images: int = 16):
                   "train_unet.sample_every=1000", "train_unet.learning_rate=0.05"]
 
 
+@pytest.mark.slow  # training runs in subprocesses
 def test_text_encoder_lora_on_a_clip_pipeline(tmp_path):
     out = tmp_path / "te-lora"
     base, args = _clip_lora_args(tmp_path)
@@ -210,6 +212,7 @@ def test_text_encoder_lora_on_a_clip_pipeline(tmp_path):
     assert torch.equal(prompt_features(model, ["a brown square"]), plain)
 
 
+@pytest.mark.slow  # training runs in subprocesses
 def test_text_encoder_lora_missing_from_the_libraries_is_one_line_at_start_up(tmp_path):
     old_peft = {"LDM_TEST_MIN_PEFT": "99.0"}  # transformers then asks for a peft newer than any installed
     _, args = _clip_lora_args(tmp_path, images=8)
@@ -225,6 +228,7 @@ def test_text_encoder_lora_missing_from_the_libraries_is_one_line_at_start_up(tm
     assert (unet_only / "pytorch_lora_weights.safetensors").is_file()
 
 
+@pytest.mark.slow  # training runs in subprocesses
 def test_text_encoder_lora_refuses_a_non_clip_encoder(tiny_pipeline, tmp_path):
     proc = run_script("scripts/train_unet.py", "--config", "configs/finetune_lora.yaml", "--init-from",
                       str(tiny_pipeline), "--data", str(_brown_folder(tmp_path / "b", 8)), "--output-dir",
@@ -281,6 +285,7 @@ def test_decoder_only_vae_needs_a_vae_to_start_from(tmp_path):
     assert not (tmp_path / "b" / "vae").exists()
 
 
+@pytest.mark.slow  # training runs in subprocesses
 def test_vae_init_from_checks_the_resolution_against_its_own_factor(tiny_pipeline, tmp_path):
     # the config's VAE has factor 2 (34 px is fine for it); the --init-from VAE has factor 4
     proc = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path / "o"),
