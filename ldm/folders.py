@@ -109,11 +109,16 @@ def folder_geometry(folder: Path) -> tuple[int, int]:
         raise LdmError(f"{folder}: vae/unet config lacks block_out_channels or sample_size ({exc})") from None
 
 
+def is_student(unet_config) -> bool:
+    """Whether a UNet (its config: a dict or diffusers' FrozenDict) is a few-step student: it takes a guidance
+    embedding (time_cond_proj_dim), as Latent Consistency Distillation makes it, and samples with LCMScheduler."""
+    return hasattr(unet_config, "get") and unet_config.get("time_cond_proj_dim") is not None
+
+
 def folder_student_steps(folder: Path) -> int | None:
     """None for an ordinary model; for a few-step student (its UNet takes a guidance embedding) the step
     count its distillation config names, or 0 when it names none."""
-    unet = read_json(folder / "unet" / "config.json")
-    if not isinstance(unet, dict) or unet.get("time_cond_proj_dim") is None:
+    if not is_student(read_json(folder / "unet" / "config.json")):
         return None
     config_file = folder / "ldm_config.yaml"
     try:

@@ -63,3 +63,15 @@ def test_vae_folder_accepts_a_vae_or_a_pipeline(tmp_path):
     assert vae_folder(pipeline / "vae") == pipeline / "vae"
     with pytest.raises(LdmError, match="no VAE at"):
         vae_folder(tmp_path / "nowhere")
+
+
+def test_one_function_says_whether_a_unet_is_a_few_step_student(tiny_pipeline, tiny_student):
+    import json
+
+    from ldm.folders import is_student
+
+    teacher = json.loads((tiny_pipeline / "unet" / "config.json").read_text())
+    student = json.loads((tiny_student.folder / "unet" / "config.json").read_text())
+    assert not is_student(teacher) and is_student(student)
+    assert is_student(tiny_student.pipe.unet.config) and not is_student({"time_cond_proj_dim": None})
+    assert not is_student(None) and not is_student([1, 2])  # a config.json that holds no object

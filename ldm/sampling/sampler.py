@@ -22,7 +22,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
 
 from ldm.errors import LdmError
-from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance, folder_student_steps
+from ldm.folders import STOCK_GUIDANCE, check_model_folder, folder_guidance, folder_student_steps, is_student
 from ldm.io import one_line
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.precision import autocast, resolve_precision
@@ -152,7 +152,7 @@ class SamplingModel:
     @property
     def is_student(self) -> bool:
         """A few-step student: its UNet takes a guidance embedding, and it samples with LCMScheduler."""
-        return self.pipe.unet.config.get("time_cond_proj_dim") is not None
+        return is_student(self.pipe.unet.config)
 
     @functools.cached_property
     def defaults(self) -> ModelDefaults:

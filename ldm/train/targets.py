@@ -21,7 +21,7 @@ from diffusers.training_utils import EMAModel
 from ldm.config import Config, TrainConfig, dump_config, vae_factor
 from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
-from ldm.folders import find_vae, part_folder
+from ldm.folders import find_vae, is_student, part_folder
 from ldm.io import write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
@@ -189,7 +189,7 @@ class LcmDistill(FullFinetune):
         """The frozen teacher, the student (teacher weights, a zero guidance projection) and the target copy."""
         d = self.cfg.distill
         self.teacher = self.init.unet
-        if self.teacher.config.get("time_cond_proj_dim") is not None:
+        if is_student(self.teacher.config):
             raise LdmError(f"{self.cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
                            "embedding): distil from its teacher instead")
         self.teacher.requires_grad_(False).eval()
@@ -333,7 +333,7 @@ class LcmDistill(FullFinetune):
 def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The UNet weights of an earlier student (a pipeline folder or its unet/), refused unless they fit `like`."""
     unet = load_unet(part_folder(folder, "unet", "UNet", "config key 'distill.student_from'"))
-    if unet.config.get("time_cond_proj_dim") is None:
+    if not is_student(unet.config):
         raise LdmError(f"config key 'distill.student_from': {folder} is not a few-step student (its UNet takes no "
                        "guidance embedding)")
     ours = like.state_dict()
