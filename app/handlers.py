@@ -90,6 +90,13 @@ def _choice(what: str, value) -> str:
     return value
 
 
+def _one_of(what: str, value, allowed) -> str:
+    # a value sent back by the page (or made up by an API caller) that must be one of `allowed`
+    if _choice(what, value) not in allowed:
+        raise LdmError(f"{what} must be one of {', '.join(allowed)}, got {quoted(value)}")
+    return value
+
+
 def _upload_path(upload) -> tuple[str | None, str]:
     # a plain path (library callers, tests) or Gradio's file data, moved into its cache and checked to be there
     if isinstance(upload, dict):
@@ -428,10 +435,8 @@ class Handlers:
         if not drawn or not isinstance(drawn, dict) or not drawn.get("indices"):
             raise LdmError("draw the map first")
         space, method, indices = drawn.get("space"), drawn.get("method"), drawn.get("indices")
-        if _choice("map space", space) not in SPACES:
-            raise LdmError(f"map space must be one of {', '.join(SPACES)}, got {quoted(space)}")
-        if _choice("projection", method) not in PROJECTIONS:
-            raise LdmError(f"projection must be one of {', '.join(PROJECTIONS)}, got {quoted(method)}")
+        _one_of("map space", space, SPACES)
+        _one_of("projection", method, PROJECTIONS)
         bound = BOUNDS["map_points"]
         if not isinstance(indices, list) or not bound.low <= len(indices) <= bound.server_high:
             raise LdmError(f"a map holds {bound.low} to {bound.server_high} points")
@@ -451,8 +456,7 @@ class Handlers:
     def draw_map(self, space: str, method: str, points: int, picks: list, progress: Progress | None = None):
         """The 2-D map as SVG (picks marked), and what was drawn: {space, method, indices}."""
         view = self.need_view()
-        if _choice("map space", space) not in SPACES:
-            raise LdmError(f"map space must be one of {', '.join(SPACES)}, got {quoted(space)}")
+        _one_of("map space", space, SPACES)
         if _choice("projection", method) not in available_projections():  # UMAP only where umap-learn imports
             raise LdmError(f"projection must be one of {', '.join(available_projections())}")
         points, picks = _server("map_points", points), self.picks(picks or [])

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from ldm.errors import LdmError
 from ldm.sampling.requests import Progress
 
+KEPT = "a stopped request keeps nothing, so nothing was written"
+
 
 class Stopped(LdmError):
     """The user pressed Stop: the request ends between two denoising steps."""
@@ -47,7 +49,7 @@ class StopFlags:
             return "Nothing was running."
         flag.set()
         where = f" at step {steps[0]} of {steps[1]}" if steps and steps[1] else " before its first step"
-        return f"Stopped{where}: a stopped request keeps nothing, so nothing was written."
+        return f"Stopped{where}: {KEPT}."
 
     def finish(self, session: str) -> None:
         """`session`'s request is over: forget its flag (sessions come and go)."""
@@ -63,7 +65,7 @@ def stoppable(progress: Progress | None, flag: threading.Event,
 
     def report(done: int, total: int, *args) -> None:
         if flag.is_set():
-            raise Stopped(f"stopped at step {done} of {total}; a stopped request keeps nothing, so nothing was written")
+            raise Stopped(f"stopped at step {done} of {total}; {KEPT}")
         if reached is not None:
             reached(done, total)
         if progress is not None:

@@ -104,6 +104,11 @@ def generate_once(url: str, prompt: str, seed: int, steps: int, model: str | Non
         return image.read()
 
 
+def _p95(values: list[float]) -> float:
+    # of values sorted ascending
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+
+
 def run_load(url: str, clients: int, requests_each: int, steps: int, model: str | None = None,
              scheduler: str | None = None) -> dict:
     """`clients` threads each sending `requests_each` one-image requests in turn (model: a name in Generate's
@@ -123,7 +128,7 @@ def run_load(url: str, clients: int, requests_each: int, steps: int, model: str 
     wall = time.perf_counter() - t0
     return {"clients": clients, "requests": len(latencies), "requests_per_s": len(latencies) / wall,
             "p50_s": statistics.median(latencies),
-            "p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]}
+            "p95_s": _p95(latencies), "latencies_s": latencies}
 
 
 def bench_ui(model: str | Path, clients: tuple[int, ...] = (1, 4, 16), requests_each: int = 5, steps: int = 14,
@@ -225,10 +230,7 @@ def bench_live_flood(model: str | Path, student: str | Path, clients: int = 32, 
             live_move(server.url, fn_index, "warm-up", 0.5)
             run_load(server.url, 1, 2, steps)  # warm-up: first calls allocate and compile
 
-            def latencies() -> list[float]:
-                return sorted(run_load(server.url, 1, 1, steps)["p50_s"] for _ in range(requests))
-
-            idle = latencies()
+            idle = run_load(server.url, 1, requests, steps)["latencies_s"]
             stop, answers, errors = threading.Event(), [], []
 
             def drag(k: int) -> None:
@@ -246,7 +248,7 @@ def bench_live_flood(model: str | Path, student: str | Path, clients: int = 32, 
                 thread.start()
             time.sleep(2)  # the flood under way
             t0, before = time.perf_counter(), len(answers)
-            flooded = latencies()
+            flooded = run_load(server.url, 1, requests, steps)["latencies_s"]
             live_s = time.perf_counter() - t0
             live_done = len(answers) - before
             stop.set()
@@ -259,10 +261,6 @@ def bench_live_flood(model: str | Path, student: str | Path, clients: int = 32, 
             "live_answers": live_done, "live_per_s": live_done / live_s,
             "live_refused": answers.count("refused"), "live_total": len(answers), "errors": errors,
             "tracebacks": log.count("Traceback")}
-
-
-def _p95(values: list[float]) -> float:
-    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
 
 
 def format_flood_report(r: dict, model: str, student: str) -> str:

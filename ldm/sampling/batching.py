@@ -67,9 +67,9 @@ class _Job(_Task):
 class _Call(_Task):
     """Any other model work."""
 
-    def __init__(self, fn: Callable[[], object]):
+    def __init__(self, fn: Callable[[], object], live: bool = False):
         super().__init__()
-        self.fn = fn
+        self.fn, self.live = fn, live
 
 
 class _EveryoneLeft(Exception):
@@ -124,7 +124,8 @@ class MicroBatcher:
 
         A client's newer call replaces its call still waiting, and every caller waiting on it gets the newest
         result (a page sends its latest state; older states are never drawn). At most max_live clients wait;
-        live calls and other work take turns, so queued requests keep their pace whatever the live load.
+        while other work waits too, live calls get live_share of the thread's time, so queued requests keep
+        their pace whatever the live load.
         """
         work = functools.partial(fn, *args, **kwargs)
         with self._wake:
@@ -134,8 +135,7 @@ class MicroBatcher:
             elif len(self._live) >= self.max_live:
                 raise LdmError(f"the server is busy: {self.max_live} live requests are waiting; try again shortly")
             else:
-                call = self._live[client] = _Call(work)
-                call.live = True
+                call = self._live[client] = _Call(work, live=True)
                 self._wake.notify()
         return call.outcome()
 
@@ -146,8 +146,8 @@ class MicroBatcher:
         return job
 
     def _next_group(self) -> list[_Task]:
-        # the oldest live call or the oldest request, in turns; with a request, every later one with its settings
-        # that still fits (first come, first served)
+        # the oldest live call or the oldest request, each kind by its share of the time (_count); with a request,
+        # every later one with its settings that still fits (first come, first served)
         with self._wake:
             while not self._pending and not self._live:
                 self._wake.wait()
