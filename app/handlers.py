@@ -37,18 +37,11 @@ from ldm.sampling.batching import MicroBatcher
 from ldm.sampling.init_image import InitImage, init_image_from_pil
 from ldm.sampling.inpaint import Mask, mask_from_pil
 from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, WORK_BUDGET, check, check_work
-from ldm.sampling.parameters import parse_parameters, read_png_parameters
+from ldm.sampling.parameters import parse_parameters, read_png_parameters, spec_from_parameters
 from ldm.sampling.prompt_syntax import escape
-from ldm.sampling.requests import (
-    DEFAULT_STRENGTH,
-    MORPH_MODES,
-    ImageSpec,
-    Progress,
-    Settings,
-    concept_mix,
-    spec_from_parameters,
-)
+from ldm.sampling.requests import ImageSpec, Progress, Settings, concept_mix, image_specs
 from ldm.sampling.sampler import SamplingModel
+from ldm.sampling.schema import FIELD, MORPH_MODES
 from ldm.sampling.walks import render_walk, spec_at
 from ldm.sampling.xyz import parse_axes, plot_cells
 
@@ -226,7 +219,7 @@ class Handlers:
         num_images = _server("images", num_images)
         check_work(num_images, s.steps, s.width, s.height, m.default_size, self.work_budget)
         seed = self.seed(seed)
-        specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
+        specs = image_specs([prompt], num_images, seed)
         images = self.batcher.generate(specs, s, progress, model=m)
         return self.publish("generate", specs, images, [m.parameters_text(sp, s) for sp in specs])
 
@@ -274,8 +267,11 @@ class Handlers:
     # ---- image to image and inpainting ---------------------------------------------------------------
     def image_to_image(self, editor, prompt: str, negative_prompt: str = "", seed: int = -1,
                        steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
-                       strength: float = DEFAULT_STRENGTH, num_images: int = 1, mask_blur: int = 4,
-                       masked_content: str = "original", inpaint_area: str = "whole", inpaint_padding: int = 32,
+                       strength: float = FIELD["strength"].ui_value, num_images: int = 1,
+                       mask_blur: int = FIELD["mask_blur"].default,
+                       masked_content: str = FIELD["masked_content"].default,
+                       inpaint_area: str = FIELD["inpaint_area"].default,
+                       inpaint_padding: int = FIELD["inpaint_padding"].default,
                        progress: Progress | None = None):
         """Image to image from the editor's picture, inpainting where strokes were painted over it:
         (gallery of (png, caption), parameters of each image, the PNG files)."""
@@ -290,7 +286,7 @@ class Handlers:
         num_images = _server("images", num_images)
         check_work(num_images, s.steps, s.width, s.height, self.model.default_size, self.work_budget)
         seed = self.seed(seed)
-        specs = [ImageSpec(prompt, seed + k) for k in range(num_images)]
+        specs = image_specs([prompt], num_images, seed)
         images = self.batcher.run(self.model.generate, specs, s, len(specs), progress, None, init, mask)
         return self.publish("img2img", specs, images, [self.model.parameters_text(sp, s, init, mask) for sp in specs])
 
@@ -539,7 +535,7 @@ class Handlers:
         """The image for the controls as they are now: seed, variation, and a concept direction's strength."""
         prompt = self.prompt(prompt)
         strength = _server("variation_strength", variation_strength)
-        concept = _server("mix_weight", concept_strength)
+        concept = _server("mix", concept_strength)
         concept_from, concept_to = self.prompt(concept_from or "", "concept start"), \
             self.prompt(concept_to or "", "concept end")
         if concept and not (concept_from.strip() and concept_to.strip()):

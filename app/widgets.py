@@ -7,7 +7,7 @@ import gradio as gr
 from app.events import image_api, shown_in, stop_button, wire
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import ModelDefaults
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.schema import FIELD, SAME, Field
 
 MAX_STEPS = int(BOUNDS["steps"].server_high)
 MAX_FRAMES = int(BOUNDS["frames"].server_high)
@@ -31,11 +31,26 @@ def result_gallery(label: str, **options) -> gr.Gallery:
     return gr.Gallery(label=label, height="auto", interactive=False, elem_classes="ldm-pixels", **options)
 
 
+def request_control(field: str | Field, value=SAME, high: float | None = None, **options):
+    """The control for one request field (ldm.sampling.schema, by name): its label, starting value (the schema's
+    unless given), choices (a list of a few: radio buttons) or range (a slider up to `high`, else the server's
+    bound)."""
+    f = FIELD[field] if isinstance(field, str) else field
+    value = f.ui_value if value == SAME else value
+    if f.choices:
+        kind = gr.Radio if len(f.choices) <= 4 else gr.Dropdown
+        return kind(list(f.choices), value=value, label=f.label, **options)
+    if f.kind is str:
+        return gr.Textbox(label=f.label, value=value, max_length=PROMPT_CHARS, **options)
+    return gr.Slider(f.bound.low, f.bound.server_high if high is None else high, value=value, label=f.label,
+                     **options)
+
+
 def sampler_controls(defaults: ModelDefaults) -> tuple:
     """Scheduler, steps and guidance, set to the model's defaults."""
-    return (gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler"),
-            gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps"),
-            gr.Slider(0, GUIDANCE_SLIDER, value=defaults.guidance, step=0.5, label="Guidance"))
+    return (request_control("scheduler", defaults.scheduler),
+            request_control("steps", defaults.steps, step=1),
+            request_control("guidance_scale", defaults.guidance, GUIDANCE_SLIDER, step=0.5))
 
 
 def animation_outputs(tab: str) -> tuple:

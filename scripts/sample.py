@@ -9,31 +9,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ldm.cli import Parser, quiet_libraries, run
+from ldm.cli import Parser, add_request_flags, flag_values, quiet_libraries, run
 from ldm.config import PRECISIONS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.outputs import NumberedFolder, prepare_folder
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.limits import check
-from ldm.sampling.parameters import read_png_parameters
-from ldm.sampling.requests import (
-    DEFAULT_MODEL,
-    DEFAULT_SCHEDULER,
-    DEFAULT_STEPS,
-    DEFAULT_STRENGTH,
-    INPAINT_AREAS,
-    MASKED_CONTENT,
-    MORPH_MODES,
-    STUDENT_SCHEDULER,
-    STUDENT_STEPS,
-    Settings,
-    folder_defaults,
-    image_specs,
-    resolve_settings,
-    spec_from_parameters,
-)
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.parameters import read_png_parameters, spec_from_parameters
+from ldm.sampling.requests import DEFAULT_MODEL, Settings, folder_defaults, image_specs, resolve_settings
+from ldm.sampling.schema import SETTINGS, part
 from ldm.sampling.xyz import AXES, parse_axes, plot_cells
 
 
@@ -44,40 +29,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable; same as positional)")
     p.add_argument("--prompts-file", help="a text file: one prompt per line")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
-    p.add_argument("--negative-prompt", default="", help="what to steer away from")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    p.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; {DEFAULT_STEPS}, or "
-                   f"{STUDENT_STEPS} for a few-step student)")
-    p.add_argument("--scheduler", choices=list(SCHEDULERS), help=f"sampler (default: the model's; {DEFAULT_SCHEDULER}, "
-                   f"or {STUDENT_SCHEDULER} for a few-step student)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
-    p.add_argument("--width", type=int, help="pixels (default: the model's training size)")
-    p.add_argument("--height", type=int, help="pixels (default: the model's training size)")
+    add_request_flags(p)  # --steps, --seed, --strength, --mask-blur, ...: ldm.sampling.schema's flags
     p.add_argument("--num-images", type=int, default=1, help="images per prompt")
-    p.add_argument("--seed", type=int, help="seed of the first image; image k uses seed + k (default: random)")
-    p.add_argument("--variation-seed", type=int, help="second seed slerped into the noise")
-    p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
-    p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)")
-    p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
     p.add_argument("--init-image", help="image to image: start from this picture (scaled and centre-cropped to "
                    "the output size)")
-    p.add_argument("--strength", type=float, help="image to image: how much to change the init image, 0 (none) "
-                   f"to 1 (text to image); default {DEFAULT_STRENGTH}")
     p.add_argument("--mask", help="inpainting: repaint only this mask's white area of the init image (same size as "
                    "the init image; transparent = keep)")
-    p.add_argument("--mask-blur", type=int, default=4, help="inpainting: soften the mask's edge by this many pixels")
-    p.add_argument("--masked-content", choices=MASKED_CONTENT, default="original",
-                   help="inpainting: what the masked area starts as")
-    p.add_argument("--inpaint-area", choices=INPAINT_AREAS, default="whole",
-                   help="inpainting: the whole picture, or only a box around the mask at full size")
-    p.add_argument("--inpaint-padding", type=int, default=32, help="inpainting: pixels around the mask's box")
     p.add_argument("--xyz", nargs="+", metavar="AXIS=V1,V2",
                    help="X/Y/Z plot of the first prompt: up to three axes (" + ", ".join(AXES) + "; prompt=A,B "
                    "replaces A by each value) into one labelled grid plus every single image")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
-    p.add_argument("--morph-mode", choices=MORPH_MODES, default="slerp", help="embedding interpolation")
     p.add_argument("--frames", type=int, default=24, help="frames of a walk or morph")
     p.add_argument("--loop", action="store_true", help="walk back to the first keyframe")
     p.add_argument("--ease", choices=EASINGS, default="linear", help="easing between keyframes")
@@ -112,11 +75,7 @@ def main() -> None:
     args = parser().parse_args()
     for name in ("frames", "batch_size", "fps"):
         check(name, getattr(args, name))
-    settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
-                        width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
-                        lora=args.lora, lora_scale=args.lora_scale, strength=args.strength, mask_blur=args.mask_blur,
-                        masked_content=args.masked_content, inpaint_area=args.inpaint_area,
-                        inpaint_padding=args.inpaint_padding)
+    settings = Settings(**flag_values(args, part(SETTINGS)))
     prompts = read_prompts(args)
     kind = ("png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else
             "xyz" if args.xyz else "image")

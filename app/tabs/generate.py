@@ -13,14 +13,14 @@ from app.tabs.img2img import picked_image
 from app.widgets import (
     GUIDANCE_SLIDER,
     LIVE_EVENT,
-    MAX_STEPS,
     PROMPT_CHARS,
+    request_control,
     result_gallery,
     result_image,
     run_buttons,
 )
 from ldm.sampling.limits import BOUNDS
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.schema import FIELD
 from ldm.sampling.xyz import AXES
 
 
@@ -90,30 +90,29 @@ def build(h: Handlers) -> GenerateTab:
             model = gr.Radio(list(h.models), value=m.name, label="Model", visible=len(h.models) > 1,
                              info=model_info(h), elem_id="generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
-            negative = gr.Textbox(label="Negative prompt", value="", max_length=PROMPT_CHARS)
+            negative = request_control("negative_prompt")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
                 dice = gr.Button("🎲 Randomise", scale=0)
                 lock = gr.Checkbox(label="Lock seed", value=True)
             with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=h.model.defaults.steps, step=1, label="Steps")
-                guidance = gr.Slider(0, GUIDANCE_SLIDER, value=m.default_guidance, step=0.5, label="Guidance")
+                steps = request_control("steps", m.defaults.steps, step=1)
+                guidance = request_control("guidance_scale", m.default_guidance, GUIDANCE_SLIDER, step=0.5)
             with gr.Row():
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=h.model.defaults.scheduler, label="Scheduler")
+                scheduler = request_control("scheduler", m.defaults.scheduler)
                 # the one size rule (ldm.sampling.requests.size_step): every slider position is a valid size
-                width = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Width")
-                height = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Height")
+                width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
+                                 for side in ("width", "height"))
                 num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
             with gr.Row(visible=bool(h.loras)):
                 lora = gr.Dropdown([NO_LORA, *h.loras], value=NO_LORA, label="LoRA")
-                lora_scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="LoRA scale")
+                lora_scale = request_control("lora_scale", step=0.05)
             go, stop_slot, stopped = run_buttons("Generate", "generate-button")
             with gr.Accordion("Variation and concept sliders", open=True):
                 with gr.Row():
-                    variation_seed = gr.Number(label="Variation seed", value=1, precision=0, minimum=0,
+                    variation_seed = gr.Number(label=FIELD["variation_seed"].label, value=1, precision=0, minimum=0,
                                                maximum=MAX_SEED)
-                    variation = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                          elem_id="variation-strength")
+                    variation = request_control("variation_strength", step=0.01, elem_id="variation-strength")
                 gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
                 with gr.Row():
                     concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)

@@ -36,7 +36,6 @@ from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
 from ldm.sampling.pipelines import SeededImg2Img, SeededInpaint
 from ldm.sampling.prompt_syntax import Runs, parse_prompt, plain_text
 from ldm.sampling.requests import (
-    DEFAULT_STRENGTH,
     ImageSpec,
     ModelDefaults,
     Progress,
@@ -48,6 +47,7 @@ from ldm.sampling.requests import (
     student_defaults,
 )
 from ldm.sampling.schedulers import make_scheduler
+from ldm.sampling.schema import DEFAULT_STRENGTH
 
 EMBEDDING_CACHE = 256  # prompts whose embeddings a SamplingModel keeps
 

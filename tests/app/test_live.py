@@ -13,8 +13,8 @@ from ldm.data.images import to_tensor
 from ldm.data.shapes import make_shape
 from ldm.errors import LdmError
 from ldm.explore import MAP_PAD, MAP_SIZE, DatasetView
-from ldm.sampling.parameters import read_png_parameters
-from ldm.sampling.requests import ImageSpec, spec_from_parameters
+from ldm.sampling.parameters import read_png_parameters, spec_from_parameters
+from ldm.sampling.requests import ImageSpec
 
 
 @pytest.fixture

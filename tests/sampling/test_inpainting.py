@@ -8,8 +8,10 @@ from support import make_random_pipeline
 from ldm.errors import LdmError
 from ldm.sampling.init_image import init_image_from_pil
 from ldm.sampling.inpaint import blurred, crop_box, fill, load_mask, mask_from_pil
-from ldm.sampling.requests import INPAINT_AREAS, MASKED_CONTENT, ImageSpec, Settings, spec_from_parameters
+from ldm.sampling.parameters import spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel, load_sampling_model
+from ldm.sampling.schema import INPAINT_AREAS, MASKED_CONTENT
 
 
 def _picture(size=32):
