@@ -87,7 +87,7 @@ def live(triggers: list, handler, inputs: list, output, api_name: str | None = N
         trigger(shown_in(output, handler), inputs, output, preprocess=False, **LIVE_EVENT)
 
 
-def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, frame_handler,
+def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls, frame_handler,
                   frame_inputs: int) -> list:
     """A seed walk or morph tab: `controls()` lays out the tab's own inputs (the handler's first arguments),
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
@@ -97,19 +97,20 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
     with gr.Row():
         with gr.Column():
             own = controls()
-            scheduler, steps, guidance = sampler_controls(h.model.defaults)
+            scheduler, steps, guidance = sampler_controls(shared.model.defaults)
             go, stop_slot, stopped = run_buttons(label)
             position = gr.Slider(0, 1, value=0, step=0.01, label="Position (live: drag to see any frame)",
                                  elem_id=f"{tab}-position")
             live_frame = result_image("Live frame", elem_id=f"{tab}-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
     send = gr.Button("Send this frame to Image to image", elem_id=f"{tab}-send")
-    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)
+    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], shared.stops,
+               api_name=api_name)
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
     live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
     with stop_slot:
-        stop_button(h.stops, [job], stopped)
+        stop_button(shared.stops, [job], stopped)
     return own, frame, send
 
 

@@ -17,6 +17,7 @@ from ldm.explore import (
     anomaly_percentile,
     available_projections,
     channel_images,
+    ordinal,
     project_2d,
     reconstruct,
     scatter_svg,
@@ -186,3 +187,8 @@ def test_umap_is_offered_only_where_umap_learn_imports(monkeypatch):
     assert available_projections() == ("pca", "tsne")
     monkeypatch.setitem(sys.modules, "umap", types.ModuleType("umap"))
     assert available_projections() == PROJECTIONS
+
+
+def test_percentiles_read_as_english():
+    assert [ordinal(n) for n in (0, 1, 2, 3, 4, 11, 12, 13, 21, 22, 61, 100, 101, 111)] == [
+        "0th", "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "61st", "100th", "101st", "111th"]

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.events import image_api, shown_in, stop_button, wire
-from app.handlers import MAX_SEED, NO_LORA, Handlers
+from app.handlers.checks import MAX_SEED
+from app.handlers.generate import GenerateHandlers
+from app.handlers.models import NO_LORA
+from app.handlers.shared import Shared
 from app.tabs.img2img import picked_image
 from app.widgets import (
     GUIDANCE_SLIDER,
@@ -61,34 +64,36 @@ def picked(evt: gr.SelectData) -> tuple[int, str | None]:
 CONCEPT_REACH = 1.5  # the concept slider's range either way (the shipped student: tears and skin tone by 1.0)
 
 
-def live_label(h: Handlers) -> str:
+def live_label(shared: Shared) -> str:
     """What the live image is rendered with, in words."""
-    d, steps = h.live.defaults, h.live_steps
-    kind = ", a few-step student" if h.live.is_student else ""
-    return f"{h.live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
+    live = shared.models.live
+    d, steps = live.defaults, shared.models.live_steps
+    kind = ", a few-step student" if live.is_student else ""
+    return f"{live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
 
 
-def model_info(h: Handlers) -> str:
+def model_info(shared: Shared) -> str:
     """Each model's sampler in words, for the Model picker."""
     return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
-                     + (" (a few-step student: fast)" if mod.is_student else "") for name, mod in h.models.items())
+                     + (" (a few-step student: fast)" if mod.is_student else "")
+                     for name, mod in shared.models.by_name.items())
 
 
-def model_controls(h: Handlers, name: str) -> tuple:
+def model_controls(shared: Shared, name: str) -> tuple:
     """Steps, scheduler and guidance set to a model's defaults when it is picked."""
-    d = h.models.get(name, h.model).defaults
+    d = shared.models.by_name.get(name, shared.model).defaults
     return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
 
 
-def build(h: Handlers) -> GenerateTab:
+def build(shared: Shared) -> GenerateTab:
     """Lay out the tab and wire its events."""
-    m = h.model
-    size, biggest = m.default_size, h.largest_side
+    h, m = GenerateHandlers(shared), shared.model
+    size, biggest = m.default_size, shared.models.largest_side
     with gr.Row():
         with gr.Column(scale=2):
             # the full model, or its few-step student for a fast render (each brings its own steps and scheduler)
-            model = gr.Radio(list(h.models), value=m.name, label="Model", visible=len(h.models) > 1,
-                             info=model_info(h), elem_id="generate-model")
+            model = gr.Radio(list(shared.models.by_name), value=m.name, label="Model",
+                             visible=len(shared.models.by_name) > 1, info=model_info(shared), elem_id="generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
             negative = request_control("negative_prompt")
             with gr.Row():
@@ -104,8 +109,8 @@ def build(h: Handlers) -> GenerateTab:
                 width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
                                  for side in ("width", "height"))
                 num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
-            with gr.Row(visible=bool(h.loras)):
-                lora = gr.Dropdown([NO_LORA, *h.loras], value=NO_LORA, label="LoRA")
+            with gr.Row(visible=bool(shared.models.loras)):
+                lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
                 lora_scale = request_control("lora_scale", step=0.05)
             go, stop_slot, stopped = run_buttons("Generate", "generate-button")
             with gr.Accordion("Variation and concept sliders", open=True):
@@ -132,7 +137,7 @@ def build(h: Handlers) -> GenerateTab:
                 plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
                 plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
         with gr.Column(scale=3):
-            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
+            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(shared)})",
                                   value=False, elem_id="live-switch")
             live_image = result_image("Live", elem_id="live-image")
             gallery = result_gallery("Images", columns=4, elem_id="generate-gallery")
@@ -150,18 +155,19 @@ def build(h: Handlers) -> GenerateTab:
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
                [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale,
-                model], [gallery, params, files], h.stops, api_name="generate",
-               concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
+                model], [gallery, params, files], shared.stops, api_name="generate",
+               concurrency_limit=shared.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
-        stop_button(h.stops, [job], stopped)
+        stop_button(shared.stops, [job], stopped)
     plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
-                                             y_axis, z_axis, model], [plot_image, plot_files], h.stops,
+                                             y_axis, z_axis, model], [plot_image, plot_files], shared.stops,
                     api_name="xyz_plot")
     with plot_stop:
-        stop_button(h.stops, [plot_job], plot_stopped)
+        stop_button(shared.stops, [plot_job], plot_stopped)
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
-    model.input(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
+    model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
+                api_visibility="private")
 
     follow = shown_in(live_image, h.live_generate)
 

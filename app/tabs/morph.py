@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.handlers import MAX_SEED, Handlers
+from app.handlers.animate import AnimateHandlers
+from app.handlers.checks import MAX_SEED
+from app.handlers.shared import Shared
 from app.widgets import MAX_FRAMES, animation_tab, request_control
 
 
@@ -20,8 +22,9 @@ class MorphTab:
     send: gr.Button
 
 
-def build(h: Handlers) -> MorphTab:
+def build(shared: Shared) -> MorphTab:
     """Lay out the tab and wire its events."""
+    h = AnimateHandlers(shared)
 
     def controls() -> list:
         return [gr.Textbox(label="Prompts, one per line", lines=3, value="grinning face\ncat face"),
@@ -29,6 +32,6 @@ def build(h: Handlers) -> MorphTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 request_control("morph_mode")]
 
-    (prompts, seed, _, _), frame, send = animation_tab(h, "morph", "Morph", h.morph, "morph", controls,
+    (prompts, seed, _, _), frame, send = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
                                                        h.morph_frame, 2)
     return MorphTab(prompts, seed, frame, send)

@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from app.handlers import Handlers
+from app.handlers.img2img import Img2ImgHandlers
 from app.widgets import request_control
 from ldm.cli import Parser, add_request_flags, flag_values
 from ldm.errors import LdmError
@@ -36,7 +36,8 @@ def test_the_web_uis_controls_start_at_the_schemas_values(name):
     control = request_control(name)
     assert control.label == f.label and control.value == f.ui_value
     assert f.ui_value == (DEFAULT_STRENGTH if name == "strength" else f.default)  # image to image's own default
-    handler_defaults = {p.name: p.default for p in inspect.signature(Handlers.image_to_image).parameters.values()}
+    parameters = inspect.signature(Img2ImgHandlers.image_to_image).parameters.values()
+    handler_defaults = {p.name: p.default for p in parameters}
     if name in handler_defaults:
         assert handler_defaults[name] == f.ui_value  # what an API caller gets when it leaves the value out
 
