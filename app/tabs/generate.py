@@ -85,6 +85,60 @@ def model_controls(shared: Shared, name: str) -> tuple:
     return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
 
 
+def variation_controls() -> list:
+    """The variation and concept sliders (the live image's own inputs): variation seed and strength, the concept's
+    two prompts and its strength."""
+    with gr.Accordion("Variation and concept sliders", open=True):
+        with gr.Row():
+            variation_seed = gr.Number(label=FIELD["variation_seed"].label, value=1, precision=0, minimum=0,
+                                       maximum=MAX_SEED)
+            variation = request_control("variation_strength", step=0.01, elem_id="variation-strength")
+        gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
+        with gr.Row():
+            concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
+            concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
+        # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
+        concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
+                            elem_id="concept-strength")
+    return [variation_seed, variation, concept_from, concept_to, concept]
+
+
+def xyz_plot(shared: Shared, h: GenerateHandlers, request: list, model: gr.Radio) -> None:
+    """The X/Y/Z plot's axes, Plot and Stop buttons and results, wired to plot with the tab's `request` controls
+    (prompt, negative prompt, seed, steps, guidance, scheduler, width, height) and model."""
+    with gr.Accordion("X/Y/Z plot", open=False):
+        gr.Markdown("Every combination of up to three axes, each `name=v1,v2,...` with name one of "
+                    + ", ".join(f"`{a}`" for a in AXES if a != "strength")
+                    + ". `prompt=red,green` replaces *red* by each value (Prompt S/R).")
+        with gr.Row():
+            axes = [gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x"),
+                    gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y"),
+                    gr.Textbox(label="Z axis", value="", elem_id="xyz-z")]
+        plot, plot_stop, plot_stopped = run_buttons("Plot", "xyz-button")
+        plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
+        plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
+    plot_job = wire(plot.click, h.xyz_plot, [*request, *axes, model], [plot_image, plot_files], shared.stops,
+                    api_name="xyz_plot")
+    with plot_stop:
+        stop_button(shared.stops, [plot_job], plot_stopped)
+
+
+def follow_live(h: GenerateHandlers, live_on: gr.Checkbox, live_image: gr.Image, inputs: list) -> None:
+    """With the Live switch on, the live image follows `inputs` (live_generate's arguments) as they change; API
+    callers get the same as `live_generate`, no switch to set."""
+    follow = shown_in(live_image, h.live_generate)
+
+    def when_live(request: gr.Request, on: bool, *values):  # Gradio puts the request where its parameter is
+        # every control change arrives here; only with the switch on does it render
+        return follow(*values, request=request) if on else gr.skip()
+
+    prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept = inputs
+    gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
+           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
+          preprocess=False, **LIVE_EVENT)
+    gr.api(image_api(h.live_generate), api_name="live_generate")
+
+
 def build(shared: Shared) -> GenerateTab:
     """Lay out the tab and wire its events."""
     h, m = GenerateHandlers(shared), shared.model
@@ -113,29 +167,8 @@ def build(shared: Shared) -> GenerateTab:
                 lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
                 lora_scale = request_control("lora_scale", step=0.05)
             go, stop_slot, stopped = run_buttons("Generate", "generate-button")
-            with gr.Accordion("Variation and concept sliders", open=True):
-                with gr.Row():
-                    variation_seed = gr.Number(label=FIELD["variation_seed"].label, value=1, precision=0, minimum=0,
-                                               maximum=MAX_SEED)
-                    variation = request_control("variation_strength", step=0.01, elem_id="variation-strength")
-                gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
-                with gr.Row():
-                    concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
-                    concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
-                # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
-                concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
-                                    elem_id="concept-strength")
-            with gr.Accordion("X/Y/Z plot", open=False):
-                gr.Markdown("Every combination of up to three axes, each `name=v1,v2,...` with name one of "
-                            + ", ".join(f"`{a}`" for a in AXES if a != "strength")
-                            + ". `prompt=red,green` replaces *red* by each value (Prompt S/R).")
-                with gr.Row():
-                    x_axis = gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x")
-                    y_axis = gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y")
-                    z_axis = gr.Textbox(label="Z axis", value="", elem_id="xyz-z")
-                plot, plot_stop, plot_stopped = run_buttons("Plot", "xyz-button")
-                plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
-                plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
+            variations = variation_controls()
+            xyz_plot(shared, h, [prompt, negative, seed, steps, guidance, scheduler, width, height], model)
         with gr.Column(scale=3):
             live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(shared)})",
                                   value=False, elem_id="live-switch")
@@ -147,9 +180,8 @@ def build(shared: Shared) -> GenerateTab:
                 to_walk = gr.Button("Walk from this seed")
                 to_morph = gr.Button("Morph from this prompt")
                 to_img2img = gr.Button("Send to Image to image")
-    chosen_seed = gr.State(None)  # the clicked image's seed; None: none clicked since the last run
-    chosen_image = gr.State(None)  # and its file
-
+    # the clicked image's seed and file; None: none clicked since the last run
+    chosen_seed, chosen_image = gr.State(None), gr.State(None)
     dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
     new_run = go.click(lambda s, locked: (s if locked else random.randrange(MAX_SEED), None, None), [seed, lock],
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
@@ -159,26 +191,10 @@ def build(shared: Shared) -> GenerateTab:
                concurrency_limit=shared.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(shared.stops, [job], stopped)
-    plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
-                                             y_axis, z_axis, model], [plot_image, plot_files], shared.stops,
-                    api_name="xyz_plot")
-    with plot_stop:
-        stop_button(shared.stops, [plot_job], plot_stopped)
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
     model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
                 api_visibility="private")
-
-    follow = shown_in(live_image, h.live_generate)
-
-    def when_live(request: gr.Request, on: bool, *values):  # Gradio puts the request where its parameter is
-        # every control change arrives here; only with the switch on does it render
-        return follow(*values, request=request) if on else gr.skip()
-
-    inputs = [prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept]
-    gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
-           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
-          preprocess=False, **LIVE_EVENT)
-    gr.api(image_api(h.live_generate), api_name="live_generate")  # the same, for API callers: no switch to set
+    follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations])
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
                        guidance, scheduler, width, height, model)
