@@ -32,10 +32,9 @@ from ldm.models import (
     load_text_encoder,
     load_unet,
     load_vae,
-    save_pipeline,
     use_training_attention,
 )
-from ldm.sampling.sampler import sampling_scheduler
+from ldm.pipeline_folder import sampling_scheduler, save_pipeline
 from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss, draw_guidance
 from ldm.train.finetune import (
     add_lora,

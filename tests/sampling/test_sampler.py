@@ -11,8 +11,10 @@ import torch
 
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance
+from ldm.pipeline_folder import load_pipeline
+from ldm.sampling.export import export_pipeline
 from ldm.sampling.requests import ImageSpec, Settings, folder_defaults, resolve_settings, spec_from_parameters
-from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
+from ldm.sampling.sampler import load_sampling_model
 from ldm.sampling.schedulers import SCHEDULERS
 
 FAST = Settings(steps=4)
