@@ -8,6 +8,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from support import make_random_pipeline, make_tiny_clip
 
+from ldm.errors import LdmError
 from ldm.models import REFERENCE_FILE, load_pipeline_text_encoder
 from ldm.pipeline_folder import assemble_pipeline, load_pipeline, write_pipeline
 from ldm.sampling.requests import ImageSpec, Settings
@@ -100,3 +101,20 @@ def test_a_failed_write_leaves_the_folder_as_it_was(clip_pipeline, tmp_path, mon
     assert _files(run) == list(files)  # no half part, no temporary folder
     for name in [n for n in files if n.startswith("unet/")] + ["model_index.json"]:
         assert (run / name).read_bytes() == files[name], name
+
+
+def test_bad_folders_are_one_line_errors(tmp_path, tiny_pipeline):
+    with pytest.raises(LdmError, match="not found"):
+        load_pipeline(tmp_path / "nowhere")
+    with pytest.raises(LdmError, match="model_index.json"):
+        load_pipeline(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipeline, broken)
+    (broken / "model_index.json").write_text("{not json")
+    with pytest.raises(LdmError, match="not valid JSON"):
+        load_pipeline(broken)
+    (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    for f in (broken / "unet").glob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    with pytest.raises(LdmError, match="safetensors"):
+        load_pipeline(broken)
