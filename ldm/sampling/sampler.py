@@ -175,12 +175,14 @@ class SamplingModel:
             self.loras.use(s.lora, s.lora_scale)  # before embedding: a LoRA may cover the text encoder
             plan = None if mask is None else plan_inpaint(init.pixels, mask, s.mask_blur, s.masked_content,
                                                            s.inpaint_area, s.inpaint_padding)
-            starts = None if init is None or (s.strength == 1 and plan is None) else \
-                posterior(self.vae, init.pixels if plan is None else plan.picture, self.precision)
-            job = Job(self.pipe, self.base_scheduler_config, self.precision, s,
-                      self.embeddings([s.negative_prompt, *prompts], (s.lora, s.lora_scale), max(steps, 1)),
-                      max(steps, 1), changing, len(specs) * steps, progress, starts, init, plan,
-                      None if plan is None else posterior(self.vae, plan.masked_picture, self.precision)[0])
+            job = Job(
+                pipe=self.pipe, scheduler_config=self.base_scheduler_config, precision=self.precision, settings=s,
+                embeds=self.embeddings([s.negative_prompt, *prompts], (s.lora, s.lora_scale), max(steps, 1)),
+                steps=max(steps, 1), changing=changing, total=len(specs) * steps, progress=progress,
+                posterior=None if init is None or (s.strength == 1 and plan is None) else
+                posterior(self.vae, init.pixels if plan is None else plan.picture, self.precision),
+                init=init, plan=plan,
+                masked_latents=None if plan is None else posterior(self.vae, plan.masked_picture, self.precision)[0])
             # 3.-7. each batch: conditioning, starting draws, the mode's pipeline, denoise, decode (denoise.py)
             for start in range(0, len(specs), batch_size):
                 images.append(denoise_batch(job, specs[start:start + batch_size], start * steps))
