@@ -75,3 +75,14 @@ def test_one_function_says_whether_a_unet_is_a_few_step_student(tiny_pipeline, t
     assert not is_student(teacher) and is_student(student)
     assert is_student(tiny_student.pipe.unet.config) and not is_student({"time_cond_proj_dim": None})
     assert not is_student(None) and not is_student([1, 2])  # a config.json that holds no object
+
+
+@pytest.mark.parametrize("source", ["files", "imagefolder"])  # the old name, in folders written before the rename
+def test_a_model_folder_names_the_images_it_was_trained_on(tmp_path, source):
+    from ldm.folders import folder_training_images
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ldm_config.yaml").write_text(f"data:\n  source: {source}\n  path: {tmp_path / 'images'}\n")
+    assert folder_training_images(tmp_path) == tmp_path / "images"
+    (tmp_path / "ldm_config.yaml").write_text(f"data:\n  source: shapes\n  path: {tmp_path / 'images'}\n")
+    assert folder_training_images(tmp_path) is None
