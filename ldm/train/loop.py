@@ -72,8 +72,10 @@ class Run:
              ) -> None:
         """Steps `start` to max_steps; after each: logs, the main process's preview, checkpoints when due.
 
-        `shown` is the metric the progress bar shows. Ctrl-C lets the step in hand finish, saves it as a
-        checkpoint (a resume goes on exactly from there) and then raises KeyboardInterrupt.
+        `shown` is the metric the progress bar shows; `preview` runs every `preview_every` steps (0: never) and,
+        with `preview_at_end`, after the last. Ctrl-C lets the step in hand finish, saves it as a
+        checkpoint (a resume goes on exactly from there) and then raises KeyboardInterrupt; during the last
+        step it changes nothing (the run then ends as it would have).
         """
         accelerator, tc = self.accelerator, self.tc
         samples_per_step = tc.batch_size * accelerator.num_processes * tc.gradient_accumulation_steps
@@ -92,12 +94,12 @@ class Run:
                     bar.set_postfix({shown: f"{metrics[shown]:.4f}", "sps": f"{rate:.1f}"})
                     t_last, steps_since = time.perf_counter(), 0
                 if preview is not None and accelerator.is_main_process and (
-                        done % preview_every == 0 or (preview_at_end and done == tc.max_steps)):
+                        (preview_every and done % preview_every == 0) or (preview_at_end and done == tc.max_steps)):
                     preview(done)
                 saved = done % tc.checkpoint_every == 0 or done == tc.max_steps
                 if saved:
                     self.save(done)
-                if self._stop(ctrl_c.pressed):
+                if done < tc.max_steps and self._stop(ctrl_c.pressed):  # the last step: the run ends anyway
                     if not saved:
                         self.save(done)
                     log.warning("interrupted after step %d: --resume latest goes on from there", done)

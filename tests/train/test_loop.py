@@ -85,6 +85,11 @@ def test_ctrl_c_saves_the_finished_step_and_the_resume_is_exact(accelerator, tmp
     resumed.loop(5, _step(resumed))
     assert torch.equal(_weights(resumed), _weights(reference))
 
+    last = _run(accelerator, tmp_path / "last")
+    last.loop(0, _step(last, ctrl_c_at=5))  # during the last step: the run ends as it would have, nothing raised
+    assert [step for step, _ in list_checkpoints(tmp_path / "last" / "checkpoints" / "unet")] == [4, 6]
+    assert torch.equal(_weights(last), _weights(reference))
+
 
 def test_a_second_ctrl_c_stops_at_once():
     with CtrlC() as ctrl_c:
