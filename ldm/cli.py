@@ -112,7 +112,7 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
     """Load the config and fold the command-line flags into it as overrides."""
     overrides = list(args.overrides)
     if args.data:
-        overrides += ["data.source=imagefolder", f"data.path={args.data}"]
+        overrides += ["data.source=files", f"data.path={args.data}"]
     for flag in ("max_steps", "checkpoint_every", "gradient_accumulation_steps", "mixed_precision"):
         value = getattr(args, flag)
         if value is not None:
