@@ -14,6 +14,7 @@ from ldm.config import PRECISIONS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.outputs import NumberedFolder, prepare_folder
+from ldm.sampling.concepts import EMBEDDING_FILE, LORA_FILE, concept_file
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.limits import check
 from ldm.sampling.parameters import read_png_parameters
@@ -57,8 +58,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the first image; image k uses seed + k (default: random)")
     p.add_argument("--variation-seed", type=int, help="second seed slerped into the noise")
     p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
-    p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)")
+    p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors) "
+                   "or a folder holding one (scripts/teach.py's)")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
+    p.add_argument("--embedding", action="append", default=[], metavar="PATH",
+                   help="a textual-inversion embedding (learned_embeds.safetensors, or scripts/teach.py's folder) "
+                   "whose word prompts may then use (repeatable)")
     p.add_argument("--init-image", help="image to image: start from this picture (scaled and centre-cropped to "
                    "the output size)")
     p.add_argument("--strength", type=float, help="image to image: how much to change the init image, 0 (none) "
@@ -112,6 +117,9 @@ def main() -> None:
     args = parser().parse_args()
     for name in ("frames", "batch_size", "fps"):
         check(name, getattr(args, name))
+    if args.lora:
+        args.lora = concept_file(args.lora, LORA_FILE, "LoRA file")
+    embeddings = [concept_file(path, EMBEDDING_FILE, "embedding") for path in args.embedding]
     settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
                         width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
                         lora=args.lora, lora_scale=args.lora_scale, strength=args.strength, mask_blur=args.mask_blur,
@@ -172,9 +180,12 @@ def main() -> None:
     from tqdm import tqdm
 
     from ldm.render import Interrupted, render_animation, render_images, render_xyz
+    from ldm.sampling.concepts import load_embedding
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, args.device, args.precision, guidance)
+    for path in embeddings:
+        load_embedding(model.pipe, path)
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
 
     def progress(done: int, total: int) -> None:

@@ -96,6 +96,10 @@ class FreshUNet:
         """EMA of the trainable weights."""
         return make_ema(self.trainable, decay, model_cls=UNet2DConditionModel, model_config=self.unet.config)
 
+    def settled(self, preview: torch.Tensor) -> bool:
+        """Whether the run may end before train_unet.max_steps, given its newest preview; never here."""
+        return False
+
     def save_ema(self, ema: EMAModel, folder: Path) -> None:
         """Write the EMA weights into a checkpoint folder."""
         ema.save_pretrained(str(folder / EMA_DIR))
@@ -347,10 +351,19 @@ def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tenso
 
 
 TARGETS = {"full": FullFinetune, "lora": LoraFinetune, "lcm": LcmDistill}
+TEACH_METHODS = ("dreambooth", "textual_inversion")  # their Targets build on the classes above (ldm/train/teach*)
 
 
 def make_target(cfg: Config, output_dir: Path, vae_path: str | None = None) -> FreshUNet:
     """The Target the config asks for, with its frozen encoders loaded (the UNet comes with build())."""
     if not cfg.finetune.init_from:
         return FreshUNet(cfg, output_dir, vae_path)
+    if cfg.finetune.method == "dreambooth":
+        from ldm.train.teach import DreamBoothLora
+
+        return DreamBoothLora(cfg, output_dir)
+    if cfg.finetune.method == "textual_inversion":
+        from ldm.train.textual_inversion import TextualInversion
+
+        return TextualInversion(cfg, output_dir)
     return TARGETS[cfg.finetune.method](cfg, output_dir)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
@@ -36,7 +37,7 @@ log = logging.getLogger("ldm")
 
 
 def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
-                  output_dir: Path, step: int, preview_scheduler: str) -> None:
+                  output_dir: Path, step: int, preview_scheduler: str) -> torch.Tensor:
     tc = cfg.train_unet
     model = accelerator.unwrap_model(unet)
     if ema is not None:
@@ -60,6 +61,7 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
     if tracker is not None:
         tracker.writer.add_images("samples", images, step)
     log.info("step %d: samples -> %s", step, path)
+    return images
 
 
 @dataclass
@@ -260,12 +262,20 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             accelerator.log(logs, step=done)
             bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}")
             t_last, steps_since = time.perf_counter(), 0
-        if accelerator.is_main_process and tc.validation_prompts and (done % tc.sample_every == 0):
-            _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg,
-                          output_dir, done, target.preview_scheduler)
-        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
+        settled = False
+        if tc.validation_prompts and (done % tc.sample_every == 0):
+            if accelerator.is_main_process:
+                preview = _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder,
+                                        noise_scheduler, cfg, output_dir, done, target.preview_scheduler)
+                settled = target.settled(preview)
+            settled = bool(broadcast(torch.tensor([settled], device=device))[0])  # every process stops alike
+            if settled:
+                log.info("step %d: the previews stopped changing; stopping early", done)
+        if done % tc.checkpoint_every == 0 or done == tc.max_steps or settled:
             path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state, save_extra)
             log.info("step %d: checkpoint -> %s", done, path)
+        if settled:
+            break
     bar.close()
     batches.close()
 
@@ -295,9 +305,9 @@ def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_pa
     if not config_file.is_file():
         raise LdmError(f"{checkpoint} is not a UNet checkpoint (no config.yaml)")
     cfg = load_config(config_file)
-    if cfg.finetune.init_from and cfg.finetune.method == "lora":
-        raise LdmError(f"{checkpoint} holds LoRA adapters, not a UNet: let the run finish (or --resume it) for its "
-                       "LoRA file")
+    if cfg.finetune.init_from and cfg.finetune.method in ("lora", "dreambooth", "textual_inversion"):
+        raise LdmError(f"{checkpoint} holds LoRA adapters or an embedding, not a UNet: let the run finish (or "
+                       "--resume it) for its file")
     out_dir = Path(out_dir)
     if cfg.finetune.init_from:
         target = make_target(cfg, out_dir)
