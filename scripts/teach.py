@@ -9,7 +9,7 @@ from pathlib import Path
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.errors import LdmError
 from ldm.sampling.requests import DEFAULT_MODEL
-from ldm.train.checkpoints import checkpoint_root, resolve_resume
+from ldm.train.checkpoints import checkpoint_root
 from ldm.train.teach_inputs import check_name, image_paths
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -49,7 +49,8 @@ def main() -> None:
         raise LdmError(f"--out {out} is a file")
     if args.resume is None and out.is_dir() and any(out.iterdir()):
         raise LdmError(f"--out {out} already holds a run: pass --resume to continue it, or choose another folder")
-    resolve_resume(checkpoint_root(out, "unet"), args.resume, quiet=True)
+    if args.resume and not any(checkpoint_root(out, "unet").glob("checkpoint-*")):
+        raise LdmError(f"--resume: {out} holds no checkpoint to resume")
     config = args.config or str(CONFIGS / METHODS[args.method])
 
     quiet_libraries()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ldm.data.imagefolder import IMAGE_EXTENSIONS
 from ldm.errors import LdmError
 
 MAX_IMAGES = 50  # more is a dataset, not a concept: scripts/train_unet.py fine-tunes on folders
@@ -50,7 +49,10 @@ def image_paths(arguments: list[str]) -> list[Path]:
     for arg in arguments:
         path = Path(arg).expanduser()
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            from PIL import Image  # the suffixes Pillow reads; not ldm.data's image modules, which load torch
+
+            known = Image.registered_extensions()
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in known and p.is_file())
         elif path.is_file():
             paths.append(path)
         else:

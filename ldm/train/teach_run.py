@@ -19,7 +19,9 @@ from ldm.config import Config, load_config, validate
 from ldm.data.teach_images import augmented_views, load_concept_images, write_view_folder
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, folder_geometry
+from ldm.models import load_tokenizer
 from ldm.train.teach_card import write_card
+from ldm.train.teach_inputs import check_new_word
 from ldm.train.unet import train_unet
 
 VIEWS_DIR = "teach-images"  # the image folder the run trains on, inside the run folder
@@ -67,7 +69,9 @@ def teach(images: list[Path], cfg: Config, out: str | Path, resume: str | None =
     t, tc = cfg.teach, cfg.train_unet
     clock, cpu = time.perf_counter(), time.process_time()
     try:
-        # 1. the images, checked and decoded, and their views as the run's image folder (kept for --resume)
+        # 1. the name against the model's tokenizer, the images, checked and decoded, and their views as the run's
+        # image folder (kept for --resume)
+        check_new_word(load_tokenizer(Path(cfg.finetune.init_from) / "tokenizer"), t.name)
         pixels, opacity = load_concept_images(images, cfg.data.resolution)
         views_dir = out / VIEWS_DIR
         if resume is None or not views_dir.is_dir():
@@ -82,8 +86,8 @@ def teach(images: list[Path], cfg: Config, out: str | Path, resume: str | None =
                   "load_average": os.getloadavg()[0]}
         card, files = write_card(cfg, out, images, (pixels + 1) / 2, timing)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise LdmError(f"the disk is full ({exc.filename or out}): free some space, then run the same command "
-                           "with --resume") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise LdmError(f"no room to write {exc.filename or out} ({os.strerror(exc.errno).lower()}): free some "
+                           "space, then run the same command with --resume") from None
         raise
     return TeachResult(out, files, card)

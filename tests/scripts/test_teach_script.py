@@ -1,0 +1,122 @@
+"""scripts/teach.py: every bad input is one line (the ones that need no model before torch loads), nothing
+half-written is left as a result, and a full disk says so."""
+
+import os
+import resource
+
+import pytest
+from PIL import Image
+from support import ROOT, no_model_libraries, run_script
+
+RESULTS = ("pytorch_lora_weights.safetensors", "learned_embeds.safetensors", "README.md", "teach.json")
+
+
+def _one_line(proc, message: str) -> None:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:") and message in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _without_model_libraries(folder) -> dict:
+    env = no_model_libraries(folder)  # and this checkout's ldm, not an installed one
+    return {"PYTHONPATH": env["PYTHONPATH"] + os.pathsep + str(ROOT)}
+
+
+def _images(folder, count: int = 2):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        Image.new("RGB", (48, 40), (40 * k, 200, 30)).save(folder / f"{k}.png")
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no images", "no images"),
+    ("missing", "image not found"),
+    ("too many", "51 images"),
+    ("empty name", "needs a name"),
+    ("long name", "1000 characters"),
+    ("two words", "one word"),
+    ("used out", "already holds a run"),
+    ("zero steps", "--steps must be at least 1"),
+    ("no run to resume", "no checkpoint"),
+])
+def test_bad_inputs_are_one_line_before_any_model_loads(case, message, tmp_path):
+    images, out, name = [str(_images(tmp_path / "imgs"))], tmp_path / "out", "zorbly"
+    extra = []
+    if case == "no images":
+        images = [str(_images(tmp_path / "none", 0))]
+    elif case == "missing":
+        images = [str(tmp_path / "nope.png")]
+    elif case == "too many":
+        images = [str(_images(tmp_path / "many", 51))]
+    elif case == "empty name":
+        name = ""
+    elif case == "long name":
+        name = "z" * 1000
+    elif case == "two words":
+        name = "my cat"
+    elif case == "used out":
+        out.mkdir()
+        (out / "something").write_text("x")
+    elif case == "zero steps":
+        extra = ["--steps", "0"]
+    elif case == "no run to resume":
+        extra = ["--resume"]
+    proc = run_script("scripts/teach.py", *images, "--name", name, "--out", str(out), *extra, check=False,
+                      env=_without_model_libraries(tmp_path / "libs"))
+    _one_line(proc, message)
+    assert case == "used out" or not out.exists() or not any(out.iterdir())
+
+
+def test_help_needs_no_model_libraries(tmp_path):
+    proc = run_script("scripts/teach.py", "--help", env=_without_model_libraries(tmp_path / "libs"))
+    assert proc.stdout.startswith("usage:") and "--class" in proc.stdout
+
+
+@pytest.mark.slow  # teach.py loads torch in subprocesses
+@pytest.mark.parametrize("case, message", [("not an image", "notes.png: not an image"),
+                                           ("a known word", "'bird' is already a word"),
+                                           ("a gif and a cmyk jpeg", None)])
+def test_bad_inputs_found_after_loading_leave_no_result(case, message, tiny_pipeline, tmp_path):
+    folder = _images(tmp_path / "imgs")
+    name = "bird" if case == "a known word" else "zorbly"
+    if case == "not an image":
+        (folder / "notes.png").write_text("hello")
+    out = tmp_path / "out"
+    steps = ["--steps", "1", "--set", "train_unet.sample_every=100", "--set", "teach.class_images=1",
+             "--set", "teach.views=2", "--set", "train_unet.batch_size=2", "--class", "a square"]
+    if message is None:  # odd modes teach like any others
+        Image.new("P", (30, 30), 3).save(folder / "anim.gif")
+        Image.new("CMYK", (70, 20), (0, 200, 0, 0)).save(folder / "print.jpg")
+        run_script("scripts/teach.py", str(folder), "--name", name, "--out", str(out), "--model",
+                   str(tiny_pipeline), *steps)
+        assert all((out / f).is_file() for f in ("pytorch_lora_weights.safetensors", "README.md"))
+        assert len(list((out / "teach-images" / "images").iterdir())) == 4  # four images, at least teach.views
+        return
+    proc = run_script("scripts/teach.py", str(folder), "--name", name, "--out", str(out), "--model",
+                      str(tiny_pipeline), *steps, check=False)
+    _one_line(proc, message)
+    assert not any((out / f).exists() for f in RESULTS)
+
+
+@pytest.mark.slow  # a real run until the disk (a file-size limit) refuses a write
+def test_a_full_disk_is_one_line_and_offers_no_result(tiny_pipeline, tmp_path):
+    import subprocess
+    import sys
+
+    def limit():  # a checkpoint's first file is far over 2 MB: the write fails as on a full disk
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "scripts/teach.py", str(_images(tmp_path / "imgs")), "--name", "zorbly",
+                           "--out", str(out), "--model", str(tiny_pipeline), "--method", "ti", "--steps", "2",
+                           "--set", "train_unet.sample_every=100", "--set", "teach.views=2",
+                           "--set", "train_unet.batch_size=2"],
+                          cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _one_line(proc, "no room to write")
+    assert not any((out / f).exists() for f in RESULTS)
