@@ -1,6 +1,7 @@
 """scripts/teach.py: every bad input is one line (the ones that need no model before torch loads), nothing
 half-written is left as a result, and a full disk says so."""
 
+import json
 import os
 import resource
 
@@ -93,6 +94,9 @@ def test_bad_inputs_found_after_loading_leave_no_result(case, message, tiny_pipe
                    str(tiny_pipeline), *steps)
         assert all((out / f).is_file() for f in ("pytorch_lora_weights.safetensors", "README.md"))
         assert len(list((out / "teach-images" / "images").iterdir())) == 4  # four images, at least teach.views
+        proc = run_script("scripts/sample.py", "zorbly riding a bicycle", "--lora", str(out), "--model",
+                          str(tiny_pipeline), "--steps", "2", "--seed", "1", "--out", str(tmp_path / "images"))
+        assert "LoRA" in Image.open(proc.stdout.split()[0]).text["parameters"]
         return
     proc = run_script("scripts/teach.py", str(folder), "--name", name, "--out", str(out), "--model",
                       str(tiny_pipeline), *steps, check=False)
@@ -120,3 +124,21 @@ def test_a_full_disk_is_one_line_and_offers_no_result(tiny_pipeline, tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     _one_line(proc, "no room to write")
     assert not any((out / f).exists() for f in RESULTS)
+
+
+@pytest.mark.slow  # teach.py and sample.py in subprocesses
+def test_a_taught_embedding_samples_by_its_folder(tiny_pipeline, tmp_path):
+    out = tmp_path / "ti"
+    proc = run_script("scripts/teach.py", str(_images(tmp_path / "imgs")), "--name", "Zorbly", "--out", str(out),
+                      "--model", str(tiny_pipeline), "--method", "ti", "--steps", "2", "--set",
+                      "train_unet.sample_every=1", "--set", "teach.views=2", "--set", "train_unet.batch_size=2")
+    assert str(out / "learned_embeds.safetensors") in proc.stdout.split()
+    assert len(list((out / "samples").glob("unet-*.png"))) == 2  # a preview each step here
+    card = json.loads((out / "teach.json").read_text())
+    assert card["steps"] == 2 and len(card["preview_changes"]) == 1 and card["name_likeness_after"] > 0
+    proc = run_script("scripts/sample.py", "a zorbly on a red background", "--embedding", str(out), "--model",
+                      str(tiny_pipeline), "--steps", "2", "--seed", "1", "--out", str(tmp_path / "images"))
+    assert Image.open(proc.stdout.split()[0]).size == (32, 32)
+    proc = run_script("scripts/sample.py", "zorbly", "--embedding", str(tmp_path), "--model", str(tiny_pipeline),
+                      check=False, env=_without_model_libraries(tmp_path / "libs"))
+    _one_line(proc, "holds no embedding")
