@@ -41,6 +41,22 @@ def run(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except RuntimeError as exc:
+        reason = _lost_process(exc)
+        if reason is None:
+            raise
+        print(f"error: {reason}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _lost_process(exc: RuntimeError) -> str | None:
+    """One line for a distributed run whose peer process died, else None (only after torch.distributed started)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    from ldm.train.distributed import lost_process
+
+    return lost_process(exc)
 
 
 class Parser(argparse.ArgumentParser):

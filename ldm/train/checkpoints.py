@@ -5,8 +5,11 @@ Accelerate names them), `optimizer.safetensors`, `lr_scheduler.safetensors`, `sc
 only), `random_states_<rank>.safetensors` and, written last, `ldm_state.json` with the step and format.
 Accelerate's own `save_state` pickles the optimizer, scheduler and RNG states; checkpoints written that
 way (ldm releases before this format) are refused unless the user trusts them, and are then converted
-once. Under FSDP and DeepSpeed, whose sharded states only Accelerate can gather, Accelerate's format is
-still written, and resuming it needs the same explicit trust.
+once. A model sharded by FSDP (torch's `fully_shard`, or FSDP1) is gathered to its full state through
+`torch.distributed.checkpoint.state_dict`, so its checkpoint is the same safetensors files as any other run's
+(its optimizer state keyed by parameter name, as that API gives it) and resumes under any number of processes.
+Under DeepSpeed, whose state only DeepSpeed can gather, Accelerate's format is still written, and resuming it
+needs the same explicit trust.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "ldm_state.json"  # written last inside the temporary folder, before the rename
 FORMAT = "safetensors-1"
 PICKLED_FORMAT = "accelerate"  # Accelerate's save_state: pickled optimizer, scheduler and RNG states
+BY_NAME = "names"  # ldm_state.json's optimizer_keys for FSDP runs: optimizer state keyed by parameter name
 TRUST_FLAG = "--trust-pickle-checkpoint"
 
 
@@ -112,19 +116,21 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    if _sharded(accelerator):
-        log.warning("%s: FSDP/DeepSpeed state is saved in Accelerate's pickle format", final)
+    content = {"step": step, "format": FORMAT}
+    if _engine_sharded(accelerator):
+        log.warning("%s: DeepSpeed state is saved in Accelerate's pickle format", final)
         accelerator.save_state(str(tmp), safe_serialization=True)
-        storage = PICKLED_FORMAT
+        content["format"] = PICKLED_FORMAT
     else:
         _write_state(accelerator, tmp, state)
-        storage = FORMAT
+        if _fsdp(state.models):
+            content["optimizer_keys"] = BY_NAME
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if extra_save is not None:
             extra_save(tmp)
         (tmp / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        _write_state_file(tmp, {"step": step, "format": storage})
+        _write_state_file(tmp, content)
         replace_folder(tmp, final)  # a re-save of the same step (e.g. the last one) replaces it whole
         # Only now that the new checkpoint is complete may old ones go.
         for _, old in list_checkpoints(root)[:-limit] if limit > 0 else []:
@@ -141,19 +147,36 @@ def load_checkpoint(accelerator, path: Path, state: TrainingState, trust_pickle:
     if saved.get("format", PICKLED_FORMAT) == PICKLED_FORMAT:
         if not trust_pickle:  # resolve_resume refuses first; this guards direct library calls
             raise LdmError(f"{path} holds pickles; pass {TRUST_FLAG} to load it")
-        if _sharded(accelerator):
+        if _engine_sharded(accelerator):
             accelerator.load_state(str(path))
             return int(saved["step"])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             convert_pickled_checkpoint(path)
         accelerator.wait_for_everyone()
+    by_name = saved.get("optimizer_keys") == BY_NAME
+    if by_name != _fsdp(state.models):
+        saved_by, run = ("an FSDP", "one that is not") if by_name else ("a non-FSDP", "an FSDP one")
+        raise LdmError(f"{path} was saved by {saved_by} run and cannot resume {run}: resume it with the "
+                       "accelerate config that saved it")
     _read_state_files(accelerator, path, state)
     return int(saved["step"])
 
 
-def _sharded(accelerator) -> bool:
-    return accelerator.distributed_type.name in ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+def _engine_sharded(accelerator) -> bool:
+    """Runs whose state only their engine (DeepSpeed, Megatron) can gather: saved in Accelerate's format."""
+    return accelerator.distributed_type.name in ("DEEPSPEED", "MEGATRON_LM")
+
+
+def _fsdp(models: list) -> bool:
+    """Whether a model is sharded by FSDP (FSDP2's fully_shard or FSDP1's wrapper), however it got so."""
+    import torch.distributed
+
+    if not torch.distributed.is_available():  # builds without distributed support have no FSDP either
+        return False
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return any(isinstance(sub, (FSDPModule, FullyShardedDataParallel)) for m in models for sub in m.modules())
 
 
 def _model_file(index: int) -> str:
@@ -165,17 +188,39 @@ def _write_state_file(folder: Path, content: dict) -> None:
     write_text_atomic(folder / STATE_FILE, json.dumps(content), durable=True)
 
 
+def _full_state(**kwargs):
+    """torch.distributed.checkpoint's options for an FSDP model's whole state, gathered in CPU memory."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, **kwargs)
+
+
+def _optimized(state: TrainingState):
+    """The models as one module (whose parameter names key an FSDP optimizer state) and the bare torch optimizer."""
+    import torch
+
+    modules = state.models[0] if len(state.models) == 1 else torch.nn.ModuleList(state.models)
+    return modules, getattr(state.optimizer, "optimizer", state.optimizer)
+
+
 def _write_state(accelerator, folder: Path, state: TrainingState) -> None:
     from safetensors.torch import save_file
 
     from ldm.train.state_files import rng_states, save_state
 
-    weights = [accelerator.get_state_dict(model) for model in state.models]  # every process: DDP-safe
+    if _fsdp(state.models):  # collectives: every process gives its shards, the main process gets the whole
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        weights = [get_model_state_dict(model, options=_full_state()) for model in state.models]
+        optimizer_state = get_optimizer_state_dict(*_optimized(state), options=_full_state())
+    else:
+        weights = [accelerator.get_state_dict(model) for model in state.models]  # every process: DDP-safe
+        optimizer_state = state.optimizer.state_dict() if accelerator.is_main_process else None
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         for k, tensors in enumerate(weights):
             save_file({name: t.contiguous() for name, t in tensors.items()}, str(folder / _model_file(k)))
-        save_state(state.optimizer.state_dict(), folder / "optimizer.safetensors")
+        save_state(optimizer_state, folder / "optimizer.safetensors")
         save_state(state.lr_scheduler.state_dict(), folder / "lr_scheduler.safetensors")
         if accelerator.scaler is not None:
             save_state(accelerator.scaler.state_dict(), folder / "scaler.safetensors")
@@ -188,9 +233,18 @@ def _read_state_files(accelerator, path: Path, state: TrainingState) -> None:
 
     from ldm.train.state_files import load_state, set_rng_states
 
-    for k, model in enumerate(state.models):
-        accelerator.unwrap_model(model).load_state_dict(load_file(str(path / _model_file(k))))
-    state.optimizer.load_state_dict(load_state(path / "optimizer.safetensors"))
+    if _fsdp(state.models):  # the main process reads the whole state; each process keeps its own shards of it
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        main, options = accelerator.is_main_process, _full_state(broadcast_from_rank0=True)
+        for k, model in enumerate(state.models):
+            set_model_state_dict(model, load_file(str(path / _model_file(k))) if main else {}, options=options)
+        set_optimizer_state_dict(*_optimized(state), load_state(path / "optimizer.safetensors") if main else {},
+                                 options=options)
+    else:
+        for k, model in enumerate(state.models):
+            accelerator.unwrap_model(model).load_state_dict(load_file(str(path / _model_file(k))))
+        state.optimizer.load_state_dict(load_state(path / "optimizer.safetensors"))
     state.lr_scheduler.load_state_dict(load_state(path / "lr_scheduler.safetensors"))
     if accelerator.scaler is not None and (path / "scaler.safetensors").is_file():
         accelerator.scaler.load_state_dict(load_state(path / "scaler.safetensors"))

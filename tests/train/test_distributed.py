@@ -5,10 +5,12 @@ processes are started with its torchrun-based launcher; on a machine without GPU
 one gloo process group.
 """
 
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 from support import ROOT, TINY
 
 
@@ -27,3 +29,18 @@ def test_two_process_cpu_run(tiny_run, tmp_path):
     assert (tmp_path / "checkpoints" / "unet" / "checkpoint-6" / "ldm_state.json").is_file()
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (tmp_path / "model_index.json").is_file()
+
+
+@pytest.mark.slow
+def test_fsdp_sharded_checkpoint_is_safetensors_and_resumes_exactly(tmp_path):
+    # torch shards on CPU over gloo (Accelerate's FSDP plugin needs an accelerator): see the helper's docstring
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "tests/helpers/fsdp_checkpoint.py", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("fsdp checkpoint ok") == 2
+    state = json.loads((tmp_path / "checkpoint-3" / "ldm_state.json").read_text())
+    assert state == {"step": 3, "format": "safetensors-1", "optimizer_keys": "names"}
