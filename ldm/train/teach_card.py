@@ -72,6 +72,17 @@ def measure(cfg: Config, out: Path, targets: torch.Tensor, seeds: int = 4) -> tu
     return measures, after[:n]
 
 
+def settings(cfg: Config) -> list[tuple[str, object]]:
+    """The settings a card names: the optimisation's, and the method's own."""
+    t, tc = cfg.teach, cfg.train_unet
+    common = [("learning rate", tc.learning_rate), ("batch", tc.batch_size), ("EMA", tc.ema_decay),
+              ("views", t.views), ("flip", t.flip)]
+    if cfg.finetune.method == "textual_inversion":
+        return common
+    return [*common, ("LoRA rank", cfg.finetune.lora_rank), ("prior weight", t.prior_weight if t.class_prompt else 0),
+            ("class images", t.class_images if t.class_prompt else 0)]
+
+
 def write_card(cfg: Config, out: Path, images: list[Path], targets: torch.Tensor,
                timing: dict[str, float]) -> tuple[Path, list[Path]]:
     """Measure the run and write its card (README.md), measures (teach.json) and result grid; returns the card and
@@ -105,10 +116,7 @@ def write_card(cfg: Config, out: Path, images: list[Path], targets: torch.Tensor
         f"| preview change per preview (mean absolute pixel change) | {', '.join(f'{c:.3f}' for c in changes)} |",
         f"| wall time / CPU time | {timing['wall_s']:.0f} s / {timing['cpu_s']:.0f} s (load average "
         f"{timing['load_average']:.1f}) |", "",
-        "Settings: " + ", ".join(f"{k} {v}" for k, v in (
-            ("learning rate", tc.learning_rate), ("batch", tc.batch_size), ("EMA", tc.ema_decay),
-            ("views", t.views), ("flip", t.flip), ("prior weight", t.prior_weight),
-            ("class images", t.class_images), ("LoRA rank", cfg.finetune.lora_rank))) + ".", "",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings(cfg)) + ".", "",
         "Images: " + ", ".join(f"`{p.name}`" for p in images) + " (`images.png`); the name's images now: `result.png`; "
         "previews as it learnt: `samples/`.", "",
     ]

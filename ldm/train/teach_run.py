@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,18 @@ def captions(cfg: Config) -> list[str]:
     return [t.name] + ([f"{t.name} {t.class_prompt}"] if t.class_prompt else [])
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def no_room(exc: BaseException) -> int | None:
+    """The errno of a write refused for want of room (an OSError, or safetensors' error naming it), else None."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in NO_ROOM else None
+    found = _OS_ERROR.search(str(exc))
+    return int(found.group(1)) if found and int(found.group(1)) in NO_ROOM else None
+
+
 def teach(images: list[Path], cfg: Config, out: str | Path, resume: str | None = None) -> TeachResult:
     """Teach cfg.teach.name from `images`; the result files and the card land in `out` only when the run ends."""
     out = Path(out)
@@ -85,9 +98,10 @@ def teach(images: list[Path], cfg: Config, out: str | Path, resume: str | None =
         timing = {"wall_s": time.perf_counter() - clock, "cpu_s": time.process_time() - cpu,
                   "load_average": os.getloadavg()[0]}
         card, files = write_card(cfg, out, images, (pixels + 1) / 2, timing)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise LdmError(f"no room to write {exc.filename or out} ({os.strerror(exc.errno).lower()}): free some "
-                           "space, then run the same command with --resume") from None
-        raise
+    except Exception as exc:  # safetensors reports a full disk as its own error type, with the OS error's number
+        code = no_room(exc)
+        if code is None:
+            raise
+        raise LdmError(f"no room to write in {out} ({os.strerror(code).lower()}): free some space, then run the same "
+                       "command with --resume") from None
     return TeachResult(out, files, card)

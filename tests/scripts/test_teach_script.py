@@ -122,7 +122,7 @@ def test_a_full_disk_is_one_line_and_offers_no_result(tiny_pipeline, tmp_path):
                            "--set", "train_unet.batch_size=2"],
                           cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    _one_line(proc, "no room to write")
+    _one_line(proc, "no room to write in")
     assert not any((out / f).exists() for f in RESULTS)
 
 

@@ -232,3 +232,14 @@ def test_previews_settle_after_patience_small_changes():
     assert settle.changes == pytest.approx([0.5, 0.005, 0.005])
     never = PreviewSettle(patience=0, tolerance=1.0)
     assert not any(never.update(a) for _ in range(4))
+
+
+def test_a_full_disk_is_told_apart_from_other_failures():
+    import errno
+
+    from ldm.train.teach_run import no_room
+
+    assert no_room(OSError(errno.ENOSPC, "No space left on device")) == errno.ENOSPC
+    assert no_room(RuntimeError("Error while serializing: I/O error: File too large (os error 27)")) == errno.EFBIG
+    assert no_room(OSError(errno.EACCES, "Permission denied")) is None
+    assert no_room(RuntimeError("I/O error: Permission denied (os error 13)")) is None
