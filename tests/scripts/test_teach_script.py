@@ -14,8 +14,9 @@ RESULTS = ("pytorch_lora_weights.safetensors", "learned_embeds.safetensors", "RE
 
 def _one_line(proc, message: str) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error:") and message in lines[-1], proc.stderr
+    # one error line; a run that fails mid-way may have progress lines around it (tqdm redraws its bar on exit)
+    errors = [line for line in proc.stderr.replace("\r", "\n").splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
 
