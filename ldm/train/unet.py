@@ -31,7 +31,7 @@ from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoin
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.targets import EMA_DIR, FreshUNet, make_target
+from ldm.train.targets import EMA_DIR, TEACH_METHODS, FreshUNet, make_target
 
 log = logging.getLogger("ldm")
 
@@ -305,7 +305,7 @@ def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_pa
     if not config_file.is_file():
         raise LdmError(f"{checkpoint} is not a UNet checkpoint (no config.yaml)")
     cfg = load_config(config_file)
-    if cfg.finetune.init_from and cfg.finetune.method in ("lora", "dreambooth", "textual_inversion"):
+    if cfg.finetune.init_from and cfg.finetune.method in ("lora", *TEACH_METHODS):
         raise LdmError(f"{checkpoint} holds LoRA adapters or an embedding, not a UNet: let the run finish (or "
                        "--resume it) for its file")
     out_dir = Path(out_dir)
