@@ -70,7 +70,9 @@ def no_model_libraries(folder: Path) -> dict:
         (folder / name).mkdir(parents=True, exist_ok=True)
         message = f"{name} imported before the arguments were checked"
         (folder / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
-    return {"PYTHONPATH": str(folder)}
+    # this checkout's ldm after the stand-ins, not whichever ldm is installed (a worktree's scripts would otherwise
+    # run another checkout's library)
+    return {"PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
 
 
 def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False) -> Path:

@@ -20,11 +20,6 @@ def _one_line(proc, message: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def _without_model_libraries(folder) -> dict:
-    env = no_model_libraries(folder)  # and this checkout's ldm, not an installed one
-    return {"PYTHONPATH": env["PYTHONPATH"] + os.pathsep + str(ROOT)}
-
-
 def _images(folder, count: int = 2):
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(count):
@@ -66,13 +61,13 @@ def test_bad_inputs_are_one_line_before_any_model_loads(case, message, tmp_path)
     elif case == "no run to resume":
         extra = ["--resume"]
     proc = run_script("scripts/teach.py", *images, "--name", name, "--out", str(out), *extra, check=False,
-                      env=_without_model_libraries(tmp_path / "libs"))
+                      env=no_model_libraries(tmp_path / "libs"))
     _one_line(proc, message)
     assert case == "used out" or not out.exists() or not any(out.iterdir())
 
 
 def test_help_needs_no_model_libraries(tmp_path):
-    proc = run_script("scripts/teach.py", "--help", env=_without_model_libraries(tmp_path / "libs"))
+    proc = run_script("scripts/teach.py", "--help", env=no_model_libraries(tmp_path / "libs"))
     assert proc.stdout.startswith("usage:") and "--class" in proc.stdout
 
 
@@ -141,5 +136,5 @@ def test_a_taught_embedding_samples_by_its_folder(tiny_pipeline, tmp_path):
                       str(tiny_pipeline), "--steps", "2", "--seed", "1", "--out", str(tmp_path / "images"))
     assert Image.open(proc.stdout.split()[0]).size == (32, 32)
     proc = run_script("scripts/sample.py", "zorbly", "--embedding", str(tmp_path), "--model", str(tiny_pipeline),
-                      check=False, env=_without_model_libraries(tmp_path / "libs"))
+                      check=False, env=no_model_libraries(tmp_path / "libs"))
     _one_line(proc, "holds no embedding")
