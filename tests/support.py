@@ -70,9 +70,9 @@ def no_model_libraries(folder: Path) -> dict:
         (folder / name).mkdir(parents=True, exist_ok=True)
         message = f"{name} imported before the arguments were checked"
         (folder / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
-    # this checkout's ldm after the stand-ins, not whichever ldm is installed (a worktree's scripts would otherwise
-    # run another checkout's library)
-    return {"PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+    # ahead of this checkout's ldm and the caller's own path, not whichever ldm is installed (a worktree's scripts
+    # would otherwise run another checkout's library)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False) -> Path:
@@ -87,9 +87,8 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
         build_vae,
         cross_attention_dim,
         load_text_encoder,
-        save_pipeline,
     )
-    from ldm.sampling.sampler import sampling_scheduler
+    from ldm.pipeline_folder import sampling_scheduler, save_pipeline
 
     cfg = load_config(TINY)
     if text_encoder is None:

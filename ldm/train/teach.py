@@ -19,8 +19,9 @@ import torch
 from ldm.config import Config, TrainConfig
 from ldm.errors import LdmError
 from ldm.models import encode_prompts
+from ldm.pipeline_folder import assemble_pipeline
 from ldm.sampling.requests import ImageSpec, Settings
-from ldm.sampling.sampler import SamplingModel, assemble_pipeline
+from ldm.sampling.sampler import SamplingModel
 from ldm.shards import metadata, write_tensors
 from ldm.train.early_stop import PreviewSettle
 from ldm.train.losses import diffusion_loss, per_sample_diffusion_loss

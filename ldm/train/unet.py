@@ -25,8 +25,9 @@ from ldm.models import (
     embed_prompts,
     use_training_attention,
 )
-from ldm.sampling.requests import ImageSpec, Settings
-from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
+from ldm.pipeline_folder import assemble_pipeline, sampling_scheduler
+from ldm.sampling.requests import Settings, seeded_specs
+from ldm.sampling.sampler import SamplingModel
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
@@ -50,7 +51,7 @@ def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encode
         precision = accelerator.mixed_precision  # resolved: "no", "bf16" or "fp16"
         sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
                                 precision="fp32" if precision == "no" else precision)
-        specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
+        specs = seeded_specs(tc.validation_prompts, tc.seed)
         images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler=preview_scheduler))
     finally:
         if ema is not None:
