@@ -140,8 +140,10 @@ class FinetuneConfig:
     """Start from an existing pipeline folder instead of a fresh UNet: tune all of it, or LoRA adapters."""
 
     init_from: str | None = None  # a diffusers StableDiffusionPipeline folder (ours or Stable Diffusion)
-    # "full" (every UNet weight), "lora" (low-rank adapters through peft) or "lcm" (distil a few-step
-    # student: Latent Consistency Distillation, settings in the distill section)
+    # "full" (every UNet weight), "lora" (low-rank adapters through peft), "lcm" (distil a few-step
+    # student: Latent Consistency Distillation, settings in the distill section), or teach one new concept
+    # (settings in the teach section): "dreambooth" (LoRA with prior preservation) or "textual_inversion"
+    # (a new token's input embedding alone)
     method: str = "full"
     lora_rank: int = 8
     lora_alpha: float = 8.0  # adapter output is scaled by alpha / rank
@@ -181,6 +183,26 @@ class DistillConfig:
 
 
 @dataclass
+class TeachConfig:
+    """Teaching a pipeline folder one new concept from a few images (finetune.method dreambooth or
+    textual_inversion; scripts/teach.py fills it in)."""
+
+    name: str = ""  # the new word prompts use for the concept
+    class_prompt: str = ""  # what the concept is an instance of ("face", "a bird"); empty: none
+    # dreambooth: class images the model draws from class_prompt before the first step, and the weight of their
+    # loss (DreamBooth's prior preservation: the class keeps looking as it did); 0 turns it off
+    class_images: int = 16
+    prior_weight: float = 1.0
+    class_steps: int = 20  # sampling steps of each class image
+    # early stop: the run ends once this many previews in a row each moved less than the tolerance (mean
+    # absolute pixel change in [0, 1] between consecutive preview grids of the same seeds); 0 never stops early
+    settle_patience: int = 2
+    settle_tolerance: float = 0.01
+    views: int = 24  # training images made from the user's few: the images, then shifted and scaled copies
+    flip: bool = True  # views may be mirrored (false for a concept with a handedness: text, a logo)
+
+
+@dataclass
 class Config:
     """A whole run: data, models, schedule and both trainers."""
 
@@ -193,6 +215,7 @@ class Config:
     train_unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    teach: TeachConfig = field(default_factory=TeachConfig)
     vae_path: str | None = None  # a trained VAE folder; default <output-dir>/vae
 
 
@@ -206,7 +229,7 @@ CHOICES = {
     "train_vae.mixed_precision": MIXED_PRECISIONS,
     "train_unet.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
-    "finetune.method": ("full", "lora", "lcm"),
+    "finetune.method": ("full", "lora", "lcm", "dreambooth", "textual_inversion"),
     "distill.objective": ("consistency", "trajectory"),
 }
 
@@ -275,6 +298,12 @@ LIMITS = {
     "distill.solve_batch": _AT_LEAST_1,
     "distill.initial_solves": _AT_LEAST_0,
     "distill.recombined_share": _SHARE,
+    "teach.class_images": _AT_LEAST_0,
+    "teach.prior_weight": _AT_LEAST_0,
+    "teach.class_steps": _AT_LEAST_1,
+    "teach.settle_patience": _AT_LEAST_0,
+    "teach.settle_tolerance": _AT_LEAST_0,
+    "teach.views": _AT_LEAST_1,
 }
 
 
@@ -436,6 +465,8 @@ def validate(cfg: Config) -> None:
             raise LdmError(f"config key 'train_unet.guidance_scale': the student's default "
                            f"{cfg.train_unet.guidance_scale} is outside the distilled range "
                            f"[distill.guidance_min {d.guidance_min}, distill.guidance_max {d.guidance_max}]")
+    if cfg.finetune.method in ("dreambooth", "textual_inversion") and not cfg.teach.name:
+        raise LdmError(f"config key 'teach.name': finetune.method {cfg.finetune.method} needs the concept's new word")
     if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:
         raise LdmError("config key 'train_vae.train_encoder': false needs a trained VAE to keep the encoder of "
                        "(train_vae.init_from or --init-from)")

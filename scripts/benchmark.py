@@ -1,5 +1,5 @@
-"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime|live|data [options]; each prints what one
-run measured."""
+"""Benchmarks: python scripts/benchmark.py train|sample|schedulers|ui|realtime|live|data|teach [options]; each prints
+what one run measured."""
 
 import argparse
 import re
@@ -76,6 +76,26 @@ def parse_args() -> argparse.Namespace:
     browser.add_argument("--model", default=str(DEFAULT_MODEL),
                          help="pipeline folder the app serves (default: the shipped model, live with its student)")
     browser.add_argument("--samples", type=int, default=15, help="timed inputs per control (default 15)")
+    teach = sub.add_parser("teach", help="teach the shipped model a held-out emoji (and a style): learnt, composes, "
+                           "nothing forgotten, style; wall and CPU time, peak RSS")
+    teach.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
+    teach.add_argument("--data", required=True, help="the emoji folder scripts/build_emoji_dataset.py wrote (with its "
+                       "held-out split)")
+    teach.add_argument("--emoji", default="octopus", help="a held-out emoji's caption (default octopus)")
+    teach.add_argument("--name", default="zorbly", help="the new word (default zorbly)")
+    teach.add_argument("--class", dest="class_prompt", default="", help="class prompt (default none)")
+    teach.add_argument("--modifier", default="blue {}", help="a modifier the dataset knows, {} for the name "
+                       "(default 'blue {}')")
+    teach.add_argument("--method", choices=["lora", "ti"], default="lora", help="as scripts/teach.py (default lora)")
+    teach.add_argument("--steps", type=int, help="most steps (default: the method's config)")
+    teach.add_argument("--seeds", type=int, default=8, help="images of the name (default 8)")
+    teach.add_argument("--captions", type=int, default=200, help="evaluation captions for fidelity (default 200)")
+    teach.add_argument("--style", choices=["sketch", "negative", "none"], default="sketch",
+                       help="a filter applied to training emoji, taught as a style (default sketch; none: skip)")
+    teach.add_argument("--style-images", type=int, default=20, help="filtered emoji the style is taught from")
+    teach.add_argument("--work", help="folder for the runs (default: a temporary folder)")
+    teach.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="a config override for the teach runs (repeatable)")
     data = sub.add_parser("data", help="latent-cache build images/s with 1 and 2 processes; peak memory of training "
                           "reads from 10k to 1M-row caches, sharded vs all in memory")
     data.add_argument("--config", default="configs/emoji64.yaml",
@@ -139,6 +159,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise LdmError("--num-images takes one count, or two increasing counts (the marginal time between them)")
     if args.command == "sample" and args.student not in (None, "none"):
         check_model_folder(args.student, "--student")
+    if args.command == "teach":
+        check_model_folder(args.model)
+        if not (Path(args.data) / "heldout.txt").is_file():
+            raise LdmError(f"--data {args.data} has no heldout.txt: build it with scripts/build_emoji_dataset.py")
+        if min(args.seeds, args.captions, args.style_images) < 1:
+            raise LdmError("--seeds, --captions and --style-images must be at least 1")
+        if "{}" not in args.modifier:
+            raise LdmError("--modifier needs {} where the name goes, e.g. 'blue {}'")
     if args.command == "schedulers":
         config = Path(args.config) if args.config else Path(args.model) / "ldm_config.yaml"
         if not config.is_file():
@@ -245,6 +273,20 @@ def main_data(args: argparse.Namespace) -> None:
     print(format_data_report(build, rss, shape, cfg.text.max_length, 384, train))
 
 
+def main_teach(args: argparse.Namespace) -> None:
+    """Teach and measure in a work folder (temporary unless --work), then print the report."""
+    from benchmarks.teach import bench_teach, format_teach_report
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    config = str(configs / ("teach_ti.yaml" if args.method == "ti" else "teach_dreambooth.yaml"))
+    with tempfile.TemporaryDirectory(prefix="ldm-teach-") as tmp:
+        work = Path(args.work or tmp)
+        report = bench_teach(args.model, args.data, config, args.emoji, args.name, args.class_prompt, args.modifier,
+                             args.steps, args.seeds, args.captions, None if args.style == "none" else args.style,
+                             args.style_images, work, args.overrides)
+    print(format_teach_report(report))
+
+
 def main() -> None:
     """Check the arguments, then load the libraries and run the chosen benchmark."""
     args = parse_args()
@@ -274,6 +316,8 @@ def main() -> None:
         print(format_ui_report(rows, args.model))
     elif args.command == "data":
         main_data(args)
+    elif args.command == "teach":
+        main_teach(args)
     else:
         main_train(args)
 

@@ -14,6 +14,7 @@ from ldm.config import PRECISIONS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.outputs import NumberedFolder, prepare_folder
+from ldm.sampling.concepts import EMBEDDING_FILE, LORA_FILE, concept_file
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.limits import check
 from ldm.sampling.parameters import read_png_parameters, spec_from_parameters
@@ -31,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     add_request_flags(p)  # --steps, --seed, --strength, --mask-blur, ...: ldm.sampling.schema's flags
     p.add_argument("--num-images", type=int, default=1, help="images per prompt")
+    p.add_argument("--embedding", action="append", default=[], metavar="PATH",
+                   help="a textual-inversion embedding (learned_embeds.safetensors, or scripts/teach.py's folder) "
+                   "whose word prompts may then use (repeatable); --lora takes a teach folder too")
     p.add_argument("--init-image", help="image to image: start from this picture (scaled and centre-cropped to "
                    "the output size)")
     p.add_argument("--mask", help="inpainting: repaint only this mask's white area of the init image (same size as "
@@ -148,6 +152,7 @@ class Run:
     keyframe_prompts: list[str] | None = None  # a walk's or morph's
     init: object = None  # --init-image, loaded
     mask: object = None  # --mask, loaded
+    embeddings: list[str] = field(default_factory=list)  # --embedding's files
 
 
 def checked_run(args) -> Run:
@@ -155,6 +160,9 @@ def checked_run(args) -> Run:
     mistake is answered at once and nothing is loaded for it."""
     for name in ("frames", "batch_size", "fps"):
         check(name, getattr(args, name))
+    if args.lora:  # a file, or the folder scripts/teach.py wrote
+        args.lora = concept_file(args.lora, LORA_FILE, "LoRA file")
+    embeddings = [concept_file(path, EMBEDDING_FILE, "embedding") for path in args.embedding]
     settings = Settings(**flag_values(args, part(SETTINGS)))
     prompts = read_prompts(args)
     kind = ("png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else
@@ -184,7 +192,7 @@ def checked_run(args) -> Run:
     name = "image" if kind == "png" else kind
     out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
     return Run(kind, settings, folder, defaults.guidance, out, seed, specs, fields, axes, keyframe_prompts, init,
-               mask)
+               mask, embeddings)
 
 
 def main() -> None:
@@ -197,9 +205,12 @@ def main() -> None:
     from tqdm import tqdm
 
     from ldm.render import Interrupted, render_animation, render_images, render_xyz
+    from ldm.sampling.concepts import load_embedding
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(r.folder, args.device, args.precision, r.guidance)
+    for path in r.embeddings:
+        load_embedding(model.pipe, path)
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
 
     def progress(done: int, total: int) -> None:

@@ -20,8 +20,8 @@ from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.io import one_line
 from ldm.models import MINILM, REFERENCE_FILE, load_pipeline_text_encoder, load_unet, load_vae
+from ldm.sampling.concepts import LORA_FILE  # the name diffusers' save/load_lora_weights use
 
-LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' save/load_lora_weights use
 LORA_EMA_FILE = "lora_ema.safetensors"
 
 

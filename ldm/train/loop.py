@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast
 
 from ldm.config import Config, TrainConfig
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
@@ -68,14 +69,15 @@ class Run:
         return path
 
     def loop(self, start: int, step: Callable[[int], StepResult], shown: str = "loss",
-             preview: Callable[[int], None] | None = None, preview_every: int = 0, preview_at_end: bool = False
-             ) -> None:
+             preview: Callable[[int], bool | None] | None = None, preview_every: int = 0,
+             preview_at_end: bool = False) -> None:
         """Steps `start` to max_steps; after each: logs, the main process's preview, checkpoints when due.
 
         `shown` is the metric the progress bar shows; `preview` runs every `preview_every` steps (0: never) and,
-        with `preview_at_end`, after the last. Ctrl-C lets the step in hand finish, saves it as a
-        checkpoint (a resume goes on exactly from there) and then raises KeyboardInterrupt; during the last
-        step it changes nothing (the run then ends as it would have).
+        with `preview_at_end`, after the last; when it returns True (the run has settled: a teach run whose
+        previews stopped changing), every process saves that step and the loop ends early. Ctrl-C lets the step
+        in hand finish, saves it as a checkpoint (a resume goes on exactly from there) and then raises
+        KeyboardInterrupt; during the last step it changes nothing (the run then ends as it would have).
         """
         accelerator, tc = self.accelerator, self.tc
         samples_per_step = tc.batch_size * accelerator.num_processes * tc.gradient_accumulation_steps
@@ -93,12 +95,16 @@ class Run:
                                      "grad_norm": result.grad_norm, "samples_per_s": rate}, step=done)
                     bar.set_postfix({shown: f"{metrics[shown]:.4f}", "sps": f"{rate:.1f}"})
                     t_last, steps_since = time.perf_counter(), 0
-                if preview is not None and accelerator.is_main_process and (
+                settled = False
+                if preview is not None and (
                         (preview_every and done % preview_every == 0) or (preview_at_end and done == tc.max_steps)):
-                    preview(done)
-                saved = done % tc.checkpoint_every == 0 or done == tc.max_steps
+                    settled = self._agree(bool(preview(done)) if accelerator.is_main_process else False)
+                saved = done % tc.checkpoint_every == 0 or done == tc.max_steps or settled
                 if saved:
                     self.save(done)
+                if settled and done < tc.max_steps:
+                    log.info("step %d: the previews stopped changing; stopping early", done)
+                    break
                 if done < tc.max_steps and self._stop(ctrl_c.pressed):  # the last step: the run ends anyway
                     if not saved:
                         self.save(done)
@@ -111,6 +117,13 @@ class Run:
             return pressed
         flag = torch.tensor([float(pressed)], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _agree(self, main_says: bool) -> bool:
+        # the main process decided (it alone previews); every process must leave the loop at the same step
+        if self.accelerator.num_processes == 1:
+            return main_says
+        flag = torch.tensor([float(main_says)], device=self.accelerator.device)
+        return bool(broadcast(flag)[0].item() > 0)
 
     def end(self) -> None:
         """Wait for every process and close the logs."""

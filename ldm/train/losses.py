@@ -10,6 +10,12 @@ from diffusers.training_utils import compute_snr
 def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.Tensor,
                    generator: torch.Generator, snr_gamma: float | None = None) -> torch.Tensor:
     """Denoising loss (epsilon or v target), optionally min-SNR-gamma weighted (Hang et al. 2023)."""
+    return per_sample_diffusion_loss(unet, noise_scheduler, latents, embeds, generator, snr_gamma).mean()
+
+
+def per_sample_diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.Tensor,
+                              generator: torch.Generator, snr_gamma: float | None = None) -> torch.Tensor:
+    """diffusion_loss of each row of the batch, (N,)."""
     # x_0 = latents, eps = noise, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
     # Noise and timesteps are drawn on the CPU generator so a seed means the same run on any device.
     noise = torch.randn(latents.shape, generator=generator).to(latents.device)
@@ -24,7 +30,7 @@ def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.T
         snr = compute_snr(noise_scheduler, t)
         weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
         per_sample = per_sample * weight
-    return per_sample.mean()
+    return per_sample
 
 
 def vae_loss(vae, pixels: torch.Tensor, eps: torch.Tensor, kl_weight: float,

@@ -96,6 +96,10 @@ class FreshUNet:
         """EMA of the trainable weights."""
         return make_ema(self.trainable, decay, model_cls=UNet2DConditionModel, model_config=self.unet.config)
 
+    def settled(self, preview: torch.Tensor) -> bool:
+        """Whether the run may end before train_unet.max_steps, given its newest preview; never here."""
+        return False
+
     def save_ema(self, ema: EMAModel, folder: Path) -> None:
         """Write the EMA weights into a checkpoint folder."""
         ema.save_pretrained(str(folder / EMA_DIR))
@@ -377,6 +381,7 @@ def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tenso
 # what a run from a pipeline folder trains, by finetune.method; a distilled student (lcm) by distill.objective
 TARGETS = {"full": FullFinetune, "lora": LoraFinetune}
 STUDENTS = {"consistency": ConsistencyDistill, "trajectory": TrajectoryDistill}
+TEACH_METHODS = ("dreambooth", "textual_inversion")  # their Targets build on the classes above (ldm/train/teach*)
 
 
 def make_target(cfg: Config, output_dir: Path, vae_path: str | None = None) -> FreshUNet:
@@ -385,4 +390,12 @@ def make_target(cfg: Config, output_dir: Path, vae_path: str | None = None) -> F
         return FreshUNet(cfg, output_dir, vae_path)
     if cfg.finetune.method == "lcm":
         return STUDENTS[cfg.distill.objective](cfg, output_dir)
+    if cfg.finetune.method == "dreambooth":
+        from ldm.train.teach import DreamBoothLora
+
+        return DreamBoothLora(cfg, output_dir)
+    if cfg.finetune.method == "textual_inversion":
+        from ldm.train.textual_inversion import TextualInversion
+
+        return TextualInversion(cfg, output_dir)
     return TARGETS[cfg.finetune.method](cfg, output_dir)

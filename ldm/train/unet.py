@@ -32,12 +32,12 @@ from ldm.train.loop import Run, StepResult
 from ldm.train.optimization import NonFiniteGuard, ema_weights, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, start_logs
 from ldm.train.schedule import batch_indices, step_generator
-from ldm.train.targets import EMA_DIR, FreshUNet, make_target
+from ldm.train.targets import EMA_DIR, TEACH_METHODS, FreshUNet, make_target
 
 log = logging.getLogger("ldm")
 
 
-def _save_samples(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir: Path, step: int) -> None:
+def _save_samples(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir: Path, step: int) -> torch.Tensor:
     """A grid of the validation prompts drawn by the model as it is (its EMA weights when EMA is on)."""
     accelerator, tc = training.accelerator, cfg.train_unet
     model = accelerator.unwrap_model(training.unet)
@@ -59,6 +59,7 @@ def _save_samples(training: UNetTraining, target: FreshUNet, cfg: Config, output
     if tracker is not None:
         tracker.writer.add_images("samples", images, step)
     log.info("step %d: samples -> %s", step, path)
+    return images
 
 
 @dataclass
@@ -224,7 +225,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
                                 accelerator.is_local_main_process)
         training.unet.train()
         run.loop(start, partial(_step_result, training, batches),
-                 preview=partial(_save_samples, training, target, cfg, output_dir) if tc.validation_prompts else None,
+                 preview=partial(_preview, training, target, cfg, output_dir) if tc.validation_prompts else None,
                  preview_every=tc.sample_every)
     finally:
         batches.close()
@@ -237,6 +238,11 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
         log.info("result -> %s", output_dir)
     run.end()
     return output_dir
+
+
+def _preview(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir: Path, step: int) -> bool:
+    """The preview grid, and whether the Target may stop here (a teach run whose previews stopped changing)."""
+    return target.settled(_save_samples(training, target, cfg, output_dir, step))
 
 
 def _step_result(training: UNetTraining, batches: CachedBatches, index: int) -> StepResult:
@@ -284,9 +290,9 @@ def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_pa
     if not config_file.is_file():
         raise LdmError(f"{checkpoint} is not a UNet checkpoint (no config.yaml)")
     cfg = load_config(config_file)
-    if cfg.finetune.init_from and cfg.finetune.method == "lora":
-        raise LdmError(f"{checkpoint} holds LoRA adapters, not a UNet: let the run finish (or --resume it) for its "
-                       "LoRA file")
+    if cfg.finetune.init_from and cfg.finetune.method in ("lora", *TEACH_METHODS):
+        raise LdmError(f"{checkpoint} holds LoRA adapters or an embedding, not a UNet: let the run finish (or "
+                       "--resume it) for its file")
     out_dir = Path(out_dir)
     if cfg.finetune.init_from:
         target = make_target(cfg, out_dir)

@@ -1,0 +1,59 @@
+"""Teaching the trained tiny model a shape it never saw (a plus sign; it knows circles, squares and triangles),
+through scripts/teach.py: the name's images then move toward the new shape, and the card says so."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from support import run_script
+
+from ldm.data.images import load_image, to_tensor
+from ldm.metrics import image_features
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.sampler import load_sampling_model
+
+RED = (220, 30, 30)  # a colour the tiny model knows, on the background it knows best
+PLUSES = ((16, 16, 9), (14, 17, 11), (18, 15, 8))  # (centre x, centre y, half length) of each image's plus
+
+
+def _plus_images(folder):
+    folder.mkdir(parents=True)
+    paths = []
+    for k, (cx, cy, r) in enumerate(PLUSES):
+        image = Image.new("RGB", (32 * 4, 32 * 4), "white")
+        draw = ImageDraw.Draw(image)
+        w = r * 4 // 3
+        draw.rectangle([(cx - r) * 4, (cy) * 4 - w, (cx + r) * 4, cy * 4 + w], fill=RED)
+        draw.rectangle([cx * 4 - w, (cy - r) * 4, cx * 4 + w, (cy + r) * 4], fill=RED)
+        paths.append(folder / f"plus-{k}.png")
+        image.resize((32, 32), Image.Resampling.BOX).save(paths[-1])
+    return paths
+
+
+@pytest.mark.slow  # a few hundred steps on the trained tiny run
+def test_a_new_shape_is_learnt(tiny_run, tmp_path):
+    paths = _plus_images(tmp_path / "plus")
+    out = tmp_path / "zorbly"
+    run_script("scripts/teach.py", *map(str, paths), "--name", "zorbly", "--class", "a red square", "--out", str(out),
+               "--model", str(tiny_run), "--steps", "300",
+               "--set", "train_unet.learning_rate=5e-3", "--set", "finetune.lora_rank=16",
+               "--set", "finetune.lora_alpha=16", "--set", "train_unet.sample_every=100",
+               "--set", "train_unet.mixed_precision=no")
+    card = json.loads((out / "teach.json").read_text())
+    assert card["name_likeness_after"] < 0.8 * card["name_likeness_before"], card  # measured 18.8 -> 11.4
+    assert card["class_change"] < 0.1, card  # the class prompt's images barely moved (measured 0.05)
+
+    # "zorbly" moves toward the pluses, seed by seed. It does not yet land nearest them among the tiny model's 512
+    # shapes (0 of 8 seeds, measured): this model only draws soft blobs, and its attention, where LoRA goes, sits at
+    # 4x4 only; what the test holds is the move (measured: every seed nearer, mean distance 16.2 -> 9.2)
+    pluses = image_features(torch.stack([to_tensor(load_image(p, 32)) for p in paths]) / 2 + 0.5)
+    model = load_sampling_model(tiny_run, "cpu", "fp32")
+    specs = [ImageSpec("zorbly", seed) for seed in range(8)]
+
+    def distance(lora) -> torch.Tensor:
+        images = model.generate(specs, Settings(steps=20, lora=lora))
+        return torch.cdist(image_features(images), pluses).min(dim=1).values
+
+    before, after = distance(None), distance(str(out / "pytorch_lora_weights.safetensors"))
+    assert int((after < before).sum()) >= 7 and float(after.mean()) < 0.75 * float(before.mean()), (before, after)
