@@ -259,7 +259,8 @@ def pack_pieces(folder: Path, out: Path, piece_bytes: int) -> dict:
         name = f"{PIECES}.{len(names)}"
         (out / name).write_bytes(data[i:i + piece_bytes])
         names.append(name)
-    return {"pieces": names, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    vae = hashlib.sha256((folder / VAE_WEIGHTS).read_bytes()).hexdigest()
+    return {"pieces": names, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "vae_sha256": vae}
 
 
 def check_back(out: Path, limits: dict) -> None:
@@ -271,6 +272,15 @@ def check_back(out: Path, limits: dict) -> None:
         raise LdmError(f"$OUT holds {len(files)} files, {sum(sizes) / MIB:.1f} MiB, the largest "
                        f"{max(sizes, default=0) / MIB:.1f} MiB: over the {limits['back_files']} files, "
                        f"{limits['back_file_mib']} MiB each, {limits['back_total_mib']} MiB in all that come back")
+
+
+def sigterm_as_ctrl_c() -> None:
+    """SIGTERM (a machine's shutdown, the tool's limit) raises KeyboardInterrupt, as Ctrl-C does, so that a running
+    stage is stopped, saved and exported and the state still written."""
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def run_plan(plan: Plan, state: dict, out: Path, work: Path, *, device: str, budget_s: float, dry: bool = False,
@@ -288,8 +298,12 @@ def run_plan(plan: Plan, state: dict, out: Path, work: Path, *, device: str, bud
     with open(out / LOG_OUT, "a", encoding="utf-8") as log:
         log.write(f"GPU plan: device {device}, budget {budget_s:.0f} s, next stage {state['next_stage']}\n")
         # the figures take what a stage leaves them: never the export's share
-        state["figures"].update(run_figures(plan, state, env, log, device=device, dry=dry,
-                                            stop_at=deadline - plan.export_s - plan.data_s))
+        try:
+            state["figures"].update(run_figures(plan, state, env, log, device=device, dry=dry,
+                                                stop_at=deadline - plan.export_s - plan.data_s))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM during the figures: no stage, but the state comes back
+            log.write("--- interrupted during the figures: no stage this call\n")
+            stages = 0
         if data is None and font is not None and not dry:
             data = build_data(font, work / "emoji64", env, log)
         exported = None
@@ -337,6 +351,9 @@ def bring_back(returned: Path, runs: Path, state_path: Path = STATE, release: Pa
         data = b"".join((returned / name).read_bytes() for name in weights["pieces"])
         if hashlib.sha256(data).hexdigest() != weights["sha256"]:
             raise LdmError(f"{returned}: the pieces of {PIECES} do not add up to what the run wrote (sha256)")
+        vae_bytes = (release / VAE_WEIGHTS).read_bytes()
+        if hashlib.sha256(vae_bytes).hexdigest() != weights["vae_sha256"]:
+            raise LdmError(f"{release}'s VAE is not the one the call trained with: pass that release (--release)")
         final = runs / weights["stage"]
         tmp = runs / f".{weights['stage']}.tmp"
         tmp.mkdir(parents=True)
@@ -346,10 +363,10 @@ def bring_back(returned: Path, runs: Path, state_path: Path = STATE, release: Pa
             tar.extractall(tmp, filter="data")
         (tmp / PIECES).unlink()
         vae = tmp / "pipeline" / VAE_WEIGHTS
-        vae.write_bytes((release / VAE_WEIGHTS).read_bytes())
+        vae.write_bytes(vae_bytes)
         replace_folder(tmp / "pipeline", final)
         tmp.rmdir()
-        state["weights"] = {k: v for k, v in weights.items() if k not in ("pieces", "bytes")}
+        state["weights"] = {k: v for k, v in weights.items() if k not in ("pieces", "bytes", "vae_sha256")}
         state["weights"]["folder"] = str(final)
     write_state(state, state_path)
     return state

@@ -89,6 +89,8 @@ def test_pieces_come_back_whole_with_the_release_vae(tiny_pipeline, tmp_path):
         if path.is_file():
             assert (folder / path.relative_to(tiny_pipeline)).read_bytes() == path.read_bytes(), path
     assert (folder / vae).is_file() and load_state(tmp_path / "state.json")["weights"]["folder"] == str(folder)
+    with pytest.raises(LdmError, match="not the one the call trained with"):
+        bring_back(out, tmp_path / "runs3", tmp_path / "state.json", release=Path("weights/emoji64"))
     (out / state["weights"]["pieces"][1]).write_bytes(b"broken")
     with pytest.raises(LdmError, match="do not add up"):
         bring_back(out, tmp_path / "runs2", tmp_path / "state.json", release=tiny_pipeline)
@@ -114,6 +116,29 @@ def test_time_stops_a_child_with_ctrl_c_so_it_can_save(tmp_path):
     assert stopped and rc == 130 and saved.read_text() == "step in hand"
     assert time.monotonic() - t0 < 20
     assert "stopped by time" in (tmp_path / "log").read_text()
+
+
+def test_a_sigterm_of_the_plan_is_passed_on_as_ctrl_c(tmp_path):
+    import os
+    import signal
+    import threading
+
+    from benchmarks.gpu_plan import sigterm_as_ctrl_c
+
+    saved = tmp_path / "saved"
+    child = [sys.executable, "-c", "import time, pathlib\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+             f"    pathlib.Path({str(saved)!r}).write_text('step in hand')\n    raise SystemExit(130)"]
+    previous = signal.getsignal(signal.SIGTERM)
+    sigterm_as_ctrl_c()
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        with open(tmp_path / "log", "w") as log:
+            rc, stopped = run_until(child, time.monotonic() + 60, {}, log, grace_s=20)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped and rc == 130 and saved.read_text() == "step in hand"
 
 
 @pytest.mark.slow
@@ -154,9 +179,20 @@ def test_a_cpu_dry_run_takes_every_stage_through_the_scripts_and_back(tiny_pipel
     assert returned["next_stage"] is None and returned["weights"]["stage"] == "student-traj"
     check_back(out, plan.limits)
     run_script("scripts/gpu_plan.py", "--state", str(state_path), "bring-back", str(out), "--runs",
-               str(tmp_path / "runs"))
+               str(tmp_path / "runs"), "--release", str(tiny_pipeline))
     folder = Path(load_state(state_path)["weights"]["folder"])
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, "cpu")
     assert model.is_student  # the last stage's student, whole again with the release's VAE
+
+
+def test_the_script_shows_the_next_stage_and_refuses_bad_values_in_one_line(tmp_path):
+    shown = run_script("scripts/gpu_plan.py", "show").stdout
+    stage = load_plan().stage(load_state()["next_stage"])
+    assert f"next stage: {stage.name}" in shown and "scripts/train_unet.py" in shown
+    bad = run_script("scripts/gpu_plan.py", "run", "--out", str(tmp_path), "--max-steps", "0", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--max-steps" in bad.stderr
+    (tmp_path / "state.json").write_text('{"next_stage": "nowhere", "weights": null, "figures": {}, "runs": []}')
+    bad = run_script("scripts/gpu_plan.py", "--state", str(tmp_path / "state.json"), "show", check=False)
+    assert bad.returncode == 2 and "does not have" in bad.stderr and bad.stderr.strip().count("\n") == 0
