@@ -30,10 +30,9 @@ STATE = ROOT / "plans" / "gpu_state.json"
 RELEASE = ROOT / "weights" / "emoji64"
 MIB = 2**20
 INIT_FROM = (None, "release", "previous")
-PIECES = "pipeline.tar"  # the exported folder (less the release's VAE weights) as pipeline.tar.0, .1, ...
+PIECES = "pipeline.tar"  # the exported folder as pipeline.tar.0, .1, ...
 STATE_OUT = "gpu_state.json"
 LOG_OUT = "plan.log"
-VAE_WEIGHTS = "vae/diffusion_pytorch_model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def load_plan(path: str | Path = PLAN) -> Plan:
     try:
         raw = yaml.safe_load(Path(path).read_text())
         figures = [Figure(f["name"], [str(a) for a in f["args"]], [str(a) for a in f["dry"]]) for f in raw["figures"]]
-        stages = [Stage(s["name"], s["what"], s["config"], s.get("dry_config", "configs/tiny.yaml"), s["init_from"],
+        stages = [Stage(s["name"], s["what"], s["config"], s["dry_config"], s["init_from"],
                         list(s["model"]), list(s["train"]), list(s["dry"]), float(s["steps_per_s"]))
                   for s in raw["stages"]]
         plan = Plan(dict(raw["limits"]), float(raw["budget_s"]), float(raw["export_s"]), float(raw["data_s"]),
@@ -248,10 +247,10 @@ def steps_done(run_dir: Path) -> int:
 
 
 def pack_pieces(folder: Path, out: Path, piece_bytes: int) -> dict:
-    """`folder` less its VAE weights (the release's, put back by bring_back) as a tar in pieces under `out`."""
+    """`folder` as a tar in pieces of at most `piece_bytes` under `out`."""
     tar_path = out / PIECES
     with tarfile.open(tar_path, "w") as tar:
-        tar.add(folder, arcname="pipeline", filter=lambda m: None if m.name == f"pipeline/{VAE_WEIGHTS}" else m)
+        tar.add(folder, arcname="pipeline")
     data = tar_path.read_bytes()
     tar_path.unlink()
     names = []
@@ -259,8 +258,7 @@ def pack_pieces(folder: Path, out: Path, piece_bytes: int) -> dict:
         name = f"{PIECES}.{len(names)}"
         (out / name).write_bytes(data[i:i + piece_bytes])
         names.append(name)
-    vae = hashlib.sha256((folder / VAE_WEIGHTS).read_bytes()).hexdigest()
-    return {"pieces": names, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "vae_sha256": vae}
+    return {"pieces": names, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def check_back(out: Path, limits: dict) -> None:
@@ -342,18 +340,15 @@ def run_plan(plan: Plan, state: dict, out: Path, work: Path, *, device: str, bud
     return state
 
 
-def bring_back(returned: Path, runs: Path, state_path: Path = STATE, release: Path = RELEASE) -> dict:
-    """A call's $OUT -> the exported pipeline folder under `runs` (the release's VAE weights put back) and the
-    state written to `state_path`. The new state."""
+def bring_back(returned: Path, runs: Path, state_path: Path = STATE) -> dict:
+    """A call's $OUT -> the exported pipeline folder under `runs` and the state written to `state_path`. The new
+    state."""
     state = load_state(returned / STATE_OUT)
     weights = state.get("weights") or {}
     if weights.get("pieces"):
         data = b"".join((returned / name).read_bytes() for name in weights["pieces"])
         if hashlib.sha256(data).hexdigest() != weights["sha256"]:
             raise LdmError(f"{returned}: the pieces of {PIECES} do not add up to what the run wrote (sha256)")
-        vae_bytes = (release / VAE_WEIGHTS).read_bytes()
-        if hashlib.sha256(vae_bytes).hexdigest() != weights["vae_sha256"]:
-            raise LdmError(f"{release}'s VAE is not the one the call trained with: pass that release (--release)")
         final = runs / weights["stage"]
         tmp = runs / f".{weights['stage']}.tmp"
         tmp.mkdir(parents=True)
@@ -362,11 +357,9 @@ def bring_back(returned: Path, runs: Path, state_path: Path = STATE, release: Pa
         with tarfile.open(tmp / PIECES) as tar:
             tar.extractall(tmp, filter="data")
         (tmp / PIECES).unlink()
-        vae = tmp / "pipeline" / VAE_WEIGHTS
-        vae.write_bytes(vae_bytes)
         replace_folder(tmp / "pipeline", final)
         tmp.rmdir()
-        state["weights"] = {k: v for k, v in weights.items() if k not in ("pieces", "bytes", "vae_sha256")}
+        state["weights"] = {k: v for k, v in weights.items() if k not in ("pieces", "bytes")}
         state["weights"]["folder"] = str(final)
     write_state(state, state_path)
     return state

@@ -35,8 +35,6 @@ def parse_args() -> argparse.Namespace:
     back = sub.add_parser("bring-back", help="here: a call's returned files -> runs/gpu/<stage> and the state")
     back.add_argument("returned", help="the folder the run tool returned ($OUT's files)")
     back.add_argument("--runs", default="runs/gpu", help="where the stage's pipeline folder goes (default runs/gpu)")
-    back.add_argument("--release", default=str(RELEASE),
-                      help="the release whose VAE weights the call used (default weights/emoji64)")
     args = parser.parse_args()
     if getattr(args, "max_steps", None) is not None and args.max_steps < 1:
         raise LdmError(f"--max-steps must be at least 1, got {args.max_steps}")
@@ -72,7 +70,7 @@ def main() -> None:
     else:
         from benchmarks.gpu_plan import bring_back
 
-        state = bring_back(Path(args.returned), Path(args.runs), Path(args.state), Path(args.release))
+        state = bring_back(Path(args.returned), Path(args.runs), Path(args.state))
         print(f"next stage: {state['next_stage']}; weights: {state['weights']}")
 
 

@@ -42,6 +42,7 @@ def test_every_stage_of_the_plan_is_a_valid_config(dry):
         cfg = load_config(argv[argv.index("--config") + 1], _overrides(argv))  # an unknown key is an LdmError
         assert cfg.train_unet.batch_size == (4 if dry else int(dict(
             a.split("=") for a in stage.train)["train_unet.batch_size"]))
+        assert cfg.finetune.method == load_config(stage.config).finetune.method  # a dry run trains the same kind
         assert ("--data" in argv) != dry and ("--init-from" in argv) == (stage.init_from is not None)
 
 
@@ -70,7 +71,7 @@ def test_a_bad_plan_or_state_is_one_line(tmp_path):
         load_plan().stage("no-such-stage")
 
 
-def test_pieces_come_back_whole_with_the_release_vae(tiny_pipeline, tmp_path):
+def test_pieces_come_back_whole(tiny_pipeline, tmp_path):
     from benchmarks.gpu_plan import bring_back
 
     out = tmp_path / "out"
@@ -80,20 +81,17 @@ def test_pieces_come_back_whole_with_the_release_vae(tiny_pipeline, tmp_path):
     state["weights"].update(pack_pieces(tiny_pipeline, out, 64 * 1024))
     write_state(state, out / "gpu_state.json")
     assert len(state["weights"]["pieces"]) > 2  # the tiny UNet alone is several 64 KiB pieces
-    vae = "vae/diffusion_pytorch_model.safetensors"
     assert all((out / p).stat().st_size <= 64 * 1024 for p in state["weights"]["pieces"])
-    new = bring_back(out, tmp_path / "runs", tmp_path / "state.json", release=tiny_pipeline)
+    new = bring_back(out, tmp_path / "runs", tmp_path / "state.json")
     folder = Path(new["weights"]["folder"])
     assert folder == tmp_path / "runs" / "teacher-r5a" and new["next_stage"] == "teacher-r5b"
     for path in tiny_pipeline.rglob("*"):
         if path.is_file():
             assert (folder / path.relative_to(tiny_pipeline)).read_bytes() == path.read_bytes(), path
-    assert (folder / vae).is_file() and load_state(tmp_path / "state.json")["weights"]["folder"] == str(folder)
-    with pytest.raises(LdmError, match="not the one the call trained with"):
-        bring_back(out, tmp_path / "runs3", tmp_path / "state.json", release=Path("weights/emoji64"))
+    assert load_state(tmp_path / "state.json")["weights"]["folder"] == str(folder)
     (out / state["weights"]["pieces"][1]).write_bytes(b"broken")
     with pytest.raises(LdmError, match="do not add up"):
-        bring_back(out, tmp_path / "runs2", tmp_path / "state.json", release=tiny_pipeline)
+        bring_back(out, tmp_path / "runs2", tmp_path / "state.json")
 
 
 def test_what_comes_back_is_checked_against_the_tools_limits(tmp_path):
@@ -179,12 +177,12 @@ def test_a_cpu_dry_run_takes_every_stage_through_the_scripts_and_back(tiny_pipel
     assert returned["next_stage"] is None and returned["weights"]["stage"] == "student-traj"
     check_back(out, plan.limits)
     run_script("scripts/gpu_plan.py", "--state", str(state_path), "bring-back", str(out), "--runs",
-               str(tmp_path / "runs"), "--release", str(tiny_pipeline))
+               str(tmp_path / "runs"))
     folder = Path(load_state(state_path)["weights"]["folder"])
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, "cpu")
-    assert model.is_student  # the last stage's student, whole again with the release's VAE
+    assert model.is_student  # the last stage's student, whole again
 
 
 def test_the_script_shows_the_next_stage_and_refuses_bad_values_in_one_line(tmp_path):
