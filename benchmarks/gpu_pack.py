@@ -176,18 +176,24 @@ def pack(plan: Plan, state: dict, dest: Path, *, release: Path = RELEASE, font: 
     shutil.copy2(font, dest / font.name)
     pack_encoder(dest / "site", plan_vocabulary())
     init_folder(stage, state, dest / "init", release)
-    parts = {name: folder_bytes(dest / name) for name in sorted(p.name for p in dest.iterdir() if p.is_dir())}
-    parts[font.name] = (dest / font.name).stat().st_size
+    return call_size(plan, stage.name, dest, root)
+
+
+def call_size(plan: Plan, stage: str, dest: Path, root: Path = ROOT) -> dict:
+    """The sizes of what a call sends (the files of `root` git would list and are on disk, plus `dest`), written to
+    `dest`/pack.json; one line when over the tool's limit."""
+    parts = {p.name: folder_bytes(p) if p.is_dir() else p.stat().st_size for p in sorted(dest.iterdir())
+             if p.name != "pack.json"}
     tree = tree_sizes(root)
     carried = dest.relative_to(root).parts[0] if dest.is_relative_to(root) else None
     tree.pop(carried, None)  # an ignored folder is not in git's list; an unignored one would be counted twice
     total = sum(tree.values()) + sum(parts.values())
-    report = {"stage": stage.name, "tree": tree, "carry": parts, "total_mib": round(total / MIB, 1)}
+    report = {"stage": stage, "tree": tree, "carry": parts, "total_mib": round(total / MIB, 1)}
     write_report(dest, report)
     if total > plan.limits["carry_mib"] * MIB:
         big = sorted({**{f"tree {k}": v for k, v in tree.items()}, **{f"carry {k}": v for k, v in parts.items()}}
                      .items(), key=lambda kv: -kv[1])[:4]
-        raise LdmError(f"stage {stage.name}: the call would send {total / MIB:.1f} MiB, over the device tool's "
+        raise LdmError(f"stage {stage}: the call would send {total / MIB:.1f} MiB, over the device tool's "
                        f"{plan.limits['carry_mib']} MiB (largest: "
                        + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in big) + ")")
     return report

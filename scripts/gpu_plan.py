@@ -22,6 +22,8 @@ def parse_args() -> argparse.Namespace:
     pack = sub.add_parser("pack", help="here: fill the carried folder for the next stage's call, sized")
     pack.add_argument("--dest", default=".gpu", help="the folder the call carries (default .gpu, git-ignored)")
     pack.add_argument("--no-wheels", action="store_true", help="skip downloading the device's wheels")
+    size = sub.add_parser("size", help="here: what the call would send now (the tree on disk and the packed folder)")
+    size.add_argument("--dest", default=".gpu", help="the packed folder (default .gpu)")
     go = sub.add_parser("run", help="on the lent machine: figures, the next stage in time, $OUT")
     go.add_argument("--out", required=True, help="folder of what must come back ($OUT)")
     go.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda, or cpu for a dry run")
@@ -65,6 +67,12 @@ def main() -> None:
         from benchmarks.gpu_pack import pack
 
         print(json.dumps(pack(plan, state, Path(args.dest).resolve(), wheels=not args.no_wheels), indent=2))
+    elif args.command == "size":
+        from benchmarks.gpu_pack import call_size
+
+        if not Path(args.dest).is_dir():
+            raise LdmError(f"no packed folder {args.dest}: run scripts/gpu_plan.py pack first")
+        print(json.dumps(call_size(plan, state["next_stage"], Path(args.dest).resolve()), indent=2))
     elif args.command == "run":
         main_run(args, plan, state)
     else:

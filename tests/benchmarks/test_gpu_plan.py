@@ -194,3 +194,27 @@ def test_the_script_shows_the_next_stage_and_refuses_bad_values_in_one_line(tmp_
     (tmp_path / "state.json").write_text('{"next_stage": "nowhere", "weights": null, "figures": {}, "runs": []}')
     bad = run_script("scripts/gpu_plan.py", "--state", str(tmp_path / "state.json"), "show", check=False)
     assert bad.returncode == 2 and "does not have" in bad.stderr and bad.stderr.strip().count("\n") == 0
+
+
+def test_the_call_size_counts_the_tree_on_disk_and_the_carry(tmp_path):
+    import subprocess
+    from dataclasses import replace
+
+    from benchmarks.gpu_pack import call_size
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/.gpu/\n")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "unet.bin").write_bytes(b"\0" * (3 * 2**20))
+    (tmp_path / ".gpu" / "site").mkdir(parents=True)
+    (tmp_path / ".gpu" / "site" / "enc.bin").write_bytes(b"\0" * 2**20)
+    (tmp_path / ".gpu" / "font.ttf").write_bytes(b"\0" * 2**19)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    plan = load_plan()
+    small = replace(plan, limits={**plan.limits, "carry_mib": 4})
+    with pytest.raises(LdmError, match=r"send 4\.5 MiB, over the device tool's 4 MiB \(largest: tree weights 3\.0"):
+        call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)
+    (tmp_path / "weights" / "unet.bin").unlink()  # tracked but not on disk (a sparse checkout): not sent
+    report = call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)
+    assert report["carry"] == {"site": 2**20, "font.ttf": 2**19} and "weights" not in report["tree"]
+    assert json.loads((tmp_path / ".gpu" / "pack.json").read_text()) == report
