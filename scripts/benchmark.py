@@ -151,7 +151,7 @@ def main_sample(args: argparse.Namespace) -> None:
     from benchmarks.child import emit_result, run_child
     from benchmarks.machine import matmul_rates
     from benchmarks.sample import bench_sample, format_sample_report
-    from ldm.sampling.sampler import export_pipeline
+    from ldm.sampling.export import export_pipeline
 
     if args.only:
         emit_result(bench_sample(args.only, args.model, args.export, args.num_images, args.threads))
@@ -176,7 +176,7 @@ def main_realtime(args: argparse.Namespace) -> None:
     from benchmarks.child import emit_result, run_child
     from benchmarks.machine import matmul_rates
     from benchmarks.realtime import bench_realtime, format_realtime_report
-    from ldm.sampling.sampler import export_pipeline
+    from ldm.sampling.export import export_pipeline
 
     if args.only:
         folder = args.student if args.only == "student" else args.teacher

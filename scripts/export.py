@@ -23,7 +23,7 @@ def main() -> None:
     if not args.checkpoint:
         check_model_folder(args.model)
     quiet_libraries()
-    from ldm.sampling.sampler import export_pipeline
+    from ldm.sampling.export import export_pipeline
 
     if args.checkpoint:
         from ldm.train.unet import pipeline_from_checkpoint

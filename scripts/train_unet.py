@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ldm.cli import check_resume, config_from_args, quiet_libraries, run, training_parser
 from ldm.errors import LdmError
-from ldm.folders import check_model_folder, find_vae, folder_student_steps
+from ldm.folders import check_model_folder, find_vae, read_json, refuse_student_teacher
 from ldm.outputs import run_folder
 
 
@@ -24,9 +24,8 @@ def main() -> None:
         if cfg.finetune.method != "full":
             raise LdmError(f"finetune.method {cfg.finetune.method} starts from a pipeline folder: pass --init-from")
         find_vae(cfg, Path(args.output_dir), args.vae)
-    elif cfg.finetune.method == "lcm" and folder_student_steps(Path(cfg.finetune.init_from)) is not None:
-        raise LdmError(f"{cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
-                       "embedding): distil from its teacher instead")
+    elif cfg.finetune.method == "lcm":
+        refuse_student_teacher(read_json(Path(cfg.finetune.init_from) / "unet" / "config.json"), cfg.finetune.init_from)
     check_resume(args, "unet")
     with run_folder(args.output_dir):
         quiet_libraries()  # the config is checked: now load torch and diffusers

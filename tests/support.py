@@ -85,9 +85,8 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
         build_vae,
         cross_attention_dim,
         load_text_encoder,
-        save_pipeline,
     )
-    from ldm.sampling.sampler import sampling_scheduler
+    from ldm.pipeline_folder import sampling_scheduler, save_pipeline
 
     cfg = load_config(TINY)
     if text_encoder is None:

@@ -75,3 +75,11 @@ def test_one_function_says_whether_a_unet_is_a_few_step_student(tiny_pipeline, t
     assert not is_student(teacher) and is_student(student)
     assert is_student(tiny_student.pipe.unet.config) and not is_student({"time_cond_proj_dim": None})
     assert not is_student(None) and not is_student([1, 2])  # a config.json that holds no object
+
+
+def test_one_refusal_to_distil_from_a_student(tiny_pipeline, tiny_student):
+    from ldm.folders import read_json, refuse_student_teacher
+
+    refuse_student_teacher(read_json(tiny_pipeline / "unet" / "config.json"), tiny_pipeline)
+    with pytest.raises(LdmError, match=r"student is already a few-step student .*distil from its teacher"):
+        refuse_student_teacher(tiny_student.pipe.unet.config, tiny_student.folder)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ldm.io import atomic_file, one_line, replace_folder, write_text_atomic
+from ldm.io import atomic_file, atomic_folder, one_line, replace_folder, write_text_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -38,6 +38,21 @@ def test_durable_text_and_replaced_folders(tmp_path):
     replace_folder(tmp, final)
     assert [p.name for p in final.iterdir()] == ["weights.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "s.json"]
+
+
+def test_a_folder_is_filled_aside_and_replaces_the_old_one_only_when_whole(tmp_path):
+    final = tmp_path / "sub" / "unet"
+    with atomic_folder(final) as tmp:
+        assert tmp.parent == final.parent and tmp != final
+        (tmp / "weights.safetensors").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(final) as tmp:
+        (tmp / "weights.safetensors").write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in final.parent.iterdir()] == ["unet"]  # no temporary folder left
+    assert (final / "weights.safetensors").read_text() == "old"
+    with atomic_folder(final) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert [p.name for p in final.iterdir()] == ["config.json"]
 
 
 def test_one_line():

@@ -9,7 +9,8 @@ schedulers, guidance and (for inpainting) the re-noised known latents outside th
 from __future__ import annotations
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
 
 
 class SeededImg2Img(StableDiffusionImg2ImgPipeline):
@@ -37,3 +38,20 @@ class SeededInpaint(StableDiffusionInpaintPipeline):
         start = noise * self.scheduler.init_noise_sigma if is_strength_max else \
             self.scheduler.add_noise(clean, noise, timestep)
         return (start, *((noise,) if return_noise else ()), *((clean,) if return_image_latents else ()))
+
+
+def pipeline_for(components: dict, scheduler, kind: type = StableDiffusionPipeline) -> StableDiffusionPipeline:
+    """The loaded modules as a `kind` pipeline under a scheduler of this call's own: concurrent calls never
+    share its state."""
+    pipe = kind(**{**components, "scheduler": scheduler}, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def seeded_pipeline(kind: type, components: dict, scheduler, noise: torch.Tensor, clean: torch.Tensor):
+    """A SeededImg2Img or SeededInpaint over the loaded modules, started from `noise` and `clean` latents."""
+    pipe = pipeline_for(components, scheduler, kind)
+    pipe.image_processor = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor,
+                                             vae_latent_channels=components["vae"].config.latent_channels)
+    pipe.start_noise, pipe.clean = noise, clean
+    return pipe

@@ -21,7 +21,7 @@ from diffusers.training_utils import EMAModel
 from ldm.config import Config, TrainConfig, dump_config, vae_factor
 from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
-from ldm.folders import find_vae, is_student, part_folder
+from ldm.folders import find_vae, is_student, part_folder, refuse_student_teacher
 from ldm.io import write_text_atomic
 from ldm.models import (
     build_noise_scheduler,
@@ -32,10 +32,9 @@ from ldm.models import (
     load_text_encoder,
     load_unet,
     load_vae,
-    save_pipeline,
     use_training_attention,
 )
-from ldm.sampling.sampler import sampling_scheduler
+from ldm.pipeline_folder import sampling_scheduler, save_pipeline
 from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss, draw_guidance
 from ldm.train.finetune import (
     add_lora,
@@ -189,9 +188,7 @@ class LcmDistill(FullFinetune):
         """The frozen teacher, the student (teacher weights, a zero guidance projection) and the target copy."""
         d = self.cfg.distill
         self.teacher = self.init.unet
-        if is_student(self.teacher.config):
-            raise LdmError(f"{self.cfg.finetune.init_from} is already a few-step student (its UNet takes a guidance "
-                           "embedding): distil from its teacher instead")
+        refuse_student_teacher(self.teacher.config, self.cfg.finetune.init_from)
         self.teacher.requires_grad_(False).eval()
         self.noise_scheduler = self.init.noise_scheduler
         total = self.noise_scheduler.config.num_train_timesteps

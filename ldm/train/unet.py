@@ -24,8 +24,9 @@ from ldm.models import (
     embed_prompts,
     use_training_attention,
 )
+from ldm.pipeline_folder import assemble_pipeline, sampling_scheduler
 from ldm.sampling.requests import ImageSpec, Settings
-from ldm.sampling.sampler import SamplingModel, assemble_pipeline, sampling_scheduler
+from ldm.sampling.sampler import SamplingModel
 from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
 from ldm.train.runtime import count_params, make_accelerator, progress, start_logs

@@ -8,7 +8,7 @@ from benchmarks.realtime import STOCK_STEPS, bench_realtime, format_realtime_rep
 
 @pytest.fixture(scope="module")
 def exported(tiny_pipeline, tmp_path_factory):
-    from ldm.sampling.sampler import export_pipeline
+    from ldm.sampling.export import export_pipeline
 
     return export_pipeline(tiny_pipeline, tmp_path_factory.mktemp("bench") / "export")
 

@@ -27,7 +27,7 @@ def test_first_unet_is_the_one_generate_runs(tiny_model):
 
 @pytest.fixture(scope="module")
 def exported(tiny_pipeline, tmp_path_factory):
-    from ldm.sampling.sampler import export_pipeline
+    from ldm.sampling.export import export_pipeline
 
     return export_pipeline(tiny_pipeline, tmp_path_factory.mktemp("bench") / "export")
 

@@ -17,8 +17,10 @@ from support import TINY, run_script
 
 from ldm.errors import LdmError
 from ldm.folders import folder_student_steps
+from ldm.pipeline_folder import load_pipeline
+from ldm.sampling.export import export_pipeline
 from ldm.sampling.requests import ImageSpec, Settings, folder_defaults
-from ldm.sampling.sampler import export_pipeline, load_pipeline, load_sampling_model
+from ldm.sampling.sampler import load_sampling_model
 from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 from ldm.train.unet import pipeline_from_checkpoint

@@ -18,8 +18,9 @@ from ldm.data.images import load_image, to_tensor
 from ldm.errors import LdmError
 from ldm.explore import decode_latents, encode_latents, prompt_features
 from ldm.metrics import image_features
+from ldm.sampling.export import export_pipeline
 from ldm.sampling.requests import ImageSpec, Settings
-from ldm.sampling.sampler import export_pipeline, load_sampling_model
+from ldm.sampling.sampler import load_sampling_model
 from ldm.train.finetune import text_encoder_lora_problem
 from ldm.train.unet import pipeline_from_checkpoint
 
