@@ -109,7 +109,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     """Load the model and the dataset, build the UI and serve it until Ctrl-C or SIGTERM."""
     quiet_libraries()
     refuse_decompression_bombs()
-    from app.handlers import Handlers
+    from app.handlers.shared import Shared
     from app.tabs.latent import MAP_CSS
     from app.ui import PAGE_JS, build_ui
     from app.widgets import RESULT_CSS
@@ -120,11 +120,11 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     live = live_folder(args.model, args.live_model)
     live_model = load_sampling_model(live, args.device) if live else None
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
-    handlers = Handlers(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
-                        args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live)
+    shared = Shared(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
+                    args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live)
     if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
-        handlers.batcher.run(view.prepare, wait=False)
-    demo = build_ui(handlers)
+        shared.batcher.run(view.prepare, wait=False)
+    demo = build_ui(shared)
     # each event runs one request at a time (Generate: up to --max-batch, joined into one batch); a bounded
     # queue refuses the rest cleanly. api_open=False: a direct POST to /gradio_api/run/<name> would run a queued
     # endpoint outside the queue and its limits
@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     # The model's work runs here, on the main thread, one request (or batch) at a time; Gradio's handler
     # threads hand it over (MicroBatcher.generate and .run). Ctrl-C or SIGTERM ends it.
     try:
-        handlers.batcher.serve_forever()
+        shared.batcher.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

@@ -5,14 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from app.events import event, one_line_inputs
-from app.handlers import (
-    Handlers,
-    gallery_image,
-    morph_handoff,
-    picture_handoff,
-    run_seed,
-    walk_handoff,
-)
+from app.handlers.handoffs import gallery_image, morph_handoff, picture_handoff, run_seed, walk_handoff
+from app.handlers.png_info import PngInfoHandlers
+from app.handlers.shared import Shared
 from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, walk
 
 # A new run closes the last run's error toasts, so an old error never sits over a later success.
@@ -25,28 +20,28 @@ def _to_img2img(path: str, prompt: str | None) -> tuple:
     return path, gr.skip() if prompt is None else prompt, gr.Tabs(selected="img2img")
 
 
-def build_ui(h: Handlers) -> gr.Blocks:
-    """The Blocks app: the tabs wired to the handlers."""
-    m = h.model
+def build_ui(shared: Shared) -> gr.Blocks:
+    """The Blocks app: the tabs, each with its handlers over the server's shared parts, and the hand-offs."""
+    m, png = shared.model, PngInfoHandlers(shared)
     # delete_cache: Gradio's copies of uploads and outputs older than 15 minutes go every 10 minutes
     with gr.Blocks(title="ldm", delete_cache=(600, 900)) as demo:
         gr.Markdown(f"# ldm · {m.name}\nLatent diffusion at {m.default_size}x{m.default_size} px. Every PNG "
                     "carries its generation parameters; drop it on `scripts/sample.py --from-png` to re-create it.")
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
-                gen = generate.build(h)
+                gen = generate.build(shared)
             with gr.Tab("Image to image", id="img2img"):
-                edit = img2img.build(h)
+                edit = img2img.build(shared)
             with gr.Tab("Seed walk", id="walk"):
-                walk_tab = walk.build(h)
+                walk_tab = walk.build(shared)
             with gr.Tab("Prompt morph", id="morph"):
-                morph_tab = morph.build(h)
+                morph_tab = morph.build(shared)
             with gr.Tab("Latent space", id="latent"):
-                pick_image, pick_send = latent.build(h)
+                pick_image, pick_send = latent.build(shared)
             with gr.Tab("Autoencoder", id="autoencoder"):
-                autoencoder.build(h)
+                autoencoder.build(shared)
             with gr.Tab("PNG Info", id="png-info"):
-                info = png_info.build(h)
+                info = png_info.build(shared)
         # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
         gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),
                           [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery], [walk_tab.prompt, walk_tab.seeds, tabs],
@@ -67,10 +62,10 @@ def build_ui(h: Handlers) -> gr.Blocks:
                        api_visibility="private")
         # PNG Info: the parameters into Generate's controls, or the picture and its prompt into Image to image
         # the model too, so that a student's PNG is re-created by the student
-        info.to_generate.click(event(lambda text: (*h.png_fields(text), gr.Tabs(selected="generate"))),
+        info.to_generate.click(event(lambda text: (*png.png_fields(text), gr.Tabs(selected="generate"))),
                                info.text, [gen.prompt, gen.negative, gen.seed, gen.steps, gen.guidance, gen.scheduler,
                                            gen.width, gen.height, gen.model, tabs], api_visibility="private")
-        info.to_img2img.click(event(lambda path, text: (path, *h.png_fields(text)[:3],
+        info.to_img2img.click(event(lambda path, text: (path, *png.png_fields(text)[:3],
                                                         gr.Tabs(selected="img2img"))),
                               [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],
                               api_visibility="private")

@@ -7,7 +7,7 @@ import gradio as gr
 from app.events import image_api, shown_in, stop_button, wire
 from ldm.sampling.limits import BOUNDS
 from ldm.sampling.requests import ModelDefaults
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.schema import FIELD, SAME, Field
 
 MAX_STEPS = int(BOUNDS["steps"].server_high)
 MAX_FRAMES = int(BOUNDS["frames"].server_high)
@@ -31,11 +31,26 @@ def result_gallery(label: str, **options) -> gr.Gallery:
     return gr.Gallery(label=label, height="auto", interactive=False, elem_classes="ldm-pixels", **options)
 
 
+def request_control(field: str | Field, value=SAME, high: float | None = None, **options):
+    """The control for one request field (ldm.sampling.schema, by name): its label, starting value (the schema's
+    unless given), choices (a list of a few: radio buttons) or range (a slider up to `high`, else the server's
+    bound)."""
+    f = FIELD[field] if isinstance(field, str) else field
+    value = f.ui_value if value == SAME else value
+    if f.choices:
+        kind = gr.Radio if len(f.choices) <= 4 else gr.Dropdown
+        return kind(list(f.choices), value=value, label=f.label, **options)
+    if f.kind is str:
+        return gr.Textbox(label=f.label, value=value, max_length=PROMPT_CHARS, **options)
+    return gr.Slider(f.bound.low, f.bound.server_high if high is None else high, value=value, label=f.label,
+                     **options)
+
+
 def sampler_controls(defaults: ModelDefaults) -> tuple:
     """Scheduler, steps and guidance, set to the model's defaults."""
-    return (gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler"),
-            gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps"),
-            gr.Slider(0, GUIDANCE_SLIDER, value=defaults.guidance, step=0.5, label="Guidance"))
+    return (request_control("scheduler", defaults.scheduler),
+            request_control("steps", defaults.steps, step=1),
+            request_control("guidance_scale", defaults.guidance, GUIDANCE_SLIDER, step=0.5))
 
 
 def animation_outputs(tab: str) -> tuple:
@@ -72,7 +87,7 @@ def live(triggers: list, handler, inputs: list, output, api_name: str | None = N
         trigger(shown_in(output, handler), inputs, output, preprocess=False, **LIVE_EVENT)
 
 
-def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, frame_handler,
+def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls, frame_handler,
                   frame_inputs: int) -> list:
     """A seed walk or morph tab: `controls()` lays out the tab's own inputs (the handler's first arguments),
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
@@ -82,19 +97,20 @@ def animation_tab(h, tab: str, label: str, handler, api_name: str, controls, fra
     with gr.Row():
         with gr.Column():
             own = controls()
-            scheduler, steps, guidance = sampler_controls(h.model.defaults)
+            scheduler, steps, guidance = sampler_controls(shared.model.defaults)
             go, stop_slot, stopped = run_buttons(label)
             position = gr.Slider(0, 1, value=0, step=0.01, label="Position (live: drag to see any frame)",
                                  elem_id=f"{tab}-position")
             live_frame = result_image("Live frame", elem_id=f"{tab}-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
     send = gr.Button("Send this frame to Image to image", elem_id=f"{tab}-send")
-    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], h.stops, api_name=api_name)
+    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], shared.stops,
+               api_name=api_name)
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
     live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
     with stop_slot:
-        stop_button(h.stops, [job], stopped)
+        stop_button(shared.stops, [job], stopped)
     return own, frame, send
 
 

@@ -119,7 +119,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
             return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
                         output_type="np").images
     else:  # ours and student: ldm's sampler at the folder's own defaults
-        from ldm.sampling.requests import ImageSpec, Settings
+        from ldm.sampling.requests import Settings, seeded_specs
         from ldm.sampling.sampler import load_sampling_model
 
         sampler = load_sampling_model(model, "cpu")
@@ -129,7 +129,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
                     "precision": sampler.precision}
 
         def run(ps, seed):
-            return sampler.generate([ImageSpec(p, seed + k) for k, p in enumerate(ps)], s, batch_size=len(ps))
+            return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
     load_s = time.perf_counter() - start
     with first_unet() as seen:
         run(prompts[:1], 1000)  # warm-up: first-call allocations and kernel selection

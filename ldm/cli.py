@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from ldm.config import MIXED_PRECISIONS, Config, load_config
 from ldm.errors import LdmError
+from ldm.sampling.schema import FIELDS, Field
 
 
 def quiet_libraries() -> None:
@@ -67,6 +68,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+def add_request_flags(parser: argparse.ArgumentParser, fields: tuple[Field, ...] = FIELDS) -> None:
+    """A flag for each request field that has one: its name, type, default, choices and help from the schema."""
+    for f in fields:
+        if f.flag:
+            metavar = None if f.choices else f.flag.lstrip("-").replace("-", "_").upper()  # --guidance GUIDANCE
+            parser.add_argument(f.flag, dest=f.name, type=f.kind, default=f.flag_default, choices=f.choices or None,
+                                metavar=metavar, help=f.help)
+
+
+def flag_values(args: argparse.Namespace, fields: tuple[Field, ...]) -> dict:
+    """{field name: value} of the fields among `fields` that have flags."""
+    return {f.name: getattr(args, f.name) for f in fields if f.flag}
+
+
 def training_parser(description: str, default_config: str) -> argparse.ArgumentParser:
     """The flags users of diffusers' training scripts expect, plus key=value config overrides."""
     p = Parser(description=description)
@@ -97,7 +112,7 @@ def config_from_args(args: argparse.Namespace, section: str) -> Config:
     """Load the config and fold the command-line flags into it as overrides."""
     overrides = list(args.overrides)
     if args.data:
-        overrides += ["data.source=imagefolder", f"data.path={args.data}"]
+        overrides += ["data.source=files", f"data.path={args.data}"]
     for flag in ("max_steps", "checkpoint_every", "gradient_accumulation_steps", "mixed_precision"):
         value = getattr(args, flag)
         if value is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,8 +21,10 @@ from ldm.io import one_line
 class DataConfig:
     """Where images come from and how they are prepared."""
 
-    source: str = "shapes"  # "shapes" (procedural, needs no files) or "imagefolder"
-    path: str | None = None  # folder for source=imagefolder
+    # "shapes" (procedural, needs no files) or "files": images and captions read from data.path, an image folder,
+    # a datasets save_to_disk folder, Parquet files or tar shards (ldm/data/dataset.py tells them apart)
+    source: str = "shapes"
+    path: str | None = None  # for source=files
     caption_column: str = "text"
     resolution: int = 64
     flip: bool = False  # random horizontal flips
@@ -195,7 +199,7 @@ class Config:
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")  # Accelerate's names, plus auto (ldm.precision)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # sampling's names (ldm.precision)
 CHOICES = {
-    "data.source": ("shapes", "imagefolder"),
+    "data.source": ("shapes", "files"),
     "noise.prediction_type": ("epsilon", "v_prediction"),
     "noise.beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
     "train_vae.recon_loss": ("l1", "mse"),
@@ -205,6 +209,22 @@ CHOICES = {
     "finetune.method": ("full", "lora", "lcm"),
     "distill.objective": ("consistency", "trajectory"),
 }
+
+# Values renamed since: a config that still says the old name (a model folder's ldm_config.yaml, a checkpoint's
+# config.yaml) loads as before, with a one-line note; an error would refuse every older run and model folder.
+RENAMED = {"data.source": {"imagefolder": "files"}}  # imagefolder also read Arrow, Parquet and tar
+
+
+def current_name(key: str, value: Any) -> Any:
+    """`value` of config key `key` under its current name (RENAMED), for code that reads raw YAML."""
+    return RENAMED.get(key, {}).get(value, value) if isinstance(value, str) else value
+
+
+@functools.cache  # once per process and name, however often a config is read
+def _note_renamed(key: str, old: str, new: str) -> None:
+    logging.getLogger("ldm").warning("config key '%s': '%s' is now called '%s' (read the same; rename it in your "
+                                     "config)", key, old, new)
+
 
 # Numeric ranges, checked like CHOICES: values outside them would crash deep in torch or diffusers with a
 # traceback, or train nonsense without a word (a negative min-SNR gamma flips the loss's sign).
@@ -315,7 +335,9 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
-        kwargs[key] = _coerce(value, hints[key], full)
+        kwargs[key] = current_name(full, _coerce(value, hints[key], full))
+        if kwargs[key] != value and isinstance(value, str):
+            _note_renamed(full, value, kwargs[key])
         if full in CHOICES and kwargs[key] not in CHOICES[full]:
             raise LdmError(f"config key '{full}': {value!r} is not one of {', '.join(CHOICES[full])}")
         if full in LIMITS and kwargs[key] is not None and not LIMITS[full][0](kwargs[key]):
@@ -400,8 +422,8 @@ def validate(cfg: Config) -> None:
         raise LdmError(
             f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor {factor}"
         )
-    if cfg.data.source == "imagefolder" and not cfg.data.path:
-        raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+    if cfg.data.source == "files" and not cfg.data.path:
+        raise LdmError("config key 'data.path': source 'files' needs a folder or file (or pass --data PATH)")
     if len(cfg.unet.cross_attention) != len(cfg.unet.block_out_channels):
         raise LdmError("config key 'unet.cross_attention': needs one entry per unet.block_out_channels level")
     latent = cfg.data.resolution // factor

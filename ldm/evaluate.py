@@ -32,7 +32,7 @@ from ldm.metrics import (
 )
 from ldm.sampling.interpolate import max_jump_ratio
 from ldm.sampling.prompt_syntax import escape
-from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.requests import ImageSpec, Settings, seeded_specs
 from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.walks import render_walk
 
@@ -129,7 +129,7 @@ def prompt_fidelity(model: SamplingModel, reference: Reference, indices: Sequenc
                     seed: int = 0, batch_size: int = 16, progress=None) -> tuple[float, float]:
     """Top-1 and top-5 nearest-neighbour agreement of images generated from dataset captions."""
     # a caption is asked for literally: its brackets are text, not emphasis ("A button (blood type)")
-    specs = [ImageSpec(escape(reference.captions[i]), seed + k) for k, i in enumerate(indices)]
+    specs = seeded_specs([escape(reference.captions[i]) for i in indices], seed)
     images = model.generate(specs, settings, batch_size, progress)
     return topk_hits(image_features(images), reference, indices)
 
@@ -139,7 +139,7 @@ def generalisation(model: SamplingModel, reference: Reference, settings: Setting
                    batch_size: int = 16) -> tuple[float, float, list[tuple[str, str, bool]]]:
     """Share of paraphrase prompts whose image's nearest neighbour is in the right family, chance, details."""
     prompts = list(paraphrases)
-    images = model.generate([ImageSpec(p, seed + k) for k, p in enumerate(prompts)], settings, batch_size)
+    images = model.generate(seeded_specs(prompts, seed), settings, batch_size)
     idx = nearest(image_features(images), reference.features, 1)[:, 0].tolist()
     details = [(p, reference.captions[i], any(_in_family(reference.captions[t], paraphrases[p])
                                               for t in reference.twins(i)))
@@ -153,7 +153,7 @@ def landings(model: SamplingModel, reference: Reference, prompts: Sequence[str],
     """The dataset image (twins as one: the group's lowest index) each prompt's image is nearest to; a student's
     landings against its teacher's from the same seeds say how well it copies them, apart from the teacher's own
     quality."""
-    images = model.generate([ImageSpec(p, seed + k) for k, p in enumerate(prompts)], settings, batch_size)
+    images = model.generate(seeded_specs(prompts, seed), settings, batch_size)
     return reference.landing(images)
 
 

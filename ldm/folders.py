@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ldm.config import Config, downsampling_factor
+from ldm.config import Config, current_name, downsampling_factor
 from ldm.errors import LdmError
 
 log = logging.getLogger("ldm")
@@ -95,7 +95,8 @@ def folder_training_images(folder: Path) -> Path | None:
         data = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}) if config_file.is_file() else {}
     except (yaml.YAMLError, AttributeError):
         return None
-    path = data.get("path") if isinstance(data, dict) and data.get("source") == "imagefolder" else None
+    files = isinstance(data, dict) and current_name("data.source", data.get("source")) == "files"
+    path = data.get("path") if files else None
     return Path(path) if path and Path(path).is_dir() else None
 
 

@@ -39,11 +39,11 @@ def main() -> None:
     config = Path(args.config) if args.config else model_dir / "ldm_config.yaml"
     if not config.is_file():
         raise LdmError(f"no config {config}: pass --config")
-    cfg = load_config(config, [f"data.path={args.data}", "data.source=imagefolder"] if args.data else [])
+    cfg = load_config(config, [f"data.path={args.data}", "data.source=files"] if args.data else [])
     check_model_folder(model_dir)
     if args.compare:
         check_model_folder(args.compare, "--compare")
-    if cfg.data.source == "imagefolder" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
+    if cfg.data.source == "files" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
         raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
                        f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
     offer = evaluation_offer(cfg.data)  # what the dataset declares beyond its captions, read before torch loads

@@ -6,34 +6,19 @@ import argparse
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ldm.cli import Parser, quiet_libraries, run
+from ldm.cli import Parser, add_request_flags, flag_values, quiet_libraries, run
 from ldm.config import PRECISIONS
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.outputs import NumberedFolder, prepare_folder
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.limits import check
-from ldm.sampling.parameters import read_png_parameters
-from ldm.sampling.requests import (
-    DEFAULT_MODEL,
-    DEFAULT_SCHEDULER,
-    DEFAULT_STEPS,
-    DEFAULT_STRENGTH,
-    INPAINT_AREAS,
-    MASKED_CONTENT,
-    MORPH_MODES,
-    STUDENT_SCHEDULER,
-    STUDENT_STEPS,
-    Settings,
-    folder_defaults,
-    image_specs,
-    resolve_settings,
-    spec_from_parameters,
-)
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.parameters import read_png_parameters, spec_from_parameters
+from ldm.sampling.requests import DEFAULT_MODEL, Settings, folder_defaults, image_specs, resolve_settings
+from ldm.sampling.schema import SETTINGS, part
 from ldm.sampling.xyz import AXES, parse_axes, plot_cells
 
 
@@ -44,40 +29,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable; same as positional)")
     p.add_argument("--prompts-file", help="a text file: one prompt per line")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
-    p.add_argument("--negative-prompt", default="", help="what to steer away from")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    p.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; {DEFAULT_STEPS}, or "
-                   f"{STUDENT_STEPS} for a few-step student)")
-    p.add_argument("--scheduler", choices=list(SCHEDULERS), help=f"sampler (default: the model's; {DEFAULT_SCHEDULER}, "
-                   f"or {STUDENT_SCHEDULER} for a few-step student)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
-    p.add_argument("--width", type=int, help="pixels (default: the model's training size)")
-    p.add_argument("--height", type=int, help="pixels (default: the model's training size)")
+    add_request_flags(p)  # --steps, --seed, --strength, --mask-blur, ...: ldm.sampling.schema's flags
     p.add_argument("--num-images", type=int, default=1, help="images per prompt")
-    p.add_argument("--seed", type=int, help="seed of the first image; image k uses seed + k (default: random)")
-    p.add_argument("--variation-seed", type=int, help="second seed slerped into the noise")
-    p.add_argument("--variation-strength", type=float, default=0.0, help="0 = seed only, 1 = variation seed only")
-    p.add_argument("--lora", help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)")
-    p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
     p.add_argument("--init-image", help="image to image: start from this picture (scaled and centre-cropped to "
                    "the output size)")
-    p.add_argument("--strength", type=float, help="image to image: how much to change the init image, 0 (none) "
-                   f"to 1 (text to image); default {DEFAULT_STRENGTH}")
     p.add_argument("--mask", help="inpainting: repaint only this mask's white area of the init image (same size as "
                    "the init image; transparent = keep)")
-    p.add_argument("--mask-blur", type=int, default=4, help="inpainting: soften the mask's edge by this many pixels")
-    p.add_argument("--masked-content", choices=MASKED_CONTENT, default="original",
-                   help="inpainting: what the masked area starts as")
-    p.add_argument("--inpaint-area", choices=INPAINT_AREAS, default="whole",
-                   help="inpainting: the whole picture, or only a box around the mask at full size")
-    p.add_argument("--inpaint-padding", type=int, default=32, help="inpainting: pixels around the mask's box")
     p.add_argument("--xyz", nargs="+", metavar="AXIS=V1,V2",
                    help="X/Y/Z plot of the first prompt: up to three axes (" + ", ".join(AXES) + "; prompt=A,B "
                    "replaces A by each value) into one labelled grid plus every single image")
     p.add_argument("--from-png", help="re-create an image from the parameters stored in its PNG")
     p.add_argument("--interpolate-seeds", type=int, nargs="+", metavar="SEED", help="seed walk through these seeds")
     p.add_argument("--morph", nargs="+", metavar="PROMPT", help="prompt morph through these prompts")
-    p.add_argument("--morph-mode", choices=MORPH_MODES, default="slerp", help="embedding interpolation")
     p.add_argument("--frames", type=int, default=24, help="frames of a walk or morph")
     p.add_argument("--loop", action="store_true", help="walk back to the first keyframe")
     p.add_argument("--ease", choices=EASINGS, default="linear", help="easing between keyframes")
@@ -105,33 +68,101 @@ def read_prompts(args) -> list[str]:
     return prompts
 
 
-def main() -> None:
-    """Parse flags, check them all, then load the model, generate, write and list the files."""
-    # Everything the user typed is checked before torch and diffusers are imported (seconds), so a
-    # mistake is answered at once and nothing is loaded for it.
-    args = parser().parse_args()
+def png_request(args) -> tuple:
+    """(spec, settings, raw fields) of the PNG named by --from-png, refused when it needs a flag not given."""
+    spec, settings, fields = spec_from_parameters(read_png_parameters(args.from_png))
+    if settings.lora is not None:
+        if args.lora is None:
+            raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
+        settings = replace(settings, lora=args.lora)
+    if settings.strength is not None and args.init_image is None:
+        raise LdmError(f"{args.from_png} was made from an init image (Denoising strength "
+                       f"{settings.strength:g}): pass --init-image PATH")
+    if "Mask hash" in fields and args.mask is None:
+        raise LdmError(f"{args.from_png} was inpainted: pass --mask PATH (and --init-image PATH)")
+    return spec, settings, fields
+
+
+def walk_prompts(args, prompts: list[str]) -> list[str]:
+    """A seed walk's prompt or a morph's prompts; a walk or morph takes no init image."""
+    keyframe_prompts = args.morph or prompts[:1]
+    if not keyframe_prompts:
+        raise LdmError("a seed walk needs a prompt (--prompt P)")
+    if args.init_image or args.strength is not None or args.mask:
+        raise LdmError("--init-image and --strength make images, not seed walks or morphs")
+    return keyframe_prompts
+
+
+def load_pictures(args, settings) -> tuple:
+    """(--init-image, --mask) loaded at the output size, each None when not given."""
+    init = mask = None
+    if args.init_image:
+        from ldm.sampling.init_image import load_init_image
+
+        init = load_init_image(args.init_image, settings.width, settings.height)
+    if args.mask:
+        from ldm.sampling.inpaint import check_mask, load_mask
+
+        mask = load_mask(args.mask, settings.width, settings.height, args.init_image)
+        check_mask(mask)
+    return init, mask
+
+
+def warn_about_differences(args, fields: dict, model, init, mask) -> None:
+    """Warn where a --from-png re-creation differs from what made the PNG: model, init image, mask, precision."""
+    if fields.get("Model hash") not in (None, model.model_hash):
+        print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
+              f"this model is {model.model_hash}", file=sys.stderr)
+    if init is not None and fields.get("Init image hash") not in (None, init.digest):
+        print(f"warning: {args.from_png} was made from an init image with hash {fields['Init image hash']}, "
+              f"{args.init_image} has {init.digest}", file=sys.stderr)
+    if mask is not None and fields.get("Mask hash") not in (None, mask.digest):
+        print(f"warning: {args.from_png} was made with a mask with hash {fields['Mask hash']}, "
+              f"{args.mask} has {mask.digest}", file=sys.stderr)
+    if fields.get("Precision", model.precision) != model.precision:
+        print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}", file=sys.stderr)
+
+
+def report_interrupted(stop) -> None:
+    """After Ctrl-C: the files kept, and one line saying how many of how many, then exit 130."""
+    for path in stop.kept:
+        print(path)
+    print(f"interrupted: kept {len(stop.kept)} of {stop.total} {stop.what}"
+          + (f" in {stop.kept[0].parent}" if stop.kept else ""), file=sys.stderr)
+    sys.exit(130)
+
+
+@dataclass
+class Run:
+    """A checked run: what kind, its images or keyframes, its resolved settings and inputs, and where it goes."""
+
+    kind: str  # image, xyz, png (--from-png), walk or morph
+    settings: Settings
+    folder: Path  # the model
+    guidance: float  # the model's default guidance
+    out: NumberedFolder
+    seed: int
+    specs: list = field(default_factory=list)
+    fields: dict = field(default_factory=dict)  # --from-png's raw fields
+    axes: list | None = None  # --xyz's
+    keyframe_prompts: list[str] | None = None  # a walk's or morph's
+    init: object = None  # --init-image, loaded
+    mask: object = None  # --mask, loaded
+
+
+def checked_run(args) -> Run:
+    """Every flag checked and every input read, before torch and diffusers are imported (seconds), so that a
+    mistake is answered at once and nothing is loaded for it."""
     for name in ("frames", "batch_size", "fps"):
         check(name, getattr(args, name))
-    settings = Settings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
-                        width=args.width, height=args.height, eta=args.eta, negative_prompt=args.negative_prompt,
-                        lora=args.lora, lora_scale=args.lora_scale, strength=args.strength, mask_blur=args.mask_blur,
-                        masked_content=args.masked_content, inpaint_area=args.inpaint_area,
-                        inpaint_padding=args.inpaint_padding)
+    settings = Settings(**flag_values(args, part(SETTINGS)))
     prompts = read_prompts(args)
     kind = ("png" if args.from_png else "morph" if args.morph else "walk" if args.interpolate_seeds else
             "xyz" if args.xyz else "image")
     seed = args.seed if args.seed is not None else random.randrange(2**32)
+    specs, fields, axes, keyframe_prompts = [], {}, None, None
     if kind == "png":
-        spec, settings, fields = spec_from_parameters(read_png_parameters(args.from_png))
-        if settings.lora is not None:
-            if args.lora is None:
-                raise LdmError(f"{args.from_png} was made with LoRA {fields['LoRA']}: pass --lora PATH")
-            settings = replace(settings, lora=args.lora)
-        if settings.strength is not None and args.init_image is None:
-            raise LdmError(f"{args.from_png} was made from an init image (Denoising strength "
-                           f"{settings.strength:g}): pass --init-image PATH")
-        if "Mask hash" in fields and args.mask is None:
-            raise LdmError(f"{args.from_png} was inpainted: pass --mask PATH (and --init-image PATH)")
+        spec, settings, fields = png_request(args)
         specs = [spec]
     elif kind in ("image", "xyz"):
         if not prompts:
@@ -139,11 +170,7 @@ def main() -> None:
         specs = image_specs(prompts, args.num_images, seed, args.variation_seed, args.variation_strength)
         axes = parse_axes(args.xyz) if kind == "xyz" else None
     else:
-        keyframe_prompts = args.morph or prompts[:1]
-        if not keyframe_prompts:
-            raise LdmError("a seed walk needs a prompt (--prompt P)")
-        if args.init_image or args.strength is not None or args.mask:
-            raise LdmError("--init-image and --strength make images, not seed walks or morphs")
+        keyframe_prompts = walk_prompts(args, prompts)
     for flag, value in (("--strength", args.strength), ("--mask", args.mask)):
         if value is not None and args.init_image is None:
             raise LdmError(f"{flag} needs --init-image")
@@ -153,20 +180,18 @@ def main() -> None:
     if kind == "xyz":  # every cell's values checked before anything is loaded
         for cell in plot_cells(axes, specs[0], settings):
             resolve_settings(cell.settings, factor, defaults)
-    init = None
-    if args.init_image:
-        from ldm.sampling.init_image import load_init_image
-
-        init = load_init_image(args.init_image, settings.width, settings.height)
-    mask = None
-    if args.mask:
-        from ldm.sampling.inpaint import check_mask, load_mask
-
-        mask = load_mask(args.mask, settings.width, settings.height, args.init_image)
-        check_mask(mask)
-    guidance = defaults.guidance
+    init, mask = load_pictures(args, settings)
     name = "image" if kind == "png" else kind
     out = NumberedFolder(prepare_folder(args.out or f"outputs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    return Run(kind, settings, folder, defaults.guidance, out, seed, specs, fields, axes, keyframe_prompts, init,
+               mask)
+
+
+def main() -> None:
+    """Parse flags, check them all, then load the model, generate, write and list the files."""
+    args = parser().parse_args()
+    r = checked_run(args)
+    name = "image" if r.kind == "png" else r.kind
 
     quiet_libraries()
     from tqdm import tqdm
@@ -174,46 +199,32 @@ def main() -> None:
     from ldm.render import Interrupted, render_animation, render_images, render_xyz
     from ldm.sampling.sampler import load_sampling_model
 
-    model = load_sampling_model(folder, args.device, args.precision, guidance)
+    model = load_sampling_model(r.folder, args.device, args.precision, r.guidance)
     bar = tqdm(unit="step", desc=name, file=sys.stderr, delay=0.5)  # delay: no bar for instant failures
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    if kind == "png":
-        if fields.get("Model hash") not in (None, model.model_hash):
-            print(f"warning: {args.from_png} was made with model hash {fields['Model hash']}, "
-                  f"this model is {model.model_hash}", file=sys.stderr)
-        if init is not None and fields.get("Init image hash") not in (None, init.digest):
-            print(f"warning: {args.from_png} was made from an init image with hash {fields['Init image hash']}, "
-                  f"{args.init_image} has {init.digest}", file=sys.stderr)
-        if mask is not None and fields.get("Mask hash") not in (None, mask.digest):
-            print(f"warning: {args.from_png} was made with a mask with hash {fields['Mask hash']}, "
-                  f"{args.mask} has {mask.digest}", file=sys.stderr)
-        if fields.get("Precision", model.precision) != model.precision:
-            print(f"warning: made at {fields['Precision']} precision, sampling at {model.precision}",
-                  file=sys.stderr)
+    if r.kind == "png":
+        warn_about_differences(args, r.fields, model, r.init, r.mask)
     try:
-        if kind in ("png", "image"):
-            paths = render_images(model, specs, settings, out, args.batch_size, progress, init, mask)
-        elif kind == "xyz":
-            paths = render_xyz(model, axes, specs[0], settings, out, args.batch_size, progress, init, mask)
+        if r.kind in ("png", "image"):
+            paths = render_images(model, r.specs, r.settings, r.out, args.batch_size, progress, r.init, r.mask)
+        elif r.kind == "xyz":
+            paths = render_xyz(model, r.axes, r.specs[0], r.settings, r.out, args.batch_size, progress, r.init, r.mask)
         else:
-            paths = render_animation(model, keyframe_prompts, args.interpolate_seeds or [seed], args.frames, settings,
-                                     out.subfolder(kind), args.fps, progress, loop=args.loop, ease=args.ease,
-                                     morph_mode=args.morph_mode, even=args.even_spacing, batch_size=args.batch_size)
+            paths = render_animation(model, r.keyframe_prompts, args.interpolate_seeds or [r.seed], args.frames,
+                                     r.settings, r.out.subfolder(r.kind), args.fps, progress, loop=args.loop,
+                                     ease=args.ease, morph_mode=args.morph_mode, even=args.even_spacing,
+                                     batch_size=args.batch_size)
     except Interrupted as stop:
         bar.leave = False  # the one line below is all that stays on the terminal
         bar.close()
-        for path in stop.kept:
-            print(path)
-        print(f"interrupted: kept {len(stop.kept)} of {stop.total} {stop.what}"
-              + (f" in {stop.kept[0].parent}" if stop.kept else ""), file=sys.stderr)
-        sys.exit(130)
+        report_interrupted(stop)
     bar.close()
-    if kind == "image":
-        for s in specs:
+    if r.kind == "image":
+        for s in r.specs:
             print(f"seed {s.seed}: {s.prompt!r}", file=sys.stderr)
     for path in paths:
         print(path)

@@ -70,7 +70,8 @@ def no_model_libraries(folder: Path) -> dict:
         (folder / name).mkdir(parents=True, exist_ok=True)
         message = f"{name} imported before the arguments were checked"
         (folder / name / "__init__.py").write_text(f"raise ImportError({message!r})\n")
-    return {"PYTHONPATH": str(folder)}
+    # the checkout under test next (a script then imports its ldm, not an installed one), then the caller's path
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False) -> Path:

@@ -57,7 +57,7 @@ def test_flags_become_overrides_of_the_trainer_section(tmp_path):
         "--checkpoint-every", "5", "--gradient-accumulation-steps", "2", "--mixed-precision", "no",
         "train_vae.learning_rate=0.01", "train_unet.max_steps=9"])
     cfg = config_from_args(args, "train_vae")
-    assert (cfg.data.source, cfg.data.path) == ("imagefolder", str(tmp_path))
+    assert (cfg.data.source, cfg.data.path) == ("files", str(tmp_path))
     tc = cfg.train_vae
     assert (tc.max_steps, tc.checkpoint_every, tc.gradient_accumulation_steps) == (7, 5, 2)
     assert (tc.mixed_precision, tc.learning_rate) == ("no", 0.01)

@@ -89,3 +89,22 @@ def test_accelerate_example_configs_load(name):
 def test_finetune_configs_load(name, tmp_path):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml", [f"data.path={tmp_path}"])
     assert cfg.finetune.method == name.removeprefix("finetune_")
+
+
+def test_the_old_name_of_the_files_source_loads_with_one_note(tmp_path, caplog):
+    # model folders and checkpoints written before the rename say imagefolder: they keep loading
+    from ldm.config import _note_renamed, dump_config
+
+    _note_renamed.cache_clear()
+    old = tmp_path / "old.yaml"
+    old.write_text(f"data:\n  source: imagefolder\n  path: {tmp_path}\n")
+    with caplog.at_level("WARNING", logger="ldm"):
+        cfg = load_config(old)
+        again = load_config(TINY, ["data.source=imagefolder", f"data.path={tmp_path}"])
+    assert cfg.data.source == again.data.source == "files" and cfg.data.path == str(tmp_path)
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == ["config key 'data.source': 'imagefolder' is now called 'files' (read the same; rename it in your "
+                     "config)"]  # one line, once
+    assert "source: files" in dump_config(cfg)  # what a new checkpoint or model folder records
+    with pytest.raises(LdmError, match="'data.source': 'folders' is not one of shapes, files"):
+        load_config(TINY, ["data.source=folders"])

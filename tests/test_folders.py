@@ -83,3 +83,14 @@ def test_one_refusal_to_distil_from_a_student(tiny_pipeline, tiny_student):
     refuse_student_teacher(read_json(tiny_pipeline / "unet" / "config.json"), tiny_pipeline)
     with pytest.raises(LdmError, match=r"student is already a few-step student .*distil from its teacher"):
         refuse_student_teacher(tiny_student.pipe.unet.config, tiny_student.folder)
+
+
+@pytest.mark.parametrize("source", ["files", "imagefolder"])  # the old name, in folders written before the rename
+def test_a_model_folder_names_the_images_it_was_trained_on(tmp_path, source):
+    from ldm.folders import folder_training_images
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ldm_config.yaml").write_text(f"data:\n  source: {source}\n  path: {tmp_path / 'images'}\n")
+    assert folder_training_images(tmp_path) == tmp_path / "images"
+    (tmp_path / "ldm_config.yaml").write_text(f"data:\n  source: shapes\n  path: {tmp_path / 'images'}\n")
+    assert folder_training_images(tmp_path) is None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from app.events import wire
-from app.handlers import Handlers
+from app.handlers.autoencoder import AutoencoderHandlers
+from app.handlers.shared import Shared
 from app.widgets import PANEL, result_gallery, result_image
 
 
-def build(h: Handlers) -> None:
+def build(shared: Shared) -> None:
     """Lay out the tab and wire its events."""
+    h = AutoencoderHandlers(shared)
     with gr.Row():
         upload = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=PANEL)
         recon = result_image("Reconstruction")

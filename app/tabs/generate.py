@@ -8,19 +8,22 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.events import image_api, shown_in, stop_button, wire
-from app.handlers import MAX_SEED, NO_LORA, Handlers
+from app.handlers.checks import MAX_SEED
+from app.handlers.generate import GenerateHandlers
+from app.handlers.models import NO_LORA
+from app.handlers.shared import Shared
 from app.tabs.img2img import picked_image
 from app.widgets import (
     GUIDANCE_SLIDER,
     LIVE_EVENT,
-    MAX_STEPS,
     PROMPT_CHARS,
+    request_control,
     result_gallery,
     result_image,
     run_buttons,
 )
 from ldm.sampling.limits import BOUNDS
-from ldm.sampling.schedulers import SCHEDULERS
+from ldm.sampling.schema import FIELD
 from ldm.sampling.xyz import AXES
 
 
@@ -61,79 +64,113 @@ def picked(evt: gr.SelectData) -> tuple[int, str | None]:
 CONCEPT_REACH = 1.5  # the concept slider's range either way (the shipped student: tears and skin tone by 1.0)
 
 
-def live_label(h: Handlers) -> str:
+def live_label(shared: Shared) -> str:
     """What the live image is rendered with, in words."""
-    d, steps = h.live.defaults, h.live_steps
-    kind = ", a few-step student" if h.live.is_student else ""
-    return f"{h.live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
+    live = shared.models.live
+    d, steps = live.defaults, shared.models.live_steps
+    kind = ", a few-step student" if live.is_student else ""
+    return f"{live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
 
 
-def model_info(h: Handlers) -> str:
+def model_info(shared: Shared) -> str:
     """Each model's sampler in words, for the Model picker."""
     return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
-                     + (" (a few-step student: fast)" if mod.is_student else "") for name, mod in h.models.items())
+                     + (" (a few-step student: fast)" if mod.is_student else "")
+                     for name, mod in shared.models.by_name.items())
 
 
-def model_controls(h: Handlers, name: str) -> tuple:
+def model_controls(shared: Shared, name: str) -> tuple:
     """Steps, scheduler and guidance set to a model's defaults when it is picked."""
-    d = h.models.get(name, h.model).defaults
+    d = shared.models.by_name.get(name, shared.model).defaults
     return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
 
 
-def build(h: Handlers) -> GenerateTab:
+def variation_controls() -> list:
+    """The variation and concept sliders (the live image's own inputs): variation seed and strength, the concept's
+    two prompts and its strength."""
+    with gr.Accordion("Variation and concept sliders", open=True):
+        with gr.Row():
+            variation_seed = gr.Number(label=FIELD["variation_seed"].label, value=1, precision=0, minimum=0,
+                                       maximum=MAX_SEED)
+            variation = request_control("variation_strength", step=0.01, elem_id="variation-strength")
+        gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
+        with gr.Row():
+            concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
+            concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
+        # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
+        concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
+                            elem_id="concept-strength")
+    return [variation_seed, variation, concept_from, concept_to, concept]
+
+
+def xyz_plot(shared: Shared, h: GenerateHandlers, request: list, model: gr.Radio) -> None:
+    """The X/Y/Z plot's axes, Plot and Stop buttons and results, wired to plot with the tab's `request` controls
+    (prompt, negative prompt, seed, steps, guidance, scheduler, width, height) and model."""
+    with gr.Accordion("X/Y/Z plot", open=False):
+        gr.Markdown("Every combination of up to three axes, each `name=v1,v2,...` with name one of "
+                    + ", ".join(f"`{a}`" for a in AXES if a != "strength")
+                    + ". `prompt=red,green` replaces *red* by each value (Prompt S/R).")
+        with gr.Row():
+            axes = [gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x"),
+                    gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y"),
+                    gr.Textbox(label="Z axis", value="", elem_id="xyz-z")]
+        plot, plot_stop, plot_stopped = run_buttons("Plot", "xyz-button")
+        plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
+        plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
+    plot_job = wire(plot.click, h.xyz_plot, [*request, *axes, model], [plot_image, plot_files], shared.stops,
+                    api_name="xyz_plot")
+    with plot_stop:
+        stop_button(shared.stops, [plot_job], plot_stopped)
+
+
+def follow_live(h: GenerateHandlers, live_on: gr.Checkbox, live_image: gr.Image, inputs: list) -> None:
+    """With the Live switch on, the live image follows `inputs` (live_generate's arguments) as they change; API
+    callers get the same as `live_generate`, no switch to set."""
+    follow = shown_in(live_image, h.live_generate)
+
+    def when_live(request: gr.Request, on: bool, *values):  # Gradio puts the request where its parameter is
+        # every control change arrives here; only with the switch on does it render
+        return follow(*values, request=request) if on else gr.skip()
+
+    prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept = inputs
+    gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
+           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
+          preprocess=False, **LIVE_EVENT)
+    gr.api(image_api(h.live_generate), api_name="live_generate")
+
+
+def build(shared: Shared) -> GenerateTab:
     """Lay out the tab and wire its events."""
-    m = h.model
-    size, biggest = m.default_size, h.largest_side
+    h, m = GenerateHandlers(shared), shared.model
+    size, biggest = m.default_size, shared.models.largest_side
     with gr.Row():
         with gr.Column(scale=2):
             # the full model, or its few-step student for a fast render (each brings its own steps and scheduler)
-            model = gr.Radio(list(h.models), value=m.name, label="Model", visible=len(h.models) > 1,
-                             info=model_info(h), elem_id="generate-model")
+            model = gr.Radio(list(shared.models.by_name), value=m.name, label="Model",
+                             visible=len(shared.models.by_name) > 1, info=model_info(shared), elem_id="generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
-            negative = gr.Textbox(label="Negative prompt", value="", max_length=PROMPT_CHARS)
+            negative = request_control("negative_prompt")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
                 dice = gr.Button("🎲 Randomise", scale=0)
                 lock = gr.Checkbox(label="Lock seed", value=True)
             with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=h.model.defaults.steps, step=1, label="Steps")
-                guidance = gr.Slider(0, GUIDANCE_SLIDER, value=m.default_guidance, step=0.5, label="Guidance")
+                steps = request_control("steps", m.defaults.steps, step=1)
+                guidance = request_control("guidance_scale", m.default_guidance, GUIDANCE_SLIDER, step=0.5)
             with gr.Row():
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=h.model.defaults.scheduler, label="Scheduler")
+                scheduler = request_control("scheduler", m.defaults.scheduler)
                 # the one size rule (ldm.sampling.requests.size_step): every slider position is a valid size
-                width = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Width")
-                height = gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label="Height")
+                width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
+                                 for side in ("width", "height"))
                 num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
-            with gr.Row(visible=bool(h.loras)):
-                lora = gr.Dropdown([NO_LORA, *h.loras], value=NO_LORA, label="LoRA")
-                lora_scale = gr.Slider(-2, 2, value=1.0, step=0.05, label="LoRA scale")
+            with gr.Row(visible=bool(shared.models.loras)):
+                lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
+                lora_scale = request_control("lora_scale", step=0.05)
             go, stop_slot, stopped = run_buttons("Generate", "generate-button")
-            with gr.Accordion("Variation and concept sliders", open=True):
-                with gr.Row():
-                    variation_seed = gr.Number(label="Variation seed", value=1, precision=0, minimum=0,
-                                               maximum=MAX_SEED)
-                    variation = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                          elem_id="variation-strength")
-                gr.Markdown("Concept slider: move the prompt along the direction from one prompt to another.")
-                with gr.Row():
-                    concept_from = gr.Textbox(label="From", value="smiling face", max_length=PROMPT_CHARS)
-                    concept_to = gr.Textbox(label="To", value="crying face", max_length=PROMPT_CHARS)
-                # beyond about 1 the prompt leaves what the model knows (colour fields); the API takes up to 3
-                concept = gr.Slider(-CONCEPT_REACH, CONCEPT_REACH, value=0, step=0.05, label="Concept strength",
-                                    elem_id="concept-strength")
-            with gr.Accordion("X/Y/Z plot", open=False):
-                gr.Markdown("Every combination of up to three axes, each `name=v1,v2,...` with name one of "
-                            + ", ".join(f"`{a}`" for a in AXES if a != "strength")
-                            + ". `prompt=red,green` replaces *red* by each value (Prompt S/R).")
-                with gr.Row():
-                    x_axis = gr.Textbox(label="X axis", value="steps=4,8,14", elem_id="xyz-x")
-                    y_axis = gr.Textbox(label="Y axis", value="guidance=1,3,5", elem_id="xyz-y")
-                    z_axis = gr.Textbox(label="Z axis", value="", elem_id="xyz-z")
-                plot, plot_stop, plot_stopped = run_buttons("Plot", "xyz-button")
-                plot_image = result_image("X/Y/Z plot", elem_id="xyz-grid", height=None)
-                plot_files = gr.File(label="The plot's PNGs (with parameters)", file_count="multiple")
+            variations = variation_controls()
+            xyz_plot(shared, h, [prompt, negative, seed, steps, guidance, scheduler, width, height], model)
         with gr.Column(scale=3):
-            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(h)})",
+            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(shared)})",
                                   value=False, elem_id="live-switch")
             live_image = result_image("Live", elem_id="live-image")
             gallery = result_gallery("Images", columns=4, elem_id="generate-gallery")
@@ -143,37 +180,21 @@ def build(h: Handlers) -> GenerateTab:
                 to_walk = gr.Button("Walk from this seed")
                 to_morph = gr.Button("Morph from this prompt")
                 to_img2img = gr.Button("Send to Image to image")
-    chosen_seed = gr.State(None)  # the clicked image's seed; None: none clicked since the last run
-    chosen_image = gr.State(None)  # and its file
-
+    # the clicked image's seed and file; None: none clicked since the last run
+    chosen_seed, chosen_image = gr.State(None), gr.State(None)
     dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
     new_run = go.click(lambda s, locked: (s if locked else random.randrange(MAX_SEED), None, None), [seed, lock],
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
                [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale,
-                model], [gallery, params, files], h.stops, api_name="generate",
-               concurrency_limit=h.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
+                model], [gallery, params, files], shared.stops, api_name="generate",
+               concurrency_limit=shared.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
-        stop_button(h.stops, [job], stopped)
-    plot_job = wire(plot.click, h.xyz_plot, [prompt, negative, seed, steps, guidance, scheduler, width, height, x_axis,
-                                             y_axis, z_axis, model], [plot_image, plot_files], h.stops,
-                    api_name="xyz_plot")
-    with plot_stop:
-        stop_button(h.stops, [plot_job], plot_stopped)
+        stop_button(shared.stops, [job], stopped)
     gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
-    model.input(lambda name: model_controls(h, name), model, [steps, scheduler, guidance], api_visibility="private")
-
-    follow = shown_in(live_image, h.live_generate)
-
-    def when_live(request: gr.Request, on: bool, *values):  # Gradio puts the request where its parameter is
-        # every control change arrives here; only with the switch on does it render
-        return follow(*values, request=request) if on else gr.skip()
-
-    inputs = [prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept]
-    gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
-           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
-          preprocess=False, **LIVE_EVENT)
-    gr.api(image_api(h.live_generate), api_name="live_generate")  # the same, for API callers: no switch to set
+    model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
+                api_visibility="private")
+    follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations])
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
                        guidance, scheduler, width, height, model)

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.events import event, stop_button, wire
-from app.handlers import MAX_SEED, Handlers, gallery_image
-from app.widgets import PANEL, PROMPT_CHARS, result_gallery, run_buttons, sampler_controls
+from app.handlers.checks import MAX_SEED
+from app.handlers.handoffs import gallery_image
+from app.handlers.img2img import Img2ImgHandlers
+from app.handlers.shared import Shared
+from app.widgets import PANEL, PROMPT_CHARS, request_control, result_gallery, run_buttons, sampler_controls
 from ldm.sampling.limits import BOUNDS
-from ldm.sampling.requests import DEFAULT_STRENGTH, INPAINT_AREAS, MASKED_CONTENT
 
 
 @dataclass
@@ -23,8 +25,9 @@ class Img2ImgTab:
     seed: gr.Number
 
 
-def build(h: Handlers) -> Img2ImgTab:
+def build(shared: Shared) -> Img2ImgTab:
     """Lay out the tab and wire its events."""
+    h = Img2ImgHandlers(shared)
     with gr.Row():
         with gr.Column(scale=2):
             # strokes (white brush) over the picture are the inpainting mask; no strokes: the whole picture
@@ -35,19 +38,19 @@ def build(h: Handlers) -> Img2ImgTab:
                                     brush=gr.Brush(colors=["#ffffff"], default_size=12, color_mode="fixed"),
                                     layers=False, transforms=(), elem_id="img2img-editor")
             prompt = gr.Textbox(label="Prompt", value="green apple", max_length=PROMPT_CHARS)
-            negative = gr.Textbox(label="Negative prompt", value="", max_length=PROMPT_CHARS)
+            negative = request_control("negative_prompt")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
-                strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.01, label="Denoising strength")
+                strength = request_control("strength", step=0.01)
                 num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=2, step=1, label="Images")
             with gr.Row():
-                scheduler, steps, guidance = sampler_controls(h.model.defaults)
+                scheduler, steps, guidance = sampler_controls(shared.model.defaults)
             with gr.Accordion("Inpainting (where strokes are painted)", open=False):
                 with gr.Row():
-                    blur = gr.Slider(0, 32, value=4, step=1, label="Mask blur (px)")
-                    content = gr.Radio(list(MASKED_CONTENT), value="original", label="Masked content")
-                    area = gr.Radio(list(INPAINT_AREAS), value="whole", label="Inpaint area")
-                    padding = gr.Slider(0, 64, value=32, step=1, label="Padding around the mask (px)")
+                    blur = request_control("mask_blur", high=32, step=1)
+                    content = request_control("masked_content")
+                    area = request_control("inpaint_area")
+                    padding = request_control("inpaint_padding", high=64, step=1)
             go, stop_slot, stopped = run_buttons("Generate", "img2img-button")
         with gr.Column(scale=3):
             gallery = result_gallery("Images", columns=4, elem_id="img2img-gallery")
@@ -57,9 +60,9 @@ def build(h: Handlers) -> Img2ImgTab:
     chosen = gr.State(None)
     job = wire(go.click, h.image_to_image,
                [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
-                padding], [gallery, params, files], h.stops, api_name="image_to_image")
+                padding], [gallery, params, files], shared.stops, api_name="image_to_image")
     with stop_slot:
-        stop_button(h.stops, [job], stopped)
+        stop_button(shared.stops, [job], stopped)
     gallery.select(picked_image, None, chosen, api_visibility="private")
     again.click(event(lambda c, g: gallery_image(c, g)), [chosen, gallery], editor, api_visibility="private")
     return Img2ImgTab(editor, prompt, negative, seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from app.events import event, image_api, shown_in, stop_button, wire
-from app.handlers import Handlers
+from app.handlers.latent import LatentHandlers
+from app.handlers.shared import Shared
 from app.widgets import LIVE_EVENT, MAX_FRAMES, result_image, run_buttons
 from ldm.explore import available_projections
 from ldm.sampling.limits import BOUNDS
@@ -30,10 +31,11 @@ MAP_JS = ("element.addEventListener('click', (e) => { const p = e.target.closest
 DIRECTIONS = 4
 
 
-def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
+def build(shared: Shared) -> tuple[gr.Image, gr.Button]:
     """Lay out the tab and wire its events; returns the picked point's image and its send-to button."""
+    h = LatentHandlers(shared)
     most = int(BOUNDS["map_points"].server_high)
-    if h.view is None:
+    if shared.view is None:
         gr.Markdown("No dataset loaded: start with `--data DIR` (an image folder) to explore, or give the model "
                     "a map of its training set with `scripts/build_explorer_map.py`.")
     with gr.Row():
@@ -77,10 +79,10 @@ def build(h: Handlers) -> tuple[gr.Image, gr.Button]:
                   api_visibility="private", preprocess=False)
     the_map.input(on_move, drawn, under, preprocess=False, **LIVE_EVENT)
     gr.api(image_api(h.map_point), api_name="map_point")
-    between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, h.stops,
+    between_job = wire(between.click, h.interpolate_picks, [drawn, picks, frames], between_gif, shared.stops,
                        api_visibility="private")
     with stop_slot:
-        stop_button(h.stops, [between_job], stopped)
+        stop_button(shared.stops, [between_job], stopped)
     for slider in amounts:  # change, not release: arrow keys and typed numbers move the image too
         wire(slider.change, h.traverse, [picks, *amounts], traversed, api_visibility="private",
              trigger_mode="always_last", show_progress="minimal")

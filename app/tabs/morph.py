@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.handlers import MAX_SEED, Handlers
-from app.widgets import MAX_FRAMES, animation_tab
-from ldm.sampling.requests import MORPH_MODES
+from app.handlers.animate import AnimateHandlers
+from app.handlers.checks import MAX_SEED
+from app.handlers.shared import Shared
+from app.widgets import MAX_FRAMES, animation_tab, request_control
 
 
 @dataclass
@@ -21,15 +22,16 @@ class MorphTab:
     send: gr.Button
 
 
-def build(h: Handlers) -> MorphTab:
+def build(shared: Shared) -> MorphTab:
     """Lay out the tab and wire its events."""
+    h = AnimateHandlers(shared)
 
     def controls() -> list:
         return [gr.Textbox(label="Prompts, one per line", lines=3, value="grinning face\ncat face"),
                 gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED),
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
-                gr.Radio(list(MORPH_MODES), value="slerp", label="Interpolation")]
+                request_control("morph_mode")]
 
-    (prompts, seed, _, _), frame, send = animation_tab(h, "morph", "Morph", h.morph, "morph", controls,
+    (prompts, seed, _, _), frame, send = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
                                                        h.morph_frame, 2)
     return MorphTab(prompts, seed, frame, send)

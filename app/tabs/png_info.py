@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.events import wire
-from app.handlers import Handlers
+from app.handlers.png_info import PngInfoHandlers
+from app.handlers.shared import Shared
 from app.widgets import PANEL
 
 
@@ -21,8 +22,9 @@ class PngInfoTab:
     to_img2img: gr.Button
 
 
-def build(h: Handlers) -> PngInfoTab:
+def build(shared: Shared) -> PngInfoTab:
     """Lay out the tab and wire its events."""
+    h = PngInfoHandlers(shared)
     with gr.Row():
         upload = gr.Image(label="PNG", type="filepath", sources=["upload", "clipboard"], height=PANEL,
                           format="png", elem_id="png-info-upload")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.handlers import Handlers
+from app.handlers.animate import AnimateHandlers
+from app.handlers.shared import Shared
 from app.widgets import MAX_FRAMES, PROMPT_CHARS, animation_tab
 
 
@@ -20,8 +21,9 @@ class WalkTab:
     send: gr.Button
 
 
-def build(h: Handlers) -> WalkTab:
+def build(shared: Shared) -> WalkTab:
     """Lay out the tab and wire its events."""
+    h = AnimateHandlers(shared)
 
     def controls() -> list:
         return [gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS),
@@ -29,6 +31,6 @@ def build(h: Handlers) -> WalkTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Checkbox(label="Loop back to the first seed")]
 
-    (prompt, seeds, _, _), frame, send = animation_tab(h, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds",
+    (prompt, seeds, _, _), frame, send = animation_tab(shared, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds",
                                                        controls, h.walk_frame, 2)
     return WalkTab(prompt, seeds, frame, send)

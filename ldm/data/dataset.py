@@ -301,9 +301,9 @@ def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Image
         else:
             indices = range(SHAPES_HELDOUT_OFFSET, SHAPES_HELDOUT_OFFSET + shapes_heldout_count(cfg.shapes_count))
         return ShapesDataset(indices, cfg.resolution, seed)
-    if cfg.source == "imagefolder":
+    if cfg.source == "files":
         if not cfg.path:
-            raise LdmError("config key 'data.path': source 'imagefolder' needs a folder (or pass --data DIR)")
+            raise LdmError("config key 'data.path': source 'files' needs a folder or file (or pass --data PATH)")
         if not Path(cfg.path).expanduser().exists():  # before guessing a format from a name that is not there
             raise LdmError(f"data not found: {cfg.path} (data takes an image folder, a datasets save_to_disk "
                            "folder, Parquet files or WebDataset .tar shards)")

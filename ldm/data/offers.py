@@ -61,7 +61,7 @@ DECLARED: dict[str, Callable[[], EvaluationOffer]] = {"emoji": _emoji}
 
 def evaluation_offer(data: DataConfig) -> EvaluationOffer:
     """What the configured dataset declares for its evaluation (NOTHING where it declares nothing)."""
-    if data.source != "imagefolder" or not data.path:
+    if data.source != "files" or not data.path:
         return NOTHING  # the procedural shapes: their own captions are all they offer
     info_file = Path(data.path).expanduser() / INFO_NAME
     if not info_file.is_file():

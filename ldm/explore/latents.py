@@ -1,4 +1,5 @@
-"""A dataset through the model: VAE latents and reconstructions, caption features, principal directions."""
+"""A dataset through the model: VAE latents and reconstructions (and their report), caption features, principal
+directions."""
 
 from __future__ import annotations
 
@@ -86,3 +87,19 @@ def reconstruct(vae, image: torch.Tensor) -> Reconstruction:
 def anomaly_percentile(error: float, reference_errors: torch.Tensor) -> float:
     """Percent of the training set reconstructed better than this image (100: stranger than all of it)."""
     return float((reference_errors < error).float().mean() * 100)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def reconstruction_report(r: Reconstruction, anomaly: float | None = None) -> str:
+    """A reconstruction's PSNR and compression, and its anomaly percentile when there is a dataset, as Markdown."""
+    report = [f"**PSNR** {r.psnr_db:.2f} dB  ·  **compression** {r.compression:.1f}x "
+              f"({r.image.numel():,} pixel bytes vs {r.latent.numel() * 2:,} latent bytes at fp16)"]
+    if anomaly is not None:
+        report.append(f"**anomaly score** {ordinal(round(anomaly))} percentile of the training set's reconstruction "
+                      "error")
+    return "\n\n".join(report)

@@ -64,7 +64,7 @@ class DatasetView:
                 return cls.from_map(shipped, model)
         if data is None:
             return None
-        cfg = DataConfig(source="imagefolder", path=str(data), resolution=model.default_size)
+        cfg = DataConfig(source="files", path=str(data), resolution=model.default_size)
         return cls.from_dataset(build_dataset(cfg, "train"), model, limit, cache_dir)
 
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 from ldm.data.images import BadImage, decode_image, fit, image_size
 from ldm.errors import LdmError
@@ -35,6 +35,26 @@ def mask_from_pil(img: Image.Image, width: int, height: int) -> Mask:
     grey = fit(img.convert("L"), width, height)
     weights = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).float().div(255).view(1, height, width)
     return Mask(weights, hashlib.sha256(grey.tobytes()).hexdigest()[:10])
+
+
+def mask_from_strokes(picture_size: tuple[int, int], layers: list[tuple[str | Path, str]], width: int,
+                      height: int) -> Mask | None:
+    """An image editor's painted layers (files, with the names messages use) as the inpainting mask: where any
+    layer is opaque, fitted to width x height as the picture is; None when nothing was painted. Each layer must
+    have the picture's size."""
+    strokes = None
+    for path, name in layers:
+        try:
+            alpha = decode_image(path, max(width, height)).convert("RGBA").getchannel("A")
+        except BadImage as exc:
+            raise LdmError(f"cannot use the mask layer {name}: {exc}") from None
+        if alpha.size != picture_size:
+            raise LdmError(f"the mask layer is {alpha.size[0]}x{alpha.size[1]} but the image is "
+                           f"{picture_size[0]}x{picture_size[1]}")
+        strokes = alpha if strokes is None else ImageChops.lighter(strokes, alpha)
+    if strokes is None or strokes.getextrema()[1] == 0:
+        return None
+    return mask_from_pil(strokes, width, height)
 
 
 def load_mask(path: str | Path, width: int, height: int, init_path: str | Path | None = None) -> Mask:

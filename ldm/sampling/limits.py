@@ -9,58 +9,22 @@ fractional step count is refused here rather than silently converted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from ldm.errors import LdmError
+from ldm.sampling.schema import FIELD, FIELDS, Bound
 
-
-@dataclass(frozen=True)
-class Bound:
-    """The range of one request value."""
-
-    what: str  # how messages name it
-    low: float
-    server_high: float  # the web UI's ceiling
-    whole: bool = True
-    low_open: bool = False  # the value must lie strictly above `low`
-    local_high: float = math.inf
-
-    def describe(self, server: bool) -> str:
-        """The accepted range in words, for messages."""
-        if server:
-            kind = "a whole number" if self.whole else "a number"
-            return f"{kind} between {_show(self.low)} and {_show(self.server_high)}"
-        if self.local_high < math.inf:
-            return f"in [{_show(self.low)}, {_show(self.local_high)}]"
-        if self.low_open:
-            return f"above {_show(self.low)}"
-        return f"at least {_show(self.low)}" if self.whole else f">= {_show(self.low)}"
-
-
-def _show(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
+# A request's values (steps, guidance, seeds, strengths, ...) take their ranges from the schema; the rest are here.
 BOUNDS = {
-    "steps": Bound("steps", 1, 100),
+    **{f.name: f.bound for f in FIELDS if f.bound is not None},
+    "guidance": FIELD["guidance_scale"].bound,  # the X/Y/Z axis's and the web UI's name for it
     "images": Bound("number of images", 1, 16),
     "batch_size": Bound("batch size", 1, 16),
     "frames": Bound("frames", 2, 48),
     "keyframes": Bound("keyframes", 2, 8),
-    "seed": Bound("seed", 0, 2**32 - 1, local_high=2**63 - 1),
-    "guidance": Bound("guidance scale", 0, 30, whole=False),
-    "eta": Bound("eta", 0, 1, whole=False),
-    "strength": Bound("denoising strength", 0, 1, whole=False, local_high=1),
-    "mask_blur": Bound("mask blur", 0, 64),
-    "inpaint_padding": Bound("inpaint padding", 0, 256),
-    "lora_scale": Bound("LoRA scale", -2, 2, whole=False),  # a server's bound only: locally any scale goes
     "fps": Bound("fps", 0, 60, whole=False, low_open=True),
     "map_points": Bound("points", 3, 1500),
     "direction": Bound("each direction amount", -3, 3, whole=False),  # std units along a principal direction
-    "variation_strength": Bound("variation strength", 0, 1, whole=False, local_high=1),
     "position": Bound("position", 0, 1, whole=False, local_high=1),  # along a whole walk or morph (live slider)
-    "morph_t": Bound("morph position", 0, 1, whole=False, local_high=1),  # between two keyframes
-    "mix_weight": Bound("prompt mix weight", -3, 3, whole=False, local_high=3),  # far beyond: noise, not images
     "prompt_chars": Bound("prompt length", 0, 500),
 }
 SIZE_FACTOR = 4  # the web UI's largest side: this many times the model's training size
@@ -73,7 +37,13 @@ WORK_BUDGET = 1600
 
 def check(name: str, value, server: bool = False) -> int | float:
     """`value` as an int (whole bounds) or float inside BOUNDS[name], else a one-line LdmError."""
-    bound = BOUNDS[name]
+    return check_bound(BOUNDS[name], value, server)
+
+
+def check_bound(bound: Bound, value, server: bool = False) -> int | float:
+    """`value` as an int (whole bounds) or float inside `bound`, else a one-line LdmError."""
+    if bound.server_only and not server:
+        return value
     high = bound.server_high if server else bound.local_high
     wrong = LdmError(f"{bound.what} must be {bound.describe(server)}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -1,23 +1,24 @@
-"""Generation parameters as the AUTOMATIC1111 `parameters` PNG text chunk: write, read, parse."""
+"""Generation parameters as the AUTOMATIC1111 `parameters` PNG text chunk: write, read, parse.
+
+Which keys an image's text carries, in what order, when, and how each is spelled, is ldm.sampling.schema's
+FIELDS; this module only applies it both ways.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ldm.errors import LdmError
-from ldm.sampling.schedulers import SCHEDULERS
-
-INPAINT_AREA_LABELS = {"whole": "Whole picture", "masked": "Only masked"}  # AUTOMATIC1111's words
-
-if TYPE_CHECKING:  # requests.py imports this module (to parse PNG text back into a request)
-    from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.schedulers import SCHEDULERS, scheduler_from_label
+from ldm.sampling.schema import FIELDS, REQUIRED, SAME, SETTINGS, SPEC, STAMP, Field, part
 
 # The longest `parameters` text read back. AUTOMATIC1111's own prompts stop at a few thousand characters;
 # beyond this it is not a picture's settings, and a server must not spend its time reading it.
@@ -135,40 +136,112 @@ class ModelStamp:
     precision: str
 
 
+# When the text carries a field (Field.png_when), over all the request's values by name.
+WRITTEN_WHEN: dict[str, Callable[[dict, str], bool]] = {
+    "always": lambda r, name: True,
+    "set": lambda r, name: r[name] is not None,
+    "nonzero": lambda r, name: bool(r[name]),
+    "variation": lambda r, name: r["variation_seed"] is not None and r["variation_strength"] > 0,
+    "image_to_image": lambda r, name: r["strength"] is not None,
+    "inpainting": lambda r, name: r["mask_hash"] is not None,
+    "masked_area": lambda r, name: r["mask_hash"] is not None and r["inpaint_area"] == "masked",
+    "lora": lambda r, name: r["lora"] is not None,
+    "morph": lambda r, name: r["morph_to"] is not None and r["morph_t"] > 0,
+}
+
+
+def _size(text: str) -> dict:
+    try:
+        width, height = (int(v) for v in text.split("x")) if text else (None, None)
+    except ValueError:
+        raise LdmError(f"PNG parameters: size {text!r} is not WIDTHxHEIGHT") from None
+    return {"width": width, "height": height}
+
+
+def _lora(text: str) -> dict:
+    lora, _, scale = text.rpartition(":")
+    try:
+        return {"lora": lora or None, "lora_scale": float(scale) if lora else 1.0}
+    except ValueError:
+        raise LdmError(f"PNG parameters: LoRA {text!r} is not NAME:SCALE") from None
+
+
+def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """The `Prompt mix` field back into (prompt, weight) pairs."""
+    if not text:
+        return ()
+    try:
+        return tuple((str(p), float(w)) for p, w in json.loads(text))
+    except (ValueError, TypeError):
+        raise LdmError(f"PNG parameters: Prompt mix {text!r} is not a list of [prompt, weight]") from None
+
+
+# Field.codec: (the text for a field, given all the request's values; the values a text gives back).
+CODECS: dict[str, tuple[Callable[[dict, str], str], Callable[[str, str], dict]]] = {
+    "scheduler": (lambda r, name: SCHEDULERS[r[name]].label, lambda text, name: {name: scheduler_from_label(text)}),
+    "size": (lambda r, name: f"{r['width']}x{r['height']}", lambda text, name: _size(text)),
+    "lora": (lambda r, name: f"{Path(r['lora']).name}:{r['lora_scale']}", lambda text, name: _lora(text)),
+    "json": (lambda r, name: json.dumps([list(term) for term in r[name]], ensure_ascii=False),
+             lambda text, name: {name: parse_mix(text)}),
+}
+
+
+def _written(f: Field, r: dict):
+    if f.codec:
+        return CODECS[f.codec][0](r, f.name)
+    value = r[f.name]
+    return f.labels[f.choices.index(value)] if f.labels else value
+
+
+def _read(f: Field, text: str) -> dict:
+    if f.codec:
+        return CODECS[f.codec][1](text, f.name)
+    if f.labels:  # a word ldm does not know reads as the default, as AUTOMATIC1111's does
+        return {f.name: dict(zip(f.labels, f.choices, strict=True)).get(text, f.default)}
+    if f.kind in (int, float):
+        try:
+            return {f.name: f.kind(text)}
+        except ValueError:
+            raise LdmError(f"PNG parameters: {f.png} {text!r} is not a number") from None
+    return {f.name: text}
+
+
+def request_text(values: dict, fields: tuple[Field, ...] = FIELDS) -> str:
+    """The `parameters` text of a request given as {field name: value} (every field of `fields`; None: unset)."""
+    written = {f.png: _written(f, values) for f in fields
+               if f.png is not None and WRITTEN_WHEN[f.png_when](values, f.name)}
+    return format_parameters(values["prompt"], values["negative_prompt"], written)
+
+
+def request_values(text: str, fields: tuple[Field, ...] = FIELDS) -> tuple[dict, dict[str, str]]:
+    """A `parameters` text back into ({field name: value} for every field but the stamps, the raw fields)."""
+    prompt, negative, raw = parse_parameters(text)
+    values = {"prompt": prompt, "negative_prompt": negative}
+    for f in fields:
+        if f.png is None or f.part == STAMP:
+            continue
+        if f.png in raw:
+            values.update(_read(f, raw[f.png]))
+        elif f.png_absent is REQUIRED or (f.png_absent == SAME and f.default is REQUIRED):
+            raise LdmError(f"PNG parameters lack {f.png!r}")
+        elif f.png_absent == SAME:
+            values.update(_read(f, "") if f.codec else {f.name: f.default})
+        else:  # AUTOMATIC1111's own default (CFG scale 7, Euler a)
+            values.update(_read(f, str(f.png_absent)))
+    return values, raw
+
+
 def image_parameters(spec: ImageSpec, s: Settings, model: ModelStamp, lora_hash: str | None = None,
                      init_hash: str | None = None, mask_hash: str | None = None) -> str:
     """The AUTOMATIC1111-style `parameters` text that re-creates one image (s: resolved settings; init_hash
     and mask_hash: image to image's start and inpainting's mask, which --from-png checks the files against)."""
-    fields = {
-        "Steps": s.steps,
-        "Sampler": SCHEDULERS[s.scheduler].label,
-        "CFG scale": s.guidance_scale,
-        "Seed": spec.seed,
-        "Size": f"{s.width}x{s.height}",
-        "Model hash": model.hash,
-        "Model": model.name,
-    }
-    if spec.variation_seed is not None and spec.variation_strength > 0:
-        fields["Variation seed"] = spec.variation_seed
-        fields["Variation seed strength"] = spec.variation_strength
-    if s.eta:
-        fields["Eta"] = s.eta
-    if s.strength is not None:
-        fields["Denoising strength"] = s.strength
-        fields["Init image hash"] = init_hash
-    if mask_hash is not None:
-        fields["Mask blur"] = s.mask_blur
-        fields["Masked content"] = s.masked_content
-        fields["Inpaint area"] = INPAINT_AREA_LABELS[s.inpaint_area]
-        if s.inpaint_area == "masked":
-            fields["Masked area padding"] = s.inpaint_padding
-        fields["Mask hash"] = mask_hash
-    if s.lora is not None:
-        fields["LoRA"] = f"{Path(s.lora).name}:{s.lora_scale}"
-        fields["LoRA hash"] = lora_hash
-    if spec.morph_to is not None and spec.morph_t > 0:
-        fields.update({"Morph to": spec.morph_to, "Morph t": spec.morph_t, "Morph mode": spec.morph_mode})
-    if spec.mix:
-        fields["Prompt mix"] = json.dumps([[prompt, weight] for prompt, weight in spec.mix], ensure_ascii=False)
-    fields["Precision"] = model.precision
-    return format_parameters(spec.prompt, s.negative_prompt, fields)
+    stamps = {"model_hash": model.hash, "model": model.name, "init_hash": init_hash, "mask_hash": mask_hash,
+              "lora_hash": lora_hash, "precision": model.precision}
+    return request_text({**vars(s), **vars(spec), **stamps})
+
+
+def spec_from_parameters(text: str) -> tuple[ImageSpec, Settings, dict[str, str]]:
+    """Parse a `parameters` chunk back into what re-creates the image (and the raw fields)."""
+    values, raw = request_values(text)
+    return (ImageSpec(**{f.name: values[f.name] for f in part(SPEC)}),
+            Settings(**{f.name: values[f.name] for f in part(SETTINGS)}), raw)

@@ -30,7 +30,6 @@ from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.parameters import ModelStamp, image_parameters, unet_hash
 from ldm.sampling.prompt_syntax import parse_prompt
 from ldm.sampling.requests import (
-    DEFAULT_STRENGTH,
     ImageSpec,
     ModelDefaults,
     Progress,
@@ -41,6 +40,7 @@ from ldm.sampling.requests import (
     size_step,
     student_defaults,
 )
+from ldm.sampling.schema import DEFAULT_STRENGTH
 from ldm.sampling.vae import decode, posterior
 
 

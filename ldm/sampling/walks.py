@@ -9,8 +9,9 @@ import torch
 from ldm.errors import LdmError
 from ldm.sampling.easing import EASINGS
 from ldm.sampling.interpolate import frame_distances, max_jump_ratio, path_positions, point_at, respace
-from ldm.sampling.requests import MORPH_MODES, ImageSpec, Progress, Settings
+from ldm.sampling.requests import ImageSpec, Progress, Settings
 from ldm.sampling.sampler import SamplingModel
+from ldm.sampling.schema import MORPH_MODES
 
 
 def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:

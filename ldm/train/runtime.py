@@ -1,9 +1,12 @@
-"""The run around a trainer: the Accelerator (device, precision, accumulation, TensorBoard), logging, progress."""
+"""The run around a trainer: the Accelerator (device, precision, accumulation, TensorBoard), logging, progress,
+Ctrl-C."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -13,6 +16,8 @@ from tqdm.auto import tqdm
 
 from ldm.config import TrainConfig
 from ldm.precision import resolve_mixed_precision
+
+log = logging.getLogger("ldm")
 
 
 def setup_logging(accelerator: Accelerator | None = None) -> None:
@@ -64,3 +69,34 @@ def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
     """A tqdm bar; redrawn rarely when output goes to a log file rather than a terminal."""
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
                 mininterval=0.5 if sys.stderr.isatty() else 60.0)
+
+
+class CtrlC:
+    """Ctrl-C (SIGINT) noted in `pressed` instead of raised while the block runs, so that a trainer can finish
+    and save the step in hand; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _note(self, signum, frame) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        log.warning("Ctrl-C: stopping after this step and saving it (Ctrl-C again stops at once, unsaved)")
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():  # only the main thread gets signals
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def ignore_ctrl_c(worker_id: int = 0) -> None:
+    """A DataLoader worker's init: leave Ctrl-C to the main process, which finishes its step first (a worker
+    that died with it would fail the step's next batch)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

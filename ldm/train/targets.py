@@ -2,7 +2,8 @@
 
 The UNet trainer builds its Target once (`make_target`) and its loop then has no branches on the kind of
 run: a fresh UNet, a full fine-tune of a pipeline folder, LoRA adapters on one (optionally on its
-CLIP text encoder too), or a few-step student distilled from one (Latent Consistency Distillation).
+CLIP text encoder too), or a few-step student distilled from one, one Target per objective (consistency,
+trajectory). A new kind of run is a new Target class here and its name in TARGETS or STUDENTS.
 """
 
 from __future__ import annotations
@@ -172,20 +173,18 @@ class LoraFinetune(FullFinetune):
         write_text_atomic(self.output_dir / "ldm_config.yaml", dump_config(self.cfg))
 
 
-class LcmDistill(FullFinetune):
-    """A few-step student distilled from a pipeline folder (the teacher) by Latent Consistency Distillation.
+class StudentDistill(FullFinetune):
+    """What every few-step student distilled from a pipeline folder (the teacher) shares; one subclass per
+    distill.objective says what it learns from.
 
     The student is the teacher's UNet plus a guidance embedding (time_cond_proj_dim), so guidance is
-    distilled in. The EMA (train_unet.ema_decay, 0.95 in the paper) is the target network the loss
-    compares against, and the result; with EMA off, the student itself (without gradients) is the target.
-    With distill.objective 'trajectory' the loss compares against the ends of whole teacher solves instead
-    (ldm.train.trajectories), kept in a buffer that a resumed run fills afresh.
+    distilled in; the result is a pipeline folder with an LCMScheduler.
     """
 
     preview_scheduler = "lcm"
 
     def build(self) -> None:
-        """The frozen teacher, the student (teacher weights, a zero guidance projection) and the target copy."""
+        """The frozen teacher, its DDIM skeleton, and the student (teacher weights, a zero guidance projection)."""
         d = self.cfg.distill
         self.teacher = self.init.unet
         refuse_student_teacher(self.teacher.config, self.cfg.finetune.init_from)
@@ -206,23 +205,50 @@ class LcmDistill(FullFinetune):
                                f"{unexpected}")
             # a zero projection: at step 0 the student is the teacher whatever the guidance asked for
             torch.nn.init.zeros_(self.unet.time_embedding.cond_proj.weight)
-        self.target_net = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.trainable = list(self.unet.parameters())
         self.uncond = embed_prompts(self.tokenizer, self.text_encoder, [""]).detach()
-        self.ema = None
-        self.buffer = TrajectoryBuffer(d.buffer_solves)
-        self.queue: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (noise, embeds, w) to solve
-        self.caption_lists: Sequence[Sequence[str]] = []  # the training images' captions, which solves may recombine
-        # wordings the dataset holds out for its evaluation: no recombined solve may be one
-        self.avoid = evaluation_offer(self.cfg.data).heldout_wordings()
+
+    def frozen_unets(self) -> list[torch.nn.Module]:
+        """The UNets the loss runs without training them."""
+        return [self.teacher]
 
     def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
-        """The teacher and target network on the device, with the attention the student trains with."""
+        """The frozen UNets on the device, with the attention the student trains with."""
         super().place(device, tc, mixed_precision)
-        for net in (self.teacher, self.target_net):
+        for net in self.frozen_unets():
             net.to(device)
             use_training_attention(net, device, tc.attention, mixed_precision)
         self.uncond = self.uncond.to(device)
+
+    @property
+    def w_range(self) -> tuple[float, float]:
+        """The guidance the student learns, as w = scale - 1 (what it embeds)."""
+        return self.cfg.distill.guidance_min - 1, self.cfg.distill.guidance_max - 1
+
+    def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+        """A pipeline folder whose scheduler is an LCMScheduler over the teacher's noise schedule."""
+        self.cfg.text.encoder = self.init.encoder_spec
+        scheduler = LCMScheduler.from_config(self.noise_scheduler.config)
+        save_pipeline(self.output_dir, self.cfg, unet, self.vae, scheduler, self.tokenizer, text_encoder)
+
+
+class ConsistencyDistill(StudentDistill):
+    """Latent Consistency Distillation (distill.objective 'consistency'): one guided DDIM step of the teacher
+    at a time, the student matching the target network one skeleton point earlier (ldm.train.consistency).
+
+    The EMA (train_unet.ema_decay, 0.95 in the paper) is the target network and the result; with EMA off,
+    the student itself (without gradients) is the target.
+    """
+
+    def build(self) -> None:
+        """The student as StudentDistill builds it, and a copy that holds the target network's weights."""
+        super().build()
+        self.target_net = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.ema = None
+
+    def frozen_unets(self) -> list[torch.nn.Module]:
+        """The teacher and the target network."""
+        return [self.teacher, self.target_net]
 
     def make_ema(self, decay: float) -> EMAModel:
         """The target network's weights: an EMA of the student."""
@@ -233,8 +259,6 @@ class LcmDistill(FullFinetune):
              generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
         """The consistency loss of one micro-batch against the current target network."""
         d = self.cfg.distill
-        if d.objective == "trajectory":
-            return self.trajectory_loss(unet, latents, embeds, generator)
         if self.ema is not None:
             self.ema.copy_to(self.target_net.parameters())
             target_net = self.target_net
@@ -244,16 +268,34 @@ class LcmDistill(FullFinetune):
         return consistency_loss(unet, self.teacher, target_net, latents, embeds, self.uncond, draw, self.skeleton,
                                 self.noise_scheduler, d.guidance_embedding_dim, d.huber_c)
 
+
+class TrajectoryDistill(StudentDistill):
+    """Trajectory distillation (distill.objective 'trajectory'): the student maps every point of the teacher's
+    whole guided solves straight to where each ends (ldm.train.trajectories).
+
+    Solves are kept in a buffer, each drawn from many times; a resumed run fills it afresh, from the same
+    micro-batches' captions and generators, so it fills alike.
+    """
+
+    def build(self) -> None:
+        """The student as StudentDistill builds it, an empty buffer of solves, and the queue of solves to run."""
+        super().build()
+        self.buffer = TrajectoryBuffer(self.cfg.distill.buffer_solves)
+        self.queue: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (noise, embeds, w) to solve
+        self.caption_lists: Sequence[Sequence[str]] = []  # the training images' captions, which solves may recombine
+        # wordings the dataset holds out for its evaluation: no recombined solve may be one
+        self.avoid = evaluation_offer(self.cfg.data).heldout_wordings()
+
     def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
                      start: int, tc: TrainConfig, device: torch.device, caption_lists: Sequence[Sequence[str]],
                      show_progress: bool = False) -> None:
-        """Trajectory objective: keep the captions that solves recombine, and fill the buffer with
-        distill.initial_solves teacher solves, for the captions of the micro-batches from `start` on (their noise
-        drawn from those micro-batches' own generators, so a run that resumes at `start` fills it alike)."""
+        """Keep the captions that solves recombine, and fill the buffer with distill.initial_solves teacher
+        solves, for the captions of the micro-batches from `start` on (their noise drawn from those
+        micro-batches' own generators, so a run that resumes at `start` fills it alike)."""
         d = self.cfg.distill
         self.caption_lists = caption_lists
         wanted = min(d.initial_solves, d.buffer_solves) - len(self.buffer)
-        if d.objective != "trajectory" or wanted <= 0:
+        if wanted <= 0:
             return
         log.info("the teacher solves %d trajectories before the first step", wanted)
         bar = progress(wanted, 0, "teacher solves", show_progress)
@@ -268,8 +310,8 @@ class LcmDistill(FullFinetune):
                 self.solve_queue(device)
         bar.close()
 
-    def trajectory_loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
-                        generator: torch.Generator) -> torch.Tensor:
+    def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
+             generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
         """Queue this micro-batch's solves (all its rows until the buffer holds a batch), solve the queue once it
         fills a solve batch, then the trajectory loss at points drawn from the buffer."""
         d = self.cfg.distill
@@ -301,11 +343,6 @@ class LcmDistill(FullFinetune):
                 embeds[swap.to(embeds.device)] = new.to(embeds.device, embeds.dtype)
         self.queue.append((noise, embeds, w))
 
-    @property
-    def w_range(self) -> tuple[float, float]:
-        """The guidance the student learns, as w = scale - 1 (what it embeds)."""
-        return self.cfg.distill.guidance_min - 1, self.cfg.distill.guidance_max - 1
-
     def queued(self) -> int:
         """Solves waiting for the teacher."""
         return sum(len(w) for *_, w in self.queue)
@@ -319,12 +356,6 @@ class LcmDistill(FullFinetune):
                                             self.noise_scheduler.alphas_cumprod,
                                             self.noise_scheduler.config.prediction_type)
         self.buffer.add(points, ends, embeds, w)
-
-    def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
-        """A pipeline folder whose scheduler is an LCMScheduler over the teacher's noise schedule."""
-        self.cfg.text.encoder = self.init.encoder_spec
-        scheduler = LCMScheduler.from_config(self.noise_scheduler.config)
-        save_pipeline(self.output_dir, self.cfg, unet, self.vae, scheduler, self.tokenizer, text_encoder)
 
 
 def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -343,11 +374,15 @@ def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tenso
     return theirs
 
 
-TARGETS = {"full": FullFinetune, "lora": LoraFinetune, "lcm": LcmDistill}
+# what a run from a pipeline folder trains, by finetune.method; a distilled student (lcm) by distill.objective
+TARGETS = {"full": FullFinetune, "lora": LoraFinetune}
+STUDENTS = {"consistency": ConsistencyDistill, "trajectory": TrajectoryDistill}
 
 
 def make_target(cfg: Config, output_dir: Path, vae_path: str | None = None) -> FreshUNet:
     """The Target the config asks for, with its frozen encoders loaded (the UNet comes with build())."""
     if not cfg.finetune.init_from:
         return FreshUNet(cfg, output_dir, vae_path)
+    if cfg.finetune.method == "lcm":
+        return STUDENTS[cfg.distill.objective](cfg, output_dir)
     return TARGETS[cfg.finetune.method](cfg, output_dir)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,36 +25,34 @@ from ldm.models import (
     use_training_attention,
 )
 from ldm.pipeline_folder import assemble_pipeline, sampling_scheduler
-from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.requests import Settings, seeded_specs
 from ldm.sampling.sampler import SamplingModel
-from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
-from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
-from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
+from ldm.train.checkpoints import TrainingState
+from ldm.train.loop import Run, StepResult
+from ldm.train.optimization import NonFiniteGuard, ema_weights, make_lr_scheduler, make_optimizer, optimizer_update
+from ldm.train.runtime import count_params, make_accelerator, start_logs
 from ldm.train.schedule import batch_indices, step_generator
 from ldm.train.targets import EMA_DIR, FreshUNet, make_target
 
 log = logging.getLogger("ldm")
 
 
-def _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg: Config,
-                  output_dir: Path, step: int, preview_scheduler: str) -> None:
-    tc = cfg.train_unet
-    model = accelerator.unwrap_model(unet)
-    if ema is not None:
-        ema.store(trainable)
-        ema.copy_to(trainable)
+def _save_samples(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir: Path, step: int) -> None:
+    """A grid of the validation prompts drawn by the model as it is (its EMA weights when EMA is on)."""
+    accelerator, tc = training.accelerator, cfg.train_unet
+    model = accelerator.unwrap_model(training.unet)
     model.eval()
     try:
-        encoder = accelerator.unwrap_model(text_encoder)
-        pipe = assemble_pipeline(vae, model, tokenizer, encoder, sampling_scheduler(noise_scheduler))
-        precision = accelerator.mixed_precision  # resolved: "no", "bf16" or "fp16"
-        sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
-                                precision="fp32" if precision == "no" else precision)
-        specs = [ImageSpec(prompt, tc.seed + k) for k, prompt in enumerate(tc.validation_prompts)]
-        images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler=preview_scheduler))
+        with ema_weights(training.ema, training.trainable):
+            encoder = accelerator.unwrap_model(training.text_encoder)
+            pipe = assemble_pipeline(target.vae, model, target.tokenizer, encoder,
+                                     sampling_scheduler(training.noise_scheduler))
+            precision = accelerator.mixed_precision  # resolved: "no", "bf16" or "fp16"
+            sampler = SamplingModel(pipe, guidance_scale=tc.guidance_scale,
+                                    precision="fp32" if precision == "no" else precision)
+            specs = seeded_specs(tc.validation_prompts, tc.seed)
+            images = sampler.generate(specs, Settings(steps=tc.sample_steps, scheduler=target.preview_scheduler))
     finally:
-        if ema is not None:
-            ema.restore(trainable)
         model.train()
     path = save_image_atomic(make_grid(images), output_dir / "samples" / f"unet-{step:07d}.png")
     tracker = accelerator.get_tracker("tensorboard") if accelerator.log_with else None
@@ -78,6 +76,12 @@ class UNetTraining:
     ema: EMAModel | None
     guard: NonFiniteGuard
     loss: Callable[..., torch.Tensor]  # the target's: (unet, latents, embeds, generator, tc) -> loss
+    text_encoder_trains: bool = False  # its LoRA adapters: then it is in each checkpoint too
+
+    def state(self) -> TrainingState:
+        """What a checkpoint holds: the UNet (and a text encoder that trains), the optimizer and LR schedule."""
+        models = [self.unet, self.text_encoder] if self.text_encoder_trains else [self.unet]
+        return TrainingState(models, self.optimizer, self.lr_scheduler)
 
 
 def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfig) -> UNetTraining:
@@ -100,7 +104,8 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
     target.place(device, tc, accelerator.mixed_precision)
     text_encoder.to(device)
     return UNetTraining(accelerator, tc, unet, text_encoder, target.noise_scheduler, target.trainable, optimizer,
-                        lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps), target.loss)
+                        lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps), target.loss,
+                        target.encode_prompts_each_step)
 
 
 class CachedBatches:
@@ -192,97 +197,80 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
     output_dir = Path(output_dir)
     tc = cfg.train_unet
     accelerator = make_accelerator(tc, output_dir)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
-    # 1. what this run trains (fresh, full fine-tune or LoRA), its frozen encoders, and the cached dataset
+    # 1. what this run trains (its Target: fresh, fine-tune, LoRA, distillation), its frozen encoders, the cache
     target = make_target(cfg, output_dir, vae_path)
-    vae, tokenizer, text_encoder = target.vae, target.tokenizer, target.text_encoder
     dataset = build_dataset(cfg.data, "train", seed=tc.seed)
     start_logs(accelerator, "unet")
-    cache = load_or_build_cache(accelerator, output_dir / "cache", vae, tokenizer, text_encoder, dataset,
-                                cfg.data.flip, num_workers=cfg.data.num_workers)
-    n = len(cache)
-    scaling = float(vae.config.scaling_factor)
+    cache = load_or_build_cache(accelerator, output_dir / "cache", target.vae, target.tokenizer, target.text_encoder,
+                                dataset, cfg.data.flip, num_workers=cfg.data.num_workers)
 
-    # 2. the model and its trainable parameters, EMA, optimizer
-    run = prepare_training(accelerator, target, tc)
-    unet, text_encoder, ema, trainable = run.unet, run.text_encoder, run.ema, run.trainable
-    optimizer, lr_scheduler, noise_scheduler = run.optimizer, run.lr_scheduler, run.noise_scheduler
-    state = TrainingState([unet], optimizer, lr_scheduler)
-    if target.encode_prompts_each_step:  # its adapters train
-        state.models.append(text_encoder)
-
-    # 3. resume
-    ckpt_root = checkpoint_root(output_dir, "unet")
-    start = 0
-    ckpt = resolve_resume(ckpt_root, resume, trust_pickle)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt, state, trust_pickle)
-        if ema is not None:
-            target.load_ema(ema, ckpt)
-            ema.to(device)
-        log.info("resumed from step %d (%s)", start, ckpt)
-    elif resume:
-        log.info("starting fresh")
-
-    def save_extra(folder: Path) -> None:
-        if ema is not None:
-            target.save_ema(ema, folder)
-
+    # 2. the model and its trainable parameters, EMA, optimizer; resume
+    training = prepare_training(accelerator, target, tc)
+    save_ema, load_ema = _ema_files(target, training.ema, accelerator.device)
+    run = Run(accelerator, cfg, tc, "unet", output_dir, training.state(), save_ema, load_ema)
+    start = run.resume(resume, trust_pickle)
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
-             count_params(unet), n, tc.batch_size, world, tc.gradient_accumulation_steps, accelerator.mixed_precision)
+             count_params(training.unet), len(cache), tc.batch_size, accelerator.num_processes,
+             tc.gradient_accumulation_steps, accelerator.mixed_precision)
 
-    # 4. the loop
+    # 3. the loop; data.num_workers threads read the cache's rows ahead of the steps (images were encoded already)
+    batches = CachedBatches(cache, tc, float(target.vae.config.scaling_factor), accelerator.process_index,
+                            accelerator.num_processes, _prompt_embedder(target, training, dataset),
+                            workers=max(cfg.data.num_workers, 1))
+    try:
+        with accelerator.autocast():  # as each step's loss runs: a teacher's solves share it
+            target.before_steps(batches, start, tc, accelerator.device, dataset.caption_lists,
+                                accelerator.is_local_main_process)
+        training.unet.train()
+        run.loop(start, partial(_step_result, training, batches),
+                 preview=partial(_save_samples, training, target, cfg, output_dir) if tc.validation_prompts else None,
+                 preview_every=tc.sample_every)
+    finally:
+        batches.close()
+
+    # 4. the result, with EMA weights when EMA is on: a LoRA file, or a pipeline folder
+    if accelerator.is_main_process:
+        unwrap = accelerator.unwrap_model
+        with ema_weights(training.ema, training.trainable):
+            target.write_result(unwrap(training.unet), unwrap(training.text_encoder))
+        log.info("result -> %s", output_dir)
+    run.end()
+    return output_dir
+
+
+def _step_result(training: UNetTraining, batches: CachedBatches, index: int) -> StepResult:
+    """unet_step for the loop: its metric, the loss averaged over micro-batches and processes, on logging steps."""
+    updated, grad_norm, losses = unet_step(training, index, batches)
+    reduce = training.accelerator.reduce
+    return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean"))})
+
+
+def _ema_files(target: FreshUNet, ema: EMAModel | None, device: torch.device
+               ) -> tuple[Callable[[Path], None] | None, Callable[[Path], None] | None]:
+    """How a checkpoint saves and restores the EMA weights (the Target's format), or (None, None) without EMA."""
+    if ema is None:
+        return None, None
+
+    def load(folder: Path) -> None:
+        target.load_ema(ema, folder)
+        ema.to(device)
+
+    return partial(target.save_ema, ema), load
+
+
+def _prompt_embedder(target: FreshUNet, training: UNetTraining, dataset
+                     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """Fresh embeddings each step from a text encoder that trains (its LoRA adapters), or None: the cache's."""
+    if not target.encode_prompts_each_step:
+        return None
     flat_captions = [c for captions in dataset.caption_lists for c in captions]  # as the cache's caption positions
 
-    def embed(picks: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:  # a training text encoder: fresh embeddings
+    def embed(picks: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
         prompts = ["" if d else flat_captions[p] for p, d in zip(picks.tolist(), dropped.tolist(), strict=True)]
-        return embed_prompts(tokenizer, text_encoder, prompts)
+        return embed_prompts(target.tokenizer, training.text_encoder, prompts)
 
-    # data.num_workers: the threads that read the cache's rows ahead of the steps (images were encoded already)
-    batches = CachedBatches(cache, tc, scaling, rank, world, embed if target.encode_prompts_each_step else None,
-                            workers=max(cfg.data.num_workers, 1))
-    with accelerator.autocast():  # as each step's loss runs: a teacher's solves share it
-        target.before_steps(batches, start, tc, device, dataset.caption_lists, accelerator.is_local_main_process)
-    unet.train()
-    accum = tc.gradient_accumulation_steps
-    t_last, steps_since = time.perf_counter(), 0
-    bar = progress(tc.max_steps, start, "unet", accelerator.is_local_main_process)
-    for step in range(start, tc.max_steps):
-        updated, grad_norm, losses = unet_step(run, step, batches)
-        done, steps_since = step + 1, steps_since + 1
-        bar.update(1)
-        if updated and (done % tc.log_every == 0 or done == tc.max_steps):
-            loss_value = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
-            elapsed = time.perf_counter() - t_last
-            rate = steps_since * tc.batch_size * world * accum / max(elapsed, 1e-9)
-            logs = {"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                    "samples_per_s": rate}
-            accelerator.log(logs, step=done)
-            bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}")
-            t_last, steps_since = time.perf_counter(), 0
-        if accelerator.is_main_process and tc.validation_prompts and (done % tc.sample_every == 0):
-            _save_samples(accelerator, unet, trainable, ema, vae, tokenizer, text_encoder, noise_scheduler, cfg,
-                          output_dir, done, target.preview_scheduler)
-        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
-            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state, save_extra)
-            log.info("step %d: checkpoint -> %s", done, path)
-    bar.close()
-    batches.close()
-
-    # 5. the result, with EMA weights when EMA is on: a LoRA file, or a pipeline folder
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(unet)
-        if ema is not None:
-            ema.store(trainable)
-            ema.copy_to(trainable)
-        target.write_result(model, accelerator.unwrap_model(text_encoder))
-        if ema is not None:
-            ema.restore(trainable)
-        log.info("result -> %s", output_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return output_dir
+    return embed
 
 
 def pipeline_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, vae_path: str | Path | None = None) -> Path:

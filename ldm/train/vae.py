@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,10 +16,11 @@ from ldm.folders import vae_folder
 from ldm.media import make_grid, save_image_atomic
 from ldm.metrics import heldout_psnr, redrawn_psnr, vae_round_trip
 from ldm.models import build_vae, load_vae, save_model
-from ldm.train.checkpoints import TrainingState, checkpoint_root, load_checkpoint, resolve_resume, save_checkpoint
+from ldm.train.checkpoints import TrainingState
+from ldm.train.loop import Run, StepResult
 from ldm.train.losses import vae_loss
 from ldm.train.optimization import NonFiniteGuard, make_lr_scheduler, make_optimizer, optimizer_update
-from ldm.train.runtime import count_params, make_accelerator, progress, start_logs
+from ldm.train.runtime import count_params, ignore_ctrl_c, make_accelerator, start_logs
 from ldm.train.schedule import batch_indices, step_generator
 
 log = logging.getLogger("ldm")
@@ -85,14 +86,50 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
     output_dir = Path(output_dir)
     tc = cfg.train_vae
     accelerator = make_accelerator(tc, output_dir)
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
     # 1. data, model, optimizer
     train_set = build_dataset(cfg.data, "train", seed=tc.seed)
     heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
     start_logs(accelerator, "vae")
     torch.manual_seed(tc.seed)
-    if tc.init_from:  # its architecture, not the config's vae section, decides the model
+    model = _model(cfg)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
+    lr_scheduler = make_lr_scheduler(optimizer, tc, accelerator.num_processes)
+    objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
+    objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
+    run = Run(accelerator, cfg, tc, "vae", output_dir, TrainingState([objective], optimizer, lr_scheduler))
+
+    # 2. resume, then the loop
+    start = run.resume(resume, trust_pickle)
+    log.info("vae %s params, %d training / %d held-out images, batch %d x %d processes, %s precision",
+             count_params(model), len(train_set), len(heldout), tc.batch_size, accelerator.num_processes,
+             accelerator.mixed_precision)
+
+    def evaluate(done: int) -> None:
+        _evaluate(accelerator, model, heldout, output_dir, done)
+        objective.train()
+
+    objective.train()
+    run.loop(start, _vae_step(run, objective, train_set, start), shown="recon",
+             preview=evaluate if len(heldout) else None, preview_every=tc.eval_every, preview_at_end=True)
+
+    # 3. scaling factor (kept when the encoder was frozen: the latents did not change), then the folder
+    if accelerator.is_main_process:
+        model.eval()
+        if tc.train_encoder:
+            model.register_to_config(scaling_factor=latent_scaling_factor(model, train_set, accelerator.device,
+                                                                          tc.scaling_samples, tc.seed))
+        save_model(model, output_dir / "vae")
+        log.info("latent scaling factor %.5f; vae -> %s", model.config.scaling_factor, output_dir / "vae")
+    run.end()
+    return output_dir / "vae"
+
+
+def _model(cfg: Config):
+    """The VAE to train: the config's, or train_vae.init_from's (whose architecture then decides), its encoder
+    frozen when only the decoder trains."""
+    tc = cfg.train_vae
+    if tc.init_from:
         model = load_vae(vae_folder(tc.init_from))
         log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
     else:
@@ -103,41 +140,29 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
                        f"{factor}")
     if not tc.train_encoder:
         freeze_encoder(model)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tc)
-    lr_scheduler = make_lr_scheduler(optimizer, tc, world)
-    objective = VAEObjective(model, tc.kl_weight, tc.recon_loss)
-    objective, optimizer, lr_scheduler = accelerator.prepare(objective, optimizer, lr_scheduler)
-    state = TrainingState([objective], optimizer, lr_scheduler)
-    side = cfg.data.resolution // factor
-    latent_shape = (model.config.latent_channels, side, side)
+    return model
 
-    # 2. resume
-    ckpt_root = checkpoint_root(output_dir, "vae")
-    start = 0
-    ckpt = resolve_resume(ckpt_root, resume, trust_pickle)
-    if ckpt is not None:
-        start = load_checkpoint(accelerator, ckpt, state, trust_pickle)
-        log.info("resumed from step %d (%s)", start, ckpt)
-    elif resume:
-        log.info("starting fresh")
-    log.info("vae %s params, %d training / %d held-out images, batch %d x %d processes, %s precision",
-             count_params(model), len(train_set), len(heldout), tc.batch_size, world, accelerator.mixed_precision)
 
-    # 3. the loop; a worker pool decodes images while the model trains
+def _vae_step(run: Run, objective: VAEObjective, train_set, start: int) -> Callable[[int], StepResult]:
+    """One optimizer step of the VAE: its micro-batches from a worker pool that decodes images meanwhile."""
+    accelerator, tc, cfg = run.accelerator, run.tc, run.cfg
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    model = accelerator.unwrap_model(objective).vae
+    factor = downsampling_factor(model.config.block_out_channels)
+    latent_shape = (model.config.latent_channels, cfg.data.resolution // factor, cfg.data.resolution // factor)
     accum = tc.gradient_accumulation_steps
     batches = StepBatches(start, tc.max_steps, accum, tc.batch_size, len(train_set), tc.seed, rank, world)
     source = WithAlpha(train_set) if tc.augment > 0 else train_set  # augmentation needs each image's opacity
-    loader = torch.utils.data.DataLoader(source, batch_sampler=batches, num_workers=cfg.data.num_workers)
+    loader = torch.utils.data.DataLoader(source, batch_sampler=batches, num_workers=cfg.data.num_workers,
+                                         worker_init_fn=ignore_ctrl_c)
     batch_iter = iter(loader)
     guard = NonFiniteGuard(tc.max_nonfinite_steps)
-    objective.train()
-    t_last, steps_since = time.perf_counter(), 0
-    bar = progress(tc.max_steps, start, "vae", accelerator.is_local_main_process)
-    for step in range(start, tc.max_steps):
+
+    def step(index: int) -> StepResult:
         loss_ok, parts = True, {}
         for micro in range(accum):
             with accelerator.accumulate(objective):
-                gen = step_generator(tc.seed, step, micro, rank)
+                gen = step_generator(tc.seed, index, micro, rank)
                 batch = next(batch_iter)
                 pixels = batch["pixel_values"]
                 if tc.augment > 0:
@@ -151,34 +176,11 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
                     continue
                 accelerator.backward(loss)
                 parts = {"loss": float(loss.detach()), "recon": float(rec), "kl": float(kl)}
-        updated, grad_norm = optimizer_update(accelerator, objective, optimizer, lr_scheduler, tc, guard, step, loss_ok)
-        done, steps_since = step + 1, steps_since + 1
-        bar.update(1)
-        if updated and (done % tc.log_every == 0 or done == tc.max_steps):
-            rate = steps_since * tc.batch_size * world * accum / max(time.perf_counter() - t_last, 1e-9)
-            accelerator.log({**parts, "lr": lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                             "samples_per_s": rate}, step=done)
-            bar.set_postfix(recon=f"{parts['recon']:.4f}", sps=f"{rate:.1f}")
-            t_last, steps_since = time.perf_counter(), 0
-        if accelerator.is_main_process and len(heldout) and (done % tc.eval_every == 0 or done == tc.max_steps):
-            _evaluate(accelerator, model, heldout, output_dir, done)
-            objective.train()
-        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
-            path = save_checkpoint(accelerator, ckpt_root, done, cfg, tc.checkpoints_total_limit, state)
-            log.info("step %d: checkpoint -> %s", done, path)
-    bar.close()
+        updated, grad_norm = optimizer_update(accelerator, objective, run.state.optimizer, run.state.lr_scheduler,
+                                              tc, guard, index, loss_ok)
+        return StepResult(updated, grad_norm, lambda: parts)
 
-    # 4. scaling factor (kept when the encoder was frozen: the latents did not change), then the folder
-    if accelerator.is_main_process:
-        model.eval()
-        if tc.train_encoder:
-            model.register_to_config(
-                scaling_factor=latent_scaling_factor(model, train_set, device, tc.scaling_samples, tc.seed))
-        save_model(model, output_dir / "vae")
-        log.info("latent scaling factor %.5f; vae -> %s", model.config.scaling_factor, output_dir / "vae")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return output_dir / "vae"
+    return step
 
 
 def _evaluate(accelerator, model, heldout, output_dir: Path, step: int) -> float:

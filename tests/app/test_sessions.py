@@ -3,15 +3,15 @@ every API call made without a session opens a new one."""
 
 from __future__ import annotations
 
-from app.handlers import Handlers
+from app.handlers.shared import Shared
 from app.server import launch, parse_args
 from app.ui import build_ui
 from benchmarks.ui import _free_port, generate_once
 
 
 def test_api_calls_without_a_session_keep_at_most_max_sessions(tiny_model, tmp_path):
-    handlers = Handlers(tiny_model, None, tmp_path / "requests")  # the model served on a thread of its own
-    demo = build_ui(handlers)
+    shared = Shared(tiny_model, None, tmp_path / "requests")  # the model served on a thread of its own
+    demo = build_ui(shared)
     demo.queue(default_concurrency_limit=1, max_size=8)
     port = _free_port()
     launch(demo, parse_args(["--port", str(port), "--max-sessions", "3"]), None)

@@ -11,7 +11,7 @@ def test_scheduler_sweep_reports_fidelity_and_time(tiny_pipeline, tmp_path):
         for i in range(6):
             make_shape(i, 32)[0].save(tmp_path / f"{i}.png")
             meta.write(json.dumps({"file_name": f"{i}.png", "text": f"shape number {i}"}) + "\n")
-    (tmp_path / "config.yaml").write_text(f"data: {{source: imagefolder, path: {tmp_path}, resolution: 32}}\n")
+    (tmp_path / "config.yaml").write_text(f"data: {{source: files, path: {tmp_path}, resolution: 32}}\n")
     rows = scheduler_sweep(tiny_pipeline, tmp_path / "config.yaml", captions=4, sweep=(("ddim", 2), ("euler", 3)))
     # the first row is stock diffusers' defaults: the folder's own scheduler (DDIM), 50 steps, CFG 7.5, fp32
     assert [(r["scheduler"], r["steps"]) for r in rows] == [("stock (ddim)", 50), ("ddim", 2), ("euler", 3)]

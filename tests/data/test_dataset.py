@@ -36,7 +36,7 @@ def folder(tmp_path, write_image):
 
 
 def folder_cfg(path, **kw) -> DataConfig:
-    return DataConfig(source="imagefolder", path=str(path), resolution=16, **kw)
+    return DataConfig(source="files", path=str(path), resolution=16, **kw)
 
 
 def test_shapes_train_and_heldout():
@@ -149,9 +149,9 @@ def test_bad_split_and_source():
     with pytest.raises(ValueError):
         build_dataset(DataConfig(), "validation")
     with pytest.raises(LdmError):
-        build_dataset(DataConfig(source="imagefolder", path=None))
+        build_dataset(DataConfig(source="files", path=None))
     with pytest.raises(LdmError, match="not found"):
-        build_dataset(DataConfig(source="imagefolder", path="/no/such/folder"))
+        build_dataset(DataConfig(source="files", path="/no/such/folder"))
     # a missing Parquet file is not called an image folder
     with pytest.raises(LdmError, match=r"^data not found: /no/such\.parquet \(data takes an image folder, .*Parquet"):
-        build_dataset(DataConfig(source="imagefolder", path="/no/such.parquet"))
+        build_dataset(DataConfig(source="files", path="/no/such.parquet"))

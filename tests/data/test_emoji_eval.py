@@ -60,4 +60,4 @@ def test_the_built_dataset_leaves_paraphrases_out(tmp_path, font):
     assert info["left_out_as_evaluation_prompts"] >= 3
     # the folder declares the tables its evaluation reads (ldm.data.offers)
     assert info["evaluation"] == "emoji"
-    assert evaluation_offer(DataConfig(source="imagefolder", path=str(tmp_path))) is EMOJI_OFFER
+    assert evaluation_offer(DataConfig(source="files", path=str(tmp_path))) is EMOJI_OFFER

@@ -14,7 +14,7 @@ def _folder(tmp_path, info=None):
     tmp_path.mkdir(exist_ok=True)
     if info is not None:
         (tmp_path / "dataset_info.json").write_text(info if isinstance(info, str) else json.dumps(info))
-    return DataConfig(source="imagefolder", path=str(tmp_path))
+    return DataConfig(source="files", path=str(tmp_path))
 
 
 def test_the_shapes_and_a_plain_folder_declare_nothing(tmp_path):

@@ -112,7 +112,7 @@ def test_each_format_reads_its_good_rows_and_counts_the_bad(fixture, kind, reque
     assert len(scan.train) == GOOD and not scan.heldout
     expected_bad = 2 if kind == "webdataset" else 3  # tar: the broken image and the caption without an image
     assert len(scan.skipped) == expected_bad, scan.skipped
-    data = build_dataset(DataConfig(source="imagefolder", path=str(folder), resolution=32, heldout_fraction=0))
+    data = build_dataset(DataConfig(source="files", path=str(folder), resolution=32, heldout_fraction=0))
     assert isinstance(data, RecordDataset) and len(data) == GOOD
     assert sorted(data.captions) == sorted(captions)
     pixels = data.load(3)
@@ -125,7 +125,7 @@ def test_a_single_parquet_file_with_a_list_of_captions(tmp_path):
     good = _shapes(4)
     table = _table([(png, [caption, f"another name {i}"]) for i, (png, caption) in enumerate(good)])
     pq.write_table(table, tmp_path / "one.parquet")
-    data = build_dataset(DataConfig(source="imagefolder", path=str(tmp_path / "one.parquet"), resolution=32,
+    data = build_dataset(DataConfig(source="files", path=str(tmp_path / "one.parquet"), resolution=32,
                                     heldout_fraction=0))
     assert data.caption_lists[2] == (good[2][1], "another name 2")
 

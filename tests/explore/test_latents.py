@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ldm.explore.drawing import channel_images
-from ldm.explore.latents import PrincipalDirections, anomaly_percentile, reconstruct
+from ldm.explore.latents import PrincipalDirections, anomaly_percentile, ordinal, reconstruct
 
 
 def test_principal_directions_find_the_axis_of_largest_spread():
@@ -27,3 +27,8 @@ def test_reconstruction_report_and_anomaly_score(tiny_model):
     errors = torch.tensor([0.01, 0.02, 0.03, 0.04])
     assert anomaly_percentile(0.025, errors) == 50 and anomaly_percentile(1.0, errors) == 100
     assert [im.size for im in channel_images(r.latent)] == [(64, 64)] * 4
+
+
+def test_percentiles_read_as_english():
+    assert [ordinal(n) for n in (0, 1, 2, 3, 4, 11, 12, 13, 21, 22, 61, 100, 101, 111)] == [
+        "0th", "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "61st", "100th", "101st", "111th"]

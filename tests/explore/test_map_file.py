@@ -42,7 +42,7 @@ def test_the_map_in_a_model_folder_stands_in_for_absent_training_images(tiny_mod
     moved = copy.copy(tiny_model)  # the tiny model, as if loaded from a folder of its own
     moved.folder = tmp_path / "model"
     moved.folder.mkdir()
-    (moved.folder / "ldm_config.yaml").write_text("data:\n  source: imagefolder\n  path: no/such/folder\n")
+    (moved.folder / "ldm_config.yaml").write_text("data:\n  source: files\n  path: no/such/folder\n")
     assert DatasetView.for_model(moved) is None
     (moved.folder / MAP_FILE).parent.mkdir()
     map_file[0].rename(moved.folder / MAP_FILE)

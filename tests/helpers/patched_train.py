@@ -2,6 +2,7 @@
 
 LDM_TEST_NAN_AT=3,5   make the loss of these micro-batch calls (0-based) NaN ('all': every call)
 LDM_TEST_KILL_AT=N    SIGKILL this process at the N-th loss call (mid-training)
+LDM_TEST_CTRL_C_AT=N  send this process SIGINT (Ctrl-C) at the N-th loss call
 LDM_TEST_KILL_SAVE=S  SIGKILL this process while checkpoint-S is being written (after the state files)
 LDM_TEST_MIN_PEFT=V   make transformers ask for peft >= V (an installed peft too old for text-encoder LoRA)
 """
@@ -13,12 +14,14 @@ import sys
 
 import ldm.cli  # noqa: F401  first, as in the real script: it quiets the libraries' import-time notices
 import ldm.train.checkpoints as checkpoints
+import ldm.train.loop as loop
 import ldm.train.unet as unet_train
 
 calls = {"n": 0}
 nan_at = os.environ.get("LDM_TEST_NAN_AT", "")
 kill_at = int(os.environ.get("LDM_TEST_KILL_AT", "-1"))
 kill_save = int(os.environ.get("LDM_TEST_KILL_SAVE", "-1"))
+ctrl_c_at = int(os.environ.get("LDM_TEST_CTRL_C_AT", "-1"))
 original_prepare = unet_train.prepare_training
 original_save = checkpoints.save_checkpoint
 
@@ -32,6 +35,8 @@ def faulty_prepare(*args, **kwargs):
         calls["n"] += 1
         if n == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if n == ctrl_c_at:
+            os.kill(os.getpid(), signal.SIGINT)
         loss = original_loss(*args, **kwargs)
         if nan_at == "all" or str(n) in nan_at.split(","):
             loss = loss * float("nan")
@@ -58,6 +63,6 @@ if os.environ.get("LDM_TEST_MIN_PEFT"):
 
     transformers_peft.MIN_PEFT_VERSION = os.environ["LDM_TEST_MIN_PEFT"]
 unet_train.prepare_training = faulty_prepare
-unet_train.save_checkpoint = crashing_save
+loop.save_checkpoint = crashing_save
 sys.argv = ["train_unet.py", *sys.argv[1:]]
 runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "train_unet.py"), run_name="__main__")

@@ -7,8 +7,8 @@ from PIL import Image
 
 from ldm.errors import LdmError
 from ldm.sampling.init_image import init_image_from_pil, load_init_image
-from ldm.sampling.parameters import png_info, read_png_parameters
-from ldm.sampling.requests import ImageSpec, Settings, spec_from_parameters
+from ldm.sampling.parameters import png_info, read_png_parameters, spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
 from ldm.sampling.schedulers import SCHEDULERS
 

@@ -8,9 +8,11 @@ from support import make_random_pipeline
 from ldm.errors import LdmError
 from ldm.sampling import denoise
 from ldm.sampling.init_image import init_image_from_pil
-from ldm.sampling.inpaint import blurred, crop_box, fill, load_mask, mask_from_pil
-from ldm.sampling.requests import INPAINT_AREAS, MASKED_CONTENT, ImageSpec, Settings, spec_from_parameters
+from ldm.sampling.inpaint import blurred, crop_box, fill, load_mask, mask_from_pil, mask_from_strokes
+from ldm.sampling.parameters import spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
+from ldm.sampling.schema import INPAINT_AREAS, MASKED_CONTENT
 
 
 def _picture(size=32):
@@ -151,3 +153,24 @@ def test_bad_masks_are_one_line_errors(tiny_model, init, tmp_path):
         with pytest.raises(LdmError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_an_editors_painted_layers_are_the_mask_where_any_of_them_is_opaque(tmp_path):
+    layers = []
+    for k, box in enumerate(((0, 0, 8, 8), (24, 24, 32, 32))):
+        layer = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+        layer.paste((255, 255, 255, 255), box)
+        layer.save(tmp_path / f"layer-{k}.png")
+        layers.append((tmp_path / f"layer-{k}.png", f"layer {k}"))
+    mask = mask_from_strokes((32, 32), layers, 32, 32)
+    assert mask.weights.shape == (1, 32, 32) and mask.weights.sum() == 2 * 8 * 8  # both layers' strokes
+    assert mask.weights[0, 0, 0] == 1 and mask.weights[0, -1, -1] == 1 and mask.weights[0, 16, 0] == 0
+    assert mask_from_strokes((32, 32), layers, 16, 16).weights.shape == (1, 16, 16)  # fitted as the picture is
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(tmp_path / "empty.png")
+    assert mask_from_strokes((32, 32), [(tmp_path / "empty.png", "empty")], 16, 16) is None  # nothing painted
+    assert mask_from_strokes((32, 32), [], 16, 16) is None
+    with pytest.raises(LdmError, match="^the mask layer is 32x32 but the image is 32x16$"):
+        mask_from_strokes((32, 16), layers[:1], 16, 16)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(LdmError, match="^cannot use the mask layer my layer: not an image$"):
+        mask_from_strokes((32, 32), [(tmp_path / "notes.png", "my layer")], 16, 16)

@@ -7,9 +7,9 @@ from support import make_random_pipeline, make_tiny_clip
 from ldm.errors import LdmError
 from ldm.sampling.embeddings import prompt_step
 from ldm.sampling.emphasis import apply_weights, token_weights
-from ldm.sampling.parameters import png_info, read_png_parameters
+from ldm.sampling.parameters import png_info, read_png_parameters, spec_from_parameters
 from ldm.sampling.prompt_syntax import parse_prompt
-from ldm.sampling.requests import ImageSpec, Settings, spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
 
 FAST = Settings(steps=4)

@@ -3,7 +3,7 @@
 import pytest
 
 from ldm.errors import LdmError
-from ldm.sampling.parameters import ModelStamp, image_parameters
+from ldm.sampling.parameters import ModelStamp, image_parameters, spec_from_parameters
 from ldm.sampling.requests import (
     ImageSpec,
     ModelDefaults,
@@ -11,7 +11,6 @@ from ldm.sampling.requests import (
     image_specs,
     resolve_settings,
     size_step,
-    spec_from_parameters,
 )
 
 

@@ -8,7 +8,8 @@ import torch
 
 from ldm.errors import LdmError
 from ldm.folders import folder_geometry, folder_guidance
-from ldm.sampling.requests import ImageSpec, Settings, folder_defaults, resolve_settings, spec_from_parameters
+from ldm.sampling.parameters import spec_from_parameters
+from ldm.sampling.requests import ImageSpec, Settings, folder_defaults, resolve_settings
 from ldm.sampling.schedulers import SCHEDULERS
 
 FAST = Settings(steps=4)

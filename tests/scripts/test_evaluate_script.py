@@ -81,9 +81,9 @@ def test_a_plain_image_folder_gets_the_generic_measures_and_names_what_it_lacks(
                      "general prompts (the dataset declares no general prompts)."]
 
 
-def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
+def _files_config(tmp_path, tiny_pipeline) -> str:
     config = yaml.safe_load((tiny_pipeline / "ldm_config.yaml").read_text())
-    config["data"].update(source="imagefolder", path=str(tmp_path / "data" / "emoji64"))
+    config["data"].update(source="files", path=str(tmp_path / "data" / "emoji64"))
     path = tmp_path / "emoji.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -98,7 +98,7 @@ def _imagefolder_config(tmp_path, tiny_pipeline) -> str:
 def test_bad_arguments_are_one_line_before_torch(tiny_pipeline, tmp_path, case, message):
     args = {
         "card_without_write": ["--card", str(tmp_path / "card.md")],
-        "no_dataset": ["--config", _imagefolder_config(tmp_path, tiny_pipeline)],
+        "no_dataset": ["--config", _files_config(tmp_path, tiny_pipeline)],
         "captions": ["--captions", "0"],
         "compare_missing": ["--compare", str(tmp_path / "no-such-model")],
     }[case]

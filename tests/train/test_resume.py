@@ -1,12 +1,17 @@
-"""Crashes and bad numbers: SIGKILL mid-training and mid-save, NaN steps, resume semantics, no pickles."""
+"""Crashes and bad numbers: SIGKILL mid-training and mid-save, Ctrl-C, NaN steps, resume semantics, no pickles."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import TINY, no_model_libraries, planted_pickle, run_script
+from support import ROOT, TINY, no_model_libraries, planted_pickle, run_script
 
+from ldm.train.checkpoints import list_checkpoints
 from ldm.train.state_files import load_state
 
 FAST = ["train_unet.max_steps=30", "train_unet.checkpoint_every=10", "train_unet.batch_size=8",
@@ -67,6 +72,45 @@ def test_sigkill_while_saving_keeps_the_previous_checkpoint(tiny_run, reference,
     assert "resumed from step 10" in resumed.stderr + resumed.stdout
     _assert_same(_final(reference), _final(tmp_path))
     assert not list(root.glob(".tmp-*"))
+
+
+def test_ctrl_c_saves_the_finished_step_and_the_resume_matches(tiny_run, reference, tmp_path):
+    stopped = _train(tmp_path, tiny_run / "vae", env={"LDM_TEST_CTRL_C_AT": "24"}, check=False)
+    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "interrupted after step 25" in stopped.stderr
+    root = tmp_path / "checkpoints" / "unet"
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-20", "checkpoint-25"]
+    assert not (tmp_path / "unet").exists()  # no result from a run that did not finish
+    resumed = _train(tmp_path, tiny_run / "vae", "--resume", "latest")
+    assert "resumed from step 25" in resumed.stderr + resumed.stdout
+    _assert_same(_final(reference), _final(tmp_path))
+
+
+@pytest.mark.slow  # a training run in a subprocess
+def test_ctrl_c_to_a_vae_run_and_its_data_workers_saves_and_resumes(tmp_path):
+    # Ctrl-C in a terminal reaches the whole process group: the DataLoader's worker too, which must not die
+    args = [sys.executable, "scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path),
+            "train_vae.max_steps=2000", "train_vae.checkpoint_every=5", "train_vae.eval_every=2000",
+            "data.num_workers=1", "data.shapes_count=64"]
+    proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = []
+    for line in proc.stderr:  # the first checkpoint says the steps are running
+        lines.append(line)
+        if "step 5: checkpoint" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    lines += proc.stderr.readlines()
+    stderr = "".join(lines)
+    assert proc.wait(timeout=600) == 130 and "Traceback" not in stderr, stderr
+    stopped = max(step for step, _ in list_checkpoints(tmp_path / "checkpoints" / "vae"))
+    # after the step in hand: step 5's own, when Ctrl-C came before the loop looked (just after that log line)
+    assert stopped >= 5 and f"interrupted after step {stopped}" in stderr
+    resumed = run_script("scripts/train_vae.py", "--config", str(TINY), "--output-dir", str(tmp_path), "--resume",
+                         "latest", f"train_vae.max_steps={stopped + 2}", "train_vae.checkpoint_every=5",
+                         "data.num_workers=1", "data.shapes_count=64", "train_vae.scaling_samples=16")
+    assert f"resumed from step {stopped}" in resumed.stderr + resumed.stdout
+    assert (tmp_path / "vae" / "config.json").is_file()
 
 
 def test_nan_step_leaves_weights_ema_and_optimizer_untouched(tiny_run, tmp_path):
