@@ -78,6 +78,8 @@ class Field:
     help: str = ""  # the flag's help
     label: str | None = None  # the web UI control's label
     ui_default: object = SAME  # the web UI control's value, where it is not the default
+    axis: str | None = None  # its name as an X/Y/Z plot axis (xyz.py), where a plot may vary it
+    axis_label: str = ""  # how a plot's grid names it (default: its PNG key, as AUTOMATIC1111's grids do)
 
     @property
     def what_named(self) -> str:
@@ -100,18 +102,20 @@ _UNIT = {"whole": False, "local_high": 1}  # a fraction in [0, 1]
 
 # In the order the PNG text writes them (AUTOMATIC1111's), which is also ImageSpec's order of arguments.
 FIELDS: tuple[Field, ...] = (
-    Field("prompt", str, REQUIRED, SPEC, label="Prompt"),  # the text's first line
+    Field("prompt", str, REQUIRED, SPEC, label="Prompt", axis="prompt",
+          axis_label="Prompt S/R"),  # the text's first line
     Field("negative_prompt", str, "", flag="--negative-prompt", help="what to steer away from",
           label="Negative prompt"),  # the text's second line
     Field("steps", int, bound=Bound("steps", 1, 100), png="Steps", png_absent=REQUIRED, flag="--steps",
           help=f"denoising steps (default: the model's; {DEFAULT_STEPS}, or {STUDENT_STEPS} for a few-step student)",
-          label="Steps"),
+          label="Steps", axis="steps"),
     Field("scheduler", str, choices=tuple(SCHEDULERS), png="Sampler", codec="scheduler", png_absent=DEFAULT_SCHEDULER,
-          flag="--scheduler", label="Scheduler",
+          flag="--scheduler", label="Scheduler", axis="scheduler",
           help=f"sampler (default: the model's; {DEFAULT_SCHEDULER}, or {STUDENT_SCHEDULER} for a few-step student)"),
     Field("guidance_scale", float, bound=Bound("guidance scale", 0, 30, whole=False), png="CFG scale", png_absent=7.0,
-          flag="--guidance", help="classifier-free guidance scale (default: the model's)", label="Guidance"),
-    Field("seed", int, REQUIRED, SPEC, bound=_SEED, png="Seed", flag="--seed", label="Seed",
+          flag="--guidance", help="classifier-free guidance scale (default: the model's)", label="Guidance",
+          axis="guidance"),
+    Field("seed", int, REQUIRED, SPEC, bound=_SEED, png="Seed", flag="--seed", label="Seed", axis="seed",
           help="seed of the first image; image k uses seed + k (default: random)"),
     Field("width", int, png="Size", codec="size", flag="--width", help="pixels (default: the model's training size)",
           label="Width"),
@@ -123,11 +127,13 @@ FIELDS: tuple[Field, ...] = (
           flag="--variation-seed", help="second seed slerped into the noise", label="Variation seed"),
     Field("variation_strength", float, 0.0, SPEC, bound=Bound("variation strength", 0, 1, **_UNIT),
           png="Variation seed strength", png_when="variation", flag="--variation-strength",
-          help="0 = seed only, 1 = variation seed only", label="Variation strength"),
+          help="0 = seed only, 1 = variation seed only", label="Variation strength", axis="variation-strength",
+          axis_label="Var. strength"),
     Field("eta", float, 0.0, bound=Bound("eta", 0, 1, whole=False), png="Eta", png_when="nonzero", flag="--eta",
-          help="DDIM eta (0: deterministic)", label="Eta"),
+          help="DDIM eta (0: deterministic)", label="Eta", axis="eta"),
     Field("strength", float, None, bound=Bound("denoising strength", 0, 1, **_UNIT), png="Denoising strength",
           png_when="set", flag="--strength", label="Denoising strength", ui_default=DEFAULT_STRENGTH,
+          axis="strength", axis_label="Denoising",
           help="image to image: how much to change the init image, 0 (none) to 1 (text to image); "
           f"default {DEFAULT_STRENGTH}"),
     Field("init_hash", str, part=STAMP, png="Init image hash", png_when="image_to_image"),
@@ -145,7 +151,8 @@ FIELDS: tuple[Field, ...] = (
     Field("lora", str, png="LoRA", codec="lora", png_when="set", flag="--lora", label="LoRA",
           help="a LoRA file (diffusers format, e.g. runs/my-lora/pytorch_lora_weights.safetensors)"),
     Field("lora_scale", float, 1.0, bound=Bound("LoRA scale", -2, 2, whole=False, server_only=True),
-          flag="--lora-scale", help="LoRA strength (default 1.0)", label="LoRA scale"),  # written with the LoRA
+          flag="--lora-scale", help="LoRA strength (default 1.0)", label="LoRA scale", axis="lora-scale",
+          axis_label="LoRA scale"),  # written with the LoRA
     Field("lora_hash", str, part=STAMP, png="LoRA hash", png_when="lora"),
     Field("morph_to", str, None, SPEC, png="Morph to", png_when="morph"),
     Field("morph_t", float, 0.0, SPEC, bound=Bound("morph position", 0, 1, **_UNIT), png="Morph t",

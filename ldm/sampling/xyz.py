@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from ldm.errors import LdmError, quoted
 from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.schema import FIELDS, SPEC, Field, part
 
 MAX_AXES = 3
 MAX_CELLS = 64  # a plot larger than this is a typo or a job for a script
@@ -24,19 +25,14 @@ class AxisKind:
     field: str  # ImageSpec or Settings field (prompt: search and replace)
 
 
-AXES = {
-    "seed": AxisKind("Seed", int, "seed"),
-    "prompt": AxisKind("Prompt S/R", str, "prompt"),
-    "steps": AxisKind("Steps", int, "steps"),
-    "guidance": AxisKind("CFG scale", float, "guidance_scale"),
-    "scheduler": AxisKind("Sampler", str, "scheduler"),
-    "strength": AxisKind("Denoising", float, "strength"),
-    "eta": AxisKind("Eta", float, "eta"),
-    "variation-strength": AxisKind("Var. strength", float, "variation_strength"),
-    "lora-scale": AxisKind("LoRA scale", float, "lora_scale"),
-}
+def axes_of(fields: tuple[Field, ...] = FIELDS) -> dict[str, AxisKind]:
+    """The axes a plot may vary: the request fields the schema gives an axis name, in its order."""
+    return {f.axis: AxisKind(f.axis_label or f.png, f.kind, f.name) for f in fields if f.axis}
+
+
+AXES = axes_of()
 ALIASES = {"cfg": "guidance", "sampler": "scheduler", "denoising": "strength"}
-SPEC_FIELDS = {"seed", "prompt", "variation_strength"}
+SPEC_FIELDS = {f.name for f in part(SPEC)}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ldm.errors import LdmError
 from ldm.sampling.parameters import ModelStamp, image_parameters, request_text, request_values, spec_from_parameters
 from ldm.sampling.requests import ImageSpec, Settings, checked, request_class
 from ldm.sampling.schema import DEFAULT_STRENGTH, FIELD, FIELDS, REQUIRED, SETTINGS, SPEC, STAMP, Bound, Field, part
+from ldm.sampling.xyz import axes_of
 from scripts.sample import parser
 
 # the request fields whose web UI control starts at the schema's value (the others follow the model: steps, size...)
@@ -58,7 +59,8 @@ def test_every_written_field_comes_back_from_the_png_text():
 
 def test_a_new_field_is_one_line_and_every_piece_follows():
     sigma = Field("sigma_floor", float, 0.0, bound=Bound("sigma floor", 0, 5, whole=False), png="Sigma floor",
-                  png_when="nonzero", flag="--sigma-floor", help="lowest noise level", label="Sigma floor")
+                  png_when="nonzero", flag="--sigma-floor", help="lowest noise level", label="Sigma floor",
+                  axis="sigma-floor")
     fields = (*FIELDS, sigma)
     settings_class = request_class("Settings", "with a sampler option", part(SETTINGS, fields))
     p = Parser()
@@ -75,3 +77,5 @@ def test_a_new_field_is_one_line_and_every_piece_follows():
     text = request_text(values, fields)
     assert "Sigma floor: 0.5" in text and request_values(text, fields)[0]["sigma_floor"] == 0.5
     assert request_values(request_text({**values, "sigma_floor": 0.0}, fields), fields)[0]["sigma_floor"] == 0.0
+    axis = axes_of(fields)["sigma-floor"]  # an X/Y/Z plot may vary it, named in the grid by its PNG key
+    assert (axis.label, axis.kind, axis.field) == ("Sigma floor", float, "sigma_floor")

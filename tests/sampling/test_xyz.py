@@ -21,7 +21,7 @@ def test_axes_parse_values_aliases_and_quotes():
 
 @pytest.mark.parametrize("texts, message", [
     (["steps"], "axis is AXIS=V1,V2"),
-    (["colour=1,2"], "AXIS one of seed, prompt, steps"),
+    (["colour=1,2"], "AXIS one of prompt, steps, scheduler, guidance, seed"),
     (["steps=4,x"], "steps: values must be whole numbers"),
     (["guidance=1,,3"], "give one or more comma-separated values"),
     (["steps=1", "seed=1", "eta=0", "guidance=1"], "1 to 3 axes, got 4"),
