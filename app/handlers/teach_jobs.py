@@ -53,7 +53,8 @@ def result_files(out: Path) -> list[Path]:
 
 def has_checkpoint(out: Path) -> bool:
     """Whether a run folder holds a checkpoint that --resume can continue from."""
-    return any(out.glob("checkpoints*/checkpoint-*")) or any(out.glob("*/checkpoint-*"))
+    # checkpoints/unet/checkpoint-N, as teach.py's --resume looks for them (an unfinished save has another name)
+    return any(p.is_dir() for p in (out / "checkpoints" / "unet").glob("checkpoint-*"))
 
 
 def loss_points(out: Path) -> tuple[list[tuple[int, float]], float | None]:
