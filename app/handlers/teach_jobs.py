@@ -134,7 +134,6 @@ class TeachJobs:
         self.current: Job | None = None  # the job the tab shows: the running one, else the last one started
         self.embedded: set[Path] = set()  # finished runs whose embedding the server's models hold
         self._lock = threading.Lock()  # two Start clicks at once: one starts, the other is refused
-        self.root.mkdir(parents=True, exist_ok=True)
         for job in self._saved_jobs():  # a restarted server shows the last run, and resumes a stopped one
             self.jobs[job.out] = self.current = job
 
@@ -193,8 +192,9 @@ class TeachJobs:
         folder = self.root / JOBS_DIR / uuid.uuid4().hex[:10]
         (folder / "images").mkdir(parents=True)
         # the worker reads copies: the server's upload copies are deleted after a while, and a resume needs them
-        for k, (path, shown) in enumerate(images):
-            shutil.copyfile(path, folder / "images" / f"{k:02d}-{Path(shown).name}")
+        for k, (path, shown) in enumerate(images):  # by the user's names, so that an error names their file
+            copy = folder / "images" / Path(shown).name
+            shutil.copyfile(path, copy if not copy.exists() else copy.with_name(f"{k:02d}-{copy.name}"))
         job = Job(name, self.root / name if name else self.root / folder.name, folder, method, class_prompt.strip(),
                   steps)
         try:

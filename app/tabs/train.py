@@ -24,11 +24,12 @@ class TrainTab:
     outputs: list
 
 
-def shown(status: TeachStatus) -> tuple:
-    """A status as the tab's outputs: line, loss plot, preview, files, the name, and the poll timer on or off."""
+def shown(status: TeachStatus, name: bool = True) -> tuple:
+    """A status as the tab's outputs: line, loss plot, preview, files, the job's name (unless `name` is False:
+    a poll leaves what the user is typing alone), and the poll timer on or off."""
     losses = pd.DataFrame(status.losses, columns=["step", "loss"])
-    return (status.line, losses, status.preview, status.files or None, status.name or gr.skip(),
-            gr.Timer(active=status.running))
+    return (status.line, losses, status.preview, status.files or None,
+            status.name if name and status.name else gr.skip(), gr.Timer(active=status.running))
 
 
 def build(shared: Shared) -> TrainTab:
@@ -62,8 +63,11 @@ def build(shared: Shared) -> TrainTab:
     def status():
         return shown(h.status())
 
+    def poll():
+        return shown(h.status(), name=False)
+
     wire(start.click, begin, [images, name, class_prompt, method, steps], outputs, api_name="train_start",
          concurrency_id="train")
     wire(stop.click, lambda: shown(h.stop()), None, outputs, api_name="train_stop", concurrency_id="train")
-    wire(timer.tick, status, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    wire(timer.tick, poll, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return TrainTab(files, status, outputs)

@@ -31,6 +31,7 @@ APP_LOG: list[Path] = []  # the running app's output, for the log checks
     (["--max-sessions", "0"], "--max-sessions must be at least 1, got 0"),
     (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
     (["--live-model", "no/such/folder"], "model folder not found: no/such/folder"),
+    (["--max-teach-steps", "-1"], "--max-teach-steps must be 0 or more, got -1"),
 ])
 def test_bad_flags_are_refused_at_once_before_the_model_loads(flags, message, tmp_path):
     proc = run_script("app_gradio.py", *flags, check=False, env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=60)

@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_and_starts_nothing(kwargs, message, train, tmp_pa
     with pytest.raises(LdmError, match=message) as err:
         train.start(**args)
     assert "\n" not in str(err.value)
-    assert train.jobs.current is None and not any(p.name != ".jobs" for p in (tmp_path / "teach").iterdir())
+    assert train.jobs.current is None and not any(p.name != ".jobs" for p in (tmp_path / "teach").glob("*"))
     assert not any((tmp_path / "teach" / ".jobs").glob("*"))  # the copied images went with the refusal
 
 
@@ -143,3 +143,14 @@ def test_a_taught_embedding_works_in_any_prompt(train, shared, tmp_path):
     assert "blorp" in shared.model.pipe.tokenizer.get_added_vocab()
     _, _, paths = GenerateHandlers(shared).generate("a blorp on a red square", seed=1, steps=2)
     assert read_png_parameters(paths[0]).startswith("a blorp on a red square")
+
+
+@pytest.mark.slow  # the worker loads torch before it reads the images
+def test_a_non_image_is_one_line_naming_the_users_file_and_the_name_stays_free(train, tmp_path):
+    (tmp_path / "notes.png").write_text("hello")
+    train.start(_images(tmp_path / "imgs") + [{"path": str(tmp_path / "notes.png"), "orig_name": "notes.png"}],
+                "zorbly", "", "lora", 2)
+    ended = _wait(train, lambda s: not s.running)
+    assert "notes.png: not an image" in ended.line and "\n" not in ended.line and ended.files == []
+    assert "no checkpoint was saved yet" in ended.line
+    assert train.start(_images(tmp_path / "imgs"), "zorbly", "", "lora", 2).running  # nothing half-made kept it
