@@ -425,11 +425,15 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
         page.goto(app_url)
         page.get_by_role("tab", name="Train").click()
         page.wait_for_function(f"{status}.includes('No teach job yet')", timeout=30_000)  # the page has loaded
-        page.locator("#train-images input[type=file]").set_input_files([str(p) for p in images])
-        page.locator('#train-images td[aria-label="mine-2.png"]').wait_for(timeout=30_000)
-        page.locator("#train-name textarea").fill("zorbly")
-        page.locator("#train-steps input").fill("300")
-        page.locator("#train-start").click()
+
+        def start(name: str, steps: int) -> None:  # drop the images, name the concept, Start
+            page.locator("#train-images input[type=file]").set_input_files([str(p) for p in images])
+            page.locator('#train-images td[aria-label="mine-2.png"]').wait_for(timeout=30_000)
+            page.locator("#train-name textarea").fill(name)
+            page.locator("#train-steps input").fill(str(steps))
+            page.locator("#train-start").click()
+
+        start("zorbly", 300)
         # while it runs: steps with an ETA, then a loss point and a preview grid (every 50 steps)
         page.wait_for_function(f"{status}.includes('ETA')", timeout=180_000)
         page.locator("#train-preview img").wait_for(timeout=180_000)
@@ -442,11 +446,7 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
         page.reload()
         page.get_by_role("tab", name="Train").click()
         page.wait_for_function(f"{status}.includes('zorbly: stopped')", timeout=30_000)
-        page.locator("#train-images input[type=file]").set_input_files([str(p) for p in images])
-        page.locator('#train-images td[aria-label="mine-2.png"]').wait_for(timeout=30_000)
-        page.locator("#train-name textarea").fill("blorpy")
-        page.locator("#train-steps input").fill("2")
-        page.locator("#train-start").click()
+        start("blorpy", 2)
         page.wait_for_function(f"{status}.includes('done after')", timeout=300_000)
         page.locator('#train-files td[aria-label="pytorch_lora_weights.safetensors"]').wait_for(timeout=30_000)
         page.get_by_role("tab", name="Generate").click()
