@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from app.handlers.teach_jobs import MAX_TEACH_STEPS, TeachJobs
 from ldm.cli import Parser, quiet_libraries
 from ldm.data.images import MAX_PIXELS
 from ldm.errors import LdmError
@@ -49,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-work", type=float, default=WORK_BUDGET,
                    help=f"largest request in image-steps at the model's training size (default {WORK_BUDGET}: "
                         "16 images x 100 steps, or 4 x 25 at 4x the size)")
+    p.add_argument("--teach-dir", default="runs/teach",
+                   help="the Train tab's run folders (default runs/teach): kept, so a restarted server resumes them")
+    p.add_argument("--max-teach-steps", type=int, default=MAX_TEACH_STEPS,
+                   help=f"most steps one Train job may ask for (default {MAX_TEACH_STEPS}; one job at a time); "
+                        "0: no Train tab jobs")
     return p.parse_args(argv)
 
 
@@ -88,6 +94,8 @@ def main(argv=None) -> None:
         raise LdmError(f"--max-work must be above 0, got {args.max_work}")
     if args.max_sessions < 1:
         raise LdmError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    if args.max_teach_steps < 0:
+        raise LdmError(f"--max-teach-steps must be 0 or more, got {args.max_teach_steps}")
     if args.max_live < 1:
         raise LdmError(f"--max-live must be at least 1, got {args.max_live}")
     for folder in (args.model, live_folder(args.model, args.live_model)):
@@ -120,8 +128,10 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     live = live_folder(args.model, args.live_model)
     live_model = load_sampling_model(live, args.device) if live else None
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
+    # the Train tab's worker runs scripts/teach.py on the same model folder, niced, one job at a time
+    teach = TeachJobs(Path(args.teach_dir), args.model, args.max_teach_steps) if args.max_teach_steps else None
     shared = Shared(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
-                    args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live)
+                    args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live, teach=teach)
     if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
         shared.batcher.run(view.prepare, wait=False)
     demo = build_ui(shared)
@@ -143,6 +153,8 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if teach is not None:  # a running job saves its step: the next server resumes it
+            teach.shutdown()
         demo.close()
 
 
@@ -155,8 +167,8 @@ def launch(demo, args: argparse.Namespace, auth: tuple | None, **page) -> None:
     # max_threads: each waiting live image holds one of Gradio's worker threads (blocked, no CPU); with --max-live
     # of them waiting, queued jobs must still find threads of their own
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[], show_error=True, ssr_mode=False, quiet=True,
-                prevent_thread_lock=True, state_session_capacity=args.max_sessions,
+                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[args.teach_dir], show_error=True, ssr_mode=False,
+                quiet=True, prevent_thread_lock=True, state_session_capacity=args.max_sessions,
                 max_threads=40 + args.max_live + args.max_batch, **page)
 
 

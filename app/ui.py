@@ -8,7 +8,7 @@ from app.events import event, one_line_inputs
 from app.handlers.handoffs import gallery_image, morph_handoff, picture_handoff, run_seed, walk_handoff
 from app.handlers.png_info import PngInfoHandlers
 from app.handlers.shared import Shared
-from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, walk
+from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, train, walk
 
 # A new run closes the last run's error toasts, so an old error never sits over a later success.
 PAGE_JS = ("() => { document.addEventListener('click', (e) => { const b = e.target.closest('button.primary'); "
@@ -42,6 +42,12 @@ def build_ui(shared: Shared) -> gr.Blocks:
                 autoencoder.build(shared)
             with gr.Tab("PNG Info", id="png-info"):
                 info = png_info.build(shared)
+            with gr.Tab("Train", id="train"):
+                train_tab = train.build(shared)
+        # a reloaded page shows the server's teach job and the LoRAs taught so far; a finished run adds its LoRA
+        demo.load(event(train_tab.status), None, train_tab.outputs, api_visibility="private", preprocess=False)
+        for trigger in (demo.load, train_tab.files.change):
+            trigger(lambda: generate.lora_picker(shared), None, [gen.lora_row, gen.lora], api_visibility="private")
         # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
         gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),
                           [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery], [walk_tab.prompt, walk_tab.seeds, tabs],

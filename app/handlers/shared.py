@@ -6,6 +6,7 @@ from pathlib import Path
 
 from app.handlers.folders import RequestFolders
 from app.handlers.models import Models
+from app.handlers.teach_jobs import TeachJobs
 from app.jobs import StopFlags
 from ldm.errors import LdmError
 from ldm.explore import DatasetView
@@ -23,7 +24,8 @@ class Shared:
 
     def __init__(self, model: SamplingModel, view: DatasetView | None, out_dir: Path,
                  loras: dict[str, str] | None = None, work_budget: float = WORK_BUDGET, max_batch: int = 16,
-                 batcher_thread: bool = True, live: SamplingModel | None = None, max_live: int = 32):
+                 batcher_thread: bool = True, live: SamplingModel | None = None, max_live: int = 32,
+                 teach: TeachJobs | None = None):
         self.models = Models(model, live, loras)
         self.view = view
         self.out_dir = out_dir
@@ -33,6 +35,7 @@ class Shared:
         # together; without a thread of its own, the caller runs self.batcher.serve_forever()
         self.batcher = MicroBatcher(model, max_batch, own_thread=batcher_thread, max_live=max_live)
         self.stops = StopFlags()  # each session's Stop button (app/events.py checks them between steps)
+        self.teach = teach  # the Train tab's worker and runs (None: this server does not teach)
 
     @property
     def model(self) -> SamplingModel:

@@ -46,6 +46,8 @@ class GenerateTab:
     width: gr.Slider
     height: gr.Slider
     model: gr.Radio
+    lora_row: gr.Row
+    lora: gr.Dropdown
 
 
 def seed_of(evt: gr.SelectData) -> int:
@@ -77,6 +79,11 @@ def model_info(shared: Shared) -> str:
     return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
                      + (" (a few-step student: fast)" if mod.is_student else "")
                      for name, mod in shared.models.by_name.items())
+
+
+def lora_picker(shared: Shared) -> tuple:
+    """The LoRA picker's row and choices as the server has them now (a Train run adds its LoRA when done)."""
+    return gr.Row(visible=bool(shared.models.loras)), gr.Dropdown(choices=[NO_LORA, *shared.models.loras])
 
 
 def model_controls(shared: Shared, name: str) -> tuple:
@@ -163,7 +170,7 @@ def build(shared: Shared) -> GenerateTab:
                 width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
                                  for side in ("width", "height"))
                 num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
-            with gr.Row(visible=bool(shared.models.loras)):
+            with gr.Row(visible=bool(shared.models.loras)) as lora_row:
                 lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
                 lora_scale = request_control("lora_scale", step=0.05)
             go, stop_slot, stopped = run_buttons("Generate", "generate-button")
@@ -197,4 +204,4 @@ def build(shared: Shared) -> GenerateTab:
                 api_visibility="private")
     follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations])
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
-                       guidance, scheduler, width, height, model)
+                       guidance, scheduler, width, height, model, lora_row, lora)

@@ -31,6 +31,7 @@ APP_LOG: list[Path] = []  # the running app's output, for the log checks
     (["--max-sessions", "0"], "--max-sessions must be at least 1, got 0"),
     (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
     (["--live-model", "no/such/folder"], "model folder not found: no/such/folder"),
+    (["--max-teach-steps", "-1"], "--max-teach-steps must be 0 or more, got -1"),
 ])
 def test_bad_flags_are_refused_at_once_before_the_model_loads(flags, message, tmp_path):
     proc = run_script("app_gradio.py", *flags, check=False, env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=60)
@@ -63,7 +64,8 @@ def app_url(tiny_pipeline, tiny_student, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "app_gradio.py", "--model", str(tiny_pipeline), "--data", str(data),
                              "--port", str(port), "--queue-size", "2", "--max-batch", "2", "--max-work", "100000",
                              "--lora", str(lora / "pytorch_lora_weights.safetensors"),
-                             "--live-model", str(tiny_student.folder)], cwd=ROOT, env=env,
+                             "--live-model", str(tiny_student.folder), "--teach-dir", str(base / "teach")],
+                            cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     APP_LOG.append(base / "app.log")
     url = f"http://127.0.0.1:{port}/"
@@ -405,6 +407,56 @@ def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
         page.locator("#xyz-button").click()
         page.locator("#xyz-grid img").wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "xyz-plot.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    images = []
+    for k in range(3):
+        images.append(tmp_path / f"mine-{k}.png")
+        Image.new("RGB", (40, 40), (70 * k, 200, 30)).save(images[-1])
+    status = "document.querySelector('#train-status').innerText"
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function(f"{status}.includes('No teach job yet')", timeout=30_000)  # the page has loaded
+
+        def start(name: str, steps: int) -> None:  # drop the images, name the concept, Start
+            page.locator("#train-images input[type=file]").set_input_files([str(p) for p in images])
+            page.locator('#train-images td[aria-label="mine-2.png"]').wait_for(timeout=30_000)
+            page.locator("#train-name textarea").fill(name)
+            page.locator("#train-steps input").fill(str(steps))
+            page.locator("#train-start").click()
+
+        start("zorbly", 300)
+        # while it runs: steps with an ETA, then a loss point and a preview grid (every 50 steps)
+        page.wait_for_function(f"{status}.includes('ETA')", timeout=180_000)
+        page.locator("#train-preview img").wait_for(timeout=180_000)
+        page.screenshot(path=str(ARTIFACTS / "tab-train.png"), full_page=True)
+        page.locator("#train-stop").click()
+        page.wait_for_function(f"{status}.includes('stopped after step')", timeout=120_000)
+        assert "Start with the same name to resume" in page.locator("#train-status").inner_text()
+        assert page.locator("#train-files td.filename").count() == 0  # nothing half-made offered
+        # a reloaded page shows the job; a short run under a new name ends with its files, the LoRA in Generate
+        page.reload()
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function(f"{status}.includes('zorbly: stopped')", timeout=30_000)
+        start("blorpy", 2)
+        page.wait_for_function(f"{status}.includes('done after')", timeout=300_000)
+        page.locator('#train-files td[aria-label="pytorch_lora_weights.safetensors"]').wait_for(timeout=30_000)
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_label("LoRA", exact=True).click()
+        page.get_by_role("option", name="blorpy").click()
+        page.get_by_label("Prompt", exact=True).first.fill("blorpy riding a bicycle")
+        page.locator("#generate-button").click()
+        page.wait_for_function("[...document.querySelectorAll('textarea')].some(t => "
+                               "t.value.startsWith('blorpy riding') && t.value.includes('LoRA:'))",
+                               timeout=120_000)
         browser.close()
 
 
