@@ -47,7 +47,7 @@ def teach_config(config_file: str | Path, overrides: list[str], name: str, model
     folder = check_model_folder(model, "--model")
     _, size = folder_geometry(folder)
     cfg.finetune.init_from = str(folder)
-    cfg.data.source, cfg.data.resolution, cfg.data.heldout_fraction = "imagefolder", size, 0.0
+    cfg.data.source, cfg.data.resolution, cfg.data.heldout_fraction = "files", size, 0.0
     cfg.teach.class_prompt = class_prompt.strip()
     if steps is not None:
         cfg.train_unet.max_steps = steps
