@@ -10,6 +10,7 @@ from PIL import Image
 from support import TINY
 
 from ldm.config import load_config
+from ldm.data.dataset import build_dataset
 from ldm.data.teach_images import augmented_views, load_concept_images, write_view_folder
 from ldm.errors import LdmError
 from ldm.models import build_noise_scheduler, build_unet, embed_prompts, load_text_encoder
@@ -18,6 +19,7 @@ from ldm.train.early_stop import PreviewSettle
 from ldm.train.losses import per_sample_diffusion_loss
 from ldm.train.teach import cached_class_latents, prior_preservation_loss
 from ldm.train.teach_inputs import MAX_IMAGES, check_name, check_new_word, image_paths
+from ldm.train.teach_run import captions, teach_config
 from ldm.train.textual_inversion import NewTokenEmbedding, add_new_token, save_embedding
 
 
@@ -218,6 +220,16 @@ def test_views_keep_the_images_then_shift_and_scale_them(tmp_path):
     lines = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and lines[0]["text"] == ["zorbly", "zorbly face"]
     assert (folder / lines[-1]["file_name"]).is_file() and not list(tmp_path.glob(".views*"))
+
+
+
+@pytest.mark.parametrize("config", ["configs/teach_dreambooth.yaml", "configs/teach_ti.yaml"])
+def test_a_run_reads_its_views_as_its_dataset(config, tiny_pipeline, tmp_path):
+    # teach_config names the data source itself: a name the dataset builder no longer knows stopped every run
+    cfg = teach_config(config, [], "zorbly", tiny_pipeline, tmp_path / "run", "a face")
+    write_view_folder(cfg.data.path, torch.zeros(3, 3, 32, 32), captions(cfg))
+    dataset = build_dataset(cfg.data, "train")
+    assert len(dataset) == 3 and dataset.captions[0] == "zorbly"
 
 
 # the early stop

@@ -46,7 +46,8 @@ def test_a_new_shape_is_learnt(tiny_run, tmp_path):
 
     # "zorbly" moves toward the pluses, seed by seed. It does not yet land nearest them among the tiny model's 512
     # shapes (0 of 8 seeds, measured): this model only draws soft blobs, and its attention, where LoRA goes, sits at
-    # 4x4 only; what the test holds is the move (measured: every seed nearer, mean distance 16.2 -> 9.2)
+    # 4x4 only; nor with lr 2e-2, 1,000 steps, no prior, LoRA on every layer, cross-attention only or min-SNR 5
+    # (README, Benchmarks); what the test holds is the move (measured: every seed nearer, mean distance 16.2 -> 9.2)
     pluses = image_features(torch.stack([to_tensor(load_image(p, 32)) for p in paths]) / 2 + 0.5)
     model = load_sampling_model(tiny_run, "cpu", "fp32")
     specs = [ImageSpec("zorbly", seed) for seed in range(8)]
