@@ -364,9 +364,10 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
-        kwargs[key] = current_name(full, _coerce(value, hints[key], full))
-        if kwargs[key] != value and isinstance(value, str):
-            _note_renamed(full, value, kwargs[key])
+        coerced = _coerce(value, hints[key], full)  # a "5e-3" override becomes 0.005: not a rename
+        kwargs[key] = current_name(full, coerced)
+        if kwargs[key] != coerced:
+            _note_renamed(full, coerced, kwargs[key])
         if full in CHOICES and kwargs[key] not in CHOICES[full]:
             raise LdmError(f"config key '{full}': {value!r} is not one of {', '.join(CHOICES[full])}")
         if full in LIMITS and kwargs[key] is not None and not LIMITS[full][0](kwargs[key]):

@@ -100,8 +100,10 @@ def test_the_old_name_of_the_files_source_loads_with_one_note(tmp_path, caplog):
     old.write_text(f"data:\n  source: imagefolder\n  path: {tmp_path}\n")
     with caplog.at_level("WARNING", logger="ldm"):
         cfg = load_config(old)
-        again = load_config(TINY, ["data.source=imagefolder", f"data.path={tmp_path}"])
+        # a value that only reads differently ("5e-3" is 0.005) is not a renamed one: no note for it
+        again = load_config(TINY, ["data.source=imagefolder", f"data.path={tmp_path}", "train_unet.learning_rate=5e-3"])
     assert cfg.data.source == again.data.source == "files" and cfg.data.path == str(tmp_path)
+    assert again.train_unet.learning_rate == 0.005
     notes = [r.getMessage() for r in caplog.records]
     assert notes == ["config key 'data.source': 'imagefolder' is now called 'files' (read the same; rename it in your "
                      "config)"]  # one line, once
