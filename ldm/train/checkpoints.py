@@ -122,8 +122,9 @@ def save_checkpoint(accelerator, root: str | Path, step: int, cfg: Config, limit
         accelerator.save_state(str(tmp), safe_serialization=True)
         content["format"] = PICKLED_FORMAT
     else:
-        _write_state(accelerator, tmp, state)
-        if _fsdp(state.models):
+        fsdp = _fsdp(state.models)
+        _write_state(accelerator, tmp, state, fsdp)
+        if fsdp:
             content["optimizer_keys"] = BY_NAME
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -159,7 +160,7 @@ def load_checkpoint(accelerator, path: Path, state: TrainingState, trust_pickle:
         saved_by, run = ("an FSDP", "one that is not") if by_name else ("a non-FSDP", "an FSDP one")
         raise LdmError(f"{path} was saved by {saved_by} run and cannot resume {run}: resume it with the "
                        "accelerate config that saved it")
-    _read_state_files(accelerator, path, state)
+    _read_state_files(accelerator, path, state, by_name)
     return int(saved["step"])
 
 
@@ -203,12 +204,12 @@ def _optimized(state: TrainingState):
     return modules, getattr(state.optimizer, "optimizer", state.optimizer)
 
 
-def _write_state(accelerator, folder: Path, state: TrainingState) -> None:
+def _write_state(accelerator, folder: Path, state: TrainingState, fsdp: bool) -> None:
     from safetensors.torch import save_file
 
     from ldm.train.state_files import rng_states, save_state
 
-    if _fsdp(state.models):  # collectives: every process gives its shards, the main process gets the whole
+    if fsdp:  # collectives: every process gives its shards, the main process gets the whole
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
         weights = [get_model_state_dict(model, options=_full_state()) for model in state.models]
@@ -228,12 +229,12 @@ def _write_state(accelerator, folder: Path, state: TrainingState) -> None:
     save_state(rng_states(), folder / f"random_states_{accelerator.process_index}.safetensors")
 
 
-def _read_state_files(accelerator, path: Path, state: TrainingState) -> None:
+def _read_state_files(accelerator, path: Path, state: TrainingState, fsdp: bool) -> None:
     from safetensors.torch import load_file
 
     from ldm.train.state_files import load_state, set_rng_states
 
-    if _fsdp(state.models):  # the main process reads the whole state; each process keeps its own shards of it
+    if fsdp:  # the main process reads the whole state; each process keeps its own shards of it
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
         main, options = accelerator.is_main_process, _full_state(broadcast_from_rank0=True)
