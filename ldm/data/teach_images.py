@@ -9,7 +9,6 @@ trained for scales 0.4-1.0 of the frame, ldm/data/augment.py), kept small so the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from ldm.data.augment import Layout, content_box, redraw
 from ldm.data.imagefolder import METADATA_NAME
 from ldm.data.images import BadImage, load_image_with_alpha, to_pil, to_tensor
 from ldm.errors import LdmError
-from ldm.io import replace_folder
+from ldm.io import atomic_folder
 
 # views shrink the content to no less than this share of its size, and move it within the room that frees
 MIN_SCALE = 0.8
@@ -76,11 +75,8 @@ def write_view_folder(folder: str | Path, views: torch.Tensor, captions: list[st
     """The image folder a teach run trains on (images/*.png, metadata.jsonl with every view's captions, no
     held-out split), written whole under a temporary name and renamed into place."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "images").mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as tmp:
+        (tmp / "images").mkdir()
         lines = []
         for k, view in enumerate(views):
             name = f"images/view-{k:04d}.png"
@@ -88,7 +84,4 @@ def write_view_folder(folder: str | Path, views: torch.Tensor, captions: list[st
             lines.append(json.dumps({"file_name": name, "text": list(captions)}))
         (tmp / METADATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
         (tmp / "heldout.txt").write_text("", encoding="utf-8")  # every view trains
-        replace_folder(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -41,11 +41,11 @@ from ldm.sampling.requests import (
     student_defaults,
 )
 from ldm.sampling.schema import DEFAULT_STRENGTH
-from ldm.sampling.vae import decode, posterior
+from ldm.sampling.vae import posterior
 
 
 class SamplingModel:
-    """A loaded pipeline and how to sample from it: its defaults, its LoRAs, its precision; generate and decode."""
+    """A loaded pipeline and how to sample from it: its defaults, its LoRAs, its precision; generate."""
 
     def __init__(self, pipe: StableDiffusionPipeline, name: str = "model", folder: Path | None = None,
                  guidance_scale: float = STOCK_GUIDANCE, precision: str = "auto"):
@@ -189,10 +189,6 @@ class SamplingModel:
                 if on_batch is not None:
                     on_batch(start, images[-1])
         return torch.cat(images) if images else torch.empty(0, 3, s.height, s.width)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (N, C, h, w) as the UNet sees them (scaled) -> images in [0, 1] (N, 3, H, W), in fp32."""
-        return decode(self.vae, latents, self.precision)
 
 
 def load_sampling_model(folder: str | Path, device: str | torch.device | None = None,
