@@ -42,11 +42,15 @@ def build_ui(shared: Shared) -> gr.Blocks:
                 autoencoder.build(shared)
             with gr.Tab("PNG Info", id="png-info"):
                 info = png_info.build(shared)
-            with gr.Tab("Train", id="train"):
-                train_tab = train.build(shared)
+            if shared.teach is not None:  # --max-teach-steps 0: no tab that could only refuse
+                with gr.Tab("Train", id="train"):
+                    train_tab = train.build(shared)
         # a reloaded page shows the server's teach job and the LoRAs taught so far; a finished run adds its LoRA
-        demo.load(event(train_tab.status), None, train_tab.outputs, api_visibility="private", preprocess=False)
-        for trigger in (demo.load, train_tab.files.change):
+        triggers = [demo.load]
+        if shared.teach is not None:
+            demo.load(event(train_tab.status), None, train_tab.outputs, api_visibility="private", preprocess=False)
+            triggers.append(train_tab.files.change)
+        for trigger in triggers:
             trigger(lambda: generate.lora_picker(shared), None, [gen.lora_row, gen.lora], api_visibility="private")
         # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
         gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),

@@ -46,7 +46,7 @@ class TrainHandlers(TabHandlers):
     @property
     def jobs(self) -> TeachJobs:
         if self.shared.teach is None:
-            raise LdmError("this server does not teach (start it without --no-teach)")
+            raise LdmError("this server does not teach (it was started with --max-teach-steps 0)")
         return self.shared.teach
 
     def start(self, images: list | None, name: str, class_prompt: str = "", method: str = "lora",
