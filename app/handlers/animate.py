@@ -6,7 +6,6 @@ from app.handlers import checks
 from app.handlers.checks import server
 from app.handlers.live import LOCAL, live_image
 from app.handlers.shared import Shared, TabHandlers
-from ldm.errors import LdmError
 from ldm.media import write_animation
 from ldm.sampling.limits import check_work
 from ldm.sampling.requests import Progress, Settings
@@ -47,8 +46,7 @@ class AnimateHandlers(TabHandlers):
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
         keyframes = checks.prompt_lines(prompts)
-        if checks.choice("interpolation", mode) not in MORPH_MODES:
-            raise LdmError(f"interpolation must be one of {', '.join(MORPH_MODES)}")
+        checks.one_of("interpolation", mode, MORPH_MODES)
         s = checks.settings(self.shared.model, steps, guidance, scheduler)
         return render_animation(self.shared, "morph", keyframes, [checks.seed(seed)], frames, s, progress,
                                 morph_mode=mode)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from app.handlers import checks
 from app.handlers.animate import render_animation
 from app.handlers.checks import one_of, server
 from app.handlers.live import LOCAL, live_image
@@ -47,8 +46,7 @@ class LatentHandlers(TabHandlers):
         """The 2-D map as SVG (picks marked), and what was drawn: {space, method, indices}."""
         view = self.shared.need_view()
         one_of("map space", space, SPACES)
-        if checks.choice("projection", method) not in available_projections():  # UMAP where umap-learn imports
-            raise LdmError(f"projection must be one of {', '.join(available_projections())}")
+        one_of("projection", method, available_projections())  # UMAP where umap-learn imports
         points, picks = server("map_points", points), self.picks(picks or [])
         self.shared.wait_for_view(progress)
         indices = view.subset(points)
