@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ldm.config import Config, TrainConfig, dump_config
+from ldm.config import Config, dump_config
 from ldm.io import write_text_atomic
 from ldm.sampling.concepts import EMBEDDING_FILE
 from ldm.shards import write_tensors
 from ldm.train.early_stop import PreviewSettle
-from ldm.train.losses import diffusion_loss
 from ldm.train.targets import FullFinetune, LoraFinetune
 from ldm.train.teach_inputs import check_new_word
 
@@ -99,11 +98,6 @@ class TextualInversion(LoraFinetune):
                                        self.cfg.teach.class_prompt)
         self.token = self.tokenizer.convert_ids_to_tokens(int(self.embedding.ids[0]))
         self.trainable = [self.embedding.vectors]
-
-    def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
-             generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
-        """The denoising loss, its gradient reaching the new vector through the encoder's embeddings."""
-        return diffusion_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma)
 
     def settled(self, preview: torch.Tensor) -> bool:
         """Whether the previews stopped changing."""
