@@ -33,7 +33,7 @@ from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
 from ldm.evaluate import Reference, caption_sample, prompt_fidelity
 from ldm.metrics import image_features
-from ldm.sampling.requests import ImageSpec, Settings
+from ldm.sampling.requests import Settings, seeded_specs
 from ldm.sampling.sampler import load_sampling_model
 from ldm.train.teach_card import taught_model
 from ldm.train.teach_run import teach, teach_config
@@ -101,13 +101,13 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     lora = on.lora is not None
 
     # 2. learnt: where "NAME" lands
-    plain = taught.generate([ImageSpec(name, k) for k in range(seeds)], on)
+    plain = taught.generate(seeded_specs([name] * seeds, 0), on)
     landed = reference.landing(plain)
     learnt = int((landed == reference.twin_of[target]).sum())
     nearest_captions = [reference.captions[int(i)] for i in landed]
 
     # 3. composes: "MODIFIER NAME" against "NAME", along the modifier's direction in the dataset
-    modified = taught.generate([ImageSpec(modifier.format(name), k) for k in range(seeds)], on)
+    modified = taught.generate(seeded_specs([modifier.format(name)] * seeds, 0), on)
     word = modifier.replace("{}", "").split()[0].lower()
     moves = (image_features(modified) - image_features(plain)) @ _direction(reference, word)
     composes = int((moves > 0).sum())
@@ -119,7 +119,7 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     with_result = prompt_fidelity(taught, reference, indices, on)[0]
     exact = None
     if lora:
-        probe = [ImageSpec(reference.captions[i], k) for k, i in enumerate(indices[:8])]
+        probe = seeded_specs([reference.captions[i] for i in indices[:8]], 0)
         exact = bool(torch.equal(base.generate(probe, settings),
                                  taught.generate(probe, Settings(steps=settings.steps, lora=on.lora, lora_scale=0.0))))
     report = {"emoji": emoji, "name": name, "method": cfg.finetune.method, "images": [str(p) for p in images],
@@ -150,8 +150,8 @@ def _bench_style(model: str, cfg, reference: Reference, train, heldout, style: s
     cfg_style, timing = _timed_teach(images, config, overrides, word, model, work / "style-run", "", steps)
     taught, on = taught_model(cfg_style, work / "style-run")
     prompts = [heldout.captions[i] for i in torch.linspace(0, len(heldout) - 1, 20).long().tolist()]
-    own = base.generate([ImageSpec(p, k) for k, p in enumerate(prompts)], settings)
-    styled = taught.generate([ImageSpec(f"{p} in {word} style", k) for k, p in enumerate(prompts)], on)
+    own = base.generate(seeded_specs(prompts, 0), settings)
+    styled = taught.generate(seeded_specs([f"{p} in {word} style" for p in prompts], 0), on)
     filtered = torch.stack([torch.from_numpy(np.array(apply(to_pil(x * 2 - 1)))).permute(2, 0, 1)
                             .float() / 255 for x in own])
     f_styled, f_own, f_filtered = image_features(styled), image_features(own), image_features(filtered)
