@@ -12,6 +12,7 @@ written (each is written atomically), adding images encodes only the new ones, a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -32,21 +33,36 @@ CACHE_VERSION = "3"
 SHARD_ROWS = 4096  # ~80 MB a shard at 64 px with MiniLM captions; small enough to spread over processes
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over a model's config and parameter bytes."""
+def weights_digest(model: torch.nn.Module, known_tokens: int | None = None) -> str:
+    """sha256 over a model's config and parameter bytes as loaded: LoRA adapters (peft's layers) left out and,
+    given `known_tokens` (a text encoder's), the embedding rows of tokens added since (textual inversion)."""
     h = hashlib.sha256()
     config = getattr(model, "config", None)
+    if known_tokens is not None and getattr(config, "vocab_size", known_tokens) != known_tokens:
+        config = copy.deepcopy(config)
+        config.vocab_size = known_tokens  # as it was before tokens were added
     # diffusers' own entries (_use_default_values, _name_or_path, ...) are bookkeeping, and one is a list in set
     # order, which differs between processes: a key must be the same in every process of a launch
     items = sorted((k, v) for k, v in dict(config).items() if not str(k).startswith("_")) \
         if hasattr(config, "items") else config
     h.update(repr(items).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(base_weights(model, known_tokens).items()):
         h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         # the bytes in row-major order whatever the memory format (a channels_last 1x1 conv weight counts as
         # contiguous yet has a last stride above 1)
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def base_weights(model: torch.nn.Module, known_tokens: int | None = None) -> dict[str, torch.Tensor]:
+    """A model's state dict under its own names without the LoRA adapters loaded into it (a LoRA switched on for
+    one request changes no weight of the model), and with `known_tokens`, without rows of tokens added since."""
+    state = {name.replace(".base_layer.", "."): tensor for name, tensor in model.state_dict().items()
+             if not any(part.startswith("lora_") for part in name.split("."))}
+    if known_tokens is not None and hasattr(model, "get_input_embeddings"):
+        table = next(name for name, module in model.named_modules() if module is model.get_input_embeddings())
+        state[f"{table}.weight"] = state[f"{table}.weight"][:known_tokens]
+    return state
 
 
 def _digest(parts) -> str:

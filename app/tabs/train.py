@@ -48,8 +48,8 @@ def build(shared: Shared) -> TrainTab:
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
         with gr.Column(scale=3):
-            line = gr.Markdown(elem_id="train-status")
-            loss = gr.LinePlot(x="step", y="loss", title="Loss", height=220, elem_id="train-loss")
+            line = gr.Markdown(label="Status", elem_id="train-status")
+            loss = gr.LinePlot(x="step", y="loss", title="Loss", label="Loss", height=220, elem_id="train-loss")
             preview = result_image("Newest preview (fixed seeds: the name alone, then the class)",
                                    elem_id="train-preview", height=PANEL)
             files = gr.File(label="Result downloads (LoRA or embedding, and its card)", file_count="multiple",
@@ -58,7 +58,7 @@ def build(shared: Shared) -> TrainTab:
     outputs = [line, loss, preview, files, name, timer]
 
     def begin(images, name, class_prompt, method, steps):
-        return shown(h.start(images, name, class_prompt, method, steps))
+        return shown(h.start(images, name, class_prompt, method, steps))[:-1]
 
     def status():
         return shown(h.status())
@@ -66,8 +66,12 @@ def build(shared: Shared) -> TrainTab:
     def poll():
         return shown(h.status(), name=False)
 
-    wire(start.click, begin, [images, name, class_prompt, method, steps], outputs, api_name="train_start",
-         concurrency_id="train")
-    wire(stop.click, lambda: shown(h.stop()), None, outputs, api_name="train_stop", concurrency_id="train")
+    # the API's answer leaves the timer out (it is no value a caller can use); a private step sets it after
+    for started in (wire(start.click, begin, [images, name, class_prompt, method, steps], outputs[:-1],
+                         api_name="train_start", concurrency_id="train"),
+                    wire(stop.click, lambda: shown(h.stop())[:-1], None, outputs[:-1], api_name="train_stop",
+                         concurrency_id="train")):
+        started.then(lambda: gr.Timer(active=h.status().running), None, timer, api_visibility="private",
+                     show_progress="hidden")
     wire(timer.tick, poll, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return TrainTab(files, status, outputs)

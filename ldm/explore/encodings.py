@@ -22,9 +22,11 @@ IMAGE_BATCH, TEXT_BATCH = 64, 256
 
 
 def model_digests(model) -> dict[str, str]:
-    """What a view's encodings depend on besides its images: the VAE's and the text encoder's weights."""
+    """What a view's encodings depend on besides its images: the VAE's and the text encoder's weights, as loaded
+    (a LoRA or a taught word loaded since changes no caption's encoding)."""
     with model.exclusive():  # not while a request switches a LoRA into the text encoder
-        return {"vae": weights_digest(model.vae), "text_encoder": weights_digest(model.pipe.text_encoder)}
+        return {"vae": weights_digest(model.vae),
+                "text_encoder": weights_digest(model.pipe.text_encoder, model.pipe.tokenizer.vocab_size)}
 
 
 def explorer_cache_dir() -> Path:

@@ -43,3 +43,24 @@ def test_a_waiting_thread_sees_the_preparing_threads_progress(tiny_model):
     worker.join()
     assert view.ready and seen and all(total == 7 for _, total in seen)
     assert seen == sorted(seen) and seen[0][0] < 7  # the waiter reported the other thread's advance
+
+
+def test_the_digests_are_the_loaded_weights_whatever_lora_or_taught_word_is_loaded_since(tiny_pipeline, tmp_path):
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    from ldm.explore.encodings import model_digests
+    from ldm.sampling.concepts import load_embedding
+    from ldm.sampling.sampler import load_sampling_model
+
+    model = load_sampling_model(tiny_pipeline, "cpu", "bf16")  # its own copy: the session's stays as loaded
+    loaded = model_digests(model)
+    width = model.pipe.text_encoder.get_input_embeddings().weight.shape[-1]
+    save_file({"zorbly": torch.randn(1, width)}, tmp_path / "learned_embeds.safetensors")
+    load_embedding(model.pipe, tmp_path / "learned_embeds.safetensors")
+    model.pipe.text_encoder.add_adapter(LoraConfig(r=2, target_modules=["query", "value"]), adapter_name="lora0")
+    assert any("lora_" in name for name in model.pipe.text_encoder.state_dict())
+    assert model_digests(model) == loaded  # the map built before still opens
+    with torch.no_grad():
+        model.pipe.text_encoder.get_input_embeddings().weight[5] += 1  # a known word's vector: another encoder
+    assert model_digests(model)["text_encoder"] != loaded["text_encoder"]
