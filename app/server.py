@@ -129,7 +129,8 @@ def serve(args: argparse.Namespace, auth: tuple | None, out_dir: Path) -> None:
     live_model = load_sampling_model(live, args.device) if live else None
     view = DatasetView.for_model(model, args.data, args.data_limit, explorer_cache_dir())
     # the Train tab's worker runs scripts/teach.py on the same model folder, niced, one job at a time
-    teach = TeachJobs(Path(args.teach_dir), args.model, args.max_teach_steps) if args.max_teach_steps else None
+    teach = TeachJobs(Path(args.teach_dir), args.model, args.max_teach_steps, downloads=out_dir / "teach") \
+        if args.max_teach_steps else None
     shared = Shared(model, view, out_dir / "requests", lora_choices(model, args.lora), args.max_work,
                     args.max_batch, batcher_thread=False, live=live_model, max_live=args.max_live, teach=teach)
     if view is not None:  # encode first thing, so that the first map or anomaly score need not wait for it
@@ -167,7 +168,7 @@ def launch(demo, args: argparse.Namespace, auth: tuple | None, **page) -> None:
     # max_threads: each waiting live image holds one of Gradio's worker threads (blocked, no CPU); with --max-live
     # of them waiting, queued jobs must still find threads of their own
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size=f"{UPLOAD_MB}mb", allowed_paths=[args.teach_dir], show_error=True, ssr_mode=False,
+                max_file_size=f"{UPLOAD_MB}mb", show_error=True, ssr_mode=False,
                 quiet=True, prevent_thread_lock=True, state_session_capacity=args.max_sessions,
                 max_threads=40 + args.max_live + args.max_batch, **page)
 

@@ -93,7 +93,8 @@ def embed_prompts(tokenizer, text_encoder: torch.nn.Module, prompts: list[str]) 
         return_tensors="pt",
     )
     device = next(text_encoder.parameters()).device
-    mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
+    config = getattr(text_encoder, "module", text_encoder).config  # a training encoder is wrapped by DDP
+    mask = tokens.attention_mask.to(device) if getattr(config, "use_attention_mask", False) else None
     return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
 
 

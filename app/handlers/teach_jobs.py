@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -122,11 +123,17 @@ class TeachJobs:
     """A server's teach runs under one folder: at most one worker at a time, each run's folder named by its concept.
 
     `model` is the pipeline folder taught; `max_steps` the budget of one job; `extra` more teach.py arguments
-    (a test's small settings, `--set KEY=VALUE`).
+    (a test's small settings, `--set KEY=VALUE`); `downloads` the folder of the copies the page may fetch (default:
+    a new temporary folder).
     """
 
-    def __init__(self, root: Path, model: str | Path, max_steps: int = MAX_TEACH_STEPS, extra: list[str] | None = None):
+    def __init__(self, root: Path, model: str | Path, max_steps: int = MAX_TEACH_STEPS, extra: list[str] | None = None,
+                 downloads: Path | None = None):
         self.root = Path(root)
+        # the page fetches copies from here, never from the teach folder: that holds the users' uploads, their
+        # training views, checkpoints and logs, none of which a web route may reach
+        self.downloads = Path(downloads or tempfile.mkdtemp(prefix="ldm-teach-downloads-"))
+        self._own_downloads = downloads is None
         self.model = str(model)
         self.max_steps = max_steps
         self.extra = list(extra or [])
@@ -227,6 +234,19 @@ class TeachJobs:
                 {"name": job.name, "method": job.method, "class_prompt": job.class_prompt, "steps": job.steps}))
         self.jobs[job.out] = job
 
+    def offer(self, job: Job, path: Path) -> str:
+        """A copy of one of a run's files (a preview, the result, the card) for the page to show or download,
+        refreshed when the file changed."""
+        copy = self.downloads / job.out.name / path.name
+        done = copy.stat() if copy.is_file() else None
+        now = path.stat()
+        if done is None or (done.st_size, done.st_mtime_ns) != (now.st_size, now.st_mtime_ns):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            part = copy.with_name(f"{copy.name}.part")
+            shutil.copy2(path, part)  # keeps the modification time compared above
+            part.replace(copy)  # a page fetching it meanwhile gets the old copy or the new one, whole
+        return str(copy)
+
     def stop(self) -> Job:
         """Stop the running job: Ctrl-C first (the run saves its step as a checkpoint), a second Stop ends it at
         once (it then resumes from its last checkpoint)."""
@@ -249,3 +269,5 @@ class TeachJobs:
                     job.proc.wait(timeout_s)
                 except subprocess.TimeoutExpired:
                     job.proc.kill()
+        if self._own_downloads:
+            shutil.rmtree(self.downloads, ignore_errors=True)

@@ -95,7 +95,7 @@ class TrainHandlers(TabHandlers):
 
     def _status_of(self, job: Job) -> TeachStatus:
         p = read_progress(job.out)
-        preview = str(p.preview) if p.preview else None
+        preview = self.jobs.offer(job, p.preview) if p.preview else None
         shown = dict(losses=p.losses, preview=preview, name=job.name)
         if job.running():
             if job.stopping:
@@ -110,8 +110,8 @@ class TrainHandlers(TabHandlers):
             self.publish_results()
             use = (f"pick {job.name} in Generate's LoRA list" if (job.out / LORA_FILE).is_file()
                    else f"write {job.name} in any prompt")
-            return TeachStatus(f"{job.name}: done after {p.done} steps: {use}", files=[str(f) for f in p.files],
-                               **shown)
+            return TeachStatus(f"{job.name}: done after {p.done} steps: {use}",
+                               files=[self.jobs.offer(job, f) for f in p.files], **shown)
         code = None if job.proc is None else job.proc.returncode
         resumable = self.jobs.resumable(job.name) is not None
         again = "press Start with the same name to resume it" if resumable else "no checkpoint was saved yet"

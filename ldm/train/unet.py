@@ -78,6 +78,9 @@ class UNetTraining:
     guard: NonFiniteGuard
     loss: Callable[..., torch.Tensor]  # the target's: (unet, latents, embeds, generator, tc) -> loss
     text_encoder_trains: bool = False  # its LoRA adapters: then it is in each checkpoint too
+    # the prepared model whose weights train, through which gradients sync and clip: the UNet, or the text encoder
+    # when only it trains (textual inversion)
+    learner: torch.nn.Module | None = None
 
     def state(self) -> TrainingState:
         """What a checkpoint holds: the UNet (and a text encoder that trains), the optimizer and LR schedule."""
@@ -97,8 +100,13 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
     ema = target.make_ema(tc.ema_decay) if tc.ema_decay > 0 else None
     optimizer = make_optimizer(target.trainable, tc)
     lr_scheduler = make_lr_scheduler(optimizer, tc, accelerator.num_processes)
-    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
-    if target.encode_prompts_each_step:  # its adapters train
+    unet_trains = any(p.requires_grad for p in unet.parameters())
+    if unet_trains:
+        unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    else:  # textual inversion: DistributedDataParallel refuses a model without a weight that trains
+        optimizer, lr_scheduler = accelerator.prepare(optimizer, lr_scheduler)
+        unet.to(device)
+    if target.encode_prompts_each_step:  # its adapters (or its new token's vector) train
         text_encoder = accelerator.prepare(text_encoder)
     if ema is not None:
         ema.to(device)
@@ -106,7 +114,7 @@ def prepare_training(accelerator: Accelerator, target: FreshUNet, tc: TrainConfi
     text_encoder.to(device)
     return UNetTraining(accelerator, tc, unet, text_encoder, target.noise_scheduler, target.trainable, optimizer,
                         lr_scheduler, ema, NonFiniteGuard(tc.max_nonfinite_steps), target.loss,
-                        target.encode_prompts_each_step)
+                        target.encode_prompts_each_step, unet if unet_trains else text_encoder)
 
 
 class CachedBatches:
@@ -172,7 +180,7 @@ def unet_step(run: UNetTraining, step: int,
     accelerator, tc, unet, device = run.accelerator, run.tc, run.unet, run.accelerator.device
     loss_ok, losses = True, []
     for micro in range(tc.gradient_accumulation_steps):
-        with accelerator.accumulate(unet):
+        with accelerator.accumulate(run.learner):
             latents, embeds, gen = batches(step, micro)
             # autocast here as well as in the prepared UNet: frozen models the loss runs (a teacher) share it
             with accelerator.autocast():
@@ -182,8 +190,8 @@ def unet_step(run: UNetTraining, step: int,
                 continue
             accelerator.backward(loss)
             losses.append(loss.detach())
-    updated, grad_norm = optimizer_update(accelerator, unet, run.optimizer, run.lr_scheduler, tc, run.guard, step,
-                                          loss_ok)
+    updated, grad_norm = optimizer_update(accelerator, run.learner, run.optimizer, run.lr_scheduler, tc, run.guard,
+                                          step, loss_ok)
     if updated and run.ema is not None:
         run.ema.step(run.trainable)
     return updated, grad_norm, losses

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -244,6 +245,21 @@ def test_path_traversal_probes_are_refused(app_url, probe):
     assert status in (403, 404) or b"root:" not in body
     assert status != 200 or b"root:x:" not in body
     assert status in (400, 403, 404, 405), status
+
+
+def test_the_teach_folder_is_not_served(app_url):
+    # a run folder holds the user's training views (and .jobs/ their uploads): the page gets copies of the results
+    # from a folder of their own, so no route reaches these
+    view = APP_LOG[-1].parent / "teach" / "probe" / "teach-images" / "00.png"
+    view.parent.mkdir(parents=True, exist_ok=True)
+    view.write_bytes(b"a user's picture")
+    for route in (f"gradio_api/file={view}", f"file={view}", f"gradio_api/file={urllib.parse.quote(str(view))}"):
+        try:
+            with urllib.request.urlopen(app_url + route, timeout=10) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        assert status in (403, 404) and b"a user's picture" not in body, (route, status)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -89,6 +89,12 @@ def test_a_run_shows_progress_and_its_lora_appears_in_generate(train, shared, tm
     assert [os.path.basename(f) for f in done.files] == ["pytorch_lora_weights.safetensors", "README.md",
                                                          "teach.json"]
     assert [s for s, _ in done.losses] == [1, 2, 3]
+    # the page gets copies from a folder of their own: the teach folder (uploads, views) is never served
+    run = tmp_path / "teach" / "zorbly"
+    for offered in [done.preview, *done.files]:
+        assert not offered.startswith(str(tmp_path / "teach")), offered
+        assert open(offered, "rb").read() == (run / ("samples" if offered == done.preview else "")
+                                              / os.path.basename(offered)).read_bytes()
     assert len(os.listdir(tmp_path / "teach" / "zorbly" / "samples")) >= 3
     # the LoRA is in Generate's picker, and renders
     assert shared.models.loras["zorbly"].endswith("zorbly/pytorch_lora_weights.safetensors")
