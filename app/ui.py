@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.events import event, one_line_inputs
-from app.handlers.handoffs import gallery_image, morph_handoff, picture_handoff, run_seed, walk_handoff
+from app.handlers.handoffs import gallery_image, morph_handoff, picture_handoff, run_seed, train_handoff, walk_handoff
 from app.handlers.png_info import PngInfoHandlers
 from app.handlers.shared import Shared
 from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, train, walk
@@ -79,5 +79,12 @@ def build_ui(shared: Shared) -> gr.Blocks:
                                                         gr.Tabs(selected="img2img"))),
                               [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],
                               api_visibility="private")
+        if shared.teach is not None:  # a picture from any tab joins the Train tab's images
+            for send, sources, picture in ((gen.to_train, [gen.chosen_image, gen.gallery], gallery_image),
+                                           (edit.to_train, [edit.chosen, edit.gallery], gallery_image),
+                                           (info.to_train, [info.upload], lambda path: path)):
+                send.click(event(lambda *values, picture=picture: (train_handoff(picture(*values[:-1]), values[-1]),
+                                                                   gr.Tabs(selected="train"))),
+                           [*sources, train_tab.images], [train_tab.images, tabs], api_visibility="private")
     one_line_inputs(demo)
     return demo

@@ -17,6 +17,15 @@ def picture_handoff(path, prompt: str | None = None) -> tuple[str, str | None]:
     return path, lines[0] if lines else None
 
 
+def train_handoff(path, current) -> list[str]:
+    """The Train tab's images with one more (a file, or Gradio's file data) at the end, unless it is there."""
+    added, _ = upload(path)
+    if not added:
+        raise LdmError("there is no image to send yet")
+    kept = [p for p, _ in (upload(item) for item in (current or []) if item) if p]
+    return kept if added in kept else [*kept, added]
+
+
 def gallery_image(chosen: str | None, gallery) -> str | None:
     """The clicked gallery image's file, else the gallery's first."""
     if chosen:

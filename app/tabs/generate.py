@@ -48,6 +48,7 @@ class GenerateTab:
     model: gr.Radio
     lora_row: gr.Row
     lora: gr.Dropdown
+    to_train: gr.Button
 
 
 def seed_of(evt: gr.SelectData) -> int:
@@ -187,6 +188,7 @@ def build(shared: Shared) -> GenerateTab:
                 to_walk = gr.Button("Walk from this seed")
                 to_morph = gr.Button("Morph from this prompt")
                 to_img2img = gr.Button("Send to Image to image")
+                to_train = gr.Button("Send to Train", visible=shared.teach is not None)
     # the clicked image's seed and file; None: none clicked since the last run
     chosen_seed, chosen_image = gr.State(None), gr.State(None)
     dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
@@ -204,4 +206,4 @@ def build(shared: Shared) -> GenerateTab:
                 api_visibility="private")
     follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations])
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
-                       guidance, scheduler, width, height, model, lora_row, lora)
+                       guidance, scheduler, width, height, model, lora_row, lora, to_train)

@@ -23,6 +23,9 @@ class Img2ImgTab:
     prompt: gr.Textbox
     negative: gr.Textbox
     seed: gr.Number
+    gallery: gr.Gallery
+    chosen: gr.State  # the clicked result's file
+    to_train: gr.Button
 
 
 def build(shared: Shared) -> Img2ImgTab:
@@ -56,7 +59,9 @@ def build(shared: Shared) -> Img2ImgTab:
             gallery = result_gallery("Images", columns=4, elem_id="img2img-gallery")
             params = gr.Textbox(label="Parameters", lines=4, interactive=False)
             files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
-            again = gr.Button("Use this image as the picture")  # the clicked result (else the first) edited further
+            with gr.Row():
+                again = gr.Button("Use this image as the picture")  # the clicked result (else the first) edited further
+                to_train = gr.Button("Send to Train", visible=shared.teach is not None)
     chosen = gr.State(None)
     job = wire(go.click, h.image_to_image,
                [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
@@ -65,7 +70,7 @@ def build(shared: Shared) -> Img2ImgTab:
         stop_button(shared.stops, [job], stopped)
     gallery.select(picked_image, None, chosen, api_visibility="private")
     again.click(event(lambda c, g: gallery_image(c, g)), [chosen, gallery], editor, api_visibility="private")
-    return Img2ImgTab(editor, prompt, negative, seed)
+    return Img2ImgTab(editor, prompt, negative, seed, gallery, chosen, to_train)
 
 
 def picked_image(evt: gr.SelectData) -> str | None:

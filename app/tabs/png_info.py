@@ -20,6 +20,7 @@ class PngInfoTab:
     text: gr.Textbox
     to_generate: gr.Button
     to_img2img: gr.Button
+    to_train: gr.Button
 
 
 def build(shared: Shared) -> PngInfoTab:
@@ -34,6 +35,7 @@ def build(shared: Shared) -> PngInfoTab:
             with gr.Row():
                 to_generate = gr.Button("Send to Generate")
                 to_img2img = gr.Button("Send to Image to image")
+                to_train = gr.Button("Send to Train", visible=shared.teach is not None)
     wire(upload.upload, h.png_info, upload, [text, table], api_name="png_info")
     upload.clear(lambda: ("", None), None, [text, table], api_visibility="private")
-    return PngInfoTab(upload, text, to_generate, to_img2img)
+    return PngInfoTab(upload, text, to_generate, to_img2img, to_train)

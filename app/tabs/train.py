@@ -17,9 +17,10 @@ POLL_S = 2.0  # how often an open page asks how the run goes, while one runs
 
 @dataclass
 class TrainTab:
-    """What other tabs follow: the result files (a new result refreshes Generate's LoRA picker)."""
+    """What other tabs follow: the result files (a new result refreshes Generate's LoRA picker), and the images."""
 
     files: gr.File
+    images: gr.File  # the concept's images: other tabs send theirs here
     status: object  # () -> the outputs: a reloaded page shows the server's job (app/ui.py runs it on load)
     outputs: list
 
@@ -74,4 +75,4 @@ def build(shared: Shared) -> TrainTab:
         started.then(lambda: gr.Timer(active=h.status().running), None, timer, api_visibility="private",
                      show_progress="hidden")
     wire(timer.tick, poll, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    return TrainTab(files, status, outputs)
+    return TrainTab(files, images, status, outputs)

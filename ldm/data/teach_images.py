@@ -45,6 +45,14 @@ def background_of(pixels: torch.Tensor) -> torch.Tensor:
     return border.median(dim=1).values[:, None, None]
 
 
+def centred(pixels: torch.Tensor, opacity: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's content redrawn centred, its longer side `share` of the frame, on its own background (the
+    layout of a model's own training images: the emoji set's is 0.9); the opacity of the result (opaque)."""
+    out = [redraw(p, _content_alpha(p, a), Layout(share), background_of(p).expand_as(p))
+           for p, a in zip(pixels, opacity, strict=True)]
+    return torch.stack(out), torch.ones_like(opacity)
+
+
 def augmented_views(pixels: torch.Tensor, opacity: torch.Tensor, count: int, gen: torch.Generator,
                     flip: bool = True) -> torch.Tensor:
     """`count` views (count, 3, H, W): the images as they are first, then each in turn redrawn at a small random

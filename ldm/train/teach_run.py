@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ldm.config import Config, load_config, validate
-from ldm.data.teach_images import augmented_views, load_concept_images, write_view_folder
+from ldm.data.teach_images import augmented_views, centred, load_concept_images, write_view_folder
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, folder_geometry
 from ldm.models import load_tokenizer
@@ -86,6 +86,8 @@ def teach(images: list[Path], cfg: Config, out: str | Path, resume: str | None =
         # image folder (kept for --resume)
         check_new_word(load_tokenizer(Path(cfg.finetune.init_from) / "tokenizer"), t.name)
         pixels, opacity = load_concept_images(images, cfg.data.resolution)
+        if t.centre_share > 0:
+            pixels, opacity = centred(pixels, opacity, t.centre_share)
         views_dir = out / VIEWS_DIR
         if resume is None or not views_dir.is_dir():
             views = augmented_views(pixels, opacity, max(t.views, len(images)), torch.Generator().manual_seed(tc.seed),

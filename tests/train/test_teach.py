@@ -11,7 +11,7 @@ from support import TINY
 
 from ldm.config import load_config
 from ldm.data.dataset import build_dataset
-from ldm.data.teach_images import augmented_views, load_concept_images, write_view_folder
+from ldm.data.teach_images import augmented_views, centred, load_concept_images, write_view_folder
 from ldm.errors import LdmError
 from ldm.models import build_noise_scheduler, build_unet, embed_prompts, load_text_encoder
 from ldm.sampling.concepts import concept_file, load_embedding, read_embedding
@@ -221,6 +221,22 @@ def test_views_keep_the_images_then_shift_and_scale_them(tmp_path):
     assert len(lines) == 12 and lines[0]["text"] == ["zorbly", "zorbly face"]
     assert (folder / lines[-1]["file_name"]).is_file() and not list(tmp_path.glob(".views*"))
 
+
+def test_images_are_centred_at_the_share_of_the_frame_on_their_own_background():
+    # three drawings of one thing at other places and sizes become one layout, as the model's own training images
+    # have one per caption (three layouts of one word drew as colour mush: README, Benchmarks)
+    pixels = torch.full((3, 3, 40, 40), 0.6)  # a light grey background
+    pixels[0, :, 2:12, 4:14] = -1  # a 10 px black square, top left
+    pixels[1, :, 20:40, 5:25] = -1  # 20 px, at the bottom edge
+    pixels[2, :, 14:20, 30:36] = -1  # 6 px, right of centre
+    out, opacity = centred(pixels, torch.ones(3, 1, 40, 40), 0.9)
+    assert out.shape == pixels.shape and torch.equal(opacity, torch.ones(3, 1, 40, 40))
+    for image in out:
+        dark = (image[0] < -0.5).nonzero()
+        (top, left), (bottom, right) = dark.min(0).values.tolist(), dark.max(0).values.tolist()
+        assert (bottom - top + 1, right - left + 1) == (36, 36) and (top, left) == (2, 2)  # 0.9 of 40, centred
+        assert image[0, 0, 0] == pytest.approx(0.6) and image[0, -1, -1] == pytest.approx(0.6)  # its own background
+    assert (out[0] - out[1]).abs().mean() < 0.02 and (out[0] - out[2]).abs().mean() < 0.02
 
 
 @pytest.mark.parametrize("config", ["configs/teach_dreambooth.yaml", "configs/teach_ti.yaml"])

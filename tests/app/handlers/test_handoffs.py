@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.handlers.handoffs import morph_handoff, picture_handoff, run_seed, walk_handoff
+from app.handlers.handoffs import morph_handoff, picture_handoff, run_seed, train_handoff, walk_handoff
 from ldm.errors import LdmError
 
 
@@ -31,3 +31,12 @@ def test_any_shown_picture_goes_to_image_to_image_with_its_prompts_first_line():
     assert picture_handoff("/f/pick.png") == ("/f/pick.png", None)
     with pytest.raises(LdmError, match="no image to send yet"):
         picture_handoff(None, "x")
+
+
+def test_a_picture_sent_to_train_joins_its_images_once():
+    assert train_handoff("/r/seed-1.png", None) == ["/r/seed-1.png"]
+    dropped = [{"path": "/g/abc/mine.png", "orig_name": "mine.png"}, "/r/seed-1.png"]
+    assert train_handoff({"path": "/r/seed-2.png"}, dropped) == ["/g/abc/mine.png", "/r/seed-1.png", "/r/seed-2.png"]
+    assert train_handoff("/r/seed-1.png", dropped) == ["/g/abc/mine.png", "/r/seed-1.png"]  # there already
+    with pytest.raises(LdmError, match="no image to send yet"):
+        train_handoff(None, dropped)
