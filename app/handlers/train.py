@@ -106,8 +106,7 @@ class TrainHandlers(TabHandlers):
                                    running=True, **shown)
             left = None if p.seconds_per_step is None else p.seconds_per_step * (job.steps - p.done)
             return TeachStatus(f"{job.name}: step {p.done} / {job.steps} · {eta(left)}", running=True, **shown)
-        if p.files:
-            self.publish_results()
+        if p.files:  # status() offered it to the other tabs first
             use = (f"pick {job.name} in Generate's LoRA list" if (job.out / LORA_FILE).is_file()
                    else f"write {job.name} in any prompt")
             return TeachStatus(f"{job.name}: done after {p.done} steps: {use}",

@@ -27,3 +27,17 @@ class PreviewSettle:
         self.last = images.detach().cpu()
         recent = self.changes[-self.patience:]
         return self.patience > 0 and len(recent) == self.patience and max(recent) < self.tolerance
+
+
+class SettlesOnPreviews:
+    """A teach Target's early stop (mixed in before its Target class): settled() once teach.settle_patience
+    previews in a row each moved less than teach.settle_tolerance."""
+
+    _settle: PreviewSettle | None = None
+
+    def settled(self, preview: torch.Tensor) -> bool:
+        """Whether the previews stopped changing."""
+        if self._settle is None:
+            t = self.cfg.teach
+            self._settle = PreviewSettle(t.settle_patience, t.settle_tolerance)
+        return self._settle.update(preview)

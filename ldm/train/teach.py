@@ -23,7 +23,7 @@ from ldm.pipeline_folder import assemble_pipeline
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.shards import metadata, write_tensors
-from ldm.train.early_stop import PreviewSettle
+from ldm.train.early_stop import SettlesOnPreviews
 from ldm.train.losses import diffusion_loss, per_sample_diffusion_loss
 from ldm.train.targets import LoraFinetune
 from ldm.train.teach_inputs import check_new_word
@@ -70,7 +70,7 @@ def cached_class_latents(path: Path, prompt: str, count: int, steps: int, seed: 
     return latents
 
 
-class DreamBoothLora(LoraFinetune):
+class DreamBoothLora(SettlesOnPreviews, LoraFinetune):
     """LoRA adapters on a pipeline folder's UNet that learn teach.name from the run's images, with prior
     preservation from teach.class_prompt; the result is a LoRA file."""
 
@@ -81,7 +81,6 @@ class DreamBoothLora(LoraFinetune):
         check_new_word(self.tokenizer, cfg.teach.name)
         t = cfg.teach
         self.prior = bool(t.class_prompt) and t.class_images > 0 and t.prior_weight > 0
-        self.settle = PreviewSettle(t.settle_patience, t.settle_tolerance)
         self.class_latents: torch.Tensor | None = None
         self.class_embeds: torch.Tensor | None = None
 
@@ -126,6 +125,3 @@ class DreamBoothLora(LoraFinetune):
         return prior_preservation_loss(unet, self.noise_scheduler, latents, embeds, class_latents, class_embeds,
                                        generator, self.cfg.teach.prior_weight, tc.snr_gamma)
 
-    def settled(self, preview: torch.Tensor) -> bool:
-        """Whether the previews stopped changing (teach.settle_patience in a row under the tolerance)."""
-        return self.settle.update(preview)

@@ -18,7 +18,7 @@ from ldm.config import Config, dump_config
 from ldm.io import write_text_atomic
 from ldm.sampling.concepts import EMBEDDING_FILE
 from ldm.shards import write_tensors
-from ldm.train.early_stop import PreviewSettle
+from ldm.train.early_stop import SettlesOnPreviews
 from ldm.train.targets import FullFinetune, LoraFinetune
 from ldm.train.teach_inputs import check_new_word
 
@@ -76,7 +76,7 @@ def save_embedding(path: str | Path, token: str, vectors: torch.Tensor) -> Path:
     return Path(path)
 
 
-class TextualInversion(LoraFinetune):
+class TextualInversion(SettlesOnPreviews, LoraFinetune):
     """A new token for teach.name, its input embedding alone trained; the result is its embedding file.
 
     Like a LoRA run it trains a few parameters beside a frozen model, and keeps their EMA the same way (the
@@ -87,7 +87,6 @@ class TextualInversion(LoraFinetune):
     def __init__(self, cfg: Config, output_dir: Path, vae_path: str | None = None):
         FullFinetune.__init__(self, cfg, output_dir, vae_path)  # LoraFinetune's own would add adapter checks
         check_new_word(self.tokenizer, cfg.teach.name)
-        self.settle = PreviewSettle(cfg.teach.settle_patience, cfg.teach.settle_tolerance)
 
     def build(self) -> None:
         """The folder's frozen UNet and the encoder's new token; only its vector trains."""
@@ -98,10 +97,6 @@ class TextualInversion(LoraFinetune):
                                        self.cfg.teach.class_prompt)
         self.token = self.tokenizer.convert_ids_to_tokens(int(self.embedding.ids[0]))
         self.trainable = [self.embedding.vectors]
-
-    def settled(self, preview: torch.Tensor) -> bool:
-        """Whether the previews stopped changing."""
-        return self.settle.update(preview)
 
     def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
         """The embedding file load_textual_inversion reads, and the resolved config beside it."""
