@@ -279,3 +279,50 @@ def format_flood_report(r: dict, model: str, student: str) -> str:
         f"live frames answered meanwhile: {r['live_answers']} ({r['live_per_s']:.1f}/s); of all {r['live_total']} "
         f"moves {r['live_refused']} refused as busy; errors {len(r['errors'])}, tracebacks in the log "
         f"{r['tracebacks']}"])
+
+
+def bench_during_teach(model: str | Path, requests: int = 10, steps: int = 14, teach_steps: int = 1000) -> dict:
+    """/generate latency (one image, sequential requests) on an idle server and while the Train tab's worker
+    teaches a concept (3 images, the default LoRA method), started and stopped through the tab's API."""
+    import gradio_client
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory(prefix="ldm-bench-teach-") as tmp:
+        images = []
+        for k in range(3):
+            images.append(Path(tmp) / f"concept-{k}.png")
+            Image.new("RGB", (64, 64), (220, 40 + 60 * k, 40)).save(images[-1])
+        server = Server(["--model", str(model), "--live-model", "none", "--teach-dir", str(Path(tmp) / "teach"),
+                         "--max-teach-steps", str(teach_steps)], log=Path(tmp) / "app.log")
+        try:
+            run_load(server.url, 1, 2, steps)  # warm-up: first calls allocate and compile
+            idle = run_load(server.url, 1, requests, steps)["latencies_s"]
+            client = gradio_client.Client(server.url, verbose=False)
+            client.predict([gradio_client.handle_file(str(p)) for p in images], "zorbly", "", "lora", teach_steps,
+                           api_name="/train_start")
+            teach_dir = Path(tmp) / "teach" / "zorbly"
+            deadline = time.time() + 600
+            while not list((teach_dir / "logs").glob("**/events.out.tfevents.*")):  # the worker is stepping
+                if time.time() > deadline:
+                    raise RuntimeError("the teach worker logged no step within 600 s")
+                time.sleep(1)
+            busy = run_load(server.url, 1, requests, steps)["latencies_s"]
+            client.predict(api_name="/train_stop")
+        finally:
+            server.stop()
+        log = (Path(tmp) / "app.log").read_text()
+    return {"requests": requests, "steps": steps, "idle": idle, "teaching": busy, "tracebacks": log.count("Traceback")}
+
+
+def format_teach_load_report(r: dict, model: str) -> str:
+    """/generate's latency while a teach job runs, against idle (the issue's ask: measured, not a target)."""
+    from benchmarks.machine import machine_info
+
+    cpu = machine_info()
+    idle, busy = _p95(r["idle"]), _p95(r["teaching"])
+    return "\n".join([
+        f"/generate ({Path(model).name}, 1 image, {r['steps']} steps, {r['requests']} requests one after another) "
+        f"while the Train tab's worker (nice 10) teaches a concept; {cpu['cpu']}, {cpu['cpu_count']} CPUs",
+        f"idle:     p50 {statistics.median(r['idle']):.2f} s, p95 {idle:.2f} s",
+        f"teaching: p50 {statistics.median(r['teaching']):.2f} s, p95 {busy:.2f} s  ->  {busy / idle:.2f}x idle",
+        f"tracebacks in the log: {r['tracebacks']}"])

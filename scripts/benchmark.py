@@ -61,6 +61,8 @@ def parse_args() -> argparse.Namespace:
                          "shipped student; 'none': skip)")
     ui.add_argument("--flood", type=int, default=0, metavar="CLIENTS",
                     help="instead: /generate's latency idle and while CLIENTS pages drag a live slider (the student's)")
+    ui.add_argument("--during-teach", action="store_true",
+                    help="instead: /generate's latency idle and while the Train tab's worker teaches a concept")
     live = sub.add_parser("realtime", help="frames/s of a 48-frame seed walk and prompt morph: the few-step student, "
                           "its teacher and stock diffusers, with the time split")
     live.add_argument("--student", default=str(DEFAULT_STUDENT),
@@ -303,6 +305,10 @@ def main() -> None:
         from benchmarks.live import bench_live, format_live_report
 
         print(format_live_report(bench_live(args.model, args.samples)))
+    elif args.command == "ui" and args.during_teach:
+        from benchmarks.ui import bench_during_teach, format_teach_load_report
+
+        print(format_teach_load_report(bench_during_teach(args.model, args.requests, args.steps), args.model))
     elif args.command == "ui" and args.flood:
         from benchmarks.ui import bench_live_flood, format_flood_report
 

@@ -76,8 +76,10 @@ class GenerateHandlers(TabHandlers):
 
     def live_generate(self, prompt: str, seed: int = 0, guidance: float | None = None, variation_seed: int = 1,
                       variation_strength: float = 0.0, concept_from: str = "", concept_to: str = "",
-                      concept_strength: float = 0.0, client: str = LOCAL) -> str:
-        """The image for the controls as they are now: seed, variation, and a concept direction's strength."""
+                      concept_strength: float = 0.0, lora: str = NO_LORA, lora_scale: float = 1.0,
+                      client: str = LOCAL) -> str:
+        """The image for the controls as they are now: seed, variation, a concept direction's strength, and a
+        LoRA (a taught concept: the live student draws it too)."""
         prompt = checks.prompt(prompt)
         strength = server("variation_strength", variation_strength)
         concept = server("mix", concept_strength)
@@ -87,4 +89,6 @@ class GenerateHandlers(TabHandlers):
             raise LdmError("a concept slider needs both of its prompts (e.g. smiling face -> crying face)")
         spec = ImageSpec(prompt, server("seed", seed), server("seed", variation_seed) if strength else None,
                          strength, mix=concept_mix(concept_from, concept_to, concept))
-        return live_image(self.shared, spec, guidance, client)
+        lora_file = self.shared.models.lora(self.shared.models.live, lora)
+        return live_image(self.shared, spec, guidance, client, lora_file,
+                          server("lora_scale", lora_scale) if lora_file else 1.0)

@@ -13,7 +13,7 @@ LOCAL = "local"  # the client a library caller's live calls count as (the web UI
 
 
 def live_image(shared: Shared, spec: ImageSpec | Callable[[], ImageSpec], guidance: float | None = None,
-               client: str = LOCAL) -> str:
+               client: str = LOCAL, lora: str | None = None, lora_scale: float = 1.0) -> str:
     """One image from the live model (a student: a few steps, no CFG pass; at most LIVE_STEPS), as a PNG.
 
     spec: the image, or what works it out on the model's thread; client: who asks (its newer call replaces
@@ -21,7 +21,8 @@ def live_image(shared: Shared, spec: ImageSpec | Callable[[], ImageSpec], guidan
     model = shared.models.live
     if guidance is not None:
         guidance = server("guidance", guidance)
-    s = model.resolve(Settings(guidance_scale=guidance, steps=shared.models.live_steps))
+    s = model.resolve(Settings(guidance_scale=guidance, steps=shared.models.live_steps, lora=lora,
+                               lora_scale=lora_scale))
 
     def render() -> str:
         image_spec = spec() if callable(spec) else spec

@@ -49,7 +49,7 @@ class Models:
         """The file of the LoRA a request names for `model` (None for none), or a one-line refusal."""
         if name in (None, NO_LORA):
             return None
-        if model is not self.main:
+        if model is not self.main and model is not self.live:  # the live student is the main model's: its LoRAs fit
             raise LdmError(f"the LoRAs here are for {self.main.name}; pick that model to use one")
         if choice("LoRA", name) not in self.loras:
             raise LdmError(f"unknown LoRA {name!r}")

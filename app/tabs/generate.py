@@ -140,9 +140,10 @@ def follow_live(h: GenerateHandlers, live_on: gr.Checkbox, live_image: gr.Image,
         # every control change arrives here; only with the switch on does it render
         return follow(*values, request=request) if on else gr.skip()
 
-    prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept = inputs
+    prompt, seed, guidance, variation_seed, variation, concept_from, concept_to, concept, lora, lora_scale = inputs
     gr.on([live_on.change, prompt.input, seed.change, guidance.change, variation_seed.change, variation.change,
-           concept.change, concept_from.submit, concept_to.submit], when_live, [live_on, *inputs], live_image,
+           concept.change, concept_from.submit, concept_to.submit, lora.change, lora_scale.change], when_live,
+          [live_on, *inputs], live_image,
           preprocess=False, **LIVE_EVENT)
     gr.api(image_api(h.live_generate), api_name="live_generate")
 
@@ -204,6 +205,6 @@ def build(shared: Shared) -> GenerateTab:
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
     model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
                 api_visibility="private")
-    follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations])
+    follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations, lora, lora_scale])
     return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
                        guidance, scheduler, width, height, model, lora_row, lora, to_train)

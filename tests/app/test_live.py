@@ -209,3 +209,22 @@ def test_a_students_png_sends_the_student_back_to_generate_and_xyz_plots_with_th
                                                  x_axis="seed=1,2", model=student)
     assert "Sampler: LCM" in read_png_parameters(cells[0])
     assert f"Model hash: {shared.models.live.model_hash}" in read_png_parameters(cells[0])
+
+
+def test_a_taught_lora_draws_in_the_live_student_too(shared, tiny_student, tmp_path):
+    # a LoRA of the main model fits its student (the same UNet, plus a guidance embedding): taught concepts show
+    # in the live image as in Generate
+    from ldm.config import FinetuneConfig
+    from ldm.train.finetune import add_lora, save_lora
+
+    unet = type(tiny_student.pipe.unet).from_config(tiny_student.pipe.unet.config)
+    for param in add_lora(unet, FinetuneConfig(lora_rank=4, lora_alpha=4)):
+        torch.nn.init.normal_(param, std=0.5)  # an adapter that moves the image
+    shared.models.loras["taught"] = str(save_lora(unet, tmp_path / "taught"))
+    h = GenerateHandlers(shared)
+    plain = _pixels(h.live_generate("a red square", seed=5))
+    taught = h.live_generate("a red square", seed=5, lora="taught")
+    assert np.abs(_pixels(taught) - plain).max() > 10 and "LoRA: " in read_png_parameters(taught)
+    assert np.array_equal(_pixels(h.live_generate("a red square", seed=5, lora="taught", lora_scale=0.0)), plain)
+    with pytest.raises(LdmError, match="unknown LoRA 'other'"):
+        h.live_generate("a red square", seed=5, lora="other")
