@@ -203,6 +203,9 @@ class TeachConfig:
     # several layouts of one word into colour mush: measured 0/8 with 24 views, 8/8 with the 3 images centred
     views: int = 0
     flip: bool = False  # views may be mirrored (never for a concept with a handedness: text, a logo)
+    # dreambooth: weight of rows that keep the empty prompt's prediction as it was, at the instance images
+    # (classifier-free guidance measures every prompt against it); 0 turns them off
+    keep_unconditional: float = 0.0
     # each image's content centred at this share of the frame, on its own background, before any view is made
     # (0: as given, for photos)
     centre_share: float = 0.0
@@ -311,6 +314,7 @@ LIMITS = {
     "teach.settle_tolerance": _AT_LEAST_0,
     "teach.views": _AT_LEAST_0,
     "teach.centre_share": _SHARE,
+    "teach.keep_unconditional": _AT_LEAST_0,
 }
 
 

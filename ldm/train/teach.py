@@ -4,14 +4,17 @@ UNet from a few images captioned with a new word, while class images the model d
 
 The loss follows diffusers' examples/dreambooth/train_dreambooth_lora.py: instance and class rows go through the
 UNet as one batch, and the class rows' denoising loss, weighted by teach.prior_weight, is added to the instance
-rows'. Class images are drawn once (with the adapters off) and kept as latents beside the run, so a resumed run
-reads them instead of drawing them again.
+rows'. Rows that hold the empty prompt's prediction where the frozen model had it (teach.keep_unconditional)
+join the same UNet call. Class images are drawn once (with the adapters off) and kept as latents beside the run,
+so a resumed run reads them instead of drawing them again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,7 +27,7 @@ from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import SamplingModel
 from ldm.shards import metadata, write_tensors
 from ldm.train.early_stop import SettlesOnPreviews
-from ldm.train.losses import diffusion_loss, per_sample_diffusion_loss
+from ldm.train.losses import noised, row_losses
 from ldm.train.targets import LoraFinetune
 from ldm.train.teach_inputs import check_new_word
 
@@ -34,14 +37,69 @@ CLASS_LATENTS_FILE = "class_latents.safetensors"
 
 def prior_preservation_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.Tensor,
                             class_latents: torch.Tensor, class_embeds: torch.Tensor, generator: torch.Generator,
-                            prior_weight: float, snr_gamma: float | None = None) -> torch.Tensor:
+                            prior_weight: float, snr_gamma: float | None = None,
+                            kept: KeptUnconditional | None = None) -> torch.Tensor:
     """DreamBooth's loss: the instance rows' mean denoising loss plus prior_weight times the class rows', from one
-    UNet call over both (noise and timesteps drawn for the instance rows first, then the class rows)."""
+    UNet call over both (noise and timesteps drawn for the instance rows first, then the class rows); with `kept`,
+    its rows in the same call."""
     # L = E[|eps - eps_theta(x_t, t, c)|^2] + lambda E[|eps' - eps_theta(x'_t', t', c_pr)|^2]  (paper eq. 2)
-    both = per_sample_diffusion_loss(unet, noise_scheduler, torch.cat([latents, class_latents]),
-                                     torch.cat([embeds, class_embeds.to(embeds.dtype)]), generator, snr_gamma)
+    noisy, t, target = noised(noise_scheduler, torch.cat([latents, class_latents]), generator)
+    n, m = latents.shape[0], class_latents.shape[0]
+    return _weighted_rows(unet, noise_scheduler, (noisy, t, target, torch.cat([embeds, class_embeds.to(embeds.dtype)])),
+                          [1.0 / n] * n + [prior_weight / m] * m, generator, snr_gamma, latents, kept)
+
+
+def instance_loss(unet, noise_scheduler, latents: torch.Tensor, embeds: torch.Tensor, generator: torch.Generator,
+                  snr_gamma: float | None = None, kept: KeptUnconditional | None = None) -> torch.Tensor:
+    """The instance rows' mean denoising loss (no prior term); with `kept`, its rows in the same call."""
+    noisy, t, target = noised(noise_scheduler, latents, generator)
     n = latents.shape[0]
-    return both[:n].mean() + prior_weight * both[n:].mean()
+    return _weighted_rows(unet, noise_scheduler, (noisy, t, target, embeds), [1.0 / n] * n, generator, snr_gamma,
+                          latents, kept)
+
+
+@dataclass
+class KeptUnconditional:
+    """Rows that keep the empty prompt's prediction as the model made it before teaching: at the instance images'
+    x_t, the adapted UNet's unconditional prediction is pulled toward the frozen model's.
+
+    Classifier-free guidance draws every prompt as u + g (c - u): adapters that move the unconditional prediction
+    u, which no instance row trains, move every prompt's images."""
+
+    uncond: torch.Tensor  # the empty prompt's embedding (1, L, D)
+    weight: float
+    frozen: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t, embeds) -> prediction
+    rows: int = 1  # of each micro-batch's instance images
+
+
+def _weighted_rows(unet, noise_scheduler, rows: tuple, weights: list[float], generator: torch.Generator,
+                   snr_gamma: float | None, latents: torch.Tensor, kept: KeptUnconditional | None) -> torch.Tensor:
+    # one UNet call over every row (DDP syncs once per backward); min-SNR weights the denoising rows only
+    noisy, t, target, embeds = rows
+    denoising = len(t)
+    if kept is not None and kept.weight > 0:
+        latents = latents[:kept.rows]  # a frozen forward per row: a few rows hold the empty prompt in place
+        k_noisy, k_t, _ = noised(noise_scheduler, latents, generator)
+        uncond = kept.uncond.expand(latents.shape[0], -1, -1).to(latents.device, embeds.dtype)
+        with torch.no_grad():
+            k_target = kept.frozen(k_noisy, k_t, uncond)
+        noisy, t = torch.cat([noisy, k_noisy]), torch.cat([t, k_t])
+        target, embeds = torch.cat([target, k_target.to(target.dtype)]), torch.cat([embeds, uncond])
+        weights = [*weights, *[kept.weight / latents.shape[0]] * latents.shape[0]]
+    pred = unet(noisy, t, encoder_hidden_states=embeds).sample
+    losses = torch.cat([row_losses(pred[:denoising], target[:denoising], noise_scheduler, t[:denoising], snr_gamma),
+                        row_losses(pred[denoising:], target[denoising:], noise_scheduler, t[denoising:])])
+    return (losses * torch.tensor(weights, device=losses.device, dtype=losses.dtype)).sum()
+
+
+def _frozen(unet: torch.nn.Module, noisy: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    # the model as it was: its adapters off for one call (on the module a DDP wrapper holds)
+    inner = getattr(unet, "module", unet)
+    inner.disable_adapters()
+    try:
+        return inner(noisy, t, encoder_hidden_states=embeds).sample
+    finally:
+        inner.enable_adapters()
 
 
 def draw_class_latents(model: SamplingModel, prompt: str, count: int, steps: int, seed: int,
@@ -85,11 +143,12 @@ class DreamBoothLora(SettlesOnPreviews, LoraFinetune):
         self.class_embeds: torch.Tensor | None = None
 
     def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
-        """The frozen VAE on the device, and the class prompt's embedding."""
+        """The frozen VAE on the device, and the class prompt's and the empty prompt's embeddings."""
         super().place(device, tc, mixed_precision)
+        self.text_encoder.to(device)
         if self.prior:
-            self.text_encoder.to(device)
             self.class_embeds = encode_prompts(self.tokenizer, self.text_encoder, [self.cfg.teach.class_prompt])
+        self.uncond_embeds = encode_prompts(self.tokenizer, self.text_encoder, [""])
 
     def before_steps(self, batches, start: int, tc: TrainConfig, device: torch.device,
                      caption_lists: Sequence[Sequence[str]], show_progress: bool = False) -> None:
@@ -117,11 +176,14 @@ class DreamBoothLora(SettlesOnPreviews, LoraFinetune):
     def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
              generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
         """The instance loss, plus the weighted prior term over as many class rows (drawn from `generator`)."""
+        kept = None
+        if self.cfg.teach.keep_unconditional > 0:
+            kept = KeptUnconditional(self.uncond_embeds, self.cfg.teach.keep_unconditional, partial(_frozen, unet))
         if not self.prior:
-            return diffusion_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma)
+            return instance_loss(unet, self.noise_scheduler, latents, embeds, generator, tc.snr_gamma, kept)
         rows = torch.randint(len(self.class_latents), (latents.shape[0],), generator=generator)
         class_latents = self.class_latents[rows].to(latents.device, latents.dtype)
         class_embeds = self.class_embeds.expand(latents.shape[0], -1, -1).to(embeds.device)
         return prior_preservation_loss(unet, self.noise_scheduler, latents, embeds, class_latents, class_embeds,
-                                       generator, self.cfg.teach.prior_weight, tc.snr_gamma)
+                                       generator, self.cfg.teach.prior_weight, tc.snr_gamma, kept)
 

@@ -17,7 +17,7 @@ from ldm.models import build_noise_scheduler, build_unet, embed_prompts, load_te
 from ldm.sampling.concepts import concept_file, load_embedding, read_embedding
 from ldm.train.early_stop import PreviewSettle
 from ldm.train.losses import per_sample_diffusion_loss
-from ldm.train.teach import cached_class_latents, prior_preservation_loss
+from ldm.train.teach import KeptUnconditional, _frozen, cached_class_latents, instance_loss, prior_preservation_loss
 from ldm.train.teach_inputs import MAX_IMAGES, check_name, check_new_word, image_paths
 from ldm.train.teach_run import captions, teach_config
 from ldm.train.textual_inversion import NewTokenEmbedding, add_new_token, save_embedding
@@ -72,6 +72,34 @@ def test_prior_term_trains_on_the_class_rows_only_when_weighted(tiny_unet):
         grads.append(class_latents.grad.abs().sum())
     unet.zero_grad()
     assert grads[0] == 0 and grads[1] > 0
+
+
+def test_kept_rows_pull_the_empty_prompts_prediction_back_to_the_frozen_models():
+    from ldm.config import FinetuneConfig
+    from ldm.train.finetune import add_lora
+
+    cfg = load_config(TINY)
+    torch.manual_seed(0)
+    unet, scheduler = build_unet(cfg.unet, 4, 8, 384), build_noise_scheduler(cfg.noise)
+    adapters = add_lora(unet, FinetuneConfig(lora_rank=4, lora_alpha=4))
+    (latents, embeds), (_, uncond) = _batch(1), _batch(3, 1)
+
+    def loss(weight: float | None) -> torch.Tensor:
+        kept = None if weight is None else KeptUnconditional(uncond, weight, lambda *a: _frozen(unet, *a))
+        return instance_loss(unet, scheduler, latents, embeds, torch.Generator().manual_seed(5), None, kept)
+
+    with torch.no_grad():
+        plain = float(loss(None))
+        assert float(loss(1.0)) == pytest.approx(plain, rel=1e-6)  # untrained adapters: the frozen model exactly
+        for param in adapters:
+            param.add_(torch.randn_like(param) * 0.3)  # adapters that moved the model
+        moved = float(loss(None))
+        assert float(loss(2.0)) - moved == pytest.approx(2 * (float(loss(1.0)) - moved), rel=1e-4)
+        assert float(loss(1.0)) > moved
+    unet.zero_grad()
+    (loss(1.0) - loss(None)).backward()  # the kept rows alone train the adapters toward the frozen model
+    assert all(p.grad is not None for p in adapters) and sum(float(p.grad.abs().sum()) for p in adapters) > 0
+    assert unet.peft_config and all(not p.requires_grad for n, p in unet.named_parameters() if "lora_" not in n)
 
 
 def test_class_latents_are_drawn_once_per_setting(tmp_path):
