@@ -62,8 +62,10 @@ def build(shared: Shared) -> Img2ImgTab:
             with gr.Row():
                 again = gr.Button("Use this image as the picture")  # the clicked result (else the first) edited further
                 to_train = gr.Button("Send to Train", visible=shared.teach is not None)
+    # the clicked result's file; None: none clicked since the last run (a hand-off then takes the new first)
     chosen = gr.State(None)
-    job = wire(go.click, h.image_to_image,
+    new_run = go.click(lambda: None, None, chosen, api_visibility="private", preprocess=False)
+    job = wire(new_run.then, h.image_to_image,
                [editor, prompt, negative, seed, steps, guidance, scheduler, strength, num_images, blur, content, area,
                 padding], [gallery, params, files], shared.stops, api_name="image_to_image")
     with stop_slot:

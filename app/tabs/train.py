@@ -28,7 +28,9 @@ class TrainTab:
 def shown(status: TeachStatus, name: bool = True) -> tuple:
     """A status as the tab's outputs: line, loss plot, preview, files, the job's name (unless `name` is False:
     a poll leaves what the user is typing alone), and the poll timer on or off."""
-    losses = pd.DataFrame(status.losses, columns=["step", "loss"])
+    # no frame until there is a point: the page's plot keeps the axes and margins of the first frame it draws
+    # (later frames only replace its data), and an empty frame draws category axes with no room for labels
+    losses = pd.DataFrame(status.losses, columns=["step", "loss"]) if status.losses else None
     return (status.line, losses, status.preview, status.files or None,
             status.name if name and status.name else gr.skip(), gr.Timer(active=status.running))
 
@@ -50,7 +52,9 @@ def build(shared: Shared) -> TrainTab:
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
         with gr.Column(scale=3):
             line = gr.Markdown(label="Status", elem_id="train-status")
-            loss = gr.LinePlot(x="step", y="loss", title="Loss", label="Loss", height=220, elem_id="train-loss")
+            # labels of one width: a later frame's wider ones would be clipped (the margins are the first frame's)
+            loss = gr.LinePlot(x="step", y="loss", title="Loss", label="Loss", height=220, y_axis_format=".3f",
+                               elem_id="train-loss")
             preview = result_image("Newest preview (fixed seeds: the name alone, then the class)",
                                    elem_id="train-preview", height=PANEL)
             files = gr.File(label="Result downloads (LoRA or embedding, and its card)", file_count="multiple",

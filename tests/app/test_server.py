@@ -396,6 +396,17 @@ def test_browser_inpainting_png_info_and_send_to(app_url, tmp_path):
         page.get_by_role("button", name="Use this image as the picture").click()
         page.wait_for_timeout(1500)
         assert page.locator(".toast-body:visible").count() == 0
+        # a result clicked in one run is forgotten by the next: Send to Train takes the new run's first
+        srcs = "[...document.querySelectorAll('#img2img-gallery img')].map(e => e.src)"
+        before = page.evaluate(srcs)
+        page.locator("#img2img-gallery img").nth(1).click()
+        page.locator("#img2img-button").click()
+        page.wait_for_function(f"{srcs}.length > 0 && !{srcs}.some(s => {before!r}.includes(s))", timeout=120_000)
+        page.get_by_role("button", name="Send to Train").locator("visible=true").click()
+        page.locator("#train-images a").first.wait_for(timeout=30_000)
+        sent = page.locator("#train-images a").first.get_attribute("href")
+        assert sent not in before and sent in page.evaluate(srcs), (sent, before)
+        page.get_by_role("tab", name="Image to image").click()
         # PNG Info reads a PNG's parameters and sends them to Generate
         made = page.locator("#img2img-gallery img").first.get_attribute("src")
         page.get_by_role("tab", name="PNG Info").click()
@@ -439,10 +450,18 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(app_url)
-        page.get_by_role("tab", name="Train").click()
+        # a generated image sent to Train opens the tab with that image in its list
+        page.get_by_label("number input for Images").locator("visible=true").fill("1")
+        page.get_by_label("number input for Steps").locator("visible=true").fill("2")
+        page.locator("#generate-button").click()
+        page.locator("#generate-gallery img").first.wait_for(timeout=120_000)
+        made = page.locator("#generate-gallery img").first.get_attribute("src").rsplit("/", 1)[-1]
+        page.get_by_role("button", name="Send to Train").locator("visible=true").click()
+        page.locator(f'#train-images td[aria-label="{made}"]').wait_for(timeout=30_000)
+        assert page.get_by_role("tab", name="Train").get_attribute("aria-selected") == "true"
         page.wait_for_function(f"{status}.includes('No teach job yet')", timeout=30_000)  # the page has loaded
 
-        def start(name: str, steps: int) -> None:  # drop the images, name the concept, Start
+        def start(name: str, steps: int) -> None:  # drop the images (after those sent), name the concept, Start
             page.locator("#train-images input[type=file]").set_input_files([str(p) for p in images])
             page.locator('#train-images td[aria-label="mine-2.png"]').wait_for(timeout=30_000)
             page.locator("#train-name textarea").fill(name)
@@ -450,13 +469,26 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
             page.locator("#train-start").click()
 
         start("zorbly", 300)
+        assert page.locator("#train-images td.filename").count() == 4
         # while it runs: steps with an ETA, then a loss point and a preview grid (every 50 steps)
         page.wait_for_function(f"{status}.includes('ETA')", timeout=180_000)
         page.locator("#train-preview img").wait_for(timeout=180_000)
+        # the loss plot has number axes (ticks like 0.120, not one per point), every label inside the plot
+        page.wait_for_function("[...document.querySelectorAll('#train-loss svg text')].some(t => "
+                               "/^[0-9]+[.][0-9]{3}$/.test(t.textContent))", timeout=60_000)
+        cut = page.evaluate("() => { const box = document.querySelector('#train-loss svg').getBoundingClientRect();"
+                            " return [...document.querySelectorAll('#train-loss svg text')].filter(t => {"
+                            " const r = t.getBoundingClientRect(); return r.left < box.left - 1 ||"
+                            " r.right > box.right + 1 || r.bottom > box.bottom + 1; }).map(t => t.textContent); }")
+        assert cut == [], cut
         page.screenshot(path=str(ARTIFACTS / "tab-train.png"), full_page=True)
         page.locator("#train-stop").click()
         page.wait_for_function(f"{status}.includes('stopped after step')", timeout=120_000)
         assert "Start with the same name to resume" in page.locator("#train-status").inner_text()
+        job, = (f.parent for f in (APP_LOG[-1].parent / "teach" / ".jobs").glob("*/job.json")
+                if json.loads(f.read_text())["name"] == "zorbly")
+        taught = sorted(p.name for p in (job / "images").iterdir())
+        assert taught == sorted([made, *(p.name for p in images)])  # the sent image is taught with the dropped ones
         assert page.locator("#train-files td.filename").count() == 0  # nothing half-made offered
         # a reloaded page shows the job; a short run under a new name ends with its files, the LoRA in Generate
         page.reload()
