@@ -287,6 +287,8 @@ def bench_during_teach(model: str | Path, requests: int = 10, steps: int = 14, t
     import gradio_client
     from PIL import Image
 
+    from app.handlers.teach_jobs import read_progress
+
     with tempfile.TemporaryDirectory(prefix="ldm-bench-teach-") as tmp:
         images = []
         for k in range(3):
@@ -300,9 +302,8 @@ def bench_during_teach(model: str | Path, requests: int = 10, steps: int = 14, t
             client = gradio_client.Client(server.url, verbose=False)
             client.predict([gradio_client.handle_file(str(p)) for p in images], "zorbly", "", "lora", teach_steps,
                            api_name="/train_start")
-            teach_dir = Path(tmp) / "teach" / "zorbly"
             deadline = time.time() + 600
-            while not list((teach_dir / "logs").glob("**/events.out.tfevents.*")):  # the worker is stepping
+            while read_progress(Path(tmp) / "teach" / "zorbly").done == 0:  # until the worker logs a step
                 if time.time() > deadline:
                     raise RuntimeError("the teach worker logged no step within 600 s")
                 time.sleep(1)

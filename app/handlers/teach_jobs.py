@@ -155,6 +155,10 @@ class TeachJobs:
                 continue  # a job folder left half-made by a crash: nothing to resume from it
         return jobs
 
+    def running(self) -> bool:
+        """Whether a job's worker is at work (at most one is)."""
+        return any(job.running() for job in self.jobs.values())
+
     def finished(self) -> list[Job]:
         """The runs whose result and card are complete, oldest first."""
         return [job for job in self.jobs.values() if not job.running() and result_files(job.out)]

@@ -76,7 +76,7 @@ def build(shared: Shared) -> TrainTab:
                          api_name="train_start", concurrency_id="train"),
                     wire(stop.click, lambda: shown(h.stop())[:-1], None, outputs[:-1], api_name="train_stop",
                          concurrency_id="train")):
-        started.then(lambda: gr.Timer(active=h.status().running), None, timer, api_visibility="private",
+        started.then(lambda: gr.Timer(active=h.jobs.running()), None, timer, api_visibility="private",
                      show_progress="hidden")
     wire(timer.tick, poll, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return TrainTab(files, images, status, outputs)

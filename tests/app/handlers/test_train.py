@@ -79,13 +79,14 @@ def test_bad_input_is_one_line_and_starts_nothing(kwargs, message, train, tmp_pa
 def test_a_run_shows_progress_and_its_lora_appears_in_generate(train, shared, tmp_path):
     status = train.start(_images(tmp_path / "imgs") + [{"path": str(tmp_path / "imgs" / "0.png"),
                                                          "orig_name": "mine.png"}], " zorbly ", "a square", "lora", 3)
-    assert status.running and status.name == "zorbly" and status.files == []
+    assert status.running and status.name == "zorbly" and status.files == [] and train.jobs.running()
     with pytest.raises(LdmError, match="a teach job is running already .'zorbly'."):
         train.start(_images(tmp_path / "imgs"), "blorp")
     mid = _wait(train, lambda s: s.losses and s.preview)
     assert mid.losses[0][0] >= 1 and mid.losses[0][1] > 0 and mid.preview.endswith(".png")
     done = _wait(train, lambda s: not s.running)
     assert "done after 3 steps" in done.line and "LoRA list" in done.line, done.line
+    assert not train.jobs.running()  # the page's poll timer goes off
     assert [os.path.basename(f) for f in done.files] == ["pytorch_lora_weights.safetensors", "README.md",
                                                          "teach.json"]
     assert [s for s, _ in done.losses] == [1, 2, 3]
