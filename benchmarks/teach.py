@@ -3,9 +3,14 @@ forgotten, style; with wall time, CPU time, load average and peak RSS.
 
 - Learnt: of `seeds` images of "NAME", how many land nearest the held-out emoji over the whole emoji set (train
   and held-out, twins as one: ldm.evaluate.Reference.landing).
-- Composes: "MODIFIER NAME" against "NAME" from the same seeds moves the image's features toward the modifier:
-  the direction is the mean feature of the dataset images whose caption holds the modifier's word minus the mean
-  of all; a seed composes when (features(modified) - features(plain)) . direction > 0.
+- Composes: for each modifier the dataset knows (MODIFIERS: colours, skin tones, "face") and each seed, the change
+  features("MODIFIER NAME") - features("NAME") is projected on that modifier's direction (the mean feature of the
+  dataset images whose caption holds its word minus the mean of all). The pair composes when the modifier moves
+  the image along its own direction further than the other modifiers' changes do on average: a change that only
+  breaks the name, or one that ignores the modifier, scores about half by chance and 0 respectively. The same is
+  measured on the base model with the trained emoji nearest the taught one, so a colour the model cannot put on
+  such an emoji at all is told apart from one the teaching lost (one modifier was the measure before: "blue",
+  which the model itself does not compose on a crab or a cat either).
 - Nothing forgotten: top-1 fidelity on `captions` evaluation captions (ldm.evaluate.prompt_fidelity) with the result
   loaded, against the model's own; and at LoRA scale 0 whether every image is the model's own, exactly.
 - Style: `style_images` training emoji through an image filter the model never saw (FILTERS) are taught as a style
@@ -38,6 +43,7 @@ from ldm.sampling.sampler import load_sampling_model
 from ldm.train.teach_card import taught_model
 from ldm.train.teach_run import teach, teach_config
 
+MODIFIERS = ("blue {}", "red {}", "white {}", "{}: dark skin tone", "{}: light skin tone", "{} face")
 MARGINS = (0.05, 0.12, 0.2)  # three renderings of the held-out emoji: its size in the frame differs
 FILTERS = {  # styles the emoji set never holds
     "sketch": lambda img: ImageOps.grayscale(img).filter(ImageFilter.CONTOUR).convert("RGB"),
@@ -74,7 +80,37 @@ def _direction(reference: Reference, word: str) -> torch.Tensor:
     return reference.features[having].mean(0) - reference.features.mean(0)
 
 
-def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, class_prompt: str, modifier: str,
+def modifier_word(modifier: str) -> str:
+    """The word of a modifier ("{}: dark skin tone" -> "dark") whose dataset captions give its direction."""
+    return modifier.replace("{}", " ").replace(":", " ").split()[0].lower()
+
+
+def specific_moves(deltas: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Per modifier and seed (M x S), whether the modifier's change (deltas: M x S x F) goes along its own direction
+    (directions: M x F) further than the other modifiers' changes go along it on average."""
+    along = torch.einsum("msf,kf->mks", deltas, directions)  # change m along direction k
+    own = along.diagonal(dim1=0, dim2=1).T
+    others = (along.sum(0) - own) / (len(directions) - 1)
+    return own > others
+
+
+def composition(model, on: Settings, subject: str, modifiers: list[str], directions: torch.Tensor,
+                seeds: int) -> torch.Tensor:
+    """specific_moves of each "MODIFIER subject" against "subject", seeds 0..seeds-1 (M x S booleans)."""
+    plain = image_features(model.generate(seeded_specs([subject] * seeds, 0), on))
+    deltas = torch.stack([image_features(model.generate(seeded_specs([m.format(subject)] * seeds, 0), on)) - plain
+                          for m in modifiers])
+    return specific_moves(deltas, directions)
+
+
+def nearest_trained(reference: Reference, index: int) -> str:
+    """The caption of the training image nearest image `index`, its twins left out."""
+    distances = (reference.features[:reference.trained] - reference.features[index]).norm(dim=1)
+    distances[[i for i in reference.twins(index) if i < reference.trained]] = float("inf")
+    return reference.captions[int(distances.argmin())]
+
+
+def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, class_prompt: str, modifiers: list[str],
                 steps: int | None, seeds: int, captions: int, style: str | None, style_images: int,
                 work: Path, overrides: list[str]) -> dict:
     """Teach the held-out `emoji` (3 renderings) as `name`, then measure; a style run too unless style is None."""
@@ -83,6 +119,7 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     train, heldout = build_dataset(model_cfg.data, "train"), build_dataset(model_cfg.data, "heldout")
     reference = Reference.from_datasets([train, heldout], evaluation_offer(model_cfg.data))
     record = _heldout_record(dataset, emoji)
+    directions = torch.stack([_direction(reference, modifier_word(m)) for m in modifiers])  # refused before teaching
     target = reference.trained + list(heldout.captions).index(emoji)
     font = load_emoji_font(DEFAULT_FONT)
     size = model_cfg.data.resolution
@@ -106,15 +143,14 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     learnt = int((landed == reference.twin_of[target]).sum())
     nearest_captions = [reference.captions[int(i)] for i in landed]
 
-    # 3. composes: "MODIFIER NAME" against "NAME", along the modifier's direction in the dataset
-    modified = taught.generate(seeded_specs([modifier.format(name)] * seeds, 0), on)
-    word = modifier.replace("{}", "").split()[0].lower()
-    moves = (image_features(modified) - image_features(plain)) @ _direction(reference, word)
-    composes = int((moves > 0).sum())
+    # 3. composes: each "MODIFIER NAME" against "NAME"; the base model on the nearest trained emoji beside it
+    base = load_sampling_model(model, None, "fp32", cfg.train_unet.guidance_scale)
+    neighbour = nearest_trained(reference, target)
+    composes = composition(taught, on, name, modifiers, directions, seeds)
+    composes_known = composition(base, settings, neighbour, modifiers, directions, seeds)
 
     # 4. nothing forgotten: fidelity with the result at scale 1 against the model's own; scale 0 is the model
     indices = caption_sample(reference, captions)
-    base = load_sampling_model(model, None, "fp32", cfg.train_unet.guidance_scale)
     own = prompt_fidelity(base, reference, indices, settings)[0]
     with_result = prompt_fidelity(taught, reference, indices, on)[0]
     exact = None
@@ -124,7 +160,8 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
                                  taught.generate(probe, Settings(steps=settings.steps, lora=on.lora, lora_scale=0.0))))
     report = {"emoji": emoji, "name": name, "method": cfg.finetune.method, "images": [str(p) for p in images],
               **timing, "learnt": learnt, "seeds": seeds, "nearest": nearest_captions,
-              "modifier": modifier.format(name), "composes": composes, "fidelity_own": own,
+              "modifiers": [m.format(name) for m in modifiers], "composes": composes.sum(1).tolist(),
+              "neighbour": neighbour, "composes_neighbour": composes_known.sum(1).tolist(), "fidelity_own": own,
               "fidelity_with_result": with_result, "fidelity_drop": own - with_result, "scale0_exact": exact,
               "captions": len(indices)}
 
@@ -166,8 +203,12 @@ def format_teach_report(r: dict) -> str:
         f"teach: {r['emoji']!r} as {r['name']!r} ({r['method']}, {r['steps']} steps) from {len(r['images'])} images",
         f"  learnt:      {r['learnt']}/{r['seeds']} seeds land nearest it (target >= 6/8); nearest: "
         + ", ".join(dict.fromkeys(r["nearest"])),
-        f"  composes:    {r['composes']}/{r['seeds']} seeds of {r['modifier']!r} move toward the modifier's "
-        "dataset direction",
+        f"  composes:    {sum(r['composes'])}/{len(r['modifiers']) * r['seeds']} modifier-seed pairs move the image "
+        f"along the modifier's own dataset direction further than the other modifiers do (chance about half); "
+        f"the model itself on the nearest trained emoji {r['neighbour']!r}: {sum(r['composes_neighbour'])}/"
+        f"{len(r['modifiers']) * r['seeds']}",
+        "               " + ", ".join(f"{m!r} {a}/{r['seeds']} ({b})" for m, a, b in
+                                      zip(r["modifiers"], r["composes"], r["composes_neighbour"])),
         f"  forgotten:   top-1 fidelity {r['fidelity_own']:.3f} -> {r['fidelity_with_result']:.3f} with the result "
         f"(drop {r['fidelity_drop']:+.3f}, target <= 0.02) on {r['captions']} captions; scale 0 is the model's own "
         f"exactly: {r['scale0_exact']}",

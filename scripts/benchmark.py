@@ -86,8 +86,9 @@ def parse_args() -> argparse.Namespace:
     teach.add_argument("--emoji", default="octopus", help="a held-out emoji's caption (default octopus)")
     teach.add_argument("--name", default="zorbly", help="the new word (default zorbly)")
     teach.add_argument("--class", dest="class_prompt", default="", help="class prompt (default none)")
-    teach.add_argument("--modifier", default="blue {}", help="a modifier the dataset knows, {} for the name "
-                       "(default 'blue {}')")
+    teach.add_argument("--modifier", action="append", dest="modifiers", metavar="MODIFIER",
+                       help="a modifier the dataset knows, {} for the name (repeatable; default: "
+                       "colours, skin tones and 'face')")
     teach.add_argument("--method", choices=["lora", "ti"], default="lora", help="as scripts/teach.py (default lora)")
     teach.add_argument("--steps", type=int, help="most steps (default: the method's config)")
     teach.add_argument("--seeds", type=int, default=8, help="images of the name (default 8)")
@@ -167,8 +168,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise LdmError(f"--data {args.data} has no heldout.txt: build it with scripts/build_emoji_dataset.py")
         if min(args.seeds, args.captions, args.style_images) < 1:
             raise LdmError("--seeds, --captions and --style-images must be at least 1")
-        if "{}" not in args.modifier:
-            raise LdmError("--modifier needs {} where the name goes, e.g. 'blue {}'")
+        if args.modifiers is not None and (len(args.modifiers) < 2 or any("{}" not in m for m in args.modifiers)):
+            raise LdmError("--modifier needs {} where the name goes, e.g. 'blue {}', and at least two of them")
     if args.command == "schedulers":
         config = Path(args.config) if args.config else Path(args.model) / "ldm_config.yaml"
         if not config.is_file():
@@ -277,13 +278,14 @@ def main_data(args: argparse.Namespace) -> None:
 
 def main_teach(args: argparse.Namespace) -> None:
     """Teach and measure in a work folder (temporary unless --work), then print the report."""
-    from benchmarks.teach import bench_teach, format_teach_report
+    from benchmarks.teach import MODIFIERS, bench_teach, format_teach_report
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     config = str(configs / ("teach_ti.yaml" if args.method == "ti" else "teach_dreambooth.yaml"))
     with tempfile.TemporaryDirectory(prefix="ldm-teach-") as tmp:
         work = Path(args.work or tmp)
-        report = bench_teach(args.model, args.data, config, args.emoji, args.name, args.class_prompt, args.modifier,
+        report = bench_teach(args.model, args.data, config, args.emoji, args.name, args.class_prompt,
+                             args.modifiers or list(MODIFIERS),
                              args.steps, args.seeds, args.captions, None if args.style == "none" else args.style,
                              args.style_images, work, args.overrides)
     print(format_teach_report(report))
