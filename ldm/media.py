@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ldm.errors import LdmError
 from ldm.io import atomic_file
 
 
@@ -36,6 +37,20 @@ def make_grid(images: torch.Tensor, cols: int | None = None, pad: int = 2) -> Im
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         canvas[y:y + h, x:x + w] = arr[k]
     return Image.fromarray(canvas)
+
+
+def grid_tiles(picture: Image.Image, size: int, pad: int = 2) -> torch.Tensor:
+    """The images make_grid tiled into `picture` (each size x size, `pad` apart), row by row, in [0, 1]
+    (N, 3, size, size); the blank cells that fill its last row are left out."""
+    arr = np.asarray(picture.convert("RGB"))
+    cols, rows = (arr.shape[1] - pad) // (size + pad), (arr.shape[0] - pad) // (size + pad)
+    if cols < 1 or rows < 1:
+        raise LdmError(f"a {picture.width}x{picture.height} picture holds no {size}x{size} tile")
+    at = [pad + k * (size + pad) for k in range(max(rows, cols))]
+    tiles = [arr[at[r]:at[r] + size, at[c]:at[c] + size] for r in range(rows) for c in range(cols)]
+    while len(tiles) > 1 and (tiles[-1] == 255).all():
+        tiles.pop()
+    return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).float() / 255
 
 
 def labelled_grid(images: torch.Tensor, x_labels: list[str], y_labels: list[str], z_labels: list[str],

@@ -2,10 +2,12 @@
 
 import imageio_ffmpeg
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from ldm.media import make_grid, save_gif, save_mp4, save_png, to_uint8, write_animation
+from ldm.errors import LdmError
+from ldm.media import grid_tiles, make_grid, save_gif, save_mp4, save_png, to_uint8, write_animation
 
 
 def _frames(n: int = 5, size: int = 17) -> torch.Tensor:
@@ -60,3 +62,13 @@ def test_gif_is_the_file_pil_writes_for_the_upscaled_frames(tmp_path):
                    loop=0, disposal=1)
     ours = save_gif(frames, tmp_path / "ours.gif", fps=10)
     assert ours.read_bytes() == (tmp_path / "pil.gif").read_bytes()
+
+
+def test_grid_tiles_gives_back_the_images_make_grid_tiled_without_the_blank_cells():
+    images = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    tiles = grid_tiles(make_grid(images), 16)  # 3 columns, 2 rows: one blank cell
+    assert tiles.shape == (5, 3, 16, 16)
+    assert torch.equal(tiles, torch.from_numpy(to_uint8(images)).permute(0, 3, 1, 2).float() / 255)
+    assert grid_tiles(make_grid(images[:4], cols=4), 16).shape == (4, 3, 16, 16)
+    with pytest.raises(LdmError, match="holds no 64x64 tile"):
+        grid_tiles(make_grid(images), 64)

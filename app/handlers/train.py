@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from app.handlers.payloads import upload
 from app.handlers.shared import TabHandlers
 from app.handlers.teach_jobs import Job, TeachJobs, read_progress
+from app.handlers.teach_map import TeachMap, note
 from ldm.errors import LdmError
 from ldm.sampling.concepts import EMBEDDING_FILE, LORA_FILE, load_embedding
 
@@ -30,6 +31,7 @@ class TeachStatus:
     files: list[str] = field(default_factory=list)
     running: bool = False
     name: str = ""
+    map: str = ""  # SVG: the job's images and newest preview on the dataset's latent map
 
 
 def eta(seconds: float | None) -> str:
@@ -42,6 +44,10 @@ def eta(seconds: float | None) -> str:
 
 class TrainHandlers(TabHandlers):
     """What the Train tab's controls do."""
+
+    def __init__(self, shared):
+        super().__init__(shared)
+        self.map = TeachMap(shared)
 
     @property
     def jobs(self) -> TeachJobs:
@@ -71,7 +77,8 @@ class TrainHandlers(TabHandlers):
         jobs = self.jobs
         self.publish_results()
         if jobs.current is None:
-            return TeachStatus("No teach job yet: drop 1-50 images of a concept, give it a new name, press Start.")
+            return TeachStatus("No teach job yet: drop 1-50 images of a concept, give it a new name, press Start.",
+                               map=note("Your images will show here among the training set, on its latent map."))
         return self._status_of(jobs.current)
 
     def publish_results(self) -> list[str]:
@@ -96,7 +103,11 @@ class TrainHandlers(TabHandlers):
     def _status_of(self, job: Job) -> TeachStatus:
         p = read_progress(job.out)
         preview = self.jobs.offer(job, p.preview) if p.preview else None
-        shown = dict(losses=p.losses, preview=preview, name=job.name)
+        try:
+            placed = self.map.svg(job, p.preview)
+        except (LdmError, OSError) as exc:  # a file the run replaced meanwhile: the next poll draws it
+            placed = note(f"No map this time: {exc}")
+        shown = dict(losses=p.losses, preview=preview, name=job.name, map=placed)
         if job.running():
             if job.stopping:
                 return TeachStatus(f"{job.name}: stopping after step {p.done} (saving it)...", running=True, **shown)

@@ -26,12 +26,12 @@ class TrainTab:
 
 
 def shown(status: TeachStatus, name: bool = True) -> tuple:
-    """A status as the tab's outputs: line, loss plot, preview, files, the job's name (unless `name` is False:
+    """A status as the tab's outputs: line, loss plot, preview, map, files, the job's name (unless `name` is False:
     a poll leaves what the user is typing alone), and the poll timer on or off."""
     # no frame until there is a point: the page's plot keeps the axes and margins of the first frame it draws
     # (later frames only replace its data), and an empty frame draws category axes with no room for labels
     losses = pd.DataFrame(status.losses, columns=["step", "loss"]) if status.losses else None
-    return (status.line, losses, status.preview, status.files or None,
+    return (status.line, losses, status.preview, status.map, status.files or None,
             status.name if name and status.name else gr.skip(), gr.Timer(active=status.running))
 
 
@@ -53,14 +53,17 @@ def build(shared: Shared) -> TrainTab:
         with gr.Column(scale=3):
             line = gr.Markdown(label="Status", elem_id="train-status")
             # labels of one width: a later frame's wider ones would be clipped (the margins are the first frame's)
+            # steps as whole numbers: with one point the axis would read "10.000000"
             loss = gr.LinePlot(x="step", y="loss", title="Loss", label="Loss", height=220, y_axis_format=".3f",
-                               elem_id="train-loss")
+                               x_axis_format="d", elem_id="train-loss")
             preview = result_image("Newest preview (fixed seeds: the name alone, then the class)",
                                    elem_id="train-preview", height=PANEL)
+            placed = gr.HTML(label="Your images on the latent space map", show_label=True, elem_id="train-map",
+                             js_on_load=None)
             files = gr.File(label="Result downloads (LoRA or embedding, and its card)", file_count="multiple",
                             interactive=False, elem_id="train-files")
     timer = gr.Timer(POLL_S, active=False)
-    outputs = [line, loss, preview, files, name, timer]
+    outputs = [line, loss, preview, placed, files, name, timer]
 
     def begin(images, name, class_prompt, method, steps):
         return shown(h.start(images, name, class_prompt, method, steps))[:-1]
@@ -68,8 +71,13 @@ def build(shared: Shared) -> TrainTab:
     def status():
         return shown(h.status())
 
-    def poll():
-        return shown(h.status(), name=False)
+    def poll(seen: int | None):
+        # the map (a few hundred KB with its thumbnails) goes to the page only when it changed
+        status = h.status()
+        out, drawn = list(shown(status, name=False)), hash(status.map)
+        if drawn == seen:
+            out[outputs.index(placed)] = gr.skip()
+        return *out, drawn
 
     # the API's answer leaves the timer out (it is no value a caller can use); a private step sets it after
     for started in (wire(start.click, begin, [images, name, class_prompt, method, steps], outputs[:-1],
@@ -78,5 +86,7 @@ def build(shared: Shared) -> TrainTab:
                          concurrency_id="train")):
         started.then(lambda: gr.Timer(active=h.jobs.running()), None, timer, api_visibility="private",
                      show_progress="hidden")
-    wire(timer.tick, poll, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    map_seen = gr.State(None)  # the hash of the map this page shows
+    wire(timer.tick, poll, map_seen, [*outputs, map_seen], api_visibility="private", concurrency_limit=None,
+         show_progress="hidden")
     return TrainTab(files, images, status, outputs)

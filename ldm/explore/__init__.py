@@ -10,6 +10,7 @@ tab's API.
 from ldm.explore.drawing import (
     MAP_PAD,
     MAP_SIZE,
+    MapMarks,
     channel_images,
     map_position,
     scatter_svg,
@@ -33,7 +34,7 @@ from ldm.explore.view import SPACES, DatasetView, build_map
 
 __all__ = [
     "ERROR_IMAGES", "MAP_FILE", "MAP_FORMAT", "MAP_PAD", "MAP_SIZE", "PROJECTIONS", "SPACES", "DatasetView",
-    "MapProjection", "PrincipalDirections", "Reconstruction", "anomaly_percentile", "available_projections",
+    "MapMarks", "MapProjection", "PrincipalDirections", "Reconstruction", "anomaly_percentile", "available_projections",
     "build_map", "channel_images", "decode_latents", "encode_latents", "explorer_cache_dir", "fit_map",
     "map_position", "project_2d", "prompt_features", "reconstruct", "reconstruction_report", "scatter_svg",
     "subject_colour", "thumbnail_uri",

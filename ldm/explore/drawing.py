@@ -6,6 +6,7 @@ import base64
 import html
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,15 +65,56 @@ def map_position(xy: np.ndarray, svg_x: float, svg_y: float, size: int = MAP_SIZ
     return lo + (np.array([svg_x, size - svg_y], float) - pad) / inner * span
 
 
+MARK_SHAPES = ("diamond", "ring")  # how scatter_svg draws a group of marks
+
+
+@dataclass
+class MapMarks:
+    """Images placed on a map beside its points (a user's own images, a run's newest previews): drawn larger, in a
+    shape of their own, above the points, and named in the map's legend."""
+
+    xy: np.ndarray  # (M, 2) in the map's coordinates
+    labels: Sequence[str]
+    thumbnails: Sequence[str]
+    colours: Sequence[str]
+    legend: str  # e.g. "your images"
+    shape: str = "diamond"  # one of MARK_SHAPES
+
+
+def _thumb(href: str, x: float, y: float, size: int) -> str:
+    tx, ty = min(x + 6, size - 52), max(y - 54, 2)
+    return f'<image class="thumb" href="{href}" x="{tx:.1f}" y="{ty:.1f}" width="48" height="48"/>'
+
+
+def _mark(shape: str, x: float, y: float, colour: str) -> str:
+    if shape == "diamond":
+        return (f'<rect x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12" transform="rotate(45 {x:.1f} {y:.1f})" '
+                f'fill="{colour}" stroke="#000" stroke-width="2"/>')
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="none" stroke="{colour}" stroke-width="3"/>'
+
+
+def _legend(marks: Sequence[MapMarks]) -> str:
+    parts, y = [], 14
+    for group in marks:
+        parts.append(_mark(group.shape, 14, y, "#888") + f'<text x="28" y="{y + 4}" font-size="13" '
+                     f'font-family="sans-serif">{html.escape(group.legend)}</text>')
+        y += 22
+    return "".join(parts)
+
+
 def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str] | None = None,
                 selected: Sequence[int] = (), size: int = MAP_SIZE, pad: int = MAP_PAD,
-                colours: Sequence[str] | None = None) -> str:
+                colours: Sequence[str] | None = None, marks: Sequence[MapMarks] = ()) -> str:
     """An SVG scatter plot: a <title> label and an optional thumbnail that shows on hover for each point.
 
     Points are filled with `colours` (one #rrggbb each; grey without) and picks drawn larger in red/blue.
-    Every point carries data-i (its index) so a click handler can report which one was picked.
+    Every point carries data-i (its index) so a click handler can report which one was picked. `marks` are
+    drawn above them (no data-i: they are no pick), the frame widened to hold them, and named in a legend.
     """
-    lo, span, inner = _placement(xy, size, pad)
+    for group in marks:
+        if group.shape not in MARK_SHAPES:
+            raise ValueError(f"unknown mark shape {group.shape!r}")
+    lo, span, inner = _placement(np.concatenate([xy, *(group.xy for group in marks)]), size, pad)
     pos = pad + (xy - lo) / span * inner
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" class="ldm-map" '
              f'width="100%" style="max-width:{size}px;background:#fff">']
@@ -83,13 +125,16 @@ def scatter_svg(xy: np.ndarray, labels: Sequence[str], thumbnails: Sequence[str]
             colour, radius, stroke = ("#d62728", "#1f77b4")[chosen[i] % 2], 7, "#000"
         else:
             colour, radius, stroke = (colours[i] if colours is not None else "#555"), 3.5, "#0006"
-        thumb = ""
-        if thumbnails is not None:
-            tx, ty = min(x + 6, size - 52), max(y - 54, 2)
-            thumb = f'<image class="thumb" href="{thumbnails[i]}" x="{tx:.1f}" y="{ty:.1f}" width="48" height="48"/>'
+        thumb = "" if thumbnails is None else _thumb(thumbnails[i], x, y, size)
         parts.append(f'<g class="pt" data-i="{i}"><title>{html.escape(label)}</title>'
                      f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" fill-opacity="0.85" '
                      f'stroke="{stroke}" stroke-width="0.6"/>'
                      f'{thumb}</g>')
-    parts.append("</svg>")
+    for group in marks:
+        for (x, y), label, thumb, colour in zip(pad + (group.xy - lo) / span * inner, group.labels, group.thumbnails,
+                                                group.colours, strict=True):
+            y = size - y
+            parts.append(f'<g class="pt mark {group.shape}"><title>{html.escape(label)}</title>'
+                         f'{_mark(group.shape, x, y, colour)}{_thumb(thumb, x, y, size)}</g>')
+    parts.append(_legend(marks) + "</svg>")
     return "".join(parts)

@@ -32,6 +32,20 @@ class MapProjection:
         """The high-dimensional point a map position stands for (PCA only: t-SNE and UMAP have no inverse)."""
         return None if self.pca is None else self.pca.inverse_transform(np.asarray(point, float)[None])[0]
 
+    def place(self, points: torch.Tensor, new: torch.Tensor, k: int = 4) -> np.ndarray:
+        """Map positions (M, 2) of new high-dimensional points (M, D) on this map of `points` (N, D): PCA projects
+        them; t-SNE and UMAP maps have no such function, so each goes among its k nearest points, weighted by
+        inverse distance (onto a point it equals)."""
+        x = new.double().numpy()
+        if self.pca is not None:
+            return self.pca.transform(x)
+        dist = torch.cdist(new.double(), points.double()).numpy()
+        order = np.argsort(dist, axis=1)[:, :k]
+        near = np.take_along_axis(dist, order, axis=1)
+        weights = 1 / np.maximum(near, 1e-12)
+        weights[near[:, 0] <= 1e-9] = np.eye(order.shape[1])[0]
+        return np.einsum("mk,mkd->md", weights / weights.sum(1, keepdims=True), self.xy[order])
+
     def nearest(self, point: np.ndarray, k: int = 4) -> list[tuple[int, float]]:
         """The k map points nearest a position with inverse-distance weights summing to 1 (a hit: that point)."""
         dist = np.linalg.norm(self.xy - np.asarray(point, float), axis=1)

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from ldm.errors import LdmError
-from ldm.explore.drawing import map_position, scatter_svg, subject_colour, thumbnail_uri
+from ldm.explore.drawing import MapMarks, map_position, scatter_svg, subject_colour, thumbnail_uri
 from ldm.explore.encodings import Encodings
-from ldm.explore.latents import PrincipalDirections, decode_latents
+from ldm.explore.latents import PrincipalDirections, decode_latents, encode_latents
 from ldm.explore.map_file import MAP_FILE, read_map, write_map
 from ldm.explore.projections import MapProjection, fit_map
 from ldm.folders import folder_training_images
@@ -148,6 +148,25 @@ class DatasetView:
         svg = scatter_svg(xy, [self.captions[i] for i in indices], [self.thumbnail(i) for i in indices], chosen,
                           colours=[self.colour(i) for i in indices])
         return svg, xy.tolist()
+
+    def marks(self, images: torch.Tensor, labels: Sequence[str], legend: str, method: str, indices: list[int],
+              shape: str = "diamond") -> MapMarks:
+        """Images that are not the dataset's ((M, 3, H, W) in [0, 1], e.g. a user's own) placed on the latent map of
+        `indices`: encoded by this view's VAE at the model's size, then projected (MapProjection.place)."""
+        size = self.model.default_size
+        if images.shape[-2:] != (size, size):
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        projection = self.projection("latents", method, indices)
+        new = encode_latents(self.vae, images * 2 - 1).flatten(1)
+        xy = projection.place(self.latents.flatten(1)[indices], new)
+        return MapMarks(xy, list(labels), [thumbnail_uri(im) for im in images], [subject_colour(im) for im in images],
+                        legend, shape)
+
+    def marked_map_svg(self, method: str, indices: list[int], marks: Sequence[MapMarks]) -> str:
+        """The latent map of `indices` with `marks` (from marks()) drawn above its points."""
+        return scatter_svg(self.projection("latents", method, indices).xy, [self.captions[i] for i in indices],
+                           [self.thumbnail(i) for i in indices], colours=[self.colour(i) for i in indices],
+                           marks=marks)
 
     def projection(self, space: str, method: str, indices: list[int]) -> MapProjection:
         """The map of `indices` in 'captions' or 'latents' space (the last one is kept: a pick or a hover

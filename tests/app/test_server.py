@@ -481,6 +481,14 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
                             " const r = t.getBoundingClientRect(); return r.left < box.left - 1 ||"
                             " r.right > box.right + 1 || r.bottom > box.bottom + 1; }).map(t => t.textContent); }")
         assert cut == [], cut
+        steps = page.evaluate("() => [...document.querySelectorAll('#train-loss svg text')].map(t => t.textContent)"
+                              ".filter(t => /[.]0000/.test(t))")
+        assert steps == [], steps  # steps read as whole numbers, even with one point
+        # the four images on the dataset's latent map among its points, and the newest preview of the name with them
+        page.wait_for_function("document.querySelectorAll('#train-map svg .mark.diamond').length == 4 && "
+                               "document.querySelectorAll('#train-map svg .mark.ring').length > 0", timeout=60_000)
+        assert page.locator("#train-map svg [data-i]").count() == 10  # the server's ten shapes
+        assert "zorbly at step" in page.locator("#train-map svg").inner_text()
         page.screenshot(path=str(ARTIFACTS / "tab-train.png"), full_page=True)
         page.locator("#train-stop").click()
         page.wait_for_function(f"{status}.includes('stopped after step')", timeout=120_000)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ldm.errors import LdmError
-from ldm.explore.projections import PROJECTIONS, available_projections, project_2d
+from ldm.explore.projections import PROJECTIONS, available_projections, fit_map, project_2d
 
 
 def test_pca_map_separates_two_clusters_and_is_stable():
@@ -33,3 +33,20 @@ def test_umap_is_offered_only_where_umap_learn_imports(monkeypatch):
     assert available_projections() == ("pca", "tsne")
     monkeypatch.setitem(sys.modules, "umap", types.ModuleType("umap"))
     assert available_projections() == PROJECTIONS
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_a_maps_own_points_placed_again_land_where_the_map_has_them(method):
+    points = torch.randn(30, 8, generator=torch.Generator().manual_seed(2))
+    projection = fit_map(points, method)
+    np.testing.assert_allclose(projection.place(points, points[:5]), projection.xy[:5], atol=1e-6)
+
+
+def test_a_new_point_goes_among_its_nearest_on_a_map_without_a_function():
+    points = torch.randn(30, 8, generator=torch.Generator().manual_seed(3))
+    tsne = fit_map(points, "tsne")
+    j = int((points[1:] - points[0]).norm(dim=1).argmin()) + 1  # point 0's nearest: halfway, they are the nearest
+    halfway = ((points[0] + points[j]) / 2)[None]
+    np.testing.assert_allclose(tsne.place(points, halfway, k=2)[0], tsne.xy[[0, j]].mean(0), atol=1e-6)
+    pca = fit_map(points, "pca")  # PCA is linear: halfway between the points is halfway between their places
+    np.testing.assert_allclose(pca.place(points, halfway)[0], pca.xy[[0, j]].mean(0), atol=1e-6)

@@ -9,6 +9,7 @@ import signal
 import time
 
 import pytest
+import torch
 from PIL import Image
 
 from app.handlers.generate import GenerateHandlers
@@ -84,6 +85,10 @@ def test_a_run_shows_progress_and_its_lora_appears_in_generate(train, shared, tm
         train.start(_images(tmp_path / "imgs"), "blorp")
     mid = _wait(train, lambda s: s.losses and s.preview)
     assert mid.losses[0][0] >= 1 and mid.losses[0][1] > 0 and mid.preview.endswith(".png")
+    # the three images on the dataset's map among its ten shapes, and the preview's images of the name (not the
+    # class's) beside them
+    assert mid.map.count('class="pt mark diamond"') == 3 and mid.map.count("data-i=") == 10, mid.map[:300]
+    assert "mine.png" in mid.map and mid.map.count('class="pt mark ring"') == 4 and "zorbly at step" in mid.map
     done = _wait(train, lambda s: not s.running)
     assert "done after 3 steps" in done.line and "LoRA list" in done.line, done.line
     assert not train.jobs.running()  # the page's poll timer goes off
@@ -161,3 +166,29 @@ def test_a_non_image_is_one_line_naming_the_users_file_and_the_name_stays_free(t
     assert "notes.png: not an image" in ended.line and "\n" not in ended.line and ended.files == []
     assert "no checkpoint was saved yet" in ended.line
     assert train.start(_images(tmp_path / "imgs"), "zorbly", "", "lora", 2).running  # nothing half-made kept it
+
+
+def test_the_map_places_a_jobs_images_and_its_newest_previews_of_the_name(shared, tmp_path):
+    from app.handlers.teach_jobs import Job
+    from app.handlers.teach_map import TeachMap
+    from ldm.media import make_grid
+
+    folder, out = tmp_path / "job", tmp_path / "run"
+    _images(folder / "images", 3)
+    job = Job("zorbly", out, folder, "lora", "a square", 300)
+    placed = TeachMap(shared)
+    assert "once the dataset is encoded" in placed.svg(job, None)  # a poll does not wait: it asks for the encoding
+    shared.view.wait()
+    first = placed.svg(job, None)
+    assert first.count('class="pt mark diamond"') == 3 and "mark ring" not in first
+    assert first.count("data-i=") == 10 and "your images" in first and "1.png" in first
+    assert placed.svg(job, None) is first  # a poll with nothing new draws nothing
+    # a preview grid: the name's 2 tiles are placed, the class's 1 is not (the run's prompts say which)
+    (out / "samples").mkdir(parents=True)
+    make_grid(torch.rand(3, 3, 32, 32)).save(out / "samples" / "unet-0000050.png")
+    (out / "ldm_config.yaml").write_text("train_unet:\n  validation_prompts: [zorbly, zorbly, a square]\n")
+    later = placed.svg(job, out / "samples" / "unet-0000050.png")
+    assert later.count('class="pt mark ring"') == 2 and "zorbly at step 50" in later
+    # no dataset: a line saying why there is no map
+    shared.view = None
+    assert "no dataset" in placed.svg(job, None)
