@@ -30,7 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ldm.cache import MemoryCache, encode_dataset
-from ldm.config import Config, vae_factor
+from ldm.config import Config, UNetTrainConfig, vae_factor
 from ldm.data.dataset import ImageCaptionDataset
 from ldm.data.images import to_tensor
 from ldm.data.shapes import make_shape
@@ -180,10 +180,7 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
     if attention == "trainer":
         use_training_attention(unet, device, mixed_precision=precision)
     backend = set_attention(unet, attention)
-    ema = None
-    if tc.ema_decay > 0:
-        ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel,
-                       model_config=unet.config)
+    ema = _naive_ema(unet, tc)
     noise_scheduler = build_noise_scheduler(cfg.noise)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
                                   weight_decay=tc.weight_decay)
@@ -211,12 +208,7 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
         with autocast(), backend():
             loss = diffusion_loss(unet, noise_scheduler, latents, embeds, gen, tc.snr_gamma)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(unet.parameters())
+        _naive_update(unet, optimizer, lr_scheduler, ema, tc.max_grad_norm)
         return float(loss.detach()), t_data
 
     def count_flops() -> int:
@@ -225,3 +217,21 @@ def naive(cfg: Config, data: SquaresDataset, precision: str, attention: str, cha
 
     return Loop(step, count_flops, unet, [vae.config.latent_channels, latent_size, latent_size], tc.batch_size,
                 ema is not None, 0.0)
+
+
+def _naive_ema(unet: torch.nn.Module, tc: UNetTrainConfig) -> EMAModel | None:
+    """The example's EMAModel of the UNet (without foreach), or None when the config has no EMA."""
+    if tc.ema_decay <= 0:
+        return None
+    return EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
+
+
+def _naive_update(unet: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler, ema: EMAModel | None,
+                  max_grad_norm: float) -> None:
+    """One update after the backward, as the example takes it: clip, step, schedule, zero, then the EMA."""
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.step(unet.parameters())

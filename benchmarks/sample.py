@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -107,29 +107,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
     reset_rss_peak()
     prompts = [PROMPTS[k % len(PROMPTS)] for k in range(max(counts))]
     start = time.perf_counter()
-    if mode == "stock":
-        from diffusers import StableDiffusionPipeline
-
-        pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
-        pipe.set_progress_bar_config(disable=True)
-        settings = {"steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE, "scheduler": type(pipe.scheduler).__name__,
-                    "precision": "fp32"}
-
-        def run(ps, seed):
-            return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
-                        output_type="np").images
-    else:  # ours and student: ldm's sampler at the folder's own defaults
-        from ldm.sampling.requests import Settings, seeded_specs
-        from ldm.sampling.sampler import load_sampling_model
-
-        sampler = load_sampling_model(model, "cpu")
-        pipe = sampler.pipe
-        s = sampler.resolve(Settings())
-        settings = {"steps": s.steps, "guidance": s.guidance_scale, "scheduler": s.scheduler,
-                    "precision": sampler.precision}
-
-        def run(ps, seed):
-            return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
+    pipe, settings, run = _stock_runner(export) if mode == "stock" else _ldm_runner(model)
     load_s = time.perf_counter() - start
     with first_unet() as seen:
         run(prompts[:1], 1000)  # warm-up: first-call allocations and kernel selection
@@ -154,6 +132,38 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
         "unet_s": meter.seconds, "unet_calls": meter.calls, "unet_gflops": meter.gflops(),
         "peak_rss_mb": rss_peak_mb(), "machine": {**machine_info(), "busy_cpus_before": busy},
     }
+
+
+def _stock_runner(export: str | Path) -> tuple[object, dict, Callable[[list[str], int], object]]:
+    """Stock diffusers on the exported folder at its defaults: the pipeline, its settings, and a run(prompts, seed)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    settings = {"steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE, "scheduler": type(pipe.scheduler).__name__,
+                "precision": "fp32"}
+
+    def run(ps, seed):
+        return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
+                    output_type="np").images
+
+    return pipe, settings, run
+
+
+def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], int], object]]:
+    """ldm's sampler at the folder's own defaults: its pipeline, the settings, and a run(prompts, seed)."""
+    from ldm.sampling.requests import Settings, seeded_specs
+    from ldm.sampling.sampler import load_sampling_model
+
+    sampler = load_sampling_model(model, "cpu")
+    s = sampler.resolve(Settings())
+    settings = {"steps": s.steps, "guidance": s.guidance_scale, "scheduler": s.scheduler,
+                "precision": sampler.precision}
+
+    def run(ps, seed):
+        return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
+
+    return sampler.pipe, settings, run
 
 
 def format_sample_report(results: list[dict], model: str, rates: dict) -> str:

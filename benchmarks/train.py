@@ -73,6 +73,7 @@ def bench_train(config_path: str | Path | None, mode: str, steps: int = 3, warmu
 
 def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, channels_last: bool, attention: str,
            num_images: int, busy_before: float | None, device: torch.device) -> dict:
+    """One mode's row: set it up, time its steps after the warm-up, and measure its memory."""
     t_setup = time.perf_counter()
     data = loops.SquaresDataset(num_images, cfg.data.resolution, seed=cfg.train_unet.seed)
     setup = loops.ours if mode == "ours" else loops.naive
@@ -82,22 +83,8 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
         setup_s = time.perf_counter() - t_setup
         setup_peak = rss_peak_mb()
         # the training-loop peak, apart from loading and (ours) the one-off cache encoding
-        can_reset = reset_rss_peak()
-        if gpu:
-            loops.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-
-        # warm-up (oneDNN picks and caches kernels on first use), then the timed steps
-        losses = [loop.step(s)[0] for s in range(warmup)]
-        data_s = 0.0
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        for s in range(warmup, warmup + steps):
-            loss, t_data = loop.step(s)
-            losses.append(loss)
-            data_s += t_data
-        loops.synchronize(device)
-        elapsed = time.perf_counter() - t0
-        cpu_s = time.process_time() - cpu0
+        can_reset = _reset_peaks(device)
+        losses, data_s, elapsed, cpu_s = _timed_steps(loop, warmup, steps, device)
         loop_peak = rss_peak_mb()
         gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if gpu else None
         step_flops = loop.count_flops()
@@ -129,11 +116,43 @@ def _bench(cfg: Config, mode: str, steps: int, warmup: int, precision: str, chan
         "peak_gpu_mb": gpu_peak,
         "losses": losses,
         "loss_finite": all(math.isfinite(x) for x in losses),
+        **_run_facts(cfg, loop, len(data), busy_before),
+    }
+
+
+def _reset_peaks(device: torch.device) -> bool:
+    """Restart the peak-memory counters (RSS, and the GPU's); whether the RSS peak could be reset."""
+    can_reset = reset_rss_peak()
+    if device.type == "cuda":
+        loops.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    return can_reset
+
+
+def _timed_steps(loop, warmup: int, steps: int, device: torch.device) -> tuple[list[float], float, float, float]:
+    """Warm-up steps, then the timed ones: every loss, and the timed steps' data, wall and CPU seconds."""
+    # warm-up (oneDNN picks and caches kernels on first use), then the timed steps
+    losses = [loop.step(s)[0] for s in range(warmup)]
+    data_s = 0.0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for s in range(warmup, warmup + steps):
+        loss, t_data = loop.step(s)
+        losses.append(loss)
+        data_s += t_data
+    loops.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
+    return losses, data_s, elapsed, cpu_s
+
+
+def _run_facts(cfg: Config, loop, num_images: int, busy_before: float | None) -> dict:
+    """What was trained and where: the UNet's size, latent shape, resolution, EMA, images and the machine."""
+    return {
         "unet_params_m": sum(p.numel() for p in loop.unet.parameters()) / 1e6,
         "latent_shape": loop.latent_shape,
         "resolution": cfg.data.resolution,
         "ema": loop.ema,
-        "num_images": len(data),
+        "num_images": num_images,
         "machine": {**machine_info(), "busy_cpus_before": busy_before},
     }
 
@@ -147,7 +166,19 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
 
     `rates` ({"fp32": GFLOP/s, "bf16": GFLOP/s}, this machine's matmul) adds each mode's UNet rate as a
     share of the ceiling for its precision."""
-    first = results[0]
+    lines = _header_lines(results[0], config, rates) + _table_lines(results, rates)
+    by_mode = {r["mode"]: r for r in results}
+    if "ours" in by_mode and "naive" in by_mode:
+        lines += _ratio_lines(by_mode["ours"], by_mode["naive"], rates)
+    busy = [r["machine"]["busy_cpus_before"] for r in results if r["machine"].get("busy_cpus_before") is not None]
+    if busy and max(busy) > 0.25:
+        lines.append(f"warning: other processes kept {max(busy):.1f} CPUs busy as a mode started; they share "
+                     "these cores, so the timings (and the ratio) are unreliable")
+    return "\n".join(lines)
+
+
+def _header_lines(first: dict, config: str, rates: dict | None) -> list[str]:
+    """The report's first lines: the config, the machine, the run's settings, the device and the matmul ceiling."""
     m = first["machine"]
     c, h, w = first["latent_shape"]
     isa = ", ".join(k for k in ("avx512_bf16", "amx_bf16") if m.get(k)) or "no bf16 instructions"
@@ -164,8 +195,13 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
         lines.append(f"device:   {first['device']}, {first['gpu_name']}")
     if rates:
         lines.append(f"matmul:   {rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16 (the ceiling)")
+    return lines
+
+
+def _table_lines(results: list[dict], rates: dict | None) -> list[str]:
+    """A blank line, the table's heading and one row per mode."""
     gpu = any(r.get("peak_gpu_mb") is not None for r in results)
-    lines += [
+    lines = [
         "",
         f"{'mode':<6} {'precision':<15} {'samples/s':>9} {'s/step':>7} {'data s/step':>11} {'UNet s/step':>11} "
         f"{'GFLOP/s':>7} {'of matmul':>9} {'CPU s/step':>10} {'peak RSS MB':>11} {'loop peak MB':>12} "
@@ -182,30 +218,28 @@ def format_report(results: list[dict], config: str, rates: dict | None = None) -
             f"{r['cpu_s_per_step']:>10.2f} {_mb(r['peak_rss_mb']):>11} {_mb(r['loop_peak_rss_mb']):>12} "
             f"{r['setup_s']:>7.1f} {r['losses'][-1]:>9.4f}" + (f" {_mb(r.get('peak_gpu_mb')):>11}" if gpu else "")
         )
-    by_mode = {r["mode"]: r for r in results}
-    if "ours" in by_mode and "naive" in by_mode:
-        ours, naive = by_mode["ours"], by_mode["naive"]
-        speed = ours["samples_per_s"] / naive["samples_per_s"]
-        lines += ["", f"ours/naive: {speed:.2f}x samples/s, {ours['peak_rss_mb'] / naive['peak_rss_mb']:.2f}x peak RSS"]
-        if ours["loop_peak_rss_mb"] and naive["loop_peak_rss_mb"]:
-            lines[-1] += f", {ours['loop_peak_rss_mb'] / naive['loop_peak_rss_mb']:.2f}x loop peak RSS"
-        if ours.get("peak_gpu_mb") and naive.get("peak_gpu_mb"):
-            lines[-1] += f", {ours['peak_gpu_mb'] / naive['peak_gpu_mb']:.2f}x peak GPU memory"
-        # the ratio is the product of what the cache saves (naive's encoding) and what the UNet step gains
-        cached = naive["step_s"] / naive["unet_step_s"]
-        faster = naive["unet_step_s"] / ours["step_s"]
-        lines.append(f"  = {cached:.2f}x from not encoding each batch (naive spends {naive['data_s']:.2f} of its "
-                     f"{naive['step_s']:.2f} s a step on it) x {faster:.2f}x from ours's UNet step")
-        if rates:
-            # against a baseline the ratio says little where the machine is the limit (a CPU without AMX); this
-            # says how close to that limit the trainer's step runs
-            lines.append(f"ours's UNet step: {ours['unet_gflops']:.0f} GFLOP/s, "
-                         f"{ours['unet_gflops'] / rates[ours['precision']]:.0%} of this machine's "
-                         f"{ours['precision']} matmul peak")
-        lines.append(f"ours also paid {ours['cache_s']:.1f} s once to encode its {ours['num_images']} images "
-                     "(not in samples/s: the cache is reused across runs)")
-    busy = [r["machine"]["busy_cpus_before"] for r in results if r["machine"].get("busy_cpus_before") is not None]
-    if busy and max(busy) > 0.25:
-        lines.append(f"warning: other processes kept {max(busy):.1f} CPUs busy as a mode started; they share "
-                     "these cores, so the timings (and the ratio) are unreliable")
-    return "\n".join(lines)
+    return lines
+
+
+def _ratio_lines(ours: dict, naive: dict, rates: dict | None) -> list[str]:
+    """Ours against naive: the ratios, where the speed-up comes from, and the one-off cache cost."""
+    speed = ours["samples_per_s"] / naive["samples_per_s"]
+    lines = ["", f"ours/naive: {speed:.2f}x samples/s, {ours['peak_rss_mb'] / naive['peak_rss_mb']:.2f}x peak RSS"]
+    if ours["loop_peak_rss_mb"] and naive["loop_peak_rss_mb"]:
+        lines[-1] += f", {ours['loop_peak_rss_mb'] / naive['loop_peak_rss_mb']:.2f}x loop peak RSS"
+    if ours.get("peak_gpu_mb") and naive.get("peak_gpu_mb"):
+        lines[-1] += f", {ours['peak_gpu_mb'] / naive['peak_gpu_mb']:.2f}x peak GPU memory"
+    # the ratio is the product of what the cache saves (naive's encoding) and what the UNet step gains
+    cached = naive["step_s"] / naive["unet_step_s"]
+    faster = naive["unet_step_s"] / ours["step_s"]
+    lines.append(f"  = {cached:.2f}x from not encoding each batch (naive spends {naive['data_s']:.2f} of its "
+                 f"{naive['step_s']:.2f} s a step on it) x {faster:.2f}x from ours's UNet step")
+    if rates:
+        # against a baseline the ratio says little where the machine is the limit (a CPU without AMX); this
+        # says how close to that limit the trainer's step runs
+        lines.append(f"ours's UNet step: {ours['unet_gflops']:.0f} GFLOP/s, "
+                     f"{ours['unet_gflops'] / rates[ours['precision']]:.0%} of this machine's "
+                     f"{ours['precision']} matmul peak")
+    lines.append(f"ours also paid {ours['cache_s']:.1f} s once to encode its {ours['num_images']} images "
+                 "(not in samples/s: the cache is reused across runs)")
+    return lines

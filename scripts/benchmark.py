@@ -18,9 +18,24 @@ from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT
 
 
 def parse_args() -> argparse.Namespace:
-    """Subcommands `train`, `sample` and `schedulers`; every value is checked before torch is imported."""
+    """One sub-command per benchmark; every value is checked before torch is imported."""
     parser = Parser(description="Measure ldm against a naive baseline on this machine.")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_sample_parser(sub)
+    add_schedulers_parser(sub)
+    add_ui_parser(sub)
+    add_realtime_parser(sub)
+    add_live_parser(sub)
+    add_teach_parser(sub)
+    add_data_parser(sub)
+    args = parser.parse_args()
+    check_args(args)
+    return args
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """The `train` sub-command: UNet training samples/s and peak memory, ours vs naive."""
     train = sub.add_parser("train", help="UNet training samples/s and peak memory: ours vs encode-every-batch fp32")
     train.add_argument("--config", default="configs/emoji64.yaml", help="model config (default configs/emoji64.yaml)")
     train.add_argument("--steps", type=int, default=5, help="timed steps per mode (default 5)")
@@ -34,6 +49,10 @@ def parse_args() -> argparse.Namespace:
                        "fused kernel), 'math' (SDPA's matmul-softmax backend), 'classic' (diffusers AttnProcessor)")
     train.add_argument("--device", help="cpu, cuda, ... for both modes (default: a GPU if there is one)")
     train.add_argument("--only", choices=MODES, help="run one mode in this process and print its result as JSON")
+
+
+def add_sample_parser(sub: argparse._SubParsersAction) -> None:
+    """The `sample` sub-command: seconds an image, ours (and the student) vs stock diffusers."""
     sample = sub.add_parser("sample", help="seconds an image and peak memory: ours (and the few-step student) vs "
                             "stock diffusers defaults")
     sample.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
@@ -44,12 +63,20 @@ def parse_args() -> argparse.Namespace:
     sample.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     sample.add_argument("--only", choices=SAMPLE_MODES, help="run one mode in this process (needs --export)")
     sample.add_argument("--export", help="exported folder for the stock mode (default: a temporary export)")
+
+
+def add_schedulers_parser(sub: argparse._SubParsersAction) -> None:
+    """The `schedulers` sub-command: prompt fidelity and s/image per scheduler and step count."""
     sweep = sub.add_parser("schedulers", help="prompt fidelity and s/image per scheduler and step count")
     sweep.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     sweep.add_argument("--config", help="config naming the dataset (default: the model's ldm_config.yaml)")
     sweep.add_argument("--captions", type=int, default=96, help="training captions generated per setting")
     sweep.add_argument("--no-stock", action="store_true",
                        help="skip the stock-defaults row (50 steps, guidance 7.5, fp32: the slowest row)")
+
+
+def add_ui_parser(sub: argparse._SubParsersAction) -> None:
+    """The `ui` sub-command: web UI throughput and latency, batching off vs on."""
     ui = sub.add_parser("ui", help="web UI requests/s and p50/p95 under 1, 4, 16 clients: batching off vs on")
     ui.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     ui.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients (default 1 4 16)")
@@ -63,6 +90,10 @@ def parse_args() -> argparse.Namespace:
                     help="instead: /generate's latency idle and while CLIENTS pages drag a live slider (the student's)")
     ui.add_argument("--during-teach", action="store_true",
                     help="instead: /generate's latency idle and while the Train tab's worker teaches a concept")
+
+
+def add_realtime_parser(sub: argparse._SubParsersAction) -> None:
+    """The `realtime` sub-command: frames/s of a seed walk and prompt morph."""
     live = sub.add_parser("realtime", help="frames/s of a 48-frame seed walk and prompt morph: the few-step student, "
                           "its teacher and stock diffusers, with the time split")
     live.add_argument("--student", default=str(DEFAULT_STUDENT),
@@ -73,11 +104,19 @@ def parse_args() -> argparse.Namespace:
     live.add_argument("--no-stock", action="store_true", help="skip stock diffusers (50 steps with CFG: the slowest)")
     live.add_argument("--only", choices=REALTIME_MODES, help="run one mode in this process (stock needs --export)")
     live.add_argument("--export", help="the teacher exported for stock diffusers (default: a temporary export)")
+
+
+def add_live_parser(sub: argparse._SubParsersAction) -> None:
+    """The `live` sub-command: input-to-image milliseconds of the UI's live controls."""
     browser = sub.add_parser("live", help="milliseconds from input to image for the web UI's live controls, "
                              "in headless Chromium")
     browser.add_argument("--model", default=str(DEFAULT_MODEL),
                          help="pipeline folder the app serves (default: the shipped model, live with its student)")
     browser.add_argument("--samples", type=int, default=15, help="timed inputs per control (default 15)")
+
+
+def add_teach_parser(sub: argparse._SubParsersAction) -> None:
+    """The `teach` sub-command: teach the shipped model a held-out emoji and measure it."""
     teach = sub.add_parser("teach", help="teach the shipped model a held-out emoji (and a style): learnt, composes, "
                            "nothing forgotten, style; wall and CPU time, peak RSS")
     teach.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
@@ -99,6 +138,10 @@ def parse_args() -> argparse.Namespace:
     teach.add_argument("--work", help="folder for the runs (default: a temporary folder)")
     teach.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="a config override for the teach runs (repeatable)")
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    """The `data` sub-command: latent-cache build rate and training reads' peak memory."""
     data = sub.add_parser("data", help="latent-cache build images/s with 1 and 2 processes; peak memory of training "
                           "reads from 10k to 1M-row caches, sharded vs all in memory")
     data.add_argument("--config", default="configs/emoji64.yaml",
@@ -115,9 +158,6 @@ def parse_args() -> argparse.Namespace:
                       help="reading threads of the trainer's batches timed on each sharded cache (default 1 4)")
     data.add_argument("--no-train", action="store_true", help="skip training samples/s at each process count")
     data.add_argument("--only", help=argparse.SUPPRESS)  # one measurement in this process: rss:MODE:ROWS
-    args = parser.parse_args()
-    check_args(args)
-    return args
 
 
 def check_args(args: argparse.Namespace) -> None:

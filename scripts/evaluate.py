@@ -1,10 +1,11 @@
 """Measure a model's quality on its dataset: python scripts/evaluate.py [--model weights/emoji64]"""
 
+import argparse
 import sys
 from pathlib import Path
 
 from ldm.cli import Parser, quiet_libraries, run
-from ldm.config import load_config
+from ldm.config import Config, load_config
 from ldm.data.offers import evaluation_offer
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder
@@ -12,8 +13,8 @@ from ldm.sampling.limits import check
 from ldm.sampling.requests import DEFAULT_MODEL, Settings
 
 
-def main() -> None:
-    """Evaluate, print the table, and with --write-card put it into the model card."""
+def parse_args() -> argparse.Namespace:
+    """The flags, with one-line errors for the values argparse cannot judge."""
     p = Parser(description="Fidelity, generalisation, diversity and smoothness of a model, beside baselines.")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the shipped model)")
     p.add_argument("--config", help="config naming the dataset (default: the model's ldm_config.yaml)")
@@ -35,6 +36,11 @@ def main() -> None:
         raise LdmError(f"--captions must be at least 1, got {args.captions}")
     for steps in args.steps or ():
         check("steps", steps)
+    return args
+
+
+def checked_config(args: argparse.Namespace) -> Config:
+    """The config naming the dataset, with the model folders and the dataset folder checked before torch loads."""
     model_dir = Path(args.model)
     config = Path(args.config) if args.config else model_dir / "ldm_config.yaml"
     if not config.is_file():
@@ -46,18 +52,16 @@ def main() -> None:
     if cfg.data.source == "files" and cfg.data.path and not Path(cfg.data.path).expanduser().is_dir():
         raise LdmError(f"dataset folder {cfg.data.path} not found: build it first (the emoji dataset: "
                        f"python scripts/build_emoji_dataset.py --out {cfg.data.path}) or pass --data DIR")
-    offer = evaluation_offer(cfg.data)  # what the dataset declares beyond its captions, read before torch loads
-    quiet_libraries()
+    return cfg
+
+
+def evaluate_columns(args: argparse.Namespace, model, reference, heldout) -> tuple[list, object]:
+    """A column per --steps count of the model, then one of --compare at its defaults; the columns and that model."""
     from tqdm import tqdm
 
-    from ldm.data.dataset import build_dataset
-    from ldm.evaluate import Reference, agreement_table, evaluate_model, format_comparison, format_table, update_card
-    from ldm.io import write_text_atomic
+    from ldm.evaluate import evaluate_model
     from ldm.sampling.sampler import load_sampling_model
 
-    model = load_sampling_model(model_dir, args.device)
-    train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")
-    reference = Reference.from_datasets([train, heldout], offer)
     bar = tqdm(desc="fidelity", unit="step", file=sys.stderr, delay=0.5)  # delay: no bar when it is skipped
 
     def progress(done, total):
@@ -75,6 +79,35 @@ def main() -> None:
     if teacher is not None:
         columns.append(column(teacher, Settings()))
     bar.close()
+    return columns, teacher
+
+
+def write_card(args: argparse.Namespace, table: str) -> None:
+    """Put the table into the model card (<model>/README.md, or --card), starting one if there is none."""
+    from ldm.evaluate import update_card
+    from ldm.io import write_text_atomic
+
+    model_dir = Path(args.model)
+    card = Path(args.card) if args.card else model_dir / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else f"# {model_dir.name}\n"
+    write_text_atomic(card, update_card(text, table))
+    print(card)
+
+
+def main() -> None:
+    """Evaluate, print the table, and with --write-card put it into the model card."""
+    args = parse_args()
+    cfg = checked_config(args)
+    offer = evaluation_offer(cfg.data)  # what the dataset declares beyond its captions, read before torch loads
+    quiet_libraries()
+    from ldm.data.dataset import build_dataset
+    from ldm.evaluate import Reference, agreement_table, format_comparison, format_table
+    from ldm.sampling.sampler import load_sampling_model
+
+    model = load_sampling_model(Path(args.model), args.device)
+    train, heldout = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "heldout")
+    reference = Reference.from_datasets([train, heldout], offer)
+    columns, teacher = evaluate_columns(args, model, reference, heldout)
     if len(columns) == 1:
         table = format_table(columns[0][1].rows, columns[0][1].not_measured)
     else:
@@ -84,10 +117,7 @@ def main() -> None:
         print("agreement with the teacher: its deterministic solves take a few minutes on a CPU", file=sys.stderr)
         print(agreement_table(model, teacher, reference, args.steps or [None], args.captions))
     if args.write_card:
-        card = Path(args.card) if args.card else model_dir / "README.md"
-        text = card.read_text(encoding="utf-8") if card.is_file() else f"# {model_dir.name}\n"
-        write_text_atomic(card, update_card(text, table))
-        print(card)
+        write_card(args, table)
 
 
 if __name__ == "__main__":

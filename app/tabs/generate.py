@@ -148,10 +148,64 @@ def follow_live(h: GenerateHandlers, live_on: gr.Checkbox, live_image: gr.Image,
     gr.api(image_api(h.live_generate), api_name="live_generate")
 
 
+def seed_controls() -> tuple[gr.Number, gr.Button, gr.Checkbox]:
+    """The seed, its Randomise button and the Lock seed switch, in one row."""
+    with gr.Row():
+        seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
+        dice = gr.Button("🎲 Randomise", scale=0)
+        lock = gr.Checkbox(label="Lock seed", value=True)
+    return seed, dice, lock
+
+
+def sampler_controls(shared: Shared) -> tuple[gr.Slider, gr.Slider, gr.Dropdown, gr.Slider, gr.Slider, gr.Slider]:
+    """Steps, guidance, scheduler, width, height and the number of images, at the served model's defaults."""
+    m, size, biggest = shared.model, shared.model.default_size, shared.models.largest_side
+    with gr.Row():
+        steps = request_control("steps", m.defaults.steps, step=1)
+        guidance = request_control("guidance_scale", m.default_guidance, GUIDANCE_SLIDER, step=0.5)
+    with gr.Row():
+        scheduler = request_control("scheduler", m.defaults.scheduler)
+        # the one size rule (ldm.sampling.requests.size_step): every slider position is a valid size
+        width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
+                         for side in ("width", "height"))
+        num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
+    return steps, guidance, scheduler, width, height, num_images
+
+
+@dataclass
+class Results:
+    """The results column: the live switch and image, a run's gallery, parameters and files, the send buttons."""
+
+    live_on: gr.Checkbox
+    live_image: gr.Image
+    gallery: gr.Gallery
+    params: gr.Textbox
+    files: gr.File
+    to_walk: gr.Button
+    to_morph: gr.Button
+    to_img2img: gr.Button
+    to_train: gr.Button
+
+
+def results_column(shared: Shared) -> Results:
+    """Lay out the results column (inside the caller's column)."""
+    live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(shared)})",
+                          value=False, elem_id="live-switch")
+    live_image = result_image("Live", elem_id="live-image")
+    gallery = result_gallery("Images", columns=4, elem_id="generate-gallery")
+    params = gr.Textbox(label="Parameters", lines=4, interactive=False)
+    files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
+    with gr.Row():
+        to_walk = gr.Button("Walk from this seed")
+        to_morph = gr.Button("Morph from this prompt")
+        to_img2img = gr.Button("Send to Image to image")
+        to_train = gr.Button("Send to Train", visible=shared.teach is not None)
+    return Results(live_on, live_image, gallery, params, files, to_walk, to_morph, to_img2img, to_train)
+
+
 def build(shared: Shared) -> GenerateTab:
     """Lay out the tab and wire its events."""
     h, m = GenerateHandlers(shared), shared.model
-    size, biggest = m.default_size, shared.models.largest_side
     with gr.Row():
         with gr.Column(scale=2):
             # the full model, or its few-step student for a fast render (each brings its own steps and scheduler)
@@ -159,19 +213,8 @@ def build(shared: Shared) -> GenerateTab:
                              visible=len(shared.models.by_name) > 1, info=model_info(shared), elem_id="generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
             negative = request_control("negative_prompt")
-            with gr.Row():
-                seed = gr.Number(label="Seed", value=0, precision=0, minimum=-1, maximum=MAX_SEED)
-                dice = gr.Button("🎲 Randomise", scale=0)
-                lock = gr.Checkbox(label="Lock seed", value=True)
-            with gr.Row():
-                steps = request_control("steps", m.defaults.steps, step=1)
-                guidance = request_control("guidance_scale", m.default_guidance, GUIDANCE_SLIDER, step=0.5)
-            with gr.Row():
-                scheduler = request_control("scheduler", m.defaults.scheduler)
-                # the one size rule (ldm.sampling.requests.size_step): every slider position is a valid size
-                width, height = (gr.Slider(m.size_step, biggest, value=size, step=m.size_step, label=FIELD[side].label)
-                                 for side in ("width", "height"))
-                num_images = gr.Slider(1, int(BOUNDS["images"].server_high), value=4, step=1, label="Images")
+            seed, dice, lock = seed_controls()
+            steps, guidance, scheduler, width, height, num_images = sampler_controls(shared)
             with gr.Row(visible=bool(shared.models.loras)) as lora_row:
                 lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
                 lora_scale = request_control("lora_scale", step=0.05)
@@ -179,17 +222,7 @@ def build(shared: Shared) -> GenerateTab:
             variations = variation_controls()
             xyz_plot(shared, h, [prompt, negative, seed, steps, guidance, scheduler, width, height], model)
         with gr.Column(scale=3):
-            live_on = gr.Checkbox(label=f"Live: the image follows the controls, no click ({live_label(shared)})",
-                                  value=False, elem_id="live-switch")
-            live_image = result_image("Live", elem_id="live-image")
-            gallery = result_gallery("Images", columns=4, elem_id="generate-gallery")
-            params = gr.Textbox(label="Parameters", lines=4, interactive=False)
-            files = gr.File(label="PNG downloads (with parameters)", file_count="multiple")
-            with gr.Row():
-                to_walk = gr.Button("Walk from this seed")
-                to_morph = gr.Button("Morph from this prompt")
-                to_img2img = gr.Button("Send to Image to image")
-                to_train = gr.Button("Send to Train", visible=shared.teach is not None)
+            out = results_column(shared)
     # the clicked image's seed and file; None: none clicked since the last run
     chosen_seed, chosen_image = gr.State(None), gr.State(None)
     dice.click(lambda: random.randrange(MAX_SEED), None, seed, api_visibility="private")
@@ -197,14 +230,14 @@ def build(shared: Shared) -> GenerateTab:
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
                [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale,
-                model], [gallery, params, files], shared.stops, api_name="generate",
+                model], [out.gallery, out.params, out.files], shared.stops, api_name="generate",
                concurrency_limit=shared.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(shared.stops, [job], stopped)
-    gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
+    out.gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
     model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
                 api_visibility="private")
-    follow_live(h, live_on, live_image, [prompt, seed, guidance, *variations, lora, lora_scale])
-    return GenerateTab(prompt, seed, chosen_seed, gallery, to_walk, to_morph, to_img2img, chosen_image, negative, steps,
-                       guidance, scheduler, width, height, model, lora_row, lora, to_train)
+    follow_live(h, out.live_on, out.live_image, [prompt, seed, guidance, *variations, lora, lora_scale])
+    return GenerateTab(prompt, seed, chosen_seed, out.gallery, out.to_walk, out.to_morph, out.to_img2img, chosen_image,
+                       negative, steps, guidance, scheduler, width, height, model, lora_row, lora, out.to_train)

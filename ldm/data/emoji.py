@@ -202,15 +202,7 @@ def build_emoji_dataset(
     if size < 1:
         raise LdmError(f"size must be a positive number of pixels, got {size}")
     font = load_emoji_font(font_path)
-    items = list_emoji()
-    if only is not None:
-        wanted = list(dict.fromkeys(only))
-        known = dict(items)
-        unknown = [char for char in wanted if char not in known]
-        if unknown:
-            raise LdmError(f"not fully-qualified emoji: {' '.join(unknown[:10])}")
-        keep = set(wanted)
-        items = [item for item in items if item[0] in keep]
+    items = _selected_emoji(only)
 
     # 2. render every emoji, each image written atomically
     out = Path(out_dir)
@@ -219,37 +211,10 @@ def build_emoji_dataset(
         images_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise LdmError(f"cannot create {images_dir}: {one_line(err)}") from err
-    records, skipped = [], []
-    # the evaluation's paraphrases measure generalisation, so no training caption may equal one
-    exclude = EMOJI_OFFER.heldout_wordings()
-    decontaminated = 0
-    for char, caption in progress(items) if progress else items:
-        try:
-            image = render_emoji_rgba(char, font, size=size)
-        except UnrenderableEmoji as err:
-            skipped.append({"emoji": char, "text": caption, "reason": err.reason})
-            continue
-        file_name = f"images/{emoji_file_stem(char)}.png"
-        _write_atomic(out / file_name, lambda tmp, image=image: image.save(tmp, format="PNG"))
-        captions = emoji_captions(char, caption, exclude)
-        decontaminated += len(emoji_captions(char, caption)) - len(captions)
-        records.append({"file_name": file_name, "text": caption, "emoji": char,
-                        "captions": [c for c, _ in captions], "caption_sources": [s for _, s in captions]})
+    records, skipped, decontaminated = _render_records(out, progress(items) if progress else items, font, size)
 
     # 3. held-out split, then metadata last so it never names an image that is not on disk
-    heldout = heldout_split([r["emoji"] for r in records], heldout_fraction, seed)
-    heldout_files = sorted(r["file_name"] for r in records if r["emoji"] in heldout)
-    _write_atomic(out / "heldout.txt", lambda tmp: tmp.write_text("".join(f + "\n" for f in heldout_files), "utf-8"))
-    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    sources = Counter(source for r in records for source in r["caption_sources"])
-    info = {"images": len(records), "heldout": len(heldout_files), "font": str(font_path),
-            "captions": sum(sources.values()), "captions_by_source": dict(sources),
-            "caption_sources": caption_sources(),
-            "left_out_as_evaluation_prompts": decontaminated,
-            "evaluation": EMOJI_OFFER.name}  # the folder declares its evaluation tables (ldm.data.offers)
-    _write_atomic(out / INFO_NAME,
-                  lambda tmp: tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8"))
-    _write_atomic(out / "metadata.jsonl", lambda tmp: tmp.write_text(lines, "utf-8"))
+    heldout_files, info = _write_split_and_metadata(out, records, heldout_fraction, seed, font_path, decontaminated)
 
     return {
         "written": len(records),
@@ -263,6 +228,61 @@ def build_emoji_dataset(
         "heldout_file": str(out / "heldout.txt"),
         "info": info,
     }
+
+
+def _selected_emoji(only: Iterable[str] | None) -> list[tuple[str, str]]:
+    """Every fully-qualified emoji with its caption, or just those in `only` (an error names unknown ones)."""
+    items = list_emoji()
+    if only is None:
+        return items
+    wanted = list(dict.fromkeys(only))
+    known = dict(items)
+    unknown = [char for char in wanted if char not in known]
+    if unknown:
+        raise LdmError(f"not fully-qualified emoji: {' '.join(unknown[:10])}")
+    keep = set(wanted)
+    return [item for item in items if item[0] in keep]
+
+
+def _render_records(out: Path, items: Iterable[tuple[str, str]], font: ImageFont.FreeTypeFont,
+                    size: int) -> tuple[list[dict], list[dict], int]:
+    """Render and write each emoji's image; its metadata record, the skipped emoji, captions left out."""
+    records, skipped = [], []
+    # the evaluation's paraphrases measure generalisation, so no training caption may equal one
+    exclude = EMOJI_OFFER.heldout_wordings()
+    decontaminated = 0
+    for char, caption in items:
+        try:
+            image = render_emoji_rgba(char, font, size=size)
+        except UnrenderableEmoji as err:
+            skipped.append({"emoji": char, "text": caption, "reason": err.reason})
+            continue
+        file_name = f"images/{emoji_file_stem(char)}.png"
+        _write_atomic(out / file_name, lambda tmp, image=image: image.save(tmp, format="PNG"))
+        captions = emoji_captions(char, caption, exclude)
+        decontaminated += len(emoji_captions(char, caption)) - len(captions)
+        records.append({"file_name": file_name, "text": caption, "emoji": char,
+                        "captions": [c for c, _ in captions], "caption_sources": [s for _, s in captions]})
+    return records, skipped, decontaminated
+
+
+def _write_split_and_metadata(out: Path, records: list[dict], heldout_fraction: float, seed: int,
+                              font_path: str | os.PathLike, decontaminated: int) -> tuple[list[str], dict]:
+    """Write heldout.txt, dataset_info.json and metadata.jsonl (last); the held-out files and the info."""
+    heldout = heldout_split([r["emoji"] for r in records], heldout_fraction, seed)
+    heldout_files = sorted(r["file_name"] for r in records if r["emoji"] in heldout)
+    _write_atomic(out / "heldout.txt", lambda tmp: tmp.write_text("".join(f + "\n" for f in heldout_files), "utf-8"))
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    sources = Counter(source for r in records for source in r["caption_sources"])
+    info = {"images": len(records), "heldout": len(heldout_files), "font": str(font_path),
+            "captions": sum(sources.values()), "captions_by_source": dict(sources),
+            "caption_sources": caption_sources(),
+            "left_out_as_evaluation_prompts": decontaminated,
+            "evaluation": EMOJI_OFFER.name}  # the folder declares its evaluation tables (ldm.data.offers)
+    _write_atomic(out / INFO_NAME,
+                  lambda tmp: tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", "utf-8"))
+    _write_atomic(out / "metadata.jsonl", lambda tmp: tmp.write_text(lines, "utf-8"))
+    return heldout_files, info
 
 
 def heldout_split(chars: Iterable[str], fraction: float, seed: int = 0) -> set[str]:

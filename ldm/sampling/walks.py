@@ -61,13 +61,7 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
     all at once after the comparison, or the uniform walk when interrupted during the second pass), so
     a caller can keep what is finished when a long walk is interrupted.
     """
-    count = _keyframes(prompts, seeds)
-    if frames < 2:
-        raise LdmError(f"frames must be at least 2, got {frames}")
-    if ease not in EASINGS:
-        raise LdmError(f"unknown easing {ease!r}: choose one of {', '.join(EASINGS)}")
-    if morph_mode not in MORPH_MODES:
-        raise LdmError(f"unknown interpolation {morph_mode!r}: choose one of {', '.join(MORPH_MODES)}")
+    count = _checked_walk(prompts, seeds, frames, ease, morph_mode)
     positions = path_positions(frames, count, loop)
     passes = 2 if even else 1
 
@@ -75,45 +69,73 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
         if progress is not None:
             progress(done, total * passes)
 
-    def final(indices: list[int], specs: list[ImageSpec]):
-        def hand_over(start: int, images: torch.Tensor) -> None:
-            chosen = indices[start:start + len(images)]
-            on_frames(chosen, [specs[k] for k in chosen], images)
-
-        return hand_over if on_frames is not None else None
-
     specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in positions]
     images = model.generate(specs, settings, batch_size, report,
-                            on_batch=None if even else final(list(range(frames)), specs))
+                            on_batch=None if even else _hand_over(on_frames, list(range(frames)), specs))
     if not even:
         return specs, images
-    # A loop's last gap runs back to the first frame; close it so it is spaced like the others.
-    def closed(frames_: torch.Tensor) -> torch.Tensor:
-        return torch.cat([frames_, frames_[:1]]) if loop else frames_
-
-    closed_positions = positions + ([float(count)] if loop else [])
-    new_positions = respace(closed_positions, frame_distances(closed(images)), frames + (1 if loop else 0))
-    new_positions = new_positions[:frames]
+    new_positions = _even_positions(positions, images, count, loop)
     new_specs = [spec_at(u, prompts, seeds, loop, ease, morph_mode) for u in new_positions]
-    known = dict(zip(positions, images, strict=True))
-    todo = [k for k, u in enumerate(new_positions) if u not in known]
     total = len(specs) * settings.steps
 
     def report_second(done: int, _total: int) -> None:
         if progress is not None:
             progress(total + done, total * passes)
 
-    if todo:
-        try:
-            fresh = model.generate([new_specs[k] for k in todo], settings, batch_size, report_second)
-        except KeyboardInterrupt:  # the uniform walk is complete: it is what the caller keeps
-            if on_frames is not None:
-                on_frames(list(range(frames)), specs, images)
-            raise
-        known.update(zip([new_positions[k] for k in todo], fresh, strict=True))
-    even_images = torch.stack([known[u] for u in new_positions])
-    if max_jump_ratio(closed(even_images)) > max_jump_ratio(closed(images)):
+    try:
+        even_images = _render_new_positions(model, dict(zip(positions, images, strict=True)), new_positions,
+                                            new_specs, settings, batch_size, report_second)
+    except KeyboardInterrupt:  # the uniform walk is complete: it is what the caller keeps
+        if on_frames is not None:
+            on_frames(list(range(frames)), specs, images)
+        raise
+    if max_jump_ratio(_closed(even_images, loop)) > max_jump_ratio(_closed(images, loop)):
         new_specs, even_images = specs, images  # the estimate made it less even: the uniform walk stays
     if on_frames is not None:
         on_frames(list(range(frames)), new_specs, even_images)
     return new_specs, even_images
+
+
+def _checked_walk(prompts: Sequence[str], seeds: Sequence[int], frames: int, ease: str, morph_mode: str) -> int:
+    """The keyframe count, after one-line errors for a frame count, easing or interpolation we lack."""
+    count = _keyframes(prompts, seeds)
+    if frames < 2:
+        raise LdmError(f"frames must be at least 2, got {frames}")
+    if ease not in EASINGS:
+        raise LdmError(f"unknown easing {ease!r}: choose one of {', '.join(EASINGS)}")
+    if morph_mode not in MORPH_MODES:
+        raise LdmError(f"unknown interpolation {morph_mode!r}: choose one of {', '.join(MORPH_MODES)}")
+    return count
+
+
+def _hand_over(on_frames: Frames | None, indices: list[int], specs: list[ImageSpec]):
+    """An on_batch callback giving on_frames each batch's frames as they come, or None without on_frames."""
+    def hand_over(start: int, images: torch.Tensor) -> None:
+        chosen = indices[start:start + len(images)]
+        on_frames(chosen, [specs[k] for k in chosen], images)
+
+    return hand_over if on_frames is not None else None
+
+
+def _closed(frames: torch.Tensor, loop: bool) -> torch.Tensor:
+    """The frames, with a loop's first frame repeated at the end."""
+    # A loop's last gap runs back to the first frame; close it so it is spaced like the others.
+    return torch.cat([frames, frames[:1]]) if loop else frames
+
+
+def _even_positions(positions: list[float], images: torch.Tensor, count: int, loop: bool) -> list[float]:
+    """Path positions re-placed so that each step changes the measured images by about the same amount."""
+    closed_positions = positions + ([float(count)] if loop else [])
+    frames = len(positions)
+    return respace(closed_positions, frame_distances(_closed(images, loop)), frames + (1 if loop else 0))[:frames]
+
+
+def _render_new_positions(model: SamplingModel, known: dict[float, torch.Tensor], positions: list[float],
+                          specs: list[ImageSpec], settings: Settings, batch_size: int,
+                          report: Progress) -> torch.Tensor:
+    """The frames at these positions: those already rendered reused, the others generated."""
+    todo = [k for k, u in enumerate(positions) if u not in known]
+    if todo:
+        fresh = model.generate([specs[k] for k in todo], settings, batch_size, report)
+        known = {**known, **dict(zip([positions[k] for k in todo], fresh, strict=True))}
+    return torch.stack([known[u] for u in positions])
