@@ -8,9 +8,9 @@ forgotten, style; with wall time, CPU time, load average and peak RSS.
   dataset images whose caption holds its word minus the mean of all). The pair composes when the modifier moves
   the image along its own direction further than the other modifiers' changes do on average: a change that only
   breaks the name, or one that ignores the modifier, scores about half by chance and 0 respectively. The same is
-  measured on the base model with the trained emoji nearest the taught one, so a colour the model cannot put on
-  such an emoji at all is told apart from one the teaching lost (one modifier was the measure before: "blue",
-  which the model itself does not compose on a crab or a cat either).
+  measured on the model itself with the emoji's own word ("blue octopus" against "octopus"), so a modifier the
+  model cannot put on such a subject at all is told apart from one the teaching lost (one modifier was the
+  measure before: "blue", which the model itself does not compose on a crab or a cat either).
 - Nothing forgotten: top-1 fidelity on `captions` evaluation captions (ldm.evaluate.prompt_fidelity) with the result
   loaded, against the model's own; and at LoRA scale 0 whether every image is the model's own, exactly.
 - Style: `style_images` training emoji through an image filter the model never saw (FILTERS) are taught as a style
@@ -103,11 +103,31 @@ def composition(model, on: Settings, subject: str, modifiers: list[str], directi
     return specific_moves(deltas, directions)
 
 
-def nearest_trained(reference: Reference, index: int) -> str:
-    """The caption of the training image nearest image `index`, its twins left out."""
-    distances = (reference.features[:reference.trained] - reference.features[index]).norm(dim=1)
-    distances[[i for i in reference.twins(index) if i < reference.trained]] = float("inf")
-    return reference.captions[int(distances.argmin())]
+def _render_heldout(dataset: Path, emoji: str, name: str, size: int, work: Path) -> list[Path]:
+    """The held-out emoji drawn at MARGINS (three sizes in the frame), as the user's images."""
+    record = _heldout_record(dataset, emoji)
+    font = load_emoji_font(DEFAULT_FONT)
+    images = []
+    for k, margin in enumerate(MARGINS):
+        path = work / "images" / f"{name}-{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_emoji(record["emoji"], font, size, margin).save(path)
+        images.append(path)
+    return images
+
+
+def _forgetting(base, taught, on: Settings, settings: Settings, reference: Reference, captions: int) -> dict:
+    """Top-1 fidelity with the result at scale 1 against the model's own; whether scale 0 is the model, exactly."""
+    indices = caption_sample(reference, captions)
+    own = prompt_fidelity(base, reference, indices, settings)[0]
+    with_result = prompt_fidelity(taught, reference, indices, on)[0]
+    exact = None
+    if on.lora is not None:
+        probe = seeded_specs([reference.captions[i] for i in indices[:8]], 0)
+        exact = bool(torch.equal(base.generate(probe, settings),
+                                 taught.generate(probe, Settings(steps=settings.steps, lora=on.lora, lora_scale=0.0))))
+    return {"fidelity_own": own, "fidelity_with_result": with_result, "fidelity_drop": own - with_result,
+            "scale0_exact": exact, "captions": len(indices)}
 
 
 def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, class_prompt: str, modifiers: list[str],
@@ -118,63 +138,39 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     model_cfg = load_config(Path(model) / "ldm_config.yaml", [f"data.path={dataset}"])
     train, heldout = build_dataset(model_cfg.data, "train"), build_dataset(model_cfg.data, "heldout")
     reference = Reference.from_datasets([train, heldout], evaluation_offer(model_cfg.data))
-    record = _heldout_record(dataset, emoji)
+    images = _render_heldout(dataset, emoji, name, model_cfg.data.resolution, work)
     directions = torch.stack([_direction(reference, modifier_word(m)) for m in modifiers])  # refused before teaching
     target = reference.trained + list(heldout.captions).index(emoji)
-    font = load_emoji_font(DEFAULT_FONT)
-    size = model_cfg.data.resolution
-    images = []
-    for k, margin in enumerate(MARGINS):
-        path = work / "images" / f"{name}-{k}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render_emoji(record["emoji"], font, size, margin).save(path)
-        images.append(path)
     rss_start = rss_peak_mb()
 
     # 1. teach, timed
     cfg, timing = _timed_teach(images, config, overrides, name, model, work / "concept", class_prompt, steps)
     taught, on = taught_model(cfg, work / "concept")
+    base = load_sampling_model(model, None, "fp32", cfg.train_unet.guidance_scale)
     settings = Settings(steps=cfg.train_unet.sample_steps)
-    lora = on.lora is not None
 
     # 2. learnt: where "NAME" lands
-    plain = taught.generate(seeded_specs([name] * seeds, 0), on)
-    landed = reference.landing(plain)
-    learnt = int((landed == reference.twin_of[target]).sum())
-    nearest_captions = [reference.captions[int(i)] for i in landed]
-
-    # 3. composes: each "MODIFIER NAME" against "NAME"; the base model on the nearest trained emoji beside it
-    base = load_sampling_model(model, None, "fp32", cfg.train_unet.guidance_scale)
-    neighbour = nearest_trained(reference, target)
-    composes = composition(taught, on, name, modifiers, directions, seeds)
-    composes_known = composition(base, settings, neighbour, modifiers, directions, seeds)
-
-    # 4. nothing forgotten: fidelity with the result at scale 1 against the model's own; scale 0 is the model
-    indices = caption_sample(reference, captions)
-    own = prompt_fidelity(base, reference, indices, settings)[0]
-    with_result = prompt_fidelity(taught, reference, indices, on)[0]
-    exact = None
-    if lora:
-        probe = seeded_specs([reference.captions[i] for i in indices[:8]], 0)
-        exact = bool(torch.equal(base.generate(probe, settings),
-                                 taught.generate(probe, Settings(steps=settings.steps, lora=on.lora, lora_scale=0.0))))
+    landed = reference.landing(taught.generate(seeded_specs([name] * seeds, 0), on))
     report = {"emoji": emoji, "name": name, "method": cfg.finetune.method, "images": [str(p) for p in images],
-              **timing, "learnt": learnt, "seeds": seeds, "nearest": nearest_captions,
-              "modifiers": [m.format(name) for m in modifiers], "composes": composes.sum(1).tolist(),
-              "neighbour": neighbour, "composes_neighbour": composes_known.sum(1).tolist(), "fidelity_own": own,
-              "fidelity_with_result": with_result, "fidelity_drop": own - with_result, "scale0_exact": exact,
-              "captions": len(indices)}
+              **timing, "learnt": int((landed == reference.twin_of[target]).sum()), "seeds": seeds,
+              "nearest": [reference.captions[int(i)] for i in landed]}
 
-    # 5. style: a filter the model never saw, taught from training emoji, asked of held-out captions
+    # 3. composes: each "MODIFIER NAME" against "NAME"; beside it, the model itself with the emoji's own word
+    own_word = composition(base, settings, emoji, modifiers, directions, seeds)
+    report.update({"modifiers": [m.format(name) for m in modifiers], "composes_own_word": own_word.sum(1).tolist(),
+                   "composes": composition(taught, on, name, modifiers, directions, seeds).sum(1).tolist()})
+
+    # 4. nothing forgotten; 5. style: a filter the model never saw, taught from training emoji, asked of held-out ones
+    report.update(_forgetting(base, taught, on, settings, reference, captions))
     if style is not None:
-        report.update(_bench_style(model, cfg, reference, train, heldout, style, style_images, work, config,
-                                   overrides, steps, base, settings))
+        report.update(_bench_style(model, train, heldout, style, style_images, work, config, overrides, steps, base,
+                                   settings))
     report["peak_rss_mb"] = max(rss_peak_mb(), rss_start)
     return report
 
 
-def _bench_style(model: str, cfg, reference: Reference, train, heldout, style: str, count: int, work: Path,
-                 config: str, overrides: list[str], steps: int | None, base, settings: Settings) -> dict:
+def _bench_style(model: str, train, heldout, style: str, count: int, work: Path, config: str, overrides: list[str],
+                 steps: int | None, base, settings: Settings) -> dict:
     apply = FILTERS[style]
     picks = torch.linspace(0, len(train) - 1, count).long().tolist()
     images = []
@@ -205,10 +201,10 @@ def format_teach_report(r: dict) -> str:
         + ", ".join(dict.fromkeys(r["nearest"])),
         f"  composes:    {sum(r['composes'])}/{len(r['modifiers']) * r['seeds']} modifier-seed pairs move the image "
         f"along the modifier's own dataset direction further than the other modifiers do (chance about half); "
-        f"the model itself on the nearest trained emoji {r['neighbour']!r}: {sum(r['composes_neighbour'])}/"
+        f"the model itself with the emoji's own word {r['emoji']!r}: {sum(r['composes_own_word'])}/"
         f"{len(r['modifiers']) * r['seeds']}",
         "               " + ", ".join(f"{m!r} {a}/{r['seeds']} ({b})" for m, a, b in
-                                      zip(r["modifiers"], r["composes"], r["composes_neighbour"])),
+                                      zip(r["modifiers"], r["composes"], r["composes_own_word"])),
         f"  forgotten:   top-1 fidelity {r['fidelity_own']:.3f} -> {r['fidelity_with_result']:.3f} with the result "
         f"(drop {r['fidelity_drop']:+.3f}, target <= 0.02) on {r['captions']} captions; scale 0 is the model's own "
         f"exactly: {r['scale0_exact']}",

@@ -4,6 +4,7 @@ dataset the model was trained on, so the user sees where their concept sits and 
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -63,8 +64,8 @@ class TeachMap:
         paths = sorted(p for p in (job.folder / "images").iterdir() if p.is_file())
         try:
             pixels, _ = load_concept_images(paths, size)
-        except LdmError as exc:
-            return note(f"No map: {exc}")
+        except LdmError as exc:  # the worker refuses it too; the line names the user's file, not the server's copy
+            return note(f"No map: {str(exc).replace(str(job.folder / 'images') + os.sep, '')}")
         marks = [view.marks((pixels + 1) / 2, [p.name for p in paths], "your images", "pca", indices)]
         if preview is not None:
             tiles = preview_of_name(preview, job.out, job.name, size)

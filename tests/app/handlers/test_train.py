@@ -189,6 +189,10 @@ def test_the_map_places_a_jobs_images_and_its_newest_previews_of_the_name(shared
     (out / "ldm_config.yaml").write_text("train_unet:\n  validation_prompts: [zorbly, zorbly, a square]\n")
     later = placed.svg(job, out / "samples" / "unet-0000050.png")
     assert later.count('class="pt mark ring"') == 2 and "zorbly at step 50" in later
+    # an image that is none: one line naming the user's file, not the server's copy
+    (folder / "images" / "notes.png").write_text("not a picture")
+    broken = placed.svg(job, None)
+    assert broken.startswith("<p>No map: notes.png") and str(folder) not in broken, broken
     # no dataset: a line saying why there is no map
     shared.view = None
     assert "no dataset" in placed.svg(job, None)
