@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,9 +131,18 @@ def _forgetting(base, taught, on: Settings, settings: Settings, reference: Refer
             "scale0_exact": exact, "captions": len(indices)}
 
 
+@dataclass
+class StyleRun:
+    """The style half of the benchmark: `images` training emoji through FILTERS[filter], taught for `steps`."""
+
+    filter: str
+    images: int = 20
+    steps: int = 500  # a style from 20 images: 17/20 styled at 500 steps, 15/20 at the concept's 300 (README)
+
+
 def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, class_prompt: str, modifiers: list[str],
-                steps: int | None, seeds: int, captions: int, style: str | None, style_images: int,
-                work: Path, overrides: list[str]) -> dict:
+                steps: int | None, seeds: int, captions: int, style: StyleRun | None, work: Path,
+                overrides: list[str]) -> dict:
     """Teach the held-out `emoji` (3 renderings) as `name`, then measure; a style run too unless style is None."""
     dataset = Path(dataset)
     model_cfg = load_config(Path(model) / "ldm_config.yaml", [f"data.path={dataset}"])
@@ -163,15 +173,14 @@ def bench_teach(model: str, dataset: str, config: str, emoji: str, name: str, cl
     # 4. nothing forgotten; 5. style: a filter the model never saw, taught from training emoji, asked of held-out ones
     report.update(_forgetting(base, taught, on, settings, reference, captions))
     if style is not None:
-        report.update(_bench_style(model, train, heldout, style, style_images, work, config, overrides, steps, base,
-                                   settings))
+        report.update(_bench_style(model, train, heldout, style, work, config, overrides, base, settings))
     report["peak_rss_mb"] = max(rss_peak_mb(), rss_start)
     return report
 
 
-def _bench_style(model: str, train, heldout, style: str, count: int, work: Path, config: str, overrides: list[str],
-                 steps: int | None, base, settings: Settings) -> dict:
-    apply = FILTERS[style]
+def _bench_style(model: str, train, heldout, run: StyleRun, work: Path, config: str, overrides: list[str], base,
+                 settings: Settings) -> dict:
+    apply, style, count = FILTERS[run.filter], run.filter, run.images
     picks = torch.linspace(0, len(train) - 1, count).long().tolist()
     images = []
     for k, i in enumerate(picks):
@@ -180,7 +189,7 @@ def _bench_style(model: str, train, heldout, style: str, count: int, work: Path,
         apply(to_pil(train.load(i))).save(path)
         images.append(path)
     word = "zorbstyle"
-    cfg_style, timing = _timed_teach(images, config, overrides, word, model, work / "style-run", "", steps)
+    cfg_style, timing = _timed_teach(images, config, overrides, word, model, work / "style-run", "", run.steps)
     taught, on = taught_model(cfg_style, work / "style-run")
     prompts = [heldout.captions[i] for i in torch.linspace(0, len(heldout) - 1, 20).long().tolist()]
     own = base.generate(seeded_specs(prompts, 0), settings)
@@ -189,7 +198,8 @@ def _bench_style(model: str, train, heldout, style: str, count: int, work: Path,
                             .float() / 255 for x in own])
     f_styled, f_own, f_filtered = image_features(styled), image_features(own), image_features(filtered)
     closer = ((f_styled - f_filtered).norm(dim=1) < (f_styled - f_own).norm(dim=1))
-    return {"style": style, "style_images": count, "style_prompts": len(prompts), "styled": int(closer.sum()),
+    return {"style": style, "style_images": count, "style_steps": timing["steps"], "style_prompts": len(prompts),
+            "styled": int(closer.sum()),
             "style_wall_s": timing["wall_s"], "style_cpu_s": timing["cpu_s"]}
 
 
@@ -211,8 +221,8 @@ def format_teach_report(r: dict) -> str:
     ]
     if "style" in r:
         lines.append(f"  style:       {r['styled']}/{r['style_prompts']} held-out prompts nearer the {r['style']} "
-                     f"filter of the model's own image than the image itself (target >= 80%); taught in "
-                     f"{r['style_wall_s']:.0f} s wall")
+                     f"filter of the model's own image than the image itself (target >= 80%); taught from "
+                     f"{r['style_images']} images in {r['style_steps']} steps, {r['style_wall_s']:.0f} s wall")
     lines.append(f"  cost:        {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU from images to result (target <= "
                  f"300 s wall); load average {r['load_before']:.1f} -> {r['load_after']:.1f}; peak RSS "
                  f"{r['peak_rss_mb']:.0f} MiB")

@@ -135,6 +135,8 @@ def add_teach_parser(sub: argparse._SubParsersAction) -> None:
     teach.add_argument("--style", choices=["sketch", "negative", "none"], default="sketch",
                        help="a filter applied to training emoji, taught as a style (default sketch; none: skip)")
     teach.add_argument("--style-images", type=int, default=20, help="filtered emoji the style is taught from")
+    teach.add_argument("--style-steps", type=int, default=500, help="steps of the style run (default 500: twenty "
+                       "images need more than the concept's three)")
     teach.add_argument("--work", help="folder for the runs (default: a temporary folder)")
     teach.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="a config override for the teach runs (repeatable)")
@@ -206,8 +208,8 @@ def check_args(args: argparse.Namespace) -> None:
         check_model_folder(args.model)
         if not (Path(args.data) / "heldout.txt").is_file():
             raise LdmError(f"--data {args.data} has no heldout.txt: build it with scripts/build_emoji_dataset.py")
-        if min(args.seeds, args.captions, args.style_images) < 1:
-            raise LdmError("--seeds, --captions and --style-images must be at least 1")
+        if min(args.seeds, args.captions, args.style_images, args.style_steps) < 1:
+            raise LdmError("--seeds, --captions, --style-images and --style-steps must be at least 1")
         if args.modifiers is not None and (len(args.modifiers) < 2 or any("{}" not in m for m in args.modifiers)):
             raise LdmError("--modifier needs {} where the name goes, e.g. 'blue {}', and at least two of them")
     if args.command == "schedulers":
@@ -318,16 +320,16 @@ def main_data(args: argparse.Namespace) -> None:
 
 def main_teach(args: argparse.Namespace) -> None:
     """Teach and measure in a work folder (temporary unless --work), then print the report."""
-    from benchmarks.teach import MODIFIERS, bench_teach, format_teach_report
+    from benchmarks.teach import MODIFIERS, StyleRun, bench_teach, format_teach_report
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     config = str(configs / ("teach_ti.yaml" if args.method == "ti" else "teach_dreambooth.yaml"))
     with tempfile.TemporaryDirectory(prefix="ldm-teach-") as tmp:
         work = Path(args.work or tmp)
+        style = None if args.style == "none" else StyleRun(args.style, args.style_images, args.style_steps)
         report = bench_teach(args.model, args.data, config, args.emoji, args.name, args.class_prompt,
-                             args.modifiers or list(MODIFIERS),
-                             args.steps, args.seeds, args.captions, None if args.style == "none" else args.style,
-                             args.style_images, work, args.overrides)
+                             args.modifiers or list(MODIFIERS), args.steps, args.seeds, args.captions, style, work,
+                             args.overrides)
     print(format_teach_report(report))
 
 
