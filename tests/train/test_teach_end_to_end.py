@@ -1,5 +1,5 @@
 """Teaching the trained tiny model a shape it never saw (a plus sign; it knows circles, squares and triangles),
-through scripts/teach.py: the name's images then move toward the new shape, and the card says so."""
+through scripts/teach.py: the name's images then land on the new shape, and the card says so."""
 
 import json
 
@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 from support import run_script
 
 from ldm.data.images import load_image, to_tensor
+from ldm.data.shapes import make_shape
 from ldm.metrics import image_features
 from ldm.sampling.requests import ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
@@ -41,20 +42,24 @@ def test_a_new_shape_is_learnt(tiny_run, tmp_path):
                "--set", "finetune.lora_alpha=16", "--set", "train_unet.sample_every=100",
                "--set", "train_unet.mixed_precision=no")
     card = json.loads((out / "teach.json").read_text())
-    assert card["name_likeness_after"] < 0.8 * card["name_likeness_before"], card  # measured 18.8 -> 11.4
-    assert card["class_change"] < 0.1, card  # the class prompt's images barely moved (measured 0.05)
+    assert card["name_likeness_after"] < 0.8 * card["name_likeness_before"], card  # measured 16.9 -> 6.2
+    assert card["class_change"] < 0.1, card  # the class prompt's images barely moved (measured 0.04)
 
-    # "zorbly" moves toward the pluses, seed by seed. It does not yet land nearest them among the tiny model's 512
-    # shapes (0 of 8 seeds, measured): this model only draws soft blobs, and its attention, where LoRA goes, sits at
-    # 4x4 only; nor with lr 2e-2, 1,000 steps, no prior, LoRA on every layer, cross-attention only or min-SNR 5
-    # (README, Benchmarks); what the test holds is the move (measured: every seed nearer, mean distance 16.2 -> 9.2)
+    # "zorbly" lands on the pluses: the nearest of the tiny model's 512 training shapes and the 3 pluses is a plus for
+    # at least half the seeds, against a chance of 3 in 515 each (measured 6 of 8 with the defaults, each image
+    # centred at 0.9 of the frame; 3 of 8 uncentred; 0 of 8 before the defaults centred the images and left out
+    # shifted and scaled views), and seeds move toward them
     pluses = image_features(torch.stack([to_tensor(load_image(p, 32)) for p in paths]) / 2 + 0.5)
+    shapes = image_features(torch.stack([to_tensor(make_shape(i, 32)[0]) for i in range(512)]) / 2 + 0.5)
     model = load_sampling_model(tiny_run, "cpu", "fp32")
     specs = [ImageSpec("zorbly", seed) for seed in range(8)]
 
-    def distance(lora) -> torch.Tensor:
-        images = model.generate(specs, Settings(steps=20, lora=lora))
-        return torch.cdist(image_features(images), pluses).min(dim=1).values
+    def features(lora) -> torch.Tensor:
+        return image_features(model.generate(specs, Settings(steps=20, lora=lora)))
 
-    before, after = distance(None), distance(str(out / "pytorch_lora_weights.safetensors"))
-    assert int((after < before).sum()) >= 7 and float(after.mean()) < 0.75 * float(before.mean()), (before, after)
+    before, after = features(None), features(str(out / "pytorch_lora_weights.safetensors"))
+    lands = torch.cdist(after, torch.cat([shapes, pluses])).argmin(dim=1) >= len(shapes)
+    assert int(lands.sum()) >= 4, lands
+    assert not (torch.cdist(before, torch.cat([shapes, pluses])).argmin(dim=1) >= len(shapes)).any()  # not before
+    nearer = torch.cdist(after, pluses).min(dim=1).values < torch.cdist(before, pluses).min(dim=1).values
+    assert int(nearer.sum()) >= 7, nearer
