@@ -23,6 +23,7 @@ import yaml
 
 from ldm.errors import LdmError
 from ldm.io import atomic_file, one_line, replace_folder, write_text_atomic
+from ldm.processes import take_ctrl_c
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = ROOT / "plans" / "gpu_plan.yaml"
@@ -171,7 +172,7 @@ def run_until(argv: list[str], stop_at: float, env: dict, log, grace_s: float = 
     ends; after `grace_s` more, SIGKILL. A Ctrl-C or SIGTERM of ours is passed on the same way. (rc, stopped)."""
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
-    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=take_ctrl_c)
     stopped, kill_at = False, None
     while child.poll() is None:
         try:

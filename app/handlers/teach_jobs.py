@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ldm.errors import LdmError
 from ldm.io import write_text_atomic
+from ldm.processes import take_ctrl_c
 from ldm.sampling.concepts import EMBEDDING_FILE, LORA_FILE
 
 TEACH_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "teach.py"
@@ -32,6 +33,13 @@ RESULTS = (LORA_FILE, EMBEDDING_FILE, CARD_FILE, "teach.json")
 NICE = 10  # the worker's priority below the server's: requests stay responsive while it trains
 EARLY_EXIT_S = 3.0  # Start waits this long for the worker's argument checks (they fail in a fraction of a second)
 MAX_TEACH_STEPS = 1000  # the default budget: steps one teach job may ask for (the method configs' default is 300)
+
+
+def _worker_start() -> None:
+    # in the worker before it runs: below the server's priority, and Stop's SIGINT reaches it even when the server
+    # was started in the background (its SIGINT ignored, which children inherit)
+    os.nice(NICE)
+    take_ctrl_c()
 
 
 @dataclass
@@ -225,7 +233,7 @@ class TeachJobs:
                                                                          os.environ.get("PYTHONPATH")]))}
         with open(job.log, "ab") as log:
             job.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=lambda: os.nice(NICE))
+                                        preexec_fn=_worker_start)
         job.stopping, job.started = False, time.time()
         try:
             job.proc.wait(EARLY_EXIT_S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -109,8 +110,12 @@ def test_time_stops_a_child_with_ctrl_c_so_it_can_save(tmp_path):
     child = [sys.executable, "-c", "import time, pathlib\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
              f"    pathlib.Path({str(saved)!r}).write_text('step in hand')\n    raise SystemExit(130)"]
     t0 = time.monotonic()
-    with open(tmp_path / "log", "w") as log:
-        rc, stopped = run_until(child, time.monotonic() + 1.5, {}, log, grace_s=20)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the plan started in the background: children inherit it
+    try:
+        with open(tmp_path / "log", "w") as log:
+            rc, stopped = run_until(child, time.monotonic() + 1.5, {}, log, grace_s=20)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert stopped and rc == 130 and saved.read_text() == "step in hand"
     assert time.monotonic() - t0 < 20
     assert "stopped by time" in (tmp_path / "log").read_text()
