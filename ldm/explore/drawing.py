@@ -94,7 +94,11 @@ def _mark(shape: str, x: float, y: float, colour: str) -> str:
 
 
 def _legend(marks: Sequence[MapMarks]) -> str:
-    parts, y = [], 14
+    if not marks:
+        return ""
+    # on a white panel, so that the points under it do not cross the text (7 units a character is ample at 13)
+    width = 36 + 7 * max(len(group.legend) for group in marks)
+    parts, y = [f'<rect x="2" y="2" width="{width}" height="{22 * len(marks)}" fill="#fff" fill-opacity="0.85"/>'], 14
     for group in marks:
         parts.append(_mark(group.shape, 14, y, "#888") + f'<text x="28" y="{y + 4}" font-size="13" '
                      f'font-family="sans-serif">{html.escape(group.legend)}</text>')
