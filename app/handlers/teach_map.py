@@ -11,13 +11,12 @@ from PIL import Image
 
 from app.handlers.shared import Shared
 from app.handlers.teach_jobs import Job
-from ldm.config import load_config
 from ldm.data.teach_images import load_concept_images
 from ldm.errors import LdmError
 from ldm.media import grid_tiles
+from ldm.sampling.concepts import preview_prompts
 
 MAP_POINTS = 600  # the dataset's points drawn around the marks (the Latent space tab's default map)
-RUN_CONFIG = "ldm_config.yaml"  # a run folder's settings: which preview tiles are the name's
 
 
 def note(text: str) -> str:
@@ -25,16 +24,12 @@ def note(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
-def preview_of_name(preview: Path, run: Path, name: str, size: int):
-    """The tiles of a preview grid that show the name alone ((M, 3, size, size) in [0, 1]), by the run's prompts."""
+def preview_of_name(preview: Path, job: Job, size: int):
+    """The tiles of a job's preview grid that show the name alone ((M, 3, size, size) in [0, 1])."""
     with Image.open(preview) as picture:
         tiles = grid_tiles(picture, size)
-    try:
-        prompts = load_config(run / RUN_CONFIG).train_unet.validation_prompts
-    except (OSError, LdmError):
-        return tiles  # the run's settings are not there yet: every tile
-    mine = [k for k, prompt in enumerate(prompts[:len(tiles)]) if prompt == name]
-    return tiles[mine] if mine else tiles
+    prompts = preview_prompts(job.name, job.class_prompt)[:len(tiles)]
+    return tiles[[k for k, prompt in enumerate(prompts) if prompt == job.name]]
 
 
 class TeachMap:
@@ -68,7 +63,7 @@ class TeachMap:
             return note(f"No map: {str(exc).replace(str(job.folder / 'images') + os.sep, '')}")
         marks = [view.marks((pixels + 1) / 2, [p.name for p in paths], "your images", "pca", indices)]
         if preview is not None:
-            tiles = preview_of_name(preview, job.out, job.name, size)
+            tiles = preview_of_name(preview, job, size)
             step = preview.stem.split("-")[-1].lstrip("0") or "0"
             marks.append(view.marks(tiles, [f"{job.name}, step {step}"] * len(tiles),
                                     f"{job.name} at step {step} (the newest preview)", "pca", indices, "ring"))

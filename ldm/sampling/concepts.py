@@ -13,6 +13,12 @@ from ldm.io import one_line
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # as ldm.train.finetune writes it
 EMBEDDING_FILE = "learned_embeds.safetensors"  # as ldm.train.textual_inversion writes it
+PREVIEW_SEEDS = 4  # a teach run's preview images of the name alone, then 2 of the class prompt
+
+
+def preview_prompts(name: str, class_prompt: str = "") -> list[str]:
+    """The prompts of a teach run's preview grid, tile by tile (seeds seed, seed + 1, ...)."""
+    return [name] * PREVIEW_SEEDS + ([class_prompt] * 2 if class_prompt else [])
 
 
 def concept_file(path: str, wanted: str, what: str) -> str:

@@ -21,12 +21,12 @@ from ldm.data.teach_images import augmented_views, centred, load_concept_images,
 from ldm.errors import LdmError
 from ldm.folders import check_model_folder, folder_geometry
 from ldm.models import load_tokenizer
+from ldm.sampling.concepts import preview_prompts
 from ldm.train.teach_card import write_card
 from ldm.train.teach_inputs import check_new_word
 from ldm.train.unet import train_unet
 
 VIEWS_DIR = "teach-images"  # the image folder the run trains on, inside the run folder
-PREVIEW_SEEDS = 4  # preview images of the name alone (seeds seed .. seed + 3), then 2 of the class prompt
 
 
 @dataclass
@@ -52,7 +52,7 @@ def teach_config(config_file: str | Path, overrides: list[str], name: str, model
     if steps is not None:
         cfg.train_unet.max_steps = steps
     tc = cfg.train_unet
-    tc.validation_prompts = [name] * PREVIEW_SEEDS + ([cfg.teach.class_prompt] * 2 if cfg.teach.class_prompt else [])
+    tc.validation_prompts = preview_prompts(name, cfg.teach.class_prompt)
     tc.checkpoint_every = min(tc.checkpoint_every, tc.max_steps)
     validate(cfg)
     return cfg

@@ -487,7 +487,7 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
         # the four images on the dataset's latent map among its points, and the newest preview of the name with them
         page.wait_for_function("document.querySelectorAll('#train-map svg .mark.diamond').length == 4 && "
                                "document.querySelectorAll('#train-map svg .mark.ring').length > 0", timeout=60_000)
-        assert page.locator("#train-map svg [data-i]").count() == 10  # the server's ten shapes
+        assert page.locator("#train-map svg [data-i]").count() > 0  # among the training set's points
         assert "zorbly at step" in page.locator("#train-map svg").inner_text()
         page.screenshot(path=str(ARTIFACTS / "tab-train.png"), full_page=True)
         page.locator("#train-stop").click()

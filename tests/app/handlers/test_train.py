@@ -183,12 +183,11 @@ def test_the_map_places_a_jobs_images_and_its_newest_previews_of_the_name(shared
     assert first.count('class="pt mark diamond"') == 3 and "mark ring" not in first
     assert first.count("data-i=") == 10 and "your images" in first and "1.png" in first
     assert placed.svg(job, None) is first  # a poll with nothing new draws nothing
-    # a preview grid: the name's 2 tiles are placed, the class's 1 is not (the run's prompts say which)
+    # a preview grid: the name's 4 tiles are placed, the class's 2 are not
     (out / "samples").mkdir(parents=True)
-    make_grid(torch.rand(3, 3, 32, 32)).save(out / "samples" / "unet-0000050.png")
-    (out / "ldm_config.yaml").write_text("train_unet:\n  validation_prompts: [zorbly, zorbly, a square]\n")
+    make_grid(torch.rand(6, 3, 32, 32)).save(out / "samples" / "unet-0000050.png")
     later = placed.svg(job, out / "samples" / "unet-0000050.png")
-    assert later.count('class="pt mark ring"') == 2 and "zorbly at step 50" in later
+    assert later.count('class="pt mark ring"') == 4 and "zorbly at step 50" in later
     # an image that is none: one line naming the user's file, not the server's copy
     (folder / "images" / "notes.png").write_text("not a picture")
     broken = placed.svg(job, None)
