@@ -488,7 +488,7 @@ def test_browser_train_tab_teaches_stops_and_generates_with_the_result(app_url, 
         page.wait_for_function("document.querySelectorAll('#train-map svg .mark.diamond').length == 4 && "
                                "document.querySelectorAll('#train-map svg .mark.ring').length > 0", timeout=60_000)
         assert page.locator("#train-map svg [data-i]").count() > 0  # among the training set's points
-        assert "zorbly at step" in page.locator("#train-map svg").inner_text()
+        assert "zorbly at step" in page.locator("#train-map svg").text_content()
         page.screenshot(path=str(ARTIFACTS / "tab-train.png"), full_page=True)
         page.locator("#train-stop").click()
         page.wait_for_function(f"{status}.includes('stopped after step')", timeout=120_000)
