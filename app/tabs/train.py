@@ -58,6 +58,7 @@ def build(shared: Shared) -> TrainTab:
                                x_axis_format="d", elem_id="train-loss")
             preview = result_image("Newest preview (fixed seeds: the name alone, then the class)",
                                    elem_id="train-preview", height=PANEL)
+            gr.Markdown("**Your images on the latent space map**, among the training set's (hover for pictures)")
             placed = gr.HTML(label="Your images on the latent space map", show_label=True, elem_id="train-map",
                              js_on_load=None)
             files = gr.File(label="Result downloads (LoRA or embedding, and its card)", file_count="multiple",
