@@ -105,8 +105,8 @@ class TrainHandlers(TabHandlers):
         preview = self.jobs.offer(job, p.preview) if p.preview else None
         try:
             placed = self.map.svg(job, p.preview)
-        except (LdmError, OSError) as exc:  # a file the run replaced meanwhile: the next poll draws it
-            placed = note(f"No map this time: {exc}")
+        except (LdmError, OSError):  # a file the run replaced meanwhile; its text would name the server's paths
+            placed = note("No map this time: a file of the run changed while it was read; the next update draws it.")
         shown = dict(losses=p.losses, preview=preview, name=job.name, map=placed)
         if job.running():
             if job.stopping:
