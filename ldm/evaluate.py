@@ -30,10 +30,11 @@ from ldm.metrics import (
     round_trip_psnr,
     twin_groups,
 )
-from ldm.sampling.interpolate import max_jump_ratio
+from ldm.sampling.interpolate import max_jump_ratio, max_step_share
 from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import ImageSpec, Settings, seeded_specs
 from ldm.sampling.sampler import SamplingModel
+from ldm.sampling.schema import FIELD
 from ldm.sampling.walks import render_walk
 
 # (how, layout, background): held-out images redrawn where and on what a dataset's own layout rarely puts them
@@ -223,11 +224,34 @@ def diversity(model: SamplingModel, prompt: str, settings: Settings, seeds: int 
     return mean_pairwise_distance(image_features(images))
 
 
-def walk_smoothness(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
-                    settings: Settings, even: bool = False) -> float:
-    """Largest frame-to-frame change over the median along a seed walk or prompt morph (1 = even)."""
-    _, images = render_walk(model, prompts, seeds, frames, settings, even=even)
-    return max_jump_ratio(images)
+MORPH_BASELINES = {"slerp": "embeddings slerped", "predictions": "predictions blended"}
+
+
+def walk_frames(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
+                settings: Settings, even: bool = False, morph_mode: str = FIELD["morph_mode"].default) -> torch.Tensor:
+    """The frames of a seed walk or prompt morph, as sample.py renders them."""
+    return render_walk(model, prompts, seeds, frames, settings, even=even, morph_mode=morph_mode)[1]
+
+
+def smoothness_rows(model: SamplingModel, prompts: Sequence[str], frames: int, settings: Settings) -> list[Row]:
+    """How evenly a seed walk and a prompt morph (when there are two prompts) change the image frame to frame."""
+    walk = walk_frames(model, prompts[:1], [1, 2, 3], frames, settings)
+    walk_even = walk_frames(model, prompts[:1], [1, 2, 3], frames, settings, even=True)
+    rows = [Row("seed walk max/median frame change", max_jump_ratio(walk_even), max_jump_ratio(walk),
+                "uniform spacing", "small")]
+    if len(prompts) < 2:
+        return rows
+    morph_prompts = [prompts[0], prompts[min(2, len(prompts) - 1)]]
+    morph = walk_frames(model, morph_prompts, [1], frames, settings)
+    morph_even = walk_frames(model, morph_prompts, [1], frames, settings, even=True)
+    # beside the model's own morph mode, the other kind: predictions blended, or embeddings slerped
+    other = "slerp" if model.morph_mode("auto") == "predictions" else "predictions"
+    other_even = walk_frames(model, morph_prompts, [1], frames, settings, even=True, morph_mode=other)
+    # what a user sees: a morph that snaps, or flickers between its prompts, has a step about as large as the whole
+    return rows + [Row("prompt morph max/median frame change", max_jump_ratio(morph_even), max_jump_ratio(morph),
+                       "uniform spacing", "small"),
+                   Row("prompt morph largest frame change, share of the whole", max_step_share(morph_even),
+                       max_step_share(other_even), MORPH_BASELINES[other], f"small (even: {1 / (frames - 1):.3f})")]
 
 
 def probe_prompts(reference: Reference, count: int = 5) -> tuple[str, ...]:
@@ -312,15 +336,8 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
     sample = reference.features[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:64]]
     rows.append(Row("diversity over 8 seeds (mean pairwise distance)", spread, mean_pairwise_distance(sample),
                     f"{len(sample)} random dataset images", "> 0"))
-    walk = walk_smoothness(model, prompts[:1], [1, 2, 3], frames, settings)
-    walk_even = walk_smoothness(model, prompts[:1], [1, 2, 3], frames, settings, even=True)
-    rows.append(Row("seed walk max/median frame change", walk_even, walk, "uniform spacing", "small"))
-    if len(prompts) > 1:
-        morph_prompts = [prompts[0], prompts[min(2, len(prompts) - 1)]]
-        morph = walk_smoothness(model, morph_prompts, [1], frames, settings)
-        morph_even = walk_smoothness(model, morph_prompts, [1], frames, settings, even=True)
-        rows.append(Row("prompt morph max/median frame change", morph_even, morph, "uniform spacing", "small"))
-    else:
+    rows += smoothness_rows(model, prompts, frames, settings)
+    if len(prompts) < 2:
         skipped.append("prompt morph (the dataset has fewer than two captions)")
     return Evaluation(rows, skipped)
 

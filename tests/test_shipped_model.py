@@ -11,8 +11,10 @@ from ldm.data.images import to_tensor
 from ldm.explore import MAP_FILE, DatasetView, decode_latents, encode_latents, prompt_features
 from ldm.metrics import image_features, mean_pairwise_distance
 from ldm.models import REFERENCE_FILE
+from ldm.sampling.interpolate import max_step_share
 from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT, ImageSpec, Settings
 from ldm.sampling.sampler import load_sampling_model
+from ldm.sampling.walks import render_walk
 
 
 def test_the_folder_is_small_safetensors_with_the_encoder_referenced_and_a_card():
@@ -119,3 +121,14 @@ def test_the_shipped_student_draws_the_colour_in_a_few_steps():
                               s)
     score = _red_minus_blue(images)
     assert score[:4].min() > score[4:].max()
+
+
+@pytest.mark.slow  # 64 student frames
+def test_a_morph_of_the_shipped_student_changes_the_image_gradually_where_an_embedding_blend_snaps():
+    student = load_sampling_model(DEFAULT_STUDENT, "cpu")
+    share = {mode: max_step_share(render_walk(student, ["grinning face", "cat face"], [1], 16, Settings(),
+                                              morph_mode=mode, even=True)[1])
+             for mode in ("slerp", "predictions")}
+    # measured: 0.62 against 0.08 (1/15 = 0.067 is perfectly even)
+    assert share["slerp"] > 0.4 and share["predictions"] < 0.15
+    assert student.morph_mode("auto") == "predictions"  # what a morph gets unless it says

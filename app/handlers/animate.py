@@ -41,7 +41,7 @@ class AnimateHandlers(TabHandlers):
         return render_animation(self.shared, "walk", [prompt], checks.seeds(seeds), frames, s, progress,
                                 loop=bool(loop))
 
-    def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = "slerp",
+    def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = "auto",
               steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""

@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from ldm.precision import autocast
-from ldm.sampling.embeddings import conditioning, prompt_step
+from ldm.sampling.embeddings import blends_predictions, conditioning, morph_conditioning, prompt_step
 from ldm.sampling.init_image import InitImage
 from ldm.sampling.inpaint import InpaintPlan
 from ldm.sampling.noise import NoiseSource, SeedBlend, scheduler_noise
 from ldm.sampling.pipelines import SeededImg2Img, SeededInpaint, pipeline_for, seeded_pipeline
+from ldm.sampling.prediction_morph import PredictionMorph
 from ldm.sampling.prompt_syntax import Runs, parse_prompt
 from ldm.sampling.requests import ImageSpec, Progress, Settings, denoising_steps
 from ldm.sampling.schedulers import make_scheduler
@@ -53,6 +54,13 @@ class Job:
         cond = torch.cat([conditioning(sp, self.embeds, step, self.steps) for sp in batch])
         negative = self.embeds[parse_prompt(self.settings.negative_prompt).runs_at(step, self.steps)]
         return cond, negative.expand(len(batch), -1, -1)
+
+    def prediction_morph(self, batch: list[ImageSpec], step: int) -> PredictionMorph:
+        """The batch's morph frames that blend predictions, with their other prompt's embeddings at `step`."""
+        rows = [k for k, sp in enumerate(batch) if blends_predictions(sp)]
+        other = [morph_conditioning(batch[k], self.embeds, step, self.steps) for k in rows]
+        return PredictionMorph(rows, torch.cat(other) if other else torch.empty(0),
+                               torch.tensor([batch[k].morph_t for k in rows]))
 
 
 def _unet_output_to_fp32(module, args, output):
@@ -105,6 +113,7 @@ def denoise_batch(job: Job, batch: list[ImageSpec], done: int) -> torch.Tensor:
     s, device = job.settings, job.device
     # 3. per-image conditioning: a prompt's embedding, or a blend of two for morph frames, plus any mix
     cond, uncond = job.conditions(batch, 1)
+    morph = job.prediction_morph(batch, 1)
     # 4. starting noise from each image's own CPU generators; image to image then draws the init image's
     # latent from the VAE posterior with the same generators
     source = NoiseSource([SeedBlend(sp.seed, sp.variation_seed, sp.variation_strength) for sp in batch])
@@ -128,12 +137,14 @@ def denoise_batch(job: Job, batch: list[ImageSpec], done: int) -> torch.Tensor:
                 c, u = job.conditions(batch, step)
                 c = torch.cat([u, c]) if pipe.do_classifier_free_guidance else c
                 kwargs["prompt_embeds"] = c.to(kwargs["prompt_embeds"])
+                morph.other = job.prediction_morph(batch, step).other
         return kwargs
 
     # 6. denoise through the stock pipeline
     hook = pipe.unet.register_forward_hook(_unet_output_to_fp32)
     try:
-        with scheduler_noise(scheduler, source), autocast(job.precision, device):
+        with scheduler_noise(scheduler, source), autocast(job.precision, device), \
+                morph.attach(pipe.unet, len(batch)):
             latents = pipe(
                 prompt_embeds=cond.to(device), negative_prompt_embeds=uncond.to(device),
                 num_inference_steps=s.steps, guidance_scale=s.guidance_scale, eta=s.eta, output_type="latent",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -11,6 +12,8 @@ from ldm.sampling.emphasis import apply_weights, token_weights
 from ldm.sampling.interpolate import blend
 from ldm.sampling.prompt_syntax import Runs, parse_prompt, plain_text
 from ldm.sampling.requests import ImageSpec
+
+EMBEDDING_BLENDS = ("slerp", "lerp")  # morph modes that blend the two prompts' embeddings (else: predictions)
 
 EMBEDDING_CACHE = 256  # texts whose embeddings a PromptEmbeddings keeps
 
@@ -57,11 +60,22 @@ def conditioning(spec: ImageSpec, embeds: dict[Runs, torch.Tensor], step: int = 
         return embeds[parse_prompt(prompt).runs_at(step, steps)]
 
     cond = embed(spec.prompt)
-    if spec.morph_to is not None:
+    if spec.morph_to is not None and spec.morph_mode in EMBEDDING_BLENDS:
         cond = blend(cond, embed(spec.morph_to), spec.morph_t, spec.morph_mode)
     for prompt, weight in spec.mix:
         cond = cond + weight * embed(prompt)
     return cond
+
+
+def blends_predictions(spec: ImageSpec) -> bool:
+    """A morph frame between its two prompts whose model predictions, not embeddings, are blended."""
+    return spec.morph_to is not None and spec.morph_mode == "predictions" and 0 < spec.morph_t
+
+
+def morph_conditioning(spec: ImageSpec, embeds: dict[Runs, torch.Tensor], step: int = 1,
+                       steps: int = 1) -> torch.Tensor:
+    """A prediction morph's other end at `step`: its morph-to prompt, with the same mix terms."""
+    return conditioning(replace(spec, prompt=spec.morph_to, morph_to=None), embeds, step, steps)
 
 
 def prompt_step(i: int, iterations: int, steps: int) -> int:

@@ -126,3 +126,13 @@ def max_jump_ratio(frames: torch.Tensor) -> float:
     d = torch.tensor(frame_distances(frames))
     median = float(d.median())
     return float(d.max()) / median if median > 0 else float("inf") if float(d.max()) > 0 else 1.0
+
+
+def max_step_share(frames: torch.Tensor) -> float:
+    """The largest frame-to-frame change as a share of the change from the first frame to the last: about
+    1/(N-1) along a smooth morph, about 1 where it snaps from one end to the other or flickers between them."""
+    steps = frame_distances(frames)
+    whole = float((frames[-1] - frames[0]).abs().mean())
+    if whole > 0:
+        return max(steps) / whole
+    return 0.0 if max(steps) == 0 else math.inf

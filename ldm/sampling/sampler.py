@@ -133,9 +133,22 @@ class SamplingModel:
             check_mask(mask)
         return s if s.strength is not None else replace(s, strength=DEFAULT_STRENGTH)
 
+    def morph_mode(self, mode: str) -> str:
+        """A morph mode made concrete. 'auto' is predictions for a few-step student, whose morphs then change
+        gradually, and slerp for a full model: its guided solves flicker between the two prompts when their
+        predictions blend, and one clean switch looks better than a flicker."""
+        if mode != "auto":
+            return mode
+        return "predictions" if self.is_student else "slerp"
+
+    def concrete(self, spec: ImageSpec) -> ImageSpec:
+        """The spec with its morph mode made concrete (what is rendered, and written to the PNG)."""
+        return spec if spec.morph_mode != "auto" else replace(spec, morph_mode=self.morph_mode("auto"))
+
     def parameters_text(self, spec: ImageSpec, settings: Settings, init: InitImage | None = None,
                         mask: Mask | None = None) -> str:
         """The AUTOMATIC1111-style `parameters` text that re-creates this image."""
+        spec = self.concrete(spec)
         s = self.request(settings, init, mask)
         stamp = ModelStamp(self.name, self.model_hash, self.precision)
         return image_parameters(spec, s, stamp, None if s.lora is None else self.loras.hash(s.lora),
@@ -160,7 +173,7 @@ class SamplingModel:
         """
         # 1. check inputs
         s = self.request(settings, init, mask)
-        specs = list(specs)
+        specs = [self.concrete(spec) for spec in specs]
         for spec in specs:
             check_spec(spec)
         if batch_size < 1:

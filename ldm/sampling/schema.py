@@ -26,7 +26,7 @@ STUDENT_STEPS = 4
 DEFAULT_STRENGTH = 0.75  # image to image's denoising strength when none is given (AUTOMATIC1111's)
 MASKED_CONTENT = ("original", "fill", "latent-noise", "latent-nothing")  # what a masked area starts as (A1111's)
 INPAINT_AREAS = ("whole", "masked")  # inpaint the whole picture, or only a box around the mask (A1111's "Only masked")
-MORPH_MODES = ("slerp", "lerp")
+MORPH_MODES = ("auto", "predictions", "slerp", "lerp")
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,11 @@ FIELDS: tuple[Field, ...] = (
     Field("morph_to", str, None, SPEC, png="Morph to", png_when="morph"),
     Field("morph_t", float, 0.0, SPEC, bound=Bound("morph position", 0, 1, **_UNIT), png="Morph t",
           png_when="morph"),  # between two keyframes
-    Field("morph_mode", str, "slerp", SPEC, choices=MORPH_MODES, what="interpolation", png="Morph mode",
-          png_when="morph", flag="--morph-mode", help="embedding interpolation", label="Interpolation"),
+    # 'auto' is the model's: predictions for a few-step student, slerp for a full model (SamplingModel.morph_mode)
+    Field("morph_mode", str, "auto", SPEC, choices=MORPH_MODES, what="interpolation", png="Morph mode",
+          png_when="morph", flag="--morph-mode", label="Interpolation",
+          help="how a morph blends its prompts: the model's predictions for each (one more UNet row a frame), or "
+               "their embeddings (slerp, lerp); auto (default): predictions for a few-step student, slerp else"),
     # (prompt, weight) pairs whose embeddings are added to the conditioning: a concept direction from prompt a to
     # prompt b at strength s is ((b, s), (a, -s)); a blend of captions is one term per caption. Far beyond 3: noise.
     Field("mix", tuple, (), SPEC, bound=Bound("prompt mix weight", -3, 3, whole=False, local_high=3),

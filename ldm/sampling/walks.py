@@ -27,7 +27,7 @@ def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:
 
 
 def spec_at(u: float, prompts: Sequence[str], seeds: Sequence[int], loop: bool = False, ease: str = "linear",
-            morph_mode: str = "slerp") -> ImageSpec:
+            morph_mode: str = "auto") -> ImageSpec:
     """The frame at path position u: keyframe i's prompt and seed blended toward keyframe i+1's."""
     count = _keyframes(prompts, seeds)
     point = point_at(u, count, ease, loop)
@@ -48,7 +48,7 @@ Frames = Callable[[list[int], list[ImageSpec], torch.Tensor], None]
 
 
 def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
-                settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = "slerp",
+                settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = "auto",
                 even: bool = False, batch_size: int = 8, progress: Progress | None = None,
                 on_frames: Frames | None = None) -> tuple[list[ImageSpec], torch.Tensor]:
     """Frames of a seed walk and/or prompt morph through the keyframes, with their specs.
@@ -62,6 +62,7 @@ def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[in
     a caller can keep what is finished when a long walk is interrupted.
     """
     count = _checked_walk(prompts, seeds, frames, ease, morph_mode)
+    settings = model.resolve(settings)  # the model's own steps, for the second pass's progress
     positions = path_positions(frames, count, loop)
     passes = 2 if even else 1
 

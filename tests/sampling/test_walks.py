@@ -57,11 +57,23 @@ def test_even_spacing_keeps_the_endpoints_and_evens_the_steps(tiny_model):
     assert specs == uniform_specs or not torch.equal(even, uniform)
 
 
+def test_an_even_walk_at_the_models_own_steps_counts_both_passes_in_its_progress(tiny_student):
+    seen = []
+    render_walk(tiny_student, ["red", "a blue circle"], [1], 4, Settings(), even=True,
+                progress=lambda done, total: seen.append((done, total)))
+    total = 2 * 4 * tiny_student.resolve(Settings()).steps
+    assert {t for _, t in seen} == {total}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] <= total
+
+
 class CurveModel:
     """Stands in for a SamplingModel on a morph from "a" to "b": every pixel of a frame is curve(t)."""
 
     def __init__(self, curve, interrupt_call: int | None = None):
         self.curve, self.interrupt_call, self.calls = curve, interrupt_call, 0
+
+    def resolve(self, settings):
+        return settings
 
     def generate(self, specs, settings, batch_size=8, progress=None, on_batch=None):
         self.calls += 1

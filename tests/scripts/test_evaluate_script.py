@@ -23,7 +23,8 @@ def test_a_shapes_model_gets_the_measures_that_apply_and_one_note(tiny_run):
     measured = _table(proc.stdout)
     redrawn = {f"VAE held-out PSNR, redrawn {how} (dB)" for how, _, _ in LAYOUT_CHECKS}
     assert set(measured) == {"VAE held-out PSNR (dB)", "diversity over 8 seeds (mean pairwise distance)",
-                             "seed walk max/median frame change", "prompt morph max/median frame change"} | redrawn
+                             "seed walk max/median frame change", "prompt morph max/median frame change",
+                             "prompt morph largest frame change, share of the whole"} | redrawn
     assert all(math.isfinite(v) for v in measured.values())
     assert all(measured[name] > 5 for name in redrawn)
     assert measured["VAE held-out PSNR (dB)"] > 10 and measured["diversity over 8 seeds (mean pairwise distance)"] > 0
@@ -73,7 +74,8 @@ def test_a_plain_image_folder_gets_the_generic_measures_and_names_what_it_lacks(
     measured = _table(proc.stdout)
     assert set(measured) == {"prompt fidelity top-1 (4 captions)", "prompt fidelity top-5",
                              "diversity over 8 seeds (mean pairwise distance)", "seed walk max/median frame change",
-                             "prompt morph max/median frame change"}
+                             "prompt morph max/median frame change",
+                             "prompt morph largest frame change, share of the whole"}
     assert all(math.isfinite(v) for v in measured.values())
     notes = [line for line in proc.stdout.splitlines() if line.startswith("Not measured")]
     assert notes == ["Not measured on this dataset: the VAE's held-out PSNR (the dataset has no held-out images); "

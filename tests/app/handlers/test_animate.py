@@ -28,7 +28,7 @@ def test_seed_walk_and_morph_write_gif_mp4_and_frames(handlers):
     (lambda h: h.interpolate_seeds("x", "1, -4", steps=1), "seed must be"),
     (lambda h: h.interpolate_seeds("x", "1, 2", frames=1, steps=1), "frames must be a whole number between 2"),
     (lambda h: h.morph("only one", steps=1), "give between 2 and 8 prompts"),
-    (lambda h: h.morph("a\nb", mode="cubic", steps=1), "interpolation must be one of slerp, lerp"),
+    (lambda h: h.morph("a\nb", mode="cubic", steps=1), "interpolation must be one of auto, predictions, slerp, lerp"),
 ])
 def test_animations_refuse_bad_keyframes(handlers, call, message):
     with pytest.raises(LdmError, match=message):
