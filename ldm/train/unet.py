@@ -216,8 +216,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
 
     # 2. the model and its trainable parameters, EMA, optimizer; resume
     training = prepare_training(accelerator, target, tc)
-    save_ema, load_ema = _ema_files(target, training.ema, accelerator.device)
-    run = Run(accelerator, cfg, tc, "unet", output_dir, training.state(), save_ema, load_ema)
+    save_extra, load_extra = _checkpoint_extras(target, training.ema, accelerator.device)
+    run = Run(accelerator, cfg, tc, "unet", output_dir, training.state(), save_extra, load_extra)
     start = run.resume(resume, trust_pickle)
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
              count_params(training.unet), len(cache), tc.batch_size, accelerator.num_processes,
@@ -260,17 +260,23 @@ def _step_result(training: UNetTraining, batches: CachedBatches, index: int) -> 
     return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean"))})
 
 
-def _ema_files(target: FreshUNet, ema: EMAModel | None, device: torch.device
-               ) -> tuple[Callable[[Path], None] | None, Callable[[Path], None] | None]:
-    """How a checkpoint saves and restores the EMA weights (the Target's format), or (None, None) without EMA."""
-    if ema is None:
-        return None, None
+def _checkpoint_extras(target: FreshUNet, ema: EMAModel | None, device: torch.device
+                       ) -> tuple[Callable[[Path], None], Callable[[Path], None]]:
+    """How a checkpoint saves and restores what is not the prepared UNet's state: the EMA weights (the Target's
+    format, when EMA is on) and what the Target trains beside the UNet (save_extra: a fake-score network)."""
+
+    def save(folder: Path) -> None:
+        if ema is not None:
+            target.save_ema(ema, folder)
+        target.save_extra(folder)
 
     def load(folder: Path) -> None:
-        target.load_ema(ema, folder)
-        ema.to(device)
+        if ema is not None:
+            target.load_ema(ema, folder)
+            ema.to(device)
+        target.load_extra(folder)
 
-    return partial(target.save_ema, ema), load
+    return save, load
 
 
 def _prompt_embedder(target: FreshUNet, training: UNetTraining, dataset
