@@ -122,6 +122,10 @@ class FreshUNet:
         state["shadow_params"] = [p.detach() for p in shadow.parameters()]
         ema.load_state_dict(state)
 
+    def metrics(self) -> dict[str, float]:
+        """The Target's own figures for the step's log, beside the loss; none here."""
+        return {}
+
     def save_extra(self, folder: Path) -> None:
         """Write what the Target trains beside the UNet (a fake-score network and its optimizer) into a checkpoint
         folder; nothing here."""
@@ -453,6 +457,10 @@ class DistributionMatchDistill(TrajectoryDistill):
         x0 = student_x0(unet, noise, embeds, w_embed, self.sample_timesteps, last, self.noise_scheduler.alphas_cumprod,
                         self.noise_scheduler.config.prediction_type, generator, grad)
         return x0, w.to(device), w_embed
+
+    def metrics(self) -> dict[str, float]:
+        """The fake-score network's newest denoising loss on the student's samples (this process's)."""
+        return {"fake_loss": self.fake_loss}
 
     def save_extra(self, folder: Path) -> None:
         """The fake-score network's weights and optimizer state."""

@@ -232,7 +232,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             target.before_steps(batches, start, tc, accelerator.device, dataset.caption_lists,
                                 accelerator.is_local_main_process)
         training.unet.train()
-        run.loop(start, partial(_step_result, training, batches),
+        run.loop(start, partial(_step_result, training, target, batches),
                  preview=partial(_preview, training, target, cfg, output_dir) if tc.validation_prompts else None,
                  preview_every=tc.sample_every)
     finally:
@@ -253,11 +253,13 @@ def _preview(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir:
     return target.settled(_save_samples(training, target, cfg, output_dir, step))
 
 
-def _step_result(training: UNetTraining, batches: CachedBatches, index: int) -> StepResult:
-    """unet_step for the loop: its metric, the loss averaged over micro-batches and processes, on logging steps."""
+def _step_result(training: UNetTraining, target: FreshUNet, batches: CachedBatches, index: int) -> StepResult:
+    """unet_step for the loop: its metrics, the loss averaged over micro-batches and processes and the Target's own
+    (a fake-score network's loss), on logging steps."""
     updated, grad_norm, losses = unet_step(training, index, batches)
     reduce = training.accelerator.reduce
-    return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean"))})
+    return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean")),
+                                                   **target.metrics()})
 
 
 def _checkpoint_extras(target: FreshUNet, ema: EMAModel | None, device: torch.device
