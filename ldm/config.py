@@ -169,7 +169,9 @@ class DistillConfig:
     student_from: str | None = None
     # "consistency": one teacher DDIM step a draw, agreement carried up by the target network (the paper);
     # "trajectory": whole teacher solves, the student regressed onto where each ends (ldm.train.trajectories):
-    # far better on a small budget, and the way to go on from a consistency-distilled student
+    # far better on a small budget, and the way to go on from a consistency-distilled student;
+    # "dmd": distribution matching (DMD2, ldm.train.distribution_matching): the student's own samples move
+    # toward the guided teacher's distribution, scored against a fake-score network that learns the student's
     objective: str = "consistency"
     buffer_solves: int = 4096  # trajectory: teacher solves kept to draw points from (on the CPU)
     solves_per_step: int = 2  # trajectory: new solves a micro-batch adds (each costs 2 x skeleton_steps evaluations)
@@ -180,6 +182,13 @@ class DistillConfig:
     # trajectory: share of solves whose caption is two of one training image's captions joined, words dropped at
     # random (ldm.train.solve_prompts): wordings the dataset lacks, where a student otherwise drifts from its teacher
     recombined_share: float = 0.0
+    # dmd: steps of the fake-score network (its own AdamW) per student micro-batch, each on fresh student samples:
+    # DMD2's two time-scale rule (5 there), so that it keeps up with the student it scores
+    fake_updates: int = 5
+    fake_learning_rate: float | None = None  # dmd: the fake-score network's rate; null: train_unet.learning_rate
+    # dmd: weight of the trajectory loss added to the matching loss (DMD's regression term; the trajectory
+    # settings above then apply); 0: matching alone (DMD2), and the teacher runs no solves
+    trajectory_weight: float = 0.0
 
 
 @dataclass
@@ -239,7 +248,7 @@ CHOICES = {
     "train_unet.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
     "finetune.method": ("full", "lora", "lcm", "dreambooth", "textual_inversion"),
-    "distill.objective": ("consistency", "trajectory"),
+    "distill.objective": ("consistency", "trajectory", "dmd"),
 }
 
 # Values renamed since: a config that still says the old name (a model folder's ldm_config.yaml, a checkpoint's
@@ -307,6 +316,9 @@ LIMITS = {
     "distill.solve_batch": _AT_LEAST_1,
     "distill.initial_solves": _AT_LEAST_0,
     "distill.recombined_share": _SHARE,
+    "distill.fake_updates": _AT_LEAST_1,
+    "distill.fake_learning_rate": _POSITIVE,
+    "distill.trajectory_weight": _AT_LEAST_0,
     "teach.class_images": _AT_LEAST_0,
     "teach.prior_weight": _AT_LEAST_0,
     "teach.class_steps": _AT_LEAST_1,
@@ -477,6 +489,9 @@ def validate(cfg: Config) -> None:
             raise LdmError(f"config key 'train_unet.guidance_scale': the student's default "
                            f"{cfg.train_unet.guidance_scale} is outside the distilled range "
                            f"[distill.guidance_min {d.guidance_min}, distill.guidance_max {d.guidance_max}]")
+        if d.objective == "dmd" and d.default_steps > d.skeleton_steps:
+            raise LdmError(f"config key 'distill.default_steps': the student samples at most distill.skeleton_steps "
+                           f"({d.skeleton_steps}) steps, not {d.default_steps}")
     if cfg.finetune.method in ("dreambooth", "textual_inversion") and not cfg.teach.name:
         raise LdmError(f"config key 'teach.name': finetune.method {cfg.finetune.method} needs the concept's new word")
     if not cfg.train_vae.train_encoder and not cfg.train_vae.init_from:

@@ -146,3 +146,13 @@ def shapes_folder(folder: Path, count: int = 24) -> Path:
             image.save(folder / f"{i:03d}.png")
             meta.write(json.dumps({"file_name": f"{i:03d}.png", "text": caption}) + "\n")
     return folder
+
+
+def kill_then_resume(train, folder: Path, kill_at: int, *args: str) -> str:
+    """Run train(folder, *args, script=..., check=..., env=...) killed at its `kill_at`-th loss call
+    (tests/helpers/patched_train.py), then again with --resume latest; the resumed run's output."""
+    killed = train(folder, *args, script="tests/helpers/patched_train.py", check=False,
+                   env={"LDM_TEST_KILL_AT": str(kill_at)})
+    assert killed.returncode != 0, "the run was not killed"
+    resumed = train(folder, *args, "--resume", "latest", script="tests/helpers/patched_train.py")
+    return resumed.stderr + resumed.stdout

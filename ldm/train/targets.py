@@ -3,12 +3,13 @@
 The UNet trainer builds its Target once (`make_target`) and its loop then has no branches on the kind of
 run: a fresh UNet, a full fine-tune of a pipeline folder, LoRA adapters on one (optionally on its
 CLIP text encoder too), or a few-step student distilled from one, one Target per objective (consistency,
-trajectory). A new kind of run is a new Target class here and its name in TARGETS or STUDENTS.
+trajectory, distribution matching). A new kind of run is a new Target class here and its name in TARGETS or STUDENTS.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -36,7 +37,15 @@ from ldm.models import (
     use_training_attention,
 )
 from ldm.pipeline_folder import sampling_scheduler, save_pipeline
-from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss, draw_guidance
+from ldm.train.consistency import ConsistencyDraw, DDIMSkeleton, consistency_loss, draw_guidance, guidance_embedding
+from ldm.train.distribution_matching import (
+    FakeScore,
+    distribution_matching_loss,
+    dm_gradient,
+    dm_timesteps,
+    score_predictions,
+    student_x0,
+)
 from ldm.train.finetune import (
     add_lora,
     add_text_encoder_lora,
@@ -47,7 +56,7 @@ from ldm.train.finetune import (
     save_lora,
 )
 from ldm.train.losses import diffusion_loss
-from ldm.train.optimization import make_ema
+from ldm.train.optimization import make_ema, make_optimizer
 from ldm.train.runtime import progress
 from ldm.train.solve_prompts import recombined_prompts
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
@@ -112,6 +121,17 @@ class FreshUNet:
         state.update({key: settings[key] for key in state if key in settings and key != "shadow_params"})
         state["shadow_params"] = [p.detach() for p in shadow.parameters()]
         ema.load_state_dict(state)
+
+    def metrics(self) -> dict[str, float]:
+        """The Target's own figures for the step's log, beside the loss; none here."""
+        return {}
+
+    def save_extra(self, folder: Path) -> None:
+        """Write what the Target trains beside the UNet (a fake-score network and its optimizer) into a checkpoint
+        folder; nothing here."""
+
+    def load_extra(self, folder: Path) -> None:
+        """Restore what save_extra wrote; nothing here."""
 
     def write_result(self, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
         """The run folder as a pipeline; the VAE is referenced when it already lives in the run folder."""
@@ -199,16 +219,9 @@ class StudentDistill(FullFinetune):
             raise LdmError(f"config key 'distill.skeleton_steps': {d.skeleton_steps} is more than the teacher's "
                            f"{total} training timesteps")
         self.skeleton = DDIMSkeleton.from_alphas(self.noise_scheduler.alphas_cumprod, d.skeleton_steps)
-        self.unet = UNet2DConditionModel.from_config(self.teacher.config, time_cond_proj_dim=d.guidance_embedding_dim)
+        self.unet = guided_copy(self.teacher, d.guidance_embedding_dim)
         if d.student_from:
             self.unet.load_state_dict(student_weights(d.student_from, self.unet))
-        else:
-            missing, unexpected = self.unet.load_state_dict(self.teacher.state_dict(), strict=False)
-            if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
-                raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected "
-                               f"{unexpected}")
-            # a zero projection: at step 0 the student is the teacher whatever the guidance asked for
-            torch.nn.init.zeros_(self.unet.time_embedding.cond_proj.weight)
         self.trainable = list(self.unet.parameters())
         self.uncond = embed_prompts(self.tokenizer, self.text_encoder, [""]).detach()
 
@@ -335,17 +348,22 @@ class TrajectoryDistill(StudentDistill):
         ones), their noise, guidance and recombinations drawn from `generator`."""
         noise = torch.randn((count, *latent_shape), generator=generator)  # the data's latent shape
         w = draw_guidance(count, self.w_range, generator)
-        embeds = embeds.detach()
+        # recombinations drawn after the rest, so that a run without them keeps its random stream
+        self.queue.append((noise, self.recombined(embeds.detach(), generator), w))
+
+    def recombined(self, embeds: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """These captions' embeddings with a distill.recombined_share of rows swapped for recombined captions
+        (which rows and which captions drawn from `generator`; none drawn when the share is 0)."""
         share = self.cfg.distill.recombined_share
-        if share > 0:  # drawn after the rest, so that a run without recombinations keeps its random stream
-            swap = (torch.rand(count, generator=generator) < share).nonzero()[:, 0]
+        if share > 0:
+            swap = (torch.rand(embeds.shape[0], generator=generator) < share).nonzero()[:, 0]
             if len(swap):
                 prompts = recombined_prompts(self.caption_lists, len(swap), generator, self.avoid)
                 with torch.no_grad():
                     new = encode_prompts(self.tokenizer, self.text_encoder, prompts)
                 embeds = embeds.clone()
                 embeds[swap.to(embeds.device)] = new.to(embeds.device, embeds.dtype)
-        self.queue.append((noise, embeds, w))
+        return embeds
 
     def queued(self) -> int:
         """Solves waiting for the teacher."""
@@ -360,6 +378,108 @@ class TrajectoryDistill(StudentDistill):
                                             self.noise_scheduler.alphas_cumprod,
                                             self.noise_scheduler.config.prediction_type)
         self.buffer.add(points, ends, embeds, w)
+
+
+class DistributionMatchDistill(TrajectoryDistill):
+    """Distribution matching (distill.objective 'dmd', DMD2: ldm.train.distribution_matching): the student's own
+    samples, drawn from noise at its distill.default_steps (backward simulation), move along the difference of
+    a fake-score network's prediction and the guided teacher's; the fake-score network (the teacher's weights at
+    first, with a guidance embedding as the student's) learns the student's samples, distill.fake_updates
+    steps of its own AdamW per student micro-batch. distill.trajectory_weight adds the trajectory loss (DMD's
+    regression term: the teacher's solves, as objective 'trajectory'); at 0 the teacher solves nothing.
+
+    It subclasses TrajectoryDistill for that term and for its recombined captions (distill.recombined_share),
+    which the matching term uses too: it needs only prompts, so it can reach wordings no solve was made for.
+    """
+
+    def build(self) -> None:
+        """The student and buffer as TrajectoryDistill builds them, the fake-score network and its optimizer, and
+        the timesteps the student samples at."""
+        super().build()
+        d, tc = self.cfg.distill, self.cfg.train_unet
+        net = guided_copy(self.teacher, d.guidance_embedding_dim).train()
+        rate = tc.learning_rate if d.fake_learning_rate is None else d.fake_learning_rate
+        optimizer = make_optimizer(net.parameters(), dataclasses.replace(tc, learning_rate=rate))
+        self.fake = FakeScore(net, optimizer, self.noise_scheduler, tc.max_grad_norm)
+        self.fake_loss = float("nan")  # the newest update's, for whoever watches the run
+        sampler = LCMScheduler.from_config(self.noise_scheduler.config)  # as the result samples
+        sampler.set_timesteps(d.default_steps, original_inference_steps=d.skeleton_steps)
+        self.sample_timesteps = sampler.timesteps.clone()
+
+    def place(self, device: torch.device, tc: TrainConfig, mixed_precision: str) -> None:
+        """The frozen UNets and the fake-score network on the device."""
+        super().place(device, tc, mixed_precision)
+        self.fake.net.to(device)
+        use_training_attention(self.fake.net, device, tc.attention, mixed_precision)
+
+    def before_steps(self, batches: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Generator]],
+                     start: int, tc: TrainConfig, device: torch.device, caption_lists: Sequence[Sequence[str]],
+                     show_progress: bool = False) -> None:
+        """The teacher's first solves only when the trajectory term is on; the captions to recombine either way."""
+        self.caption_lists = caption_lists
+        if self.cfg.distill.trajectory_weight > 0:
+            super().before_steps(batches, start, tc, device, caption_lists, show_progress)
+
+    def loss(self, unet: torch.nn.Module, latents: torch.Tensor, embeds: torch.Tensor,
+             generator: torch.Generator, tc: TrainConfig) -> torch.Tensor:
+        """The fake-score network's updates, then the matching loss (plus the weighted trajectory loss)."""
+        weight = self.cfg.distill.trajectory_weight
+        total = self.matching_loss(unet, latents.shape, embeds, generator)
+        if weight > 0:
+            total = total + weight * super().loss(unet, latents, embeds, generator, tc)
+        return total
+
+    def matching_loss(self, unet: torch.nn.Module, shape: torch.Size, embeds: torch.Tensor,
+                      generator: torch.Generator) -> torch.Tensor:
+        """distill.fake_updates steps of the fake-score network on fresh student samples, then DMD's loss on one
+        more batch of them (whose last sampling step keeps its gradients)."""
+        embeds = self.recombined(embeds.detach(), generator)
+        for _ in range(self.cfg.distill.fake_updates):
+            x0, _, w_embed = self.student_samples(unet, shape, embeds, generator, grad=False)
+            self.fake_loss = self.fake.update(x0, embeds, w_embed, generator)
+        x0, w, w_embed = self.student_samples(unet, shape, embeds, generator, grad=True)
+        schedule = self.noise_scheduler
+        t = dm_timesteps(shape[0], schedule.config.num_train_timesteps, generator).to(x0.device)
+        noise = torch.randn(shape, generator=generator).to(x0.device)
+        real, fake = score_predictions(self.teacher, self.fake.net, x0, noise, t, embeds, self.uncond, w, w_embed,
+                                       schedule.alphas_cumprod, schedule.config.prediction_type)
+        return distribution_matching_loss(x0, dm_gradient(x0, real, fake))
+
+    def student_samples(self, unet: torch.nn.Module, shape: torch.Size, embeds: torch.Tensor,
+                        generator: torch.Generator, grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x0, w, w's embedding): the student's samples at guidance drawn over the distilled range, stopped after a
+        drawn number of its sampling steps (DMD2's backward simulation)."""
+        device = embeds.device
+        w = draw_guidance(shape[0], self.w_range, generator)
+        last = int(torch.randint(0, len(self.sample_timesteps), (1,), generator=generator))
+        noise = torch.randn(shape, generator=generator).to(device)
+        w_embed = guidance_embedding(w, self.cfg.distill.guidance_embedding_dim).to(device)
+        x0 = student_x0(unet, noise, embeds, w_embed, self.sample_timesteps, last, self.noise_scheduler.alphas_cumprod,
+                        self.noise_scheduler.config.prediction_type, generator, grad)
+        return x0, w.to(device), w_embed
+
+    def metrics(self) -> dict[str, float]:
+        """The fake-score network's newest denoising loss on the student's samples (this process's)."""
+        return {"fake_loss": self.fake_loss}
+
+    def save_extra(self, folder: Path) -> None:
+        """The fake-score network's weights and optimizer state."""
+        self.fake.save(folder)
+
+    def load_extra(self, folder: Path) -> None:
+        """Restore what save_extra wrote."""
+        self.fake.load(folder)
+
+
+def guided_copy(teacher: torch.nn.Module, guidance_dim: int) -> UNet2DConditionModel:
+    """The teacher's UNet with a guidance embedding (time_cond_proj_dim) whose projection is zero: at first it
+    is the teacher whatever the guidance asked for."""
+    unet = UNet2DConditionModel.from_config(teacher.config, time_cond_proj_dim=guidance_dim)
+    missing, unexpected = unet.load_state_dict(teacher.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
+        raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected {unexpected}")
+    torch.nn.init.zeros_(unet.time_embedding.cond_proj.weight)
+    return unet
 
 
 def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -380,7 +500,7 @@ def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tenso
 
 # what a run from a pipeline folder trains, by finetune.method; a distilled student (lcm) by distill.objective
 TARGETS = {"full": FullFinetune, "lora": LoraFinetune}
-STUDENTS = {"consistency": ConsistencyDistill, "trajectory": TrajectoryDistill}
+STUDENTS = {"consistency": ConsistencyDistill, "trajectory": TrajectoryDistill, "dmd": DistributionMatchDistill}
 TEACH_METHODS = ("dreambooth", "textual_inversion")  # their Targets build on the classes above (ldm/train/teach*)
 
 

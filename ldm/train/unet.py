@@ -216,8 +216,8 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
 
     # 2. the model and its trainable parameters, EMA, optimizer; resume
     training = prepare_training(accelerator, target, tc)
-    save_ema, load_ema = _ema_files(target, training.ema, accelerator.device)
-    run = Run(accelerator, cfg, tc, "unet", output_dir, training.state(), save_ema, load_ema)
+    save_extra, load_extra = _checkpoint_extras(target, training.ema, accelerator.device)
+    run = Run(accelerator, cfg, tc, "unet", output_dir, training.state(), save_extra, load_extra)
     start = run.resume(resume, trust_pickle)
     log.info("unet %s params, %d training images, batch %d x %d processes x %d accumulation, %s precision",
              count_params(training.unet), len(cache), tc.batch_size, accelerator.num_processes,
@@ -232,7 +232,7 @@ def train_unet(cfg: Config, output_dir: str | Path, resume: str | None = None, v
             target.before_steps(batches, start, tc, accelerator.device, dataset.caption_lists,
                                 accelerator.is_local_main_process)
         training.unet.train()
-        run.loop(start, partial(_step_result, training, batches),
+        run.loop(start, partial(_step_result, training, target, batches),
                  preview=partial(_preview, training, target, cfg, output_dir) if tc.validation_prompts else None,
                  preview_every=tc.sample_every)
     finally:
@@ -253,24 +253,32 @@ def _preview(training: UNetTraining, target: FreshUNet, cfg: Config, output_dir:
     return target.settled(_save_samples(training, target, cfg, output_dir, step))
 
 
-def _step_result(training: UNetTraining, batches: CachedBatches, index: int) -> StepResult:
-    """unet_step for the loop: its metric, the loss averaged over micro-batches and processes, on logging steps."""
+def _step_result(training: UNetTraining, target: FreshUNet, batches: CachedBatches, index: int) -> StepResult:
+    """unet_step for the loop: its metrics, the loss averaged over micro-batches and processes and the Target's own
+    (a fake-score network's loss), on logging steps."""
     updated, grad_norm, losses = unet_step(training, index, batches)
     reduce = training.accelerator.reduce
-    return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean"))})
+    return StepResult(updated, grad_norm, lambda: {"loss": float(reduce(torch.stack(losses).mean(), reduction="mean")),
+                                                   **target.metrics()})
 
 
-def _ema_files(target: FreshUNet, ema: EMAModel | None, device: torch.device
-               ) -> tuple[Callable[[Path], None] | None, Callable[[Path], None] | None]:
-    """How a checkpoint saves and restores the EMA weights (the Target's format), or (None, None) without EMA."""
-    if ema is None:
-        return None, None
+def _checkpoint_extras(target: FreshUNet, ema: EMAModel | None, device: torch.device
+                       ) -> tuple[Callable[[Path], None], Callable[[Path], None]]:
+    """How a checkpoint saves and restores what is not the prepared UNet's state: the EMA weights (the Target's
+    format, when EMA is on) and what the Target trains beside the UNet (save_extra: a fake-score network)."""
+
+    def save(folder: Path) -> None:
+        if ema is not None:
+            target.save_ema(ema, folder)
+        target.save_extra(folder)
 
     def load(folder: Path) -> None:
-        target.load_ema(ema, folder)
-        ema.to(device)
+        if ema is not None:
+            target.load_ema(ema, folder)
+            ema.to(device)
+        target.load_extra(folder)
 
-    return partial(target.save_ema, ema), load
+    return save, load
 
 
 def _prompt_embedder(target: FreshUNet, training: UNetTraining, dataset

@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import pytest
 import torch
 from diffusers import DDIMScheduler, LCMScheduler
 from safetensors.torch import load_file
-from support import TINY, run_script
+from support import TINY, kill_then_resume, run_script
 
 from ldm.errors import LdmError
 from ldm.folders import folder_student_steps
@@ -140,11 +141,7 @@ def test_interrupted_distillation_resumes_to_the_same_weights(tiny_run, tmp_path
     reference = tmp_path / "reference"
     _distill(tiny_run, reference, *short)
     run = tmp_path / "run"
-    killed = _distill(tiny_run, run, *short, script="tests/helpers/patched_train.py", check=False,
-                      env={"LDM_TEST_KILL_AT": "15"})
-    assert killed.returncode != 0
-    resumed = _distill(tiny_run, run, *short, "--resume", "latest", script="tests/helpers/patched_train.py")
-    assert "resumed from step 10" in resumed.stderr + resumed.stdout
+    assert "resumed from step 10" in kill_then_resume(partial(_distill, tiny_run), run, 15, *short)
     final = "unet/diffusion_pytorch_model.safetensors"
     a, b = load_file(str(reference / final)), load_file(str(run / final))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
