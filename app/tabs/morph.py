@@ -30,7 +30,10 @@ def build(shared: Shared) -> MorphTab:
         return [gr.Textbox(label="Prompts, one per line", lines=3, value="grinning face\ncat face"),
                 gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED),
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
-                request_control("morph_mode")]
+                request_control("morph_mode", info="predictions: blended at every step, gradual (one more UNet row "
+                                                    "a frame); slerp, lerp: the prompts' embeddings blended. auto: "
+                                                    "predictions for a few-step student, slerp for a full model, "
+                                                    "whose blended predictions flicker")]
 
     (prompts, seed, _, _), frame, send = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
                                                        h.morph_frame, 2)
