@@ -98,8 +98,10 @@ def _stock(export: str):
     size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
 
     def walk(prompts, seeds, frames, batch=8):
-        # the frames a walk asks for (ldm's spec_at): blended starting noise and blended prompt embeddings
-        specs = [spec_at(u, prompts, seeds) for u in path_positions(frames, max(len(prompts), len(seeds)))]
+        # the frames a walk asks for (ldm's spec_at): blended starting noise and slerped prompt embeddings, as
+        # ldm morphs with a full model (stock diffusers has no prediction blend)
+        specs = [spec_at(u, prompts, seeds, morph_mode="slerp")
+                 for u in path_positions(frames, max(len(prompts), len(seeds)))]
         with torch.no_grad():
             embeds = {p: pipe.encode_prompt(p, "cpu", 1, False)[0] for p in prompts}
             negative = pipe.encode_prompt("", "cpu", 1, False)[0]
