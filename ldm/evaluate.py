@@ -34,8 +34,7 @@ from ldm.sampling.interpolate import max_jump_ratio, max_step_share
 from ldm.sampling.prompt_syntax import escape
 from ldm.sampling.requests import ImageSpec, Settings, seeded_specs
 from ldm.sampling.sampler import SamplingModel
-from ldm.sampling.schema import FIELD
-from ldm.sampling.walks import render_walk
+from ldm.sampling.walks import MORPH_MODE, render_walk
 
 # (how, layout, background): held-out images redrawn where and on what a dataset's own layout rarely puts them
 # (the emoji dataset draws each at 90% of the frame on white); an opaque image moves as a rectangle, so on a
@@ -228,7 +227,7 @@ MORPH_BASELINES = {"slerp": "embeddings slerped", "predictions": "predictions bl
 
 
 def walk_frames(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
-                settings: Settings, even: bool = False, morph_mode: str = FIELD["morph_mode"].default) -> torch.Tensor:
+                settings: Settings, even: bool = False, morph_mode: str = MORPH_MODE) -> torch.Tensor:
     """The frames of a seed walk or prompt morph, as sample.py renders them."""
     return render_walk(model, prompts, seeds, frames, settings, even=even, morph_mode=morph_mode)[1]
 

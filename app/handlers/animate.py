@@ -10,7 +10,7 @@ from ldm.media import write_animation
 from ldm.sampling.limits import check_work
 from ldm.sampling.requests import Progress, Settings
 from ldm.sampling.schema import MORPH_MODES
-from ldm.sampling.walks import render_walk, spec_at
+from ldm.sampling.walks import MORPH_MODE, render_walk, spec_at
 
 
 def render_animation(shared: Shared, kind: str, prompts: list[str], seeds: list[int], frames, settings: Settings,
@@ -41,7 +41,7 @@ class AnimateHandlers(TabHandlers):
         return render_animation(self.shared, "walk", [prompt], checks.seeds(seeds), frames, s, progress,
                                 loop=bool(loop))
 
-    def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = "auto",
+    def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = MORPH_MODE,
               steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
               progress: Progress | None = None):
         """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""

@@ -11,7 +11,9 @@ from ldm.sampling.easing import EASINGS
 from ldm.sampling.interpolate import frame_distances, max_jump_ratio, path_positions, point_at, respace
 from ldm.sampling.requests import ImageSpec, Progress, Settings
 from ldm.sampling.sampler import SamplingModel
-from ldm.sampling.schema import MORPH_MODES
+from ldm.sampling.schema import FIELD, MORPH_MODES
+
+MORPH_MODE = FIELD["morph_mode"].default  # the schema's: 'auto', resolved by the model
 
 
 def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:
@@ -27,7 +29,7 @@ def _keyframes(prompts: Sequence[str], seeds: Sequence[int]) -> int:
 
 
 def spec_at(u: float, prompts: Sequence[str], seeds: Sequence[int], loop: bool = False, ease: str = "linear",
-            morph_mode: str = "auto") -> ImageSpec:
+            morph_mode: str = MORPH_MODE) -> ImageSpec:
     """The frame at path position u: keyframe i's prompt and seed blended toward keyframe i+1's."""
     count = _keyframes(prompts, seeds)
     point = point_at(u, count, ease, loop)
@@ -48,7 +50,7 @@ Frames = Callable[[list[int], list[ImageSpec], torch.Tensor], None]
 
 
 def render_walk(model: SamplingModel, prompts: Sequence[str], seeds: Sequence[int], frames: int,
-                settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = "auto",
+                settings: Settings = Settings(), loop: bool = False, ease: str = "linear", morph_mode: str = MORPH_MODE,
                 even: bool = False, batch_size: int = 8, progress: Progress | None = None,
                 on_frames: Frames | None = None) -> tuple[list[ImageSpec], torch.Tensor]:
     """Frames of a seed walk and/or prompt morph through the keyframes, with their specs.
