@@ -7,4 +7,6 @@ SAMPLE_MODES = ("stock", "ours", "student")  # sampling: stock StableDiffusionPi
 # diffusers' stock processor with PyTorch's fused kernel, as the naive loop; "math": SDPA forced to its
 # matmul-softmax backend; "classic": diffusers' pre-SDPA AttnProcessor (baddbmm + softmax).
 ATTENTION = ("trainer", "sdpa", "math", "classic")
-REALTIME_MODES = ("student", "teacher", "stock")  # walks: the few-step student, its teacher, stock diffusers
+# walks: the few-step student (with its tiny decoder, when its folder ships one), the student decoding with the full
+# VAE (the tiny decoder's gain, measured in the same run), its teacher, stock diffusers
+REALTIME_MODES = ("student", "student-full", "teacher", "stock")

@@ -69,21 +69,21 @@ class Stopwatch:
         self.seconds = dict.fromkeys(self.seconds, 0.0)
 
 
-def _ours(folder: str):
+def _ours(folder: str, decoder: str | None = None):
     from ldm.sampling.requests import Settings
     from ldm.sampling.sampler import load_sampling_model
     from ldm.sampling.walks import render_walk
 
     model = load_sampling_model(folder, "cpu")
-    settings = model.resolve(Settings())
+    settings = model.resolve(Settings(decoder=decoder))
 
     def walk(prompts, seeds, frames):
         specs, images = render_walk(model, prompts, seeds, frames, settings)
         return images, [model.parameters_text(sp, settings) for sp in specs]
 
     info = {"scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance_scale,
-            "precision": model.precision}
-    return model.pipe, walk, info
+            "precision": model.precision, "decoder": settings.decoder}
+    return model.pipe, walk, info, (model.tiny_vae if settings.decoder == "tiny" else model.vae).decoder
 
 
 def _stock(export: str):
@@ -118,8 +118,8 @@ def _stock(export: str):
         return torch.cat(images), ["stock diffusers"] * frames
 
     info = {"scheduler": type(pipe.scheduler).__name__, "steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE,
-            "precision": "fp32"}
-    return pipe, walk, info
+            "precision": "fp32", "decoder": "full"}
+    return pipe, walk, info, pipe.vae.decoder
 
 
 def profile_split(stats: pstats.Stats, total_s: float) -> dict[str, float]:
@@ -133,16 +133,17 @@ def profile_split(stats: pstats.Stats, total_s: float) -> dict[str, float]:
     return split
 
 
-def bench_cli_walk(folder: str, frames: tuple[int, int] = (CLI_FRAMES, FRAMES), rounds: int = 2) -> dict:
+def bench_cli_walk(folder: str, frames: tuple[int, int] = (CLI_FRAMES, FRAMES), rounds: int = 2,
+                   decoder: str | None = None) -> dict:
     """A seed walk rendered and written as sample.py does it, at two lengths: marginal frames/s per round, one
-    profiled walk's split, and the FLOPs a frame."""
+    profiled walk's split, and the FLOPs a frame (decoder None: the model's, as sample.py's default)."""
     from ldm.render import render_animation
     from ldm.sampling.requests import Settings
     from ldm.sampling.sampler import load_sampling_model
     from ldm.sampling.walks import render_walk
 
     model = load_sampling_model(folder, "cpu")
-    settings = model.resolve(Settings())
+    settings = model.resolve(Settings(decoder=decoder))
     prompt, seeds = CLI_WALK
 
     def walk(n: int) -> float:
@@ -176,8 +177,9 @@ def bench_realtime(mode: str, folder: str, export: str | None = None, frames: in
     if threads:
         torch.set_num_threads(threads)
     busy = busy_cpus()
-    pipe, walk, info = _stock(export) if mode == "stock" else _ours(folder)
-    watch = Stopwatch({"text encoder": pipe.text_encoder, "UNet": pipe.unet, "VAE decode": pipe.vae.decoder})
+    decoder = "full" if mode == "student-full" else None
+    pipe, walk, info, decoding = _stock(export) if mode == "stock" else _ours(folder, decoder)
+    watch = Stopwatch({"text encoder": pipe.text_encoder, "UNet": pipe.unet, "VAE decode": decoding})
     walk([WALK[0]], list(WALK[1]), 2)  # warm-up: first-call allocations and kernel selection
     result = {"mode": mode, **info, "frames": frames}
     for name, prompts, seeds in (("walk", [WALK[0]], list(WALK[1])), ("morph", list(MORPH[0]), [MORPH[1]])):
@@ -194,7 +196,7 @@ def bench_realtime(mode: str, folder: str, export: str | None = None, frames: in
         split["writing"] = write_s
         result[name] = {"render_s": render_s, "fps": frames / render_s, "split": split}
     if cli_walk:
-        result["cli_walk"] = bench_cli_walk(folder, (min(CLI_FRAMES, frames - 1), frames))
+        result["cli_walk"] = bench_cli_walk(folder, (min(CLI_FRAMES, frames - 1), frames), decoder=decoder)
     result["machine"] = {**machine_info(), "busy_cpus_before": busy}
     return result
 
@@ -222,14 +224,15 @@ def format_realtime_report(results: list[dict], rates: dict | None = None) -> st
     m = results[0]["machine"]
     lines = [f"Walk/morph benchmark: {results[0]['frames']} frames each, rendered then written (PNG, GIF, MP4)",
              f"machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads", "",
-             f"{'mode':<8} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'prec':>5} {'kind':<6} {'frames/s':>8} "
-             f"{'s/frame':>8} {'text':>6} {'UNet':>6} {'VAE':>6} {'other':>6} {'write s':>8}"]
+             f"{'mode':<12} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'prec':>5} {'VAE':<5} {'kind':<6} "
+             f"{'frames/s':>8} {'s/frame':>8} {'text':>6} {'UNet':>6} {'VAE':>6} {'other':>6} {'write s':>8}"]
     for r in results:
         for kind in ("walk", "morph"):
             k = r[kind]
             s = k["split"]
-            lines.append(f"{r['mode']:<8} {r['scheduler']:<24} {r['steps']:>5} {r['guidance']:>4g} "
-                         f"{r['precision']:>5} {kind:<6} {k['fps']:>8.1f} {1 / k['fps']:>8.3f} "
+            lines.append(f"{r['mode']:<12} {r['scheduler']:<24} {r['steps']:>5} {r['guidance']:>4g} "
+                         f"{r['precision']:>5} {r.get('decoder', 'full'):<5} {kind:<6} {k['fps']:>8.1f} "
+                         f"{1 / k['fps']:>8.3f} "
                          + " ".join(f"{s[p] / k['render_s']:>6.0%}" for p in ("text encoder", "UNet", "VAE decode",
                                                                               "other"))
                          + f" {s['writing']:>8.2f}")
@@ -241,6 +244,16 @@ def format_realtime_report(results: list[dict], rates: dict | None = None) -> st
                       f"({'meets' if fps >= TARGET_FPS else 'below'} the {TARGET_FPS:g} frames/s target)"]
         if "cli_walk" in student:
             lines += format_cli_walk(student["cli_walk"], rates, student["precision"])
+        full = by_mode.get("student-full")
+        if full is not None:
+            gain = min(student[k]["fps"] / full[k]["fps"] for k in ("walk", "morph"))
+            lines.append(f"student's {student.get('decoder', 'full')} decoder vs the full VAE: {gain:.2f}x the "
+                         "frames/s (the slower of walk and morph)")
+            if "cli_walk" in full and "cli_walk" in student:
+                rates_full = " / ".join(f"{f:.1f}" for f in full["cli_walk"]["fps"])
+                lines.append(f"  the same end-to-end walk with the full VAE: {rates_full} frames/s; "
+                             + ", ".join(f"{part} {sec / full['cli_walk']['profiled_s']:.0%}"
+                                         for part, sec in full["cli_walk"]["split"].items()))
         for other, target in (("teacher", None), ("stock", TARGET_STOCK_SPEEDUP)):
             if other in by_mode:
                 ratio = min(student[k]["fps"] / by_mode[other][k]["fps"] for k in ("walk", "morph"))

@@ -141,7 +141,7 @@ def _stock_runner(export: str | Path) -> tuple[object, dict, Callable[[list[str]
     pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     settings = {"steps": STOCK_STEPS, "guidance": STOCK_GUIDANCE, "scheduler": type(pipe.scheduler).__name__,
-                "precision": "fp32"}
+                "precision": "fp32", "decoder": "full"}
 
     def run(ps, seed):
         return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
@@ -158,7 +158,7 @@ def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], i
     sampler = load_sampling_model(model, "cpu")
     s = sampler.resolve(Settings())
     settings = {"steps": s.steps, "guidance": s.guidance_scale, "scheduler": s.scheduler,
-                "precision": sampler.precision}
+                "precision": sampler.precision, "decoder": s.decoder}
 
     def run(ps, seed):
         return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
@@ -177,7 +177,8 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
         f"machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} threads; "
         f"matmul {rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16",
         "",
-        f"{'mode':<7} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'precision':>9} {'wall s':>7} {'s/image':>7} "
+        f"{'mode':<7} {'scheduler':<24} {'steps':>5} {'CFG':>4} {'precision':>9} {'VAE':<5} {'wall s':>7} "
+        f"{'s/image':>7} "
         f"{'GFLOP/image':>11} {'UNet s':>7} {'UNet GFLOP/s':>12} {'of matmul':>9} {'peak RSS MB':>11}",
     ]
     for r in results:
@@ -185,7 +186,8 @@ def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
         g = r["unet_gflops"]
         lines.append(
             f"{r['mode']:<7} {r['scheduler']:<24} {r['steps']:>5} {r['guidance']:>4g} {r['precision']:>9} "
-            f"{r['wall_s']:>7.2f} {r['s_per_image']:>7.3f} {r['gflop_per_image']:>11.1f} {r['unet_s']:>7.2f} "
+            f"{r.get('decoder', 'full'):<5} {r['wall_s']:>7.2f} {r['s_per_image']:>7.3f} "
+            f"{r['gflop_per_image']:>11.1f} {r['unet_s']:>7.2f} "
             f"{(g or 0):>12.1f} {(g or 0) / rate:>9.0%} {r['peak_rss_mb']:>11,.0f}"
         )
     by_mode = {r["mode"]: r for r in results}

@@ -116,6 +116,31 @@ class VAETrainConfig(TrainConfig):
 
 
 @dataclass
+class TinyVAETrainConfig(TrainConfig):
+    """A tiny autoencoder (diffusers AutoencoderTiny, TAESD's design) taught to copy a trained VAE: its decoder
+    is several times faster, for a few-step student whose images it decodes (ldm/train/tiny_vae.py)."""
+
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    max_steps: int = 2000
+    # the width of every level; the decoder's blocks per level, from the latent's size up to the image's. The
+    # image-sized level costs the most and copies least: 0 blocks there keeps the decoder ~4x faster than ours
+    channels: int = 64
+    decoder_blocks: list[int] = field(default_factory=lambda: [3, 3, 0])
+    # the encoder (image to latents, for plain diffusers' use of the folder; ldm encodes with the full VAE) is
+    # narrower: it costs training time and saves users none
+    encoder_channels: int = 32
+    encoder_blocks: list[int] = field(default_factory=lambda: [1, 2, 2])
+    # std of the noise added to the latents the decoder learns from: a sampler's latents lie a little off the
+    # encoder's, and the decoder should answer for those smoothly too
+    latent_noise: float = 0.1
+    encoder_weight: float = 1.0  # the encoder's latent-matching loss against the decoder's pixel loss
+    eval_every: int = 500
+    augment: float = 0.0  # as train_vae.augment: a share of images redrawn at another size, place and background
+
+
+@dataclass
 class UNetTrainConfig(TrainConfig):
     """Diffusion-specific training settings."""
 
@@ -231,6 +256,7 @@ class Config:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train_vae: VAETrainConfig = field(default_factory=VAETrainConfig)
     train_unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
+    train_tiny_vae: TinyVAETrainConfig = field(default_factory=TinyVAETrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     teach: TeachConfig = field(default_factory=TeachConfig)
@@ -246,6 +272,7 @@ CHOICES = {
     "train_vae.recon_loss": ("l1", "mse"),
     "train_vae.mixed_precision": MIXED_PRECISIONS,
     "train_unet.mixed_precision": MIXED_PRECISIONS,
+    "train_tiny_vae.mixed_precision": MIXED_PRECISIONS,
     "train_unet.attention": ("auto", "sdpa", "classic"),
     "finetune.method": ("full", "lora", "lcm", "dreambooth", "textual_inversion"),
     "distill.objective": ("consistency", "trajectory", "dmd"),
@@ -286,7 +313,8 @@ LIMITS = {
     **{f"{part}.{key}": _AT_LEAST_1 for part in ("vae", "unet") for key in ("layers_per_block", "norm_num_groups")},
     "vae.latent_channels": _AT_LEAST_1,
     "unet.attention_heads": _AT_LEAST_1,
-    **{f"{section}.{key}": limit for section in ("train_vae", "train_unet") for key, limit in (
+    **{f"{section}.{key}": limit for section in ("train_vae", "train_unet", "train_tiny_vae")
+       for key, limit in (
         ("batch_size", _AT_LEAST_1), ("max_steps", _AT_LEAST_1), ("gradient_accumulation_steps", _AT_LEAST_1),
         ("checkpoint_every", _AT_LEAST_1), ("log_every", _AT_LEAST_1), ("checkpoints_total_limit", _AT_LEAST_1),
         ("max_nonfinite_steps", _AT_LEAST_1), ("learning_rate", _AT_LEAST_0), ("weight_decay", _AT_LEAST_0),
@@ -296,6 +324,12 @@ LIMITS = {
     "train_vae.eval_every": _AT_LEAST_1,
     "train_vae.scaling_samples": _AT_LEAST_1,
     "train_vae.augment": _SHARE,
+    "train_tiny_vae.channels": _AT_LEAST_1,
+    "train_tiny_vae.encoder_channels": _AT_LEAST_1,
+    "train_tiny_vae.latent_noise": _AT_LEAST_0,
+    "train_tiny_vae.encoder_weight": _AT_LEAST_0,
+    "train_tiny_vae.eval_every": _AT_LEAST_1,
+    "train_tiny_vae.augment": _SHARE,
     "train_unet.caption_dropout": _FRACTION,
     "train_unet.primary_caption_share": _SHARE,
     "train_unet.ema_decay": _FRACTION,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -26,6 +26,7 @@ from ldm.metrics import (
     image_features,
     mean_pairwise_distance,
     nearest,
+    psnr,
     redrawn_images,
     round_trip_psnr,
     twin_groups,
@@ -331,6 +332,11 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
     else:
         skipped.append(f"general prompts ({why})")
     prompts = probe_prompts(reference)
+    if settings.decoder == "tiny":
+        vae_own = next((r.ours for r in rows if r.measure == "VAE held-out PSNR (dB)"), None)
+        rows.append(Row("tiny decoder's images against the VAE's, same latents (dB)",
+                        tiny_decoder_psnr(model, prompts, settings), vae_own, "the VAE's own error, held-out",
+                        fmt="{:.2f}"))
     spread = sum(diversity(model, p, settings) for p in prompts) / len(prompts)
     sample = reference.features[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:64]]
     rows.append(Row("diversity over 8 seeds (mean pairwise distance)", spread, mean_pairwise_distance(sample),
@@ -339,6 +345,15 @@ def evaluate_model(model: SamplingModel, reference: Reference, heldout, settings
     if len(prompts) < 2:
         skipped.append("prompt morph (the dataset has fewer than two captions)")
     return Evaluation(rows, skipped)
+
+
+def tiny_decoder_psnr(model: SamplingModel, prompts: Sequence[str], settings: Settings, seeds: int = 8) -> float:
+    """Mean PSNR (dB) of the model's own images as its tiny VAE decodes them against the same latents decoded by
+    its VAE (8 seeds a prompt): how far the fast decoder's pixels are from the ones it copies."""
+    specs = [ImageSpec(p, seed) for p in prompts for seed in range(seeds)]
+    tiny = model.generate(specs, replace(settings, decoder="tiny"))
+    full = model.generate(specs, replace(settings, decoder="full"))
+    return float(psnr(tiny * 2 - 1, full * 2 - 1).mean())
 
 
 def vae_rows(model: SamplingModel, heldout) -> list[Row]:

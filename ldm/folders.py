@@ -15,6 +15,9 @@ log = logging.getLogger("ldm")
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 STOCK_GUIDANCE = 7.5  # for folders that do not say: what diffusers' pipeline defaults to
+# A pipeline folder's optional tiny autoencoder (AutoencoderTiny, ldm/train/tiny_vae.py), beside its vae/. diffusers
+# loads only what model_index.json names, so plain diffusers ignores it; ldm decodes a student's images with it.
+TINY_VAE = "vae_tiny"
 
 
 def refuse_pickle(path: str | Path) -> None:
@@ -72,9 +75,9 @@ def part_folder(path: str | Path, part: str, label: str, where: str) -> Path:
     raise LdmError(f"{where}: no {label} at {path} (expected a {label} folder or a pipeline folder with {part}/)")
 
 
-def vae_folder(path: str | Path) -> Path:
-    """The VAE folder that --init-from names: a VAE folder itself, or a pipeline folder's vae/."""
-    return part_folder(path, "vae", "VAE", "--init-from")
+def vae_folder(path: str | Path, where: str = "--init-from") -> Path:
+    """The VAE folder a flag names: a VAE folder itself, or a pipeline folder's vae/."""
+    return part_folder(path, "vae", "VAE", where)
 
 
 def folder_guidance(folder: Path) -> float:
@@ -121,6 +124,11 @@ def refuse_student_teacher(unet_config, source: str | Path) -> None:
     if is_student(unet_config):
         raise LdmError(f"{source} is already a few-step student (its UNet takes a guidance embedding): distil "
                        "from its teacher instead")
+
+
+def has_tiny_vae(folder: Path | None) -> bool:
+    """Whether a pipeline folder ships a tiny autoencoder (TINY_VAE/)."""
+    return folder is not None and (Path(folder) / TINY_VAE / "config.json").is_file()
 
 
 def folder_student_steps(folder: Path) -> int | None:

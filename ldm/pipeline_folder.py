@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import AutoencoderTiny, DDIMScheduler, StableDiffusionPipeline
 
 from ldm.config import Config, dump_config
 from ldm.errors import LdmError
-from ldm.folders import check_model_folder
+from ldm.folders import TINY_VAE, check_model_folder, has_tiny_vae
 from ldm.io import atomic_folder, one_line, write_text_atomic
 from ldm.models import MINILM, REFERENCE_FILE, load_pipeline_text_encoder
 
@@ -101,3 +101,15 @@ def load_pipeline(folder: str | Path, device: str | torch.device | None = None) 
     except Exception as exc:  # diffusers/transformers raise many types for malformed folders
         raise LdmError(f"cannot load pipeline from {folder}: {one_line(exc)}") from None
     return pipe.to(torch.device(device) if device else default_device())
+
+
+def load_tiny_vae(folder: str | Path, device: str | torch.device | None = None):
+    """A pipeline folder's tiny autoencoder (TINY_VAE/, an AutoencoderTiny), or None when it ships none."""
+    folder = Path(folder)
+    if not has_tiny_vae(folder):
+        return None
+    try:
+        tiny = AutoencoderTiny.from_pretrained(folder / TINY_VAE, use_safetensors=True, local_files_only=True)
+    except Exception as exc:  # diffusers raises many types for malformed folders
+        raise LdmError(f"cannot load the tiny VAE from {folder / TINY_VAE}: {one_line(exc)}") from None
+    return tiny.eval().to(torch.device(device) if device else default_device())

@@ -13,7 +13,7 @@ from benchmarks.options import ATTENTION, MODES, REALTIME_MODES, SAMPLE_MODES
 from ldm.cli import Parser, quiet_libraries, run
 from ldm.config import load_config, vae_factor
 from ldm.errors import LdmError
-from ldm.folders import check_model_folder
+from ldm.folders import check_model_folder, has_tiny_vae
 from ldm.sampling.requests import DEFAULT_MODEL, DEFAULT_STUDENT
 
 
@@ -252,11 +252,15 @@ def main_realtime(args: argparse.Namespace) -> None:
     from ldm.sampling.export import export_pipeline
 
     if args.only:
-        folder = args.student if args.only == "student" else args.teacher
-        emit_result(bench_realtime(args.only, folder, args.export, args.frames, args.threads,
-                                   cli_walk=args.only == "student"))
+        student = args.only.startswith("student")
+        emit_result(bench_realtime(args.only, args.student if student else args.teacher, args.export, args.frames,
+                                   args.threads, cli_walk=student))
         return
-    modes = [m for m in REALTIME_MODES if not (m == "stock" and args.no_stock)]
+    # the student with the full VAE only where it has a tiny one to compare with
+    skip = {"stock"} if args.no_stock else set()
+    if not has_tiny_vae(Path(args.student)):
+        skip.add("student-full")
+    modes = [m for m in REALTIME_MODES if m not in skip]
     with tempfile.TemporaryDirectory(prefix="ldm-bench-") as tmp:
         export = args.export or ("stock" in modes and str(export_pipeline(args.teacher, Path(tmp) / "export")))
         results = []

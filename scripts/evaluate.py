@@ -11,6 +11,7 @@ from ldm.errors import LdmError
 from ldm.folders import check_model_folder
 from ldm.sampling.limits import check
 from ldm.sampling.requests import DEFAULT_MODEL, Settings
+from ldm.sampling.schema import DECODERS
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,6 +26,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--card", help="with --write-card: the card to write instead of <model>/README.md")
     p.add_argument("--steps", type=int, nargs="+", metavar="N",
                    help="evaluate at each of these step counts, side by side (default: the model's own)")
+    p.add_argument("--decoder", nargs="+", choices=DECODERS,
+                   help="evaluate with each of these VAE decoders, side by side (default: the model's own; tiny: its "
+                   "folder's vae_tiny/)")
     p.add_argument("--compare", "--teacher", dest="compare", metavar="FOLDER",
                    help="another pipeline folder evaluated at its defaults in a column beside (the previous "
                    "release, or the model a few-step student was distilled from)")
@@ -72,9 +76,11 @@ def evaluate_columns(args: argparse.Namespace, model, reference, heldout) -> tup
         s = model.resolve(settings)
         bar.reset()
         result = evaluate_model(model, reference, heldout, s, args.captions, progress=progress)
-        return f"{model.name} ({s.scheduler}, {s.steps} step{'s' * (s.steps > 1)})", result
+        decoder = ", tiny decoder" if s.decoder == "tiny" else ""
+        return f"{model.name} ({s.scheduler}, {s.steps} step{'s' * (s.steps > 1)}{decoder})", result
 
-    columns = [column(model, Settings(steps=steps)) for steps in args.steps or [None]]
+    columns = [column(model, Settings(steps=steps, decoder=decoder))
+               for steps in args.steps or [None] for decoder in args.decoder or [None]]
     teacher = load_sampling_model(args.compare, args.device) if args.compare else None
     if teacher is not None:
         columns.append(column(teacher, Settings()))

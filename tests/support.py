@@ -74,9 +74,11 @@ def no_model_libraries(folder: Path) -> dict:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False) -> Path:
+def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokenizer=None, student: bool = False,
+                         tiny_vae: bool = False) -> Path:
     """A randomly initialised tiny pipeline folder (configs/tiny.yaml sizes) in diffusers' layout; with
-    `student`, shaped like a few-step student (a guidance embedding, LCMScheduler)."""
+    `student`, shaped like a few-step student (a guidance embedding, LCMScheduler); with `tiny_vae`, a random
+    tiny autoencoder beside its VAE (vae_tiny/)."""
     import torch
 
     from ldm.config import load_config, vae_factor
@@ -107,6 +109,11 @@ def make_random_pipeline(folder: Path, seed: int = 0, text_encoder=None, tokeniz
         scheduler = LCMScheduler.from_config(scheduler.config)
         cfg.finetune.method, cfg.distill.default_steps = "lcm", 2
     save_pipeline(folder, cfg, unet, vae, scheduler, tokenizer, text_encoder)
+    if tiny_vae:
+        from ldm.folders import TINY_VAE
+        from ldm.train.tiny_vae import build_tiny_vae
+
+        build_tiny_vae(vae, cfg.train_tiny_vae).save_pretrained(folder / TINY_VAE, safe_serialization=True)
     return folder
 
 

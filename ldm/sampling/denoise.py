@@ -31,6 +31,7 @@ class Job:
     """One generate() call's shared state: the model, resolved settings, embeddings, the steps that run, progress."""
 
     pipe: StableDiffusionPipeline  # the loaded modules; each batch runs them in a pipeline of its own
+    decoder: object  # what decodes the latents: pipe.vae, or the tiny VAE copying it (settings.decoder)
     scheduler_config: dict  # the model's noise schedule, for each batch's fresh scheduler
     precision: str
     settings: Settings
@@ -122,7 +123,7 @@ def denoise_batch(job: Job, batch: list[ImageSpec], done: int) -> torch.Tensor:
     noise = source.randn(shape)
     clean = clean_latents(job, source, shape)
     if clean is not None and denoising_steps(s) == 0:  # too little strength for one step: the init's latent
-        return paste_back(decode_each(job.pipe.vae, clean, job.precision), job)
+        return paste_back(decode_each(job.decoder, clean, job.precision), job)
     # 5. a fresh scheduler of the chosen kind over the model's noise schedule, in a pipeline of its own
     scheduler = make_scheduler(s.scheduler, job.scheduler_config)
     pipe, start = mode_pipeline(job, scheduler, noise, clean)
@@ -155,4 +156,4 @@ def denoise_batch(job: Job, batch: list[ImageSpec], done: int) -> torch.Tensor:
     finally:
         hook.remove()
     # 7. decode one image at a time
-    return paste_back(decode_each(job.pipe.vae, latents, job.precision), job)
+    return paste_back(decode_each(job.decoder, latents, job.precision), job)

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from ldm.errors import LdmError
+from ldm.folders import TINY_VAE
 from ldm.io import atomic_folder
 from ldm.models import REFERENCE_FILE
-from ldm.pipeline_folder import load_pipeline, write_pipeline
+from ldm.pipeline_folder import load_pipeline, load_tiny_vae, write_pipeline
 from ldm.sampling.loras import LoraAdapters
 from ldm.sampling.requests import Settings
 from ldm.sampling.sampler import SamplingModel
@@ -42,4 +43,7 @@ def export_pipeline(folder: str | Path, out: str | Path, dtype: str = "fp32", lo
     with atomic_folder(out) as tmp:  # whole or not at all: a folder that loads, or none
         write_pipeline(pipe, tmp, json.loads(reference.read_text()) if reference_encoder and reference.is_file()
                        else None, config.read_text() if config.is_file() else None)
+        tiny = load_tiny_vae(folder, "cpu")
+        if tiny is not None:  # ldm decodes a student's images with it: the copy samples as the source does
+            tiny.to(dtype=DTYPES[dtype]).save_pretrained(tmp / TINY_VAE, safe_serialization=True)
     return out

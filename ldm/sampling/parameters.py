@@ -147,6 +147,7 @@ WRITTEN_WHEN: dict[str, Callable[[dict, str], bool]] = {
     "masked_area": lambda r, name: r["mask_hash"] is not None and r["inpaint_area"] == "masked",
     "lora": lambda r, name: r["lora"] is not None,
     "morph": lambda r, name: r["morph_to"] is not None and r["morph_t"] > 0,
+    "tiny": lambda r, name: r["decoder"] == "tiny",
 }
 
 

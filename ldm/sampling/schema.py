@@ -27,6 +27,8 @@ DEFAULT_STRENGTH = 0.75  # image to image's denoising strength when none is give
 MASKED_CONTENT = ("original", "fill", "latent-noise", "latent-nothing")  # what a masked area starts as (A1111's)
 INPAINT_AREAS = ("whole", "masked")  # inpaint the whole picture, or only a box around the mask (A1111's "Only masked")
 MORPH_MODES = ("auto", "predictions", "slerp", "lerp")
+# The VAE decoder: the model's own, or the tiny one its folder may ship (vae_tiny/, ldm/train/tiny_vae.py)
+DECODERS = ("full", "tiny")
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,12 @@ FIELDS: tuple[Field, ...] = (
     Field("mix", tuple, (), SPEC, bound=Bound("prompt mix weight", -3, 3, whole=False, local_high=3),
           png="Prompt mix", png_when="nonzero", codec="json"),
     Field("precision", str, part=STAMP, png="Precision"),
+    # unset: the model's, tiny for a few-step student whose folder ships one (decoding is a third of its image's
+    # time), full else; a text without the key was decoded by the full VAE, as every image before tiny ones
+    Field("decoder", str, None, choices=DECODERS, png="Decoder", png_when="tiny", png_absent="full",
+          flag="--decoder", label="Decoder",
+          help="the VAE decoder: full, or tiny (a distilled copy the model folder ships as vae_tiny/, several times "
+               "faster); default: tiny for a few-step student that ships one, full else"),
 )
 FIELD = {f.name: f for f in FIELDS}
 

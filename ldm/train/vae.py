@@ -110,7 +110,12 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
         objective.train()
 
     objective.train()
-    run.loop(start, _vae_step(run, objective, train_set, start), shown="recon",
+
+    def forward(pixels: torch.Tensor, eps: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        loss, rec, kl = objective(pixels, eps)
+        return loss, {"recon": float(rec), "kl": float(kl)}
+
+    run.loop(start, pixel_steps(run, model, train_set, start, forward), shown="recon",
              preview=evaluate if len(heldout) else None, preview_every=tc.eval_every, preview_at_end=True)
 
     # 3. scaling factor (kept when the encoder was frozen: the latents did not change), then the folder
@@ -143,13 +148,19 @@ def _model(cfg: Config):
     return model
 
 
-def _vae_step(run: Run, objective: VAEObjective, train_set, start: int) -> Callable[[int], StepResult]:
-    """One optimizer step of the VAE: its micro-batches from a worker pool that decodes images meanwhile."""
+Forward = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+
+
+def pixel_steps(run: Run, vae, train_set, start: int, forward: Forward) -> Callable[[int], StepResult]:
+    """One optimizer step of a model trained on pixels (the VAE, a tiny VAE copying it): its micro-batches from a
+    worker pool that decodes images meanwhile, augmented and flipped; `forward(pixels, eps, gen)` gives the loss
+    and its parts, eps being a posterior draw's noise in the shape of `vae`'s latents and gen the step's seeded
+    generator, for any further draws (a resumed run makes the same ones)."""
     accelerator, tc, cfg = run.accelerator, run.tc, run.cfg
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    model = accelerator.unwrap_model(objective).vae
-    factor = downsampling_factor(model.config.block_out_channels)
-    latent_shape = (model.config.latent_channels, cfg.data.resolution // factor, cfg.data.resolution // factor)
+    objective = run.state.models[0]
+    factor = downsampling_factor(vae.config.block_out_channels)
+    latent_shape = (vae.config.latent_channels, cfg.data.resolution // factor, cfg.data.resolution // factor)
     accum = tc.gradient_accumulation_steps
     batches = StepBatches(start, tc.max_steps, accum, tc.batch_size, len(train_set), tc.seed, rank, world)
     source = WithAlpha(train_set) if tc.augment > 0 else train_set  # augmentation needs each image's opacity
@@ -170,12 +181,12 @@ def _vae_step(run: Run, objective: VAEObjective, train_set, start: int) -> Calla
                 if cfg.data.flip:
                     pixels = _flip(pixels, gen)
                 eps = torch.randn((pixels.shape[0], *latent_shape), generator=gen)
-                loss, rec, kl = objective(pixels.to(device), eps.to(device))
+                loss, terms = forward(pixels.to(device), eps.to(device), gen)
                 if not guard.all_finite(accelerator, loss):
                     loss_ok = False
                     continue
                 accelerator.backward(loss)
-                parts = {"loss": float(loss.detach()), "recon": float(rec), "kl": float(kl)}
+                parts = {"loss": float(loss.detach()), **terms}
         updated, grad_norm = optimizer_update(accelerator, objective, run.state.optimizer, run.state.lr_scheduler,
                                               tc, guard, index, loss_ok)
         return StepResult(updated, grad_norm, lambda: parts)

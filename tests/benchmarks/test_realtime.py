@@ -13,13 +13,23 @@ def exported(tiny_pipeline, tmp_path_factory):
     return export_pipeline(tiny_pipeline, tmp_path_factory.mktemp("bench") / "export")
 
 
+@pytest.fixture(scope="module")
+def student_folder(tmp_path_factory):
+    """A random tiny few-step student that ships a tiny VAE, as the shipped student does."""
+    from support import make_random_pipeline
+
+    return make_random_pipeline(tmp_path_factory.mktemp("bench") / "student", seed=1, student=True, tiny_vae=True)
+
+
 @pytest.mark.slow  # the realtime benchmark end to end
-def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pipeline, tiny_student, exported):
-    results = [bench_realtime("student", tiny_student.folder, frames=4, threads=1, cli_walk=True),
+def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pipeline, student_folder, exported):
+    results = [bench_realtime("student", student_folder, frames=4, threads=1, cli_walk=True),
+               bench_realtime("student-full", student_folder, frames=4, threads=1, cli_walk=True),
                bench_realtime("teacher", tiny_pipeline, frames=4, threads=1),
                bench_realtime("stock", tiny_pipeline, exported, frames=4, threads=1)]
-    student, teacher, stock = results
-    assert (student["scheduler"], student["steps"]) == ("lcm", 2)
+    student, full, teacher, stock = results
+    assert (student["scheduler"], student["steps"], student["decoder"]) == ("lcm", 2, "tiny")
+    assert (full["decoder"], teacher["decoder"]) == ("full", "full") and "cli_walk" in full
     assert (stock["steps"], stock["guidance"], stock["scheduler"]) == (STOCK_STEPS, 7.5, "DDIMScheduler")
     for r in results:
         for kind in ("walk", "morph"):
@@ -40,6 +50,7 @@ def test_every_mode_renders_both_animations_and_the_report_compares_them(tiny_pi
     report = format_realtime_report(results, {"fp32": 100.0, "bf16": 400.0})
     assert "student vs stock" in report and "student vs teacher" in report and "frames/s target" in report
     assert "student seed walk as sample.py writes it" in report and "the arithmetic alone allows" in report
+    assert "student's tiny decoder vs the full VAE" in report and "the same end-to-end walk with the full VAE" in report
 
 
 def test_bad_arguments_are_one_line(tmp_path):

@@ -48,7 +48,7 @@ def test_every_written_field_comes_back_from_the_png_text():
                      morph_mode="lerp", mix=(("a pear", 0.5), ("an apple", -0.5)))
     s = Settings(steps=9, scheduler="dpmpp-2m", guidance_scale=4.5, width=64, height=32, eta=0.3, negative_prompt="n",
                  lora="/runs/x/pytorch_lora_weights.safetensors", lora_scale=0.75, strength=0.6, mask_blur=7,
-                 masked_content="fill", inpaint_area="masked", inpaint_padding=12)
+                 masked_content="fill", inpaint_area="masked", inpaint_padding=12, decoder="tiny")
     text = image_parameters(spec, s, ModelStamp("m", "abc", "fp32"), "lh", "ih", "mh")
     back, settings, raw = spec_from_parameters(text)
     assert back == spec and settings == Settings(**{**vars(s), "lora": "pytorch_lora_weights.safetensors"})
