@@ -107,7 +107,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
     reset_rss_peak()
     prompts = [PROMPTS[k % len(PROMPTS)] for k in range(max(counts))]
     start = time.perf_counter()
-    pipe, settings, run = _stock_runner(export) if mode == "stock" else _ldm_runner(model)
+    pipe, settings, run, decoder = _stock_runner(export) if mode == "stock" else _ldm_runner(model)
     load_s = time.perf_counter() - start
     with first_unet() as seen:
         run(prompts[:1], 1000)  # warm-up: first-call allocations and kernel selection
@@ -123,7 +123,7 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
     sample_shape, context_shape = meter.call_shapes
     with autocast:
         meter.count_flops(torch.randn(sample_shape), torch.tensor(500), torch.randn(context_shape))
-        vae_flops = decode_flops(pipe.vae, sample_shape)
+        vae_flops = decode_flops(decoder, sample_shape)
     gflop_per_image = (meter.total_flops() / sum(counts) + vae_flops) / 1e9
     marginal = (walls[-1] - walls[0]) / (counts[-1] - counts[0]) if len(counts) > 1 else walls[0] / counts[0]
     return {
@@ -134,8 +134,9 @@ def bench_sample(mode: str, model: str | Path, export: str | Path, num_images: i
     }
 
 
-def _stock_runner(export: str | Path) -> tuple[object, dict, Callable[[list[str], int], object]]:
-    """Stock diffusers on the exported folder at its defaults: the pipeline, its settings, and a run(prompts, seed)."""
+def _stock_runner(export: str | Path) -> tuple[object, dict, Callable[[list[str], int], object], object]:
+    """Stock diffusers on the exported folder at its defaults: the pipeline, its settings, a run(prompts, seed) and
+    the VAE that decodes."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(export, local_files_only=True)
@@ -147,11 +148,12 @@ def _stock_runner(export: str | Path) -> tuple[object, dict, Callable[[list[str]
         return pipe(list(ps), generator=[torch.Generator().manual_seed(seed + k) for k in range(len(ps))],
                     output_type="np").images
 
-    return pipe, settings, run
+    return pipe, settings, run, pipe.vae
 
 
-def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], int], object]]:
-    """ldm's sampler at the folder's own defaults: its pipeline, the settings, and a run(prompts, seed)."""
+def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], int], object], object]:
+    """ldm's sampler at the folder's own defaults: its pipeline, the settings, a run(prompts, seed) and the VAE that
+    decodes (the folder's tiny one where the defaults say so)."""
     from ldm.sampling.requests import Settings, seeded_specs
     from ldm.sampling.sampler import load_sampling_model
 
@@ -163,7 +165,7 @@ def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], i
     def run(ps, seed):
         return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
 
-    return sampler.pipe, settings, run
+    return sampler.pipe, settings, run, sampler.tiny_vae if s.decoder == "tiny" else sampler.vae
 
 
 def format_sample_report(results: list[dict], model: str, rates: dict) -> str:
