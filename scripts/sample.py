@@ -184,6 +184,9 @@ def checked_run(args) -> Run:
             raise LdmError(f"{flag} needs --init-image")
     folder = check_model_folder(args.model)
     factor, defaults = folder_defaults(folder)  # read once: it warns when the folder's config lacks guidance
+    if kind == "png" and settings.decoder == "tiny" and not defaults.tiny_decoder:
+        raise LdmError(f"{args.from_png} was decoded by a tiny VAE (Decoder: tiny), which {folder} does not ship: "
+                       f"pass --model with the folder that made it (Model: {fields.get('Model', 'unknown')})")
     settings = resolve_settings(settings, factor, defaults)
     if kind == "xyz":  # every cell's values checked before anything is loaded
         for cell in plot_cells(axes, specs[0], settings):

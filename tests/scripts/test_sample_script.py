@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from support import ROOT, no_model_libraries, run_script
 
 
@@ -83,6 +84,8 @@ def test_seed_walk_writes_frames_gif_mp4_and_grid(tiny_pipeline, tmp_path):
     (["x", "--xyz", "steps=2,x"], "X/Y/Z axis steps: values must be whole numbers"),
     (["x", "--xyz", "scheduler=euler,magic"], "unknown scheduler 'magic'"),
     (["x", "--masked-content", "blur"], "invalid choice: 'blur'"),
+    (["x", "--decoder", "tiny"], "this model ships no tiny decoder (vae_tiny/)"),
+    (["--from-png", "tiny.png"], "was decoded by a tiny VAE (Decoder: tiny), which"),
     (["--interpolate-seeds", "1", "2", "--prompt", "x", "--init-image", "a.png"], "make images, not seed walks"),
 ])
 def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message):
@@ -90,6 +93,12 @@ def test_bad_arguments_fail_with_one_line(tiny_pipeline, tmp_path, args, message
         args = [*args, "--model", str(tiny_pipeline)]
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "out")]
+    if "tiny.png" in args:  # a student's image, from a model with a tiny VAE: this model has none
+        text = "cat face\nSteps: 4, Sampler: LCM, CFG scale: 3.0, Seed: 5, Size: 32x32, Model: student, Decoder: tiny"
+        info = PngInfo()
+        info.add_text("parameters", text)
+        Image.new("RGB", (32, 32)).save(tmp_path / "tiny.png", pnginfo=info)
+        args = [str(tmp_path / "tiny.png") if a == "tiny.png" else a for a in args]
     proc = run_script("scripts/sample.py", *args, check=False, env=no_model_libraries(tmp_path / "libs"))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
