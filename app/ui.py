@@ -9,7 +9,7 @@ from app.handlers.handoffs import gallery_image, morph_handoff, picture_handoff,
 from app.handlers.png_info import PngInfoHandlers
 from app.handlers.shared import Shared
 from app.tabs import autoencoder, generate, img2img, latent, morph, png_info, train, walk
-from app.tabs.generate import GenerateTab
+from app.tabs.generate import GenerateTab, generate_fields
 from app.tabs.img2img import Img2ImgTab
 from app.tabs.morph import MorphTab
 from app.tabs.png_info import PngInfoTab
@@ -106,9 +106,10 @@ def _wire_png_info_handoffs(png: PngInfoHandlers, info: PngInfoTab, gen: Generat
     """PNG Info's buttons into Generate's controls and into Image to image."""
     # PNG Info: the parameters into Generate's controls, or the picture and its prompt into Image to image
     # the model too, so that a student's PNG is re-created by the student
-    info.to_generate.click(event(lambda text: (*png.png_fields(text), gr.Tabs(selected="generate"))),
+    info.to_generate.click(event(lambda text: (*generate_fields(png.shared, png.png_fields(text)),
+                                               gr.Tabs(selected="generate"))),
                            info.text, [gen.prompt, gen.negative, gen.seed, gen.steps, gen.guidance, gen.scheduler,
-                                       gen.width, gen.height, gen.model, tabs], api_visibility="private")
+                                       gen.width, gen.height, gen.model, gen.decoder, tabs], api_visibility="private")
     info.to_img2img.click(event(lambda path, text: (path, *png.png_fields(text)[:3],
                                                     gr.Tabs(selected="img2img"))),
                           [info.upload, info.text], [edit.editor, edit.prompt, edit.negative, edit.seed, tabs],

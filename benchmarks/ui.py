@@ -81,8 +81,8 @@ def generate_once(url: str, prompt: str, seed: int, steps: int, model: str | Non
     Plain HTTP rather than gradio_client: that client spent about as much CPU a request as the server did, and
     on a few cores a load generator's CPU is taken from the server it measures."""
     # the Generate event's inputs in order: prompt, negative prompt, seed, steps, guidance, scheduler, width,
-    # height, images, LoRA, LoRA scale, model (None: the model's default)
-    data = [prompt, "", seed, steps, None, scheduler, None, None, 1, "none", 1.0, model]
+    # height, images, LoRA, LoRA scale, model, decoder (None: the model's default)
+    data = [prompt, "", seed, steps, None, scheduler, None, None, 1, "none", 1.0, model, None]
     request = urllib.request.Request(f"{url}gradio_api/call/generate", json.dumps({"data": data}).encode(),
                                      {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as answer:

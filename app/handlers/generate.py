@@ -14,6 +14,7 @@ from ldm.outputs import NumberedFolder
 from ldm.render import render_xyz
 from ldm.sampling.limits import check_work
 from ldm.sampling.requests import ImageSpec, Progress, concept_mix, image_specs
+from ldm.sampling.schema import DECODERS
 from ldm.sampling.xyz import parse_axes, plot_cells
 
 
@@ -23,15 +24,17 @@ class GenerateHandlers(TabHandlers):
     def generate(self, prompt: str, negative_prompt: str = "", seed: int = -1, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, width: int | None = None,
                  height: int | None = None, num_images: int = 1, lora: str = NO_LORA, lora_scale: float = 1.0,
-                 model: str | None = None, progress: Progress | None = None):
+                 model: str | None = None, decoder: str | None = None, progress: Progress | None = None):
         """Text to image: (gallery of (png, caption), parameters of each image, the PNG files).
 
         model: a name from the server's models, e.g. the few-step student for a fast render (default: the main
-        model)."""
+        model); decoder: full or tiny (default: the model's; tiny needs a model that ships one)."""
         shared = self.shared
         prompt = checks.prompt(prompt)
         m = shared.models.pick(model)
         s = checks.settings(m, steps, guidance, scheduler, width, height, negative_prompt, shared.models.largest_side)
+        if decoder is not None:
+            s = m.resolve(replace(s, decoder=checks.one_of("decoder", decoder, DECODERS)))
         lora_file = shared.models.lora(m, lora)
         if lora_file is not None:
             s = replace(s, lora=lora_file, lora_scale=server("lora_scale", lora_scale))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from app.handlers import checks, payloads
 from app.handlers.shared import TabHandlers
 from ldm.errors import LdmError
@@ -27,7 +29,8 @@ class PngInfoHandlers(TabHandlers):
 
     def png_fields(self, text: str) -> tuple:
         """A PNG's parameters as Generate's (prompt, negative, seed, steps, guidance, scheduler, width, height,
-        model name), each checked as typed input is; what the text does not say takes the model's default."""
+        model name, decoder), each checked as typed input is; what the text does not say takes the model's
+        default (a text without a decoder was decoded by the full VAE)."""
         if not text:
             raise LdmError("drop a PNG with parameters first")
         spec, settings, fields = spec_from_parameters(text)
@@ -37,6 +40,7 @@ class PngInfoHandlers(TabHandlers):
             prompt, seed = checks.prompt(spec.prompt), checks.server("seed", spec.seed)
             s = checks.settings(models.by_name[name], settings.steps, settings.guidance_scale, settings.scheduler,
                                 settings.width, settings.height, settings.negative_prompt, models.largest_side)
+            decoder = models.by_name[name].resolve(replace(s, decoder=settings.decoder)).decoder
         except LdmError as exc:
             raise LdmError(f"PNG parameters: {exc}") from None
-        return prompt, s.negative_prompt, seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height, name
+        return prompt, s.negative_prompt, seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height, name, decoder

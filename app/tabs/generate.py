@@ -46,6 +46,7 @@ class GenerateTab:
     width: gr.Slider
     height: gr.Slider
     model: gr.Radio
+    decoder: gr.Radio
     lora_row: gr.Row
     lora: gr.Dropdown
     to_train: gr.Button
@@ -88,9 +89,25 @@ def lora_picker(shared: Shared) -> tuple:
 
 
 def model_controls(shared: Shared, name: str) -> tuple:
-    """Steps, scheduler and guidance set to a model's defaults when it is picked."""
+    """Steps, scheduler, guidance and decoder set to a model's defaults when it is picked (the decoder choice shown
+    only for a model that ships a tiny VAE)."""
     d = shared.models.by_name.get(name, shared.model).defaults
-    return gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance)
+    return (gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance),
+            gr.update(value=d.decoder, visible=d.tiny_decoder))
+
+
+def generate_fields(shared: Shared, fields: tuple) -> tuple:
+    """PNG Info's fields (PngInfoHandlers.png_fields) as updates of Generate's controls: the decoder choice shown
+    when the PNG's model ships a tiny VAE."""
+    *values, name, decoder = fields
+    return (*values, name, gr.update(value=decoder, visible=shared.models.by_name[name].tiny_vae is not None))
+
+
+def decoder_control(shared: Shared) -> gr.Radio:
+    """The VAE decoder, at the served model's default; shown for a model that ships a tiny VAE (vae_tiny/)."""
+    d = shared.model.defaults
+    return request_control("decoder", d.decoder, visible=d.tiny_decoder,
+                           info="tiny: the model's distilled decoder, several times faster, a little softer")
 
 
 def variation_controls() -> list:
@@ -215,6 +232,7 @@ def build(shared: Shared) -> GenerateTab:
             negative = request_control("negative_prompt")
             seed, dice, lock = seed_controls()
             steps, guidance, scheduler, width, height, num_images = sampler_controls(shared)
+            decoder = decoder_control(shared)
             with gr.Row(visible=bool(shared.models.loras)) as lora_row:
                 lora = gr.Dropdown([NO_LORA, *shared.models.loras], value=NO_LORA, label="LoRA")
                 lora_scale = request_control("lora_scale", step=0.05)
@@ -230,14 +248,15 @@ def build(shared: Shared) -> GenerateTab:
                        [seed, chosen_seed, chosen_image], api_visibility="private", preprocess=False)
     job = wire(new_run.then, h.generate,
                [prompt, negative, seed, steps, guidance, scheduler, width, height, num_images, lora, lora_scale,
-                model], [out.gallery, out.params, out.files], shared.stops, api_name="generate",
+                model, decoder], [out.gallery, out.params, out.files], shared.stops, api_name="generate",
                concurrency_limit=shared.batcher.max_images)  # waiting requests join one batch (MicroBatcher)
     with stop_slot:
         stop_button(shared.stops, [job], stopped)
     out.gallery.select(picked, None, [chosen_seed, chosen_image], api_visibility="private")
     # input, not change: a PNG's hand-off sets the model and its own steps together, and keeps those
-    model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance],
+    model.input(lambda name: model_controls(shared, name), model, [steps, scheduler, guidance, decoder],
                 api_visibility="private")
     follow_live(h, out.live_on, out.live_image, [prompt, seed, guidance, *variations, lora, lora_scale])
     return GenerateTab(prompt, seed, chosen_seed, out.gallery, out.to_walk, out.to_morph, out.to_img2img, chosen_image,
-                       negative, steps, guidance, scheduler, width, height, model, lora_row, lora, out.to_train)
+                       negative, steps, guidance, scheduler, width, height, model, decoder, lora_row, lora,
+                       out.to_train)

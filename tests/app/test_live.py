@@ -202,9 +202,9 @@ def test_a_students_png_sends_the_student_back_to_generate_and_xyz_plots_with_th
     student = next(name for name, m in shared.models.by_name.items() if m.is_student)
     _, text, _ = GenerateHandlers(shared).generate("a red square", seed=3, num_images=1, model=student)
     fields = PngInfoHandlers(shared).png_fields(text)
-    assert fields[-1] == student and fields[2:6] == (3, 2, shared.models.live.defaults.guidance, "lcm")
+    assert fields[-2:] == (student, "full") and fields[2:6] == (3, 2, shared.models.live.defaults.guidance, "lcm")
     _, text, _ = GenerateHandlers(shared).generate("a red square", seed=3, steps=2, num_images=1)
-    assert PngInfoHandlers(shared).png_fields(text)[-1] == shared.model.name
+    assert PngInfoHandlers(shared).png_fields(text)[-2] == shared.model.name
     _, cells = GenerateHandlers(shared).xyz_plot("a red square", seed=5, steps=2, guidance=1, scheduler="lcm",
                                                  x_axis="seed=1,2", model=student)
     assert "Sampler: LCM" in read_png_parameters(cells[0])

@@ -19,7 +19,7 @@ def test_png_info_reads_the_fields_and_sends_them_on(shared, tmp_path):
     assert text == read_png_parameters(paths[0])
     assert rows[:3] == [["Prompt", "a (red:1.2) square"], ["Negative prompt", "blue"], ["Steps", "3"]]
     assert PngInfoHandlers(shared).png_fields(text) == ("a (red:1.2) square", "blue", 21, 3, 3.0, "euler-a", 32,
-                                                        32, shared.model.name)
+                                                        32, shared.model.name, "full")
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(LdmError, match="^plain.png carries no generation parameters"):
         PngInfoHandlers.png_info({"path": str(tmp_path / "plain.png"), "orig_name": "plain.png"})
