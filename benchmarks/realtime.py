@@ -83,7 +83,7 @@ def _ours(folder: str, decoder: str | None = None):
 
     info = {"scheduler": settings.scheduler, "steps": settings.steps, "guidance": settings.guidance_scale,
             "precision": model.precision, "decoder": settings.decoder}
-    return model.pipe, walk, info, (model.tiny_vae if settings.decoder == "tiny" else model.vae).decoder
+    return model.pipe, walk, info, model.decoding_vae(settings).decoder
 
 
 def _stock(export: str):

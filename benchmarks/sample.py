@@ -165,7 +165,7 @@ def _ldm_runner(model: str | Path) -> tuple[object, dict, Callable[[list[str], i
     def run(ps, seed):
         return sampler.generate(seeded_specs(ps, seed), s, batch_size=len(ps))
 
-    return sampler.pipe, settings, run, sampler.tiny_vae if s.decoder == "tiny" else sampler.vae
+    return sampler.pipe, settings, run, sampler.decoding_vae(s)
 
 
 def format_sample_report(results: list[dict], model: str, rates: dict) -> str:

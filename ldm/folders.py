@@ -126,9 +126,9 @@ def refuse_student_teacher(unet_config, source: str | Path) -> None:
                        "from its teacher instead")
 
 
-def has_tiny_vae(folder: Path | None) -> bool:
+def has_tiny_vae(folder: Path) -> bool:
     """Whether a pipeline folder ships a tiny autoencoder (TINY_VAE/)."""
-    return folder is not None and (Path(folder) / TINY_VAE / "config.json").is_file()
+    return (Path(folder) / TINY_VAE / "config.json").is_file()
 
 
 def folder_student_steps(folder: Path) -> int | None:

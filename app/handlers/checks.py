@@ -12,6 +12,7 @@ from ldm.errors import LdmError, quoted
 from ldm.sampling.limits import BOUNDS, SIZE_FACTOR, check
 from ldm.sampling.requests import Settings
 from ldm.sampling.sampler import SamplingModel
+from ldm.sampling.schema import DECODERS
 
 MAX_SEED = int(BOUNDS["seed"].server_high)
 
@@ -90,9 +91,9 @@ def largest_side(model: SamplingModel) -> int:
 
 
 def settings(model: SamplingModel, steps, guidance, scheduler, width=None, height=None, negative_prompt="",
-             biggest: int | None = None) -> Settings:
+             biggest: int | None = None, decoder: str | None = None) -> Settings:
     """Checked sampling settings for `model`; None means the model's default. biggest: the largest side
-    (default: the model's own)."""
+    (default: the model's own); decoder: full or tiny (tiny only for a model that ships one)."""
     defaults = model.defaults
     guidance = defaults.guidance if guidance is None else guidance
     steps = defaults.steps if steps is None else steps
@@ -104,6 +105,8 @@ def settings(model: SamplingModel, steps, guidance, scheduler, width=None, heigh
         if value is not None and (isinstance(value, bool) or not step <= value <= biggest):
             raise LdmError(f"{side} must be between {step} and {biggest}, got {value!r}")
     prompt(negative_prompt or "", "negative prompt")
+    if decoder is not None:
+        one_of("decoder", decoder, DECODERS)
     return model.resolve(Settings(
         steps=steps, guidance_scale=guidance, scheduler=scheduler, width=whole(width), height=whole(height),
-        negative_prompt=negative_prompt or ""))
+        negative_prompt=negative_prompt or "", decoder=decoder))

@@ -14,7 +14,6 @@ from ldm.outputs import NumberedFolder
 from ldm.render import render_xyz
 from ldm.sampling.limits import check_work
 from ldm.sampling.requests import ImageSpec, Progress, concept_mix, image_specs
-from ldm.sampling.schema import DECODERS
 from ldm.sampling.xyz import parse_axes, plot_cells
 
 
@@ -32,9 +31,8 @@ class GenerateHandlers(TabHandlers):
         shared = self.shared
         prompt = checks.prompt(prompt)
         m = shared.models.pick(model)
-        s = checks.settings(m, steps, guidance, scheduler, width, height, negative_prompt, shared.models.largest_side)
-        if decoder is not None:
-            s = m.resolve(replace(s, decoder=checks.one_of("decoder", decoder, DECODERS)))
+        s = checks.settings(m, steps, guidance, scheduler, width, height, negative_prompt, shared.models.largest_side,
+                            decoder)
         lora_file = shared.models.lora(m, lora)
         if lora_file is not None:
             s = replace(s, lora=lora_file, lora_scale=server("lora_scale", lora_scale))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from app.handlers import checks, payloads
 from app.handlers.shared import TabHandlers
 from ldm.errors import LdmError
@@ -39,8 +37,9 @@ class PngInfoHandlers(TabHandlers):
         try:  # a PNG is input like any other: a value no control can hold would wedge the page
             prompt, seed = checks.prompt(spec.prompt), checks.server("seed", spec.seed)
             s = checks.settings(models.by_name[name], settings.steps, settings.guidance_scale, settings.scheduler,
-                                settings.width, settings.height, settings.negative_prompt, models.largest_side)
-            decoder = models.by_name[name].resolve(replace(s, decoder=settings.decoder)).decoder
+                                settings.width, settings.height, settings.negative_prompt, models.largest_side,
+                                settings.decoder)
         except LdmError as exc:
             raise LdmError(f"PNG parameters: {exc}") from None
-        return prompt, s.negative_prompt, seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height, name, decoder
+        return (prompt, s.negative_prompt, seed, s.steps, s.guidance_scale, s.scheduler, s.width, s.height, name,
+                s.decoder)

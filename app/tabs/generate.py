@@ -100,7 +100,7 @@ def generate_fields(shared: Shared, fields: tuple) -> tuple:
     """PNG Info's fields (PngInfoHandlers.png_fields) as updates of Generate's controls: the decoder choice shown
     when the PNG's model ships a tiny VAE."""
     *values, name, decoder = fields
-    return (*values, name, gr.update(value=decoder, visible=shared.models.by_name[name].tiny_vae is not None))
+    return (*values, name, gr.update(value=decoder, visible=shared.models.by_name[name].defaults.tiny_decoder))
 
 
 def decoder_control(shared: Shared) -> gr.Radio:

@@ -96,6 +96,10 @@ class SamplingModel:
             return defaults
         return student_defaults(defaults, folder_student_steps(self.folder) if self.folder else None)
 
+    def decoding_vae(self, settings: Settings):
+        """What decodes a request's latents: the tiny VAE where its resolved decoder is tiny, else the VAE."""
+        return self.tiny_vae if settings.decoder == "tiny" else self.vae
+
     @property
     def vae(self):
         """The pipeline's autoencoder (for the explorer's encode/decode of dataset images)."""
@@ -192,7 +196,7 @@ class SamplingModel:
             plan = None if mask is None else plan_inpaint(init.pixels, mask, s.mask_blur, s.masked_content,
                                                            s.inpaint_area, s.inpaint_padding)
             job = Job(
-                pipe=self.pipe, decoder=self.tiny_vae if s.decoder == "tiny" else self.vae,
+                pipe=self.pipe, decoder=self.decoding_vae(s),
                 scheduler_config=self.base_scheduler_config, precision=self.precision, settings=s,
                 embeds=self.embeddings([s.negative_prompt, *prompts], (s.lora, s.lora_scale), max(steps, 1)),
                 steps=max(steps, 1), changing=changing, total=len(specs) * steps, progress=progress,

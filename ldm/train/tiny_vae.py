@@ -29,7 +29,7 @@ from ldm.train.checkpoints import TrainingState
 from ldm.train.loop import Run
 from ldm.train.optimization import make_lr_scheduler, make_optimizer
 from ldm.train.runtime import count_params, make_accelerator, start_logs
-from ldm.train.vae import pixel_steps
+from ldm.train.vae import check_resolution, pixel_steps
 
 log = logging.getLogger("ldm")
 
@@ -93,8 +93,7 @@ def train_tiny_vae(cfg: Config, output_dir: str | Path, vae_dir: str | Path, res
     train_set = build_dataset(cfg.data, "train", seed=tc.seed)
     heldout = build_dataset(cfg.data, "heldout", seed=tc.seed)
     vae = load_vae(vae_dir).requires_grad_(False).eval().to(device)
-    if vae.config.sample_size and cfg.data.resolution % downsampling_factor(vae.config.block_out_channels):
-        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE's factor")
+    check_resolution(cfg, vae)
     start_logs(accelerator, "tiny_vae")
     torch.manual_seed(tc.seed)
     tiny = build_tiny_vae(vae, tc)

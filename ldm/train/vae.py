@@ -130,6 +130,15 @@ def train_vae(cfg: Config, output_dir: str | Path, resume: str | None = None, tr
     return output_dir / "vae"
 
 
+def check_resolution(cfg: Config, vae) -> None:
+    """Refuse a data.resolution that a loaded VAE cannot halve to its latents (validate() checked the config's own
+    VAE; one loaded from a folder may differ)."""
+    factor = downsampling_factor(vae.config.block_out_channels)
+    if cfg.data.resolution % factor:
+        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
+                       f"{factor}")
+
+
 def _model(cfg: Config):
     """The VAE to train: the config's, or train_vae.init_from's (whose architecture then decides), its encoder
     frozen when only the decoder trains."""
@@ -139,10 +148,7 @@ def _model(cfg: Config):
         log.info("vae initialised from %s%s", tc.init_from, "" if tc.train_encoder else " (decoder only)")
     else:
         model = build_vae(cfg.vae, cfg.data.resolution)
-    factor = downsampling_factor(model.config.block_out_channels)
-    if cfg.data.resolution % factor:  # validate() checked the config's VAE; an --init-from one may differ
-        raise LdmError(f"config key 'data.resolution': {cfg.data.resolution} is not a multiple of the VAE factor "
-                       f"{factor}")
+    check_resolution(cfg, model)
     if not tc.train_encoder:
         freeze_encoder(model)
     return model
