@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -149,9 +150,15 @@ def _sent_files(value) -> list[str]:
     return []
 
 
+_COUNTS = re.compile(r"didn't receive enough input values \(needed: (?P<needed>\d+), got: (?P<got>\d+)\)")
+
+
 def input_error(exc: BaseException, inputs: list) -> str:
     """One line for an input Gradio itself refused, naming the user's file, never the server's copy of it."""
     cause = exc.__cause__ or exc
+    counts = _COUNTS.search(str(cause))
+    if counts:  # an API caller sent too few values (Gradio's own text is a paragraph of both lists)
+        return f"this endpoint takes {counts['needed']} values, {counts['got']} were sent"
     if isinstance(cause, Image.DecompressionBombError | Image.DecompressionBombWarning):
         reason = "decompression bomb (too many pixels to open)"
     elif isinstance(cause, UnidentifiedImageError):
@@ -161,7 +168,7 @@ def input_error(exc: BaseException, inputs: list) -> str:
     elif isinstance(cause, ValidationError):
         reason = "not a value this control takes"
     else:
-        reason = f"cannot be read ({type(cause).__name__})"
+        reason = f"unreadable ({type(cause).__name__})"
     files = _sent_files(inputs)
     return f"cannot use {files[0]}: {reason}" if files else f"an input is {reason}"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gradio as gr
 
 from app.events import image_api, shown_in, stop_button, wire
@@ -88,12 +90,13 @@ def live(triggers: list, handler, inputs: list, output, api_name: str | None = N
 
 
 def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls, frame_handler,
-                  frame_inputs: int) -> list:
+                  frame_inputs: Sequence[int], frame_after: Sequence[int] = ()) -> list:
     """A seed walk or morph tab: `controls()` lays out the tab's own inputs (the handler's first arguments),
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
     first frame shows at once; the scrubber shows the frame it points at. A live position slider renders
-    any in-between frame with `frame_handler` (the first `frame_inputs` controls, then the position) as it
-    is dragged. Returns the tab's own inputs, the frame shown and its "send to Image to image" button."""
+    any in-between frame with `frame_handler` (the own controls at `frame_inputs`, the position, then those at
+    `frame_after`) as it is dragged, and again when a control of `frame_after` changes. Returns the tab's own
+    inputs, the frame shown and its "send to Image to image" button."""
     with gr.Row():
         with gr.Column():
             own = controls()
@@ -108,7 +111,9 @@ def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls
                api_name=api_name)
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
-    live([position.change], frame_handler, [*own[:frame_inputs], position], live_frame, f"{tab}_frame")
+    after = [own[i] for i in frame_after]
+    live([position.change, *(c.change for c in after)], frame_handler,
+         [*(own[i] for i in frame_inputs), position, *after], live_frame, f"{tab}_frame")
     with stop_slot:
         stop_button(shared.stops, [job], stopped)
     return own, frame, send

@@ -51,14 +51,20 @@ class AnimateHandlers(TabHandlers):
         return render_animation(self.shared, "morph", keyframes, [checks.seed(seed)], frames, s, progress,
                                 morph_mode=mode)
 
-    def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0, client: str = LOCAL) -> str:
-        """The seed walk's frame at a position in [0, 1] along all its keyframes."""
+    def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0, loop: bool = False,
+                   client: str = LOCAL) -> str:
+        """The seed walk's frame at a position in [0, 1] along all its keyframes (and back to the first, looped)."""
         prompt, seeds = checks.prompt(prompt), checks.seeds(seeds)
-        u = server("position", position) * (len(seeds) - 1)
-        return live_image(self.shared, spec_at(u, [prompt], seeds), client=client)
+        loop = bool(loop)
+        u = server("position", position) * (len(seeds) - (0 if loop else 1))
+        return live_image(self.shared, spec_at(u, [prompt], seeds, loop=loop), client=client)
 
-    def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0, client: str = LOCAL) -> str:
-        """The prompt morph's frame at a position in [0, 1] along all its prompts (one per line)."""
+    def morph_frame(self, prompts: str, seed: int = 0, position: float = 0.0, mode: str = MORPH_MODE,
+                    client: str = LOCAL) -> str:
+        """The prompt morph's frame at a position in [0, 1] along all its prompts (one per line), blended as the
+        tab's Interpolation says."""
         keyframes = checks.prompt_lines(prompts)
+        checks.one_of("interpolation", mode, MORPH_MODES)
         u = server("position", position) * (len(keyframes) - 1)
-        return live_image(self.shared, spec_at(u, keyframes, [server("seed", seed)]), client=client)
+        return live_image(self.shared, spec_at(u, keyframes, [server("seed", seed)], morph_mode=mode),
+                          client=client)

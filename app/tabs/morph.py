@@ -36,5 +36,5 @@ def build(shared: Shared) -> MorphTab:
                                                     "whose blended predictions flicker")]
 
     (prompts, seed, _, _), frame, send = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
-                                                       h.morph_frame, 2)
+                                                       h.morph_frame, (0, 1), (3,))
     return MorphTab(prompts, seed, frame, send)

@@ -32,5 +32,5 @@ def build(shared: Shared) -> WalkTab:
                 gr.Checkbox(label="Loop back to the first seed")]
 
     (prompt, seeds, _, _), frame, send = animation_tab(shared, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds",
-                                                       controls, h.walk_frame, 2)
+                                                       controls, h.walk_frame, (0, 1), (3,))
     return WalkTab(prompt, seeds, frame, send)

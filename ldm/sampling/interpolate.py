@@ -81,6 +81,8 @@ def path_positions(frames: int, keyframes: int, loop: bool = False) -> list[floa
 def point_at(u: float, keyframes: int, curve: str = "linear", loop: bool = False) -> PathPoint:
     """The keyframe pair and eased fraction at position u (from path_positions)."""
     segments = keyframes if loop else keyframes - 1
+    if loop and u >= segments:  # a loop's end is its start again
+        return PathPoint(0, 0.0)
     index = min(int(math.floor(u)), segments - 1) if u < segments else segments
     if index == segments:  # the very end of an open path: exactly the last keyframe
         return PathPoint(keyframes - 1, 0.0)

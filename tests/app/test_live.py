@@ -88,6 +88,29 @@ def test_walk_and_morph_frames_land_on_their_keyframes(shared, tiny_student):
         AnimateHandlers(shared).morph_frame("one prompt", 4, 0.5)
 
 
+def test_the_live_morph_frame_blends_as_the_interpolation_choice_says(shared):
+    handlers = AnimateHandlers(shared)
+    auto = handlers.morph_frame("a red square\na blue circle", 4, 0.5)
+    slerp = handlers.morph_frame("a red square\na blue circle", 4, 0.5, "slerp")
+    assert "Morph mode: predictions" in read_png_parameters(auto)  # the student's own choice
+    assert "Morph mode: slerp" in read_png_parameters(slerp)
+    assert not np.array_equal(_pixels(auto), _pixels(slerp))
+    spec, settings, _ = spec_from_parameters(read_png_parameters(slerp))
+    assert spec.morph_mode == "slerp" and spec.morph_t == 0.5
+    with pytest.raises(LdmError, match="interpolation"):
+        handlers.morph_frame("a red square\na blue circle", 4, 0.5, "cubic")
+
+
+def test_the_live_walk_frame_follows_the_loop_back_to_the_first_seed(shared):
+    handlers = AnimateHandlers(shared)
+    back = handlers.walk_frame("a red square", "3, 8", 1.0, loop=True)
+    assert "Seed: 3" in read_png_parameters(back) and "Variation" not in read_png_parameters(back)
+    # a looped walk of two seeds is at the second seed halfway, and heads back to the first after it
+    assert "Seed: 8" in read_png_parameters(handlers.walk_frame("a red square", "3, 8", 0.5, loop=True))
+    returning = read_png_parameters(handlers.walk_frame("a red square", "3, 8", 0.75, loop=True))
+    assert "Seed: 8" in returning and "Variation seed: 3" in returning
+
+
 def _svg_position(xy: np.ndarray, k: int) -> tuple[float, float]:
     lo, hi = xy.min(0), xy.max(0)
     pos = MAP_PAD + (xy[k] - lo) / np.where(hi > lo, hi - lo, 1) * (MAP_SIZE - 2 * MAP_PAD)

@@ -541,11 +541,15 @@ def test_live_endpoints_answer_with_one_image(client, app_url, tmp_path):
     with pytest.raises(Exception, match="position must be"):
         client.predict("a red square", "1, 2", 2.0, api_name="/walk_frame")
     # an image a caller on another machine can fetch, not a path of the server's own folder (403)
-    kind, (answer,) = _call(app_url, "morph_frame", ["a red square\na blue circle", 3, 0.5])
+    kind, (answer,) = _call(app_url, "morph_frame", ["a red square\na blue circle", 3, 0.5, "slerp"])
     assert kind == "complete" and answer["url"].startswith(app_url), answer
     with urllib.request.urlopen(answer["url"], timeout=30) as image:
         (tmp_path / "frame.png").write_bytes(image.read())
     assert "Morph to: a blue circle" in read_png_parameters(tmp_path / "frame.png")
+    assert "Morph mode: slerp" in read_png_parameters(tmp_path / "frame.png")
+    # a raw call that leaves a value out is told so in one line (Gradio's text lists both value lists)
+    kind, answer = _call(app_url, "morph_frame", ["a red square\na blue circle", 3, 0.5])
+    assert kind == "error" and answer["error"] == "this endpoint takes 4 values, 3 were sent", answer
 
 
 def test_no_route_runs_a_queued_endpoint_outside_the_queue(app_url):

@@ -36,6 +36,8 @@ def test_loop_path_never_returns_to_the_first_frame():
     assert [p.keys(2) for p in points][-1] == (1, 0)  # last segment heads back to keyframe 0
     assert all(p.t < 1 for p in points)
     assert [(p.index, p.t) for p in points].count((1, 0.0)) == 1
+    # the point at the loop's full length (a live slider's right end) is the first keyframe again
+    assert (point_at(2.0, 2, loop=True).index, point_at(2.0, 2, loop=True).t) == (0, 0.0)
 
 
 def test_bad_frame_counts_are_refused():
