@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.gpu_plan import MIB, RELEASE, ROOT, Plan, Stage
+from benchmarks.gpu_stow import STOWED
 from ldm.errors import LdmError
 from ldm.io import write_text_atomic
 
@@ -193,9 +194,11 @@ def call_size(plan: Plan, stage: str, dest: Path, root: Path = ROOT) -> dict:
     if total > plan.limits["carry_mib"] * MIB:
         big = sorted({**{f"tree {k}": v for k, v in tree.items()}, **{f"carry {k}": v for k, v in parts.items()}}
                      .items(), key=lambda kv: -kv[1])[:4]
+        stowable = [f for f in STOWED if f in tree]
+        hint = f"; python scripts/gpu_plan.py stow keeps {', '.join(stowable)} from travelling" if stowable else ""
         raise LdmError(f"stage {stage}: the call would send {total / MIB:.1f} MiB, over the device tool's "
                        f"{plan.limits['carry_mib']} MiB (largest: "
-                       + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in big) + ")")
+                       + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in big) + ")" + hint)
     return report
 
 

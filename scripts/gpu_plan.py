@@ -1,4 +1,4 @@
-"""The GPU plan (issue 36; docs/gpu_plan.md): python scripts/gpu_plan.py show|pack|run|bring-back"""
+"""The GPU plan (issue 36; docs/gpu_plan.md): python scripts/gpu_plan.py show|pack|stow|run|unstow|bring-back"""
 
 import argparse
 import json
@@ -24,6 +24,10 @@ def parse_args() -> argparse.Namespace:
     pack.add_argument("--no-wheels", action="store_true", help="skip downloading the device's wheels")
     size = sub.add_parser("size", help="here: what the call would send now (the tree on disk and the packed folder)")
     size.add_argument("--dest", default=".gpu", help="the packed folder (default .gpu)")
+    stow = sub.add_parser("stow", help="here, before the call: keep the shipped weights/ from travelling (a commit "
+                                       "is refused until unstow)")
+    stow.add_argument("--dest", default=".gpu", help="the packed folder to size the call with (default .gpu)")
+    sub.add_parser("unstow", help="here, after the call: weights/ back in git's index as before")
     go = sub.add_parser("run", help="on the lent machine: figures, the next stage in time, $OUT")
     go.add_argument("--out", required=True, help="folder of what must come back ($OUT)")
     go.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda, or cpu for a dry run")
@@ -73,6 +77,17 @@ def main() -> None:
         if not Path(args.dest).is_dir():
             raise LdmError(f"no packed folder {args.dest}: run scripts/gpu_plan.py pack first")
         print(json.dumps(call_size(plan, state["next_stage"], Path(args.dest).resolve()), indent=2))
+    elif args.command == "stow":
+        from benchmarks.gpu_pack import call_size
+        from benchmarks.gpu_stow import stow
+
+        print(f"stowed (on disk, out of git's index and ignored): {', '.join(f + '/' for f in stow())}")
+        if Path(args.dest).is_dir():
+            print(json.dumps(call_size(plan, state["next_stage"], Path(args.dest).resolve()), indent=2))
+    elif args.command == "unstow":
+        from benchmarks.gpu_stow import unstow
+
+        print(f"back in git's index: {', '.join(f + '/' for f in unstow())}")
     elif args.command == "run":
         main_run(args, plan, state)
     else:

@@ -223,3 +223,73 @@ def test_the_call_size_counts_the_tree_on_disk_and_the_carry(tmp_path):
     report = call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)
     assert report["carry"] == {"site": 2**20, "font.ttf": 2**19} and "weights" not in report["tree"]
     assert json.loads((tmp_path / ".gpu" / "pack.json").read_text()) == report
+
+
+def _git(root, *args, check=True):
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root), *args], check=check,
+                          capture_output=True, text=True)
+
+
+def test_stow_keeps_the_weights_home_and_guards_commits_until_unstow(tmp_path):
+    from dataclasses import replace
+
+    from benchmarks.gpu_pack import call_size, tree_sizes
+    from benchmarks.gpu_stow import is_stowed, stow, unstow
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("/.gpu/\n")
+    (tmp_path / "weights" / "emoji64").mkdir(parents=True)
+    unet = tmp_path / "weights" / "emoji64" / "unet.bin"
+    unet.write_bytes(b"\1" * (3 * 2**20))
+    (tmp_path / "ldm.py").write_text("x = 1\n")
+    (tmp_path / ".gpu").mkdir()
+    (tmp_path / ".gpu" / "font.ttf").write_bytes(b"\0" * 2**19)
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "start")
+    (tmp_path / ".git" / "info").mkdir(exist_ok=True)
+    (tmp_path / ".git" / "info" / "exclude").write_text("/mine/")  # someone's own line, without a newline
+    plan = load_plan()
+    small = replace(plan, limits={**plan.limits, "carry_mib": 2})
+    with pytest.raises(LdmError, match=r"stow keeps weights from travelling$"):
+        call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)
+
+    unet.write_bytes(b"\2" * 10)  # a change not committed is refused, and nothing is stowed
+    with pytest.raises(LdmError, match="changes git has not committed"):
+        stow(tmp_path)
+    _git(tmp_path, "checkout", "--", "weights")
+    assert stow(tmp_path) == ["weights"] and is_stowed(tmp_path)
+    assert "weights" not in tree_sizes(tmp_path) and unet.stat().st_size == 3 * 2**20  # home, unchanged
+    assert call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)["total_mib"] < 1
+    (tmp_path / "ldm.py").write_text("x = 2\n")
+    refused = _git(tmp_path, "commit", "-q", "-am", "would delete the weights", check=False)
+    assert refused.returncode != 0 and "gpu_plan.py unstow" in refused.stderr
+    with pytest.raises(LdmError, match="already stowed"):
+        stow(tmp_path)
+
+    assert unstow(tmp_path) == ["weights"] and not is_stowed(tmp_path)
+    assert _git(tmp_path, "status", "--porcelain", "--", "weights").stdout == ""
+    assert (tmp_path / ".git" / "info" / "exclude").read_text() == "/mine/\n"
+    assert not (tmp_path / ".git" / "hooks" / "pre-commit").exists()
+    assert tree_sizes(tmp_path)["weights"] == 3 * 2**20
+    _git(tmp_path, "commit", "-q", "-am", "a commit again")  # the weights stay in the repository
+    assert _git(tmp_path, "ls-files", "weights").stdout.strip() == "weights/emoji64/unet.bin"
+    with pytest.raises(LdmError, match="nothing is stowed"):
+        unstow(tmp_path)
+
+
+def test_stow_leaves_someone_elses_commit_hook_alone(tmp_path):
+    from benchmarks.gpu_stow import is_stowed, stow
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "a.bin").write_bytes(b"1")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "start")
+    hook = tmp_path / ".git" / "hooks" / "pre-commit"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    with pytest.raises(LdmError, match="pre-commit exists"):
+        stow(tmp_path)
+    assert not is_stowed(tmp_path) and _git(tmp_path, "ls-files").stdout.strip() == "weights/a.bin"
