@@ -51,7 +51,8 @@ def stow(root: Path = ROOT, folders: tuple[str, ...] = STOWED) -> list[str]:
     present = [f for f in folders if _git(root, "ls-files", "--", f).strip()]
     if not present:
         raise LdmError(f"nothing to stow: git tracks none of {', '.join(folders)} here")
-    if changed := _git(root, "status", "--porcelain", "--", *present).strip():
+    # files git does not track there stay as they are (ignored while stowed, like the rest)
+    if changed := _git(root, "status", "--porcelain", "--untracked-files=no", "--", *present).strip():
         raise LdmError(f"{', '.join(present)} has changes git has not committed ({changed.splitlines()[0].strip()}):"
                        " commit or drop them before stowing")
     hook = _git_path(root, "hooks/pre-commit")

@@ -260,6 +260,8 @@ def test_stow_keeps_the_weights_home_and_guards_commits_until_unstow(tmp_path):
     with pytest.raises(LdmError, match="changes git has not committed"):
         stow(tmp_path)
     _git(tmp_path, "checkout", "--", "weights")
+    (tmp_path / "weights" / "mine").mkdir()  # a folder of the user's own, untracked: no reason to refuse
+    (tmp_path / "weights" / "mine" / "unet.bin").write_bytes(b"\3" * 10)
     assert stow(tmp_path) == ["weights"] and is_stowed(tmp_path)
     assert "weights" not in tree_sizes(tmp_path) and unet.stat().st_size == 3 * 2**20  # home, unchanged
     assert call_size(small, "teacher-r5a", tmp_path / ".gpu", tmp_path)["total_mib"] < 1
@@ -270,10 +272,10 @@ def test_stow_keeps_the_weights_home_and_guards_commits_until_unstow(tmp_path):
         stow(tmp_path)
 
     assert unstow(tmp_path) == ["weights"] and not is_stowed(tmp_path)
-    assert _git(tmp_path, "status", "--porcelain", "--", "weights").stdout == ""
+    assert _git(tmp_path, "status", "--porcelain", "--", "weights").stdout == "?? weights/mine/\n"  # as before
     assert (tmp_path / ".git" / "info" / "exclude").read_text() == "/mine/\n"
     assert not (tmp_path / ".git" / "hooks" / "pre-commit").exists()
-    assert tree_sizes(tmp_path)["weights"] == 3 * 2**20
+    assert tree_sizes(tmp_path)["weights"] == 3 * 2**20 + 10
     _git(tmp_path, "commit", "-q", "-am", "a commit again")  # the weights stay in the repository
     assert _git(tmp_path, "ls-files", "weights").stdout.strip() == "weights/emoji64/unet.bin"
     with pytest.raises(LdmError, match="nothing is stowed"):
