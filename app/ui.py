@@ -77,12 +77,14 @@ def _wire_generate_handoffs(gen: GenerateTab, walk_tab: WalkTab, morph_tab: Morp
                             tabs: gr.Tabs) -> None:
     """Generate's buttons that carry a run to Seed walk, Prompt morph and Image to image."""
     # hand-offs carry the run: its seeds (or the clicked image's) and, for a morph, a second prompt to edit
-    gen.to_walk.click(lambda p, s, c, g: (p, walk_handoff(s, c, g), gr.Tabs(selected="walk")),
-                      [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery], [walk_tab.prompt, walk_tab.seeds, tabs],
-                      api_visibility="private")
-    gen.to_morph.click(lambda p, s, c, g, m: (morph_handoff(p, m), run_seed(s, c, g), gr.Tabs(selected="morph")),
-                       [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery, morph_tab.prompts],
-                       [morph_tab.prompts, morph_tab.seed, tabs], api_visibility="private")
+    # and the model that made it: a student's walk or morph is rendered by the student
+    gen.to_walk.click(lambda p, s, c, g, m: (p, walk_handoff(s, c, g), m, gr.Tabs(selected="walk")),
+                      [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery, gen.model],
+                      [walk_tab.prompt, walk_tab.seeds, walk_tab.model, tabs], api_visibility="private")
+    gen.to_morph.click(lambda p, s, c, g, old, m: (morph_handoff(p, old), run_seed(s, c, g), m,
+                                                   gr.Tabs(selected="morph")),
+                       [gen.prompt, gen.seed, gen.chosen_seed, gen.gallery, morph_tab.prompts, gen.model],
+                       [morph_tab.prompts, morph_tab.seed, morph_tab.model, tabs], api_visibility="private")
     gen.to_img2img.click(event(lambda p, n, s, c, i, g: (gallery_image(i, g), p, n, run_seed(s, c, g),
                                                          gr.Tabs(selected="img2img"))),
                          [gen.prompt, gen.negative, gen.seed, gen.chosen_seed, gen.chosen_image, gen.gallery],

@@ -55,6 +55,28 @@ def sampler_controls(defaults: ModelDefaults) -> tuple:
             request_control("guidance_scale", defaults.guidance, GUIDANCE_SLIDER, step=0.5))
 
 
+def model_info(shared) -> str:
+    """Each model's sampler in words, for the Model picker."""
+    return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
+                     + (" (a few-step student: fast)" if mod.is_student else "")
+                     for name, mod in shared.models.by_name.items())
+
+
+def model_picker(shared, elem_id: str) -> gr.Radio:
+    """The server's models by name (the full model, or its few-step student for a fast render), shown when it has
+    more than one."""
+    return gr.Radio(list(shared.models.by_name), value=shared.model.name, label="Model",
+                    visible=len(shared.models.by_name) > 1, info=model_info(shared), elem_id=elem_id)
+
+
+def model_controls(shared, name: str) -> tuple:
+    """Steps, scheduler, guidance and decoder set to a model's defaults when it is picked (the decoder choice shown
+    only for a model that ships a tiny VAE)."""
+    d = shared.models.by_name.get(name, shared.model).defaults
+    return (gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance),
+            gr.update(value=d.decoder, visible=d.tiny_decoder))
+
+
 def animation_outputs(tab: str) -> tuple:
     """GIF, MP4, a frame scrubber and the frame it shows (elem_id `<tab>-frame`), and the frames' paths."""
     with gr.Column():
@@ -95,10 +117,12 @@ def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls
     then come the sampler controls, the run and Stop buttons, and the animation outputs. After a run the
     first frame shows at once; the scrubber shows the frame it points at. A live position slider renders
     any in-between frame with `frame_handler` (the own controls at `frame_inputs`, the position, then those at
-    `frame_after`) as it is dragged, and again when a control of `frame_after` changes. Returns the tab's own
-    inputs, the frame shown and its "send to Image to image" button."""
+    `frame_after`) as it is dragged, and again when a control of `frame_after` changes. Above them all, the Model
+    picker (its sampler defaults follow it). Returns the tab's own inputs, the frame shown, its "send to Image to
+    image" button and the Model picker."""
     with gr.Row():
         with gr.Column():
+            model = model_picker(shared, f"{tab}-model")
             own = controls()
             scheduler, steps, guidance = sampler_controls(shared.model.defaults)
             go, stop_slot, stopped = run_buttons(label)
@@ -107,8 +131,10 @@ def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls
             live_frame = result_image("Live frame", elem_id=f"{tab}-live")
         gif, mp4, slider, frame, frames = animation_outputs(tab)
     send = gr.Button("Send this frame to Image to image", elem_id=f"{tab}-send")
-    job = wire(go.click, handler, [*own, steps, guidance, scheduler], [gif, mp4, frames], shared.stops,
+    job = wire(go.click, handler, [*own, steps, guidance, scheduler, model], [gif, mp4, frames], shared.stops,
                api_name=api_name)
+    model.change(lambda name: model_controls(shared, name)[:3], model, [steps, scheduler, guidance],
+                 api_visibility="private")
     job.then(scrubber, frames, [slider, frame], api_visibility="private")
     slider.change(frame_at, [frames, slider], frame, api_visibility="private")
     after = [own[i] for i in frame_after]
@@ -116,7 +142,7 @@ def animation_tab(shared, tab: str, label: str, handler, api_name: str, controls
          [*(own[i] for i in frame_inputs), position, *after], live_frame, f"{tab}_frame")
     with stop_slot:
         stop_button(shared.stops, [job], stopped)
-    return own, frame, send
+    return own, frame, send, model
 
 
 def run_buttons(label: str, elem_id: str | None = None) -> tuple:

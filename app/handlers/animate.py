@@ -9,14 +9,16 @@ from app.handlers.shared import Shared, TabHandlers
 from ldm.media import write_animation
 from ldm.sampling.limits import check_work
 from ldm.sampling.requests import Progress, Settings
+from ldm.sampling.sampler import SamplingModel
 from ldm.sampling.schema import MORPH_MODES
 from ldm.sampling.walks import MORPH_MODE, render_walk, spec_at
 
 
 def render_animation(shared: Shared, kind: str, prompts: list[str], seeds: list[int], frames, settings: Settings,
-                     progress: Progress | None = None, **walk) -> tuple[str, str, list[str]]:
-    """A walk or morph rendered into its own folder: (GIF, MP4, frame PNGs)."""
-    model = shared.model
+                     progress: Progress | None = None, model: SamplingModel | None = None,
+                     **walk) -> tuple[str, str, list[str]]:
+    """A walk or morph rendered by `model` (default: the main one) into its own folder: (GIF, MP4, frame PNGs)."""
+    model = model or shared.model
     frames = server("frames", frames)
     check_work(frames, settings.steps, settings.width, settings.height, model.default_size, shared.work_budget,
                "frames")
@@ -34,21 +36,24 @@ class AnimateHandlers(TabHandlers):
 
     def interpolate_seeds(self, prompt: str, seeds: str = "1, 2", frames: int = 16, loop: bool = False,
                           steps: int | None = None, guidance: float | None = None,
-                          scheduler: str | None = None, progress: Progress | None = None):
-        """Seed walk: (GIF, MP4, frame PNGs)."""
+                          scheduler: str | None = None, model: str | None = None, progress: Progress | None = None):
+        """Seed walk: (GIF, MP4, frame PNGs). model: a name from the server's models (default: the main model)."""
         prompt = checks.prompt(prompt)
-        s = checks.settings(self.shared.model, steps, guidance, scheduler)
-        return render_animation(self.shared, "walk", [prompt], checks.seeds(seeds), frames, s, progress,
+        m = self.shared.models.pick(model)
+        s = checks.settings(m, steps, guidance, scheduler)
+        return render_animation(self.shared, "walk", [prompt], checks.seeds(seeds), frames, s, progress, m,
                                 loop=bool(loop))
 
     def morph(self, prompts: str, seed: int = 0, frames: int = 16, mode: str = MORPH_MODE,
               steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
-              progress: Progress | None = None):
-        """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs)."""
+              model: str | None = None, progress: Progress | None = None):
+        """Prompt morph through the prompts, one per line: (GIF, MP4, frame PNGs). model: a name from the server's
+        models (default: the main model; a few-step student's morph blends gradually, a full model's may snap)."""
         keyframes = checks.prompt_lines(prompts)
         checks.one_of("interpolation", mode, MORPH_MODES)
-        s = checks.settings(self.shared.model, steps, guidance, scheduler)
-        return render_animation(self.shared, "morph", keyframes, [checks.seed(seed)], frames, s, progress,
+        m = self.shared.models.pick(model)
+        s = checks.settings(m, steps, guidance, scheduler)
+        return render_animation(self.shared, "morph", keyframes, [checks.seed(seed)], frames, s, progress, m,
                                 morph_mode=mode)
 
     def walk_frame(self, prompt: str, seeds: str = "1, 2", position: float = 0.0, loop: bool = False,

@@ -17,6 +17,8 @@ from app.widgets import (
     GUIDANCE_SLIDER,
     LIVE_EVENT,
     PROMPT_CHARS,
+    model_controls,
+    model_picker,
     request_control,
     result_gallery,
     result_image,
@@ -76,24 +78,9 @@ def live_label(shared: Shared) -> str:
     return f"{live.name}{kind}: {d.scheduler}, {steps} step{'s' * (steps > 1)}"
 
 
-def model_info(shared: Shared) -> str:
-    """Each model's sampler in words, for the Model picker."""
-    return "; ".join(f"{name}: {mod.defaults.scheduler}, {mod.defaults.steps} steps"
-                     + (" (a few-step student: fast)" if mod.is_student else "")
-                     for name, mod in shared.models.by_name.items())
-
-
 def lora_picker(shared: Shared) -> tuple:
     """The LoRA picker's row and choices as the server has them now (a Train run adds its LoRA when done)."""
     return gr.Row(visible=bool(shared.models.loras)), gr.Dropdown(choices=[NO_LORA, *shared.models.loras])
-
-
-def model_controls(shared: Shared, name: str) -> tuple:
-    """Steps, scheduler, guidance and decoder set to a model's defaults when it is picked (the decoder choice shown
-    only for a model that ships a tiny VAE)."""
-    d = shared.models.by_name.get(name, shared.model).defaults
-    return (gr.update(value=d.steps), gr.update(value=d.scheduler), gr.update(value=d.guidance),
-            gr.update(value=d.decoder, visible=d.tiny_decoder))
 
 
 def generate_fields(shared: Shared, fields: tuple) -> tuple:
@@ -222,12 +209,11 @@ def results_column(shared: Shared) -> Results:
 
 def build(shared: Shared) -> GenerateTab:
     """Lay out the tab and wire its events."""
-    h, m = GenerateHandlers(shared), shared.model
+    h = GenerateHandlers(shared)
     with gr.Row():
         with gr.Column(scale=2):
             # the full model, or its few-step student for a fast render (each brings its own steps and scheduler)
-            model = gr.Radio(list(shared.models.by_name), value=m.name, label="Model",
-                             visible=len(shared.models.by_name) > 1, info=model_info(shared), elem_id="generate-model")
+            model = model_picker(shared, "generate-model")
             prompt = gr.Textbox(label="Prompt", value="grinning face", max_length=PROMPT_CHARS)
             negative = request_control("negative_prompt")
             seed, dice, lock = seed_controls()

@@ -20,6 +20,7 @@ class MorphTab:
     seed: gr.Number
     frame: gr.Image  # the frame the scrubber shows, and its send-to button
     send: gr.Button
+    model: gr.Radio  # the server's models: a hand-off from Generate carries its choice
 
 
 def build(shared: Shared) -> MorphTab:
@@ -35,6 +36,6 @@ def build(shared: Shared) -> MorphTab:
                                                     "predictions for a few-step student, slerp for a full model, "
                                                     "whose blended predictions flicker")]
 
-    (prompts, seed, _, _), frame, send = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
-                                                       h.morph_frame, (0, 1), (3,))
-    return MorphTab(prompts, seed, frame, send)
+    (prompts, seed, _, _), frame, send, model = animation_tab(shared, "morph", "Morph", h.morph, "morph", controls,
+                                                              h.morph_frame, (0, 1), (3,))
+    return MorphTab(prompts, seed, frame, send, model)

@@ -19,6 +19,7 @@ class WalkTab:
     seeds: gr.Textbox
     frame: gr.Image  # the frame the scrubber shows, and its send-to button
     send: gr.Button
+    model: gr.Radio  # the server's models: a hand-off from Generate carries its choice
 
 
 def build(shared: Shared) -> WalkTab:
@@ -31,6 +32,6 @@ def build(shared: Shared) -> WalkTab:
                 gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames"),
                 gr.Checkbox(label="Loop back to the first seed")]
 
-    (prompt, seeds, _, _), frame, send = animation_tab(shared, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds",
-                                                       controls, h.walk_frame, (0, 1), (3,))
-    return WalkTab(prompt, seeds, frame, send)
+    (prompt, seeds, _, _), frame, send, model = animation_tab(
+        shared, "walk", "Walk", h.interpolate_seeds, "interpolate_seeds", controls, h.walk_frame, (0, 1), (3,))
+    return WalkTab(prompt, seeds, frame, send, model)

@@ -155,6 +155,14 @@ def test_seed_walk_and_morph_return_gif_and_mp4(client):
     assert Image.open(gif).n_frames == 4
 
 
+def test_walk_and_morph_render_with_the_picked_model(client, tiny_student):
+    name = tiny_student.folder.name
+    gif, _ = client.predict(prompts="red\na blue circle", seed=3, frames=3, model=name, api_name="/morph")
+    assert Image.open(gif).n_frames == 3  # the frames' parameters: tests/app/handlers/test_animate.py
+    with pytest.raises(Exception, match="unknown model"):
+        client.predict(prompt="x", seeds="1, 2", frames=2, model="nope", api_name="/interpolate_seeds")
+
+
 def test_reconstruct_reports_psnr_compression_and_anomaly(client, tmp_path):
     image, _ = make_shape(3, 32)
     image.save(tmp_path / "in.png")
