@@ -192,6 +192,11 @@ class DistillConfig:
     # a student of this teacher to go on distilling (a pipeline folder, e.g. the shipped weights/emoji64-lcm);
     # default: a new student, the teacher's UNet with a zero guidance projection
     student_from: str | None = None
+    # a student smaller than its teacher (fewer FLOPs a step: a faster live model and walk): its UNet's
+    # block_out_channels and layers_per_block; null: the teacher's. It starts from the teacher's weights cut to its
+    # shape (ldm.train.student_shape); the trajectory objective then teaches it the teacher's solves
+    student_channels: list[int] | None = None
+    student_layers: int | None = None
     # "consistency": one teacher DDIM step a draw, agreement carried up by the target network (the paper);
     # "trajectory": whole teacher solves, the student regressed onto where each ends (ldm.train.trajectories):
     # far better on a small budget, and the way to go on from a consistency-distilled student;
@@ -353,6 +358,7 @@ LIMITS = {
     "distill.fake_updates": _AT_LEAST_1,
     "distill.fake_learning_rate": _POSITIVE,
     "distill.trajectory_weight": _AT_LEAST_0,
+    "distill.student_layers": _AT_LEAST_1,
     "teach.class_images": _AT_LEAST_0,
     "teach.prior_weight": _AT_LEAST_0,
     "teach.class_steps": _AT_LEAST_1,

@@ -59,6 +59,7 @@ from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema, make_optimizer
 from ldm.train.runtime import progress
 from ldm.train.solve_prompts import recombined_prompts
+from ldm.train.student_shape import student_unet
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 
 log = logging.getLogger("ldm")
@@ -219,7 +220,10 @@ class StudentDistill(FullFinetune):
             raise LdmError(f"config key 'distill.skeleton_steps': {d.skeleton_steps} is more than the teacher's "
                            f"{total} training timesteps")
         self.skeleton = DDIMSkeleton.from_alphas(self.noise_scheduler.alphas_cumprod, d.skeleton_steps)
-        self.unet = guided_copy(self.teacher, d.guidance_embedding_dim)
+        if d.student_channels is None and d.student_layers is None:
+            self.unet = guided_copy(self.teacher, d.guidance_embedding_dim)
+        else:  # a smaller student: fewer FLOPs a step
+            self.unet = student_unet(self.teacher, d.guidance_embedding_dim, d.student_channels, d.student_layers)
         if d.student_from:
             self.unet.load_state_dict(student_weights(d.student_from, self.unet))
         self.trainable = list(self.unet.parameters())

@@ -173,14 +173,14 @@ def test_a_cpu_dry_run_takes_every_stage_through_the_scripts_and_back(tiny_pipel
     shutil.copy(STATE, state_path)
     out = tmp_path / "out"
     proc = run_script("scripts/gpu_plan.py", "--state", str(state_path), "run", "--device", "cpu", "--dry-run",
-                      "--max-steps", "2", "--stages", "3", "--release", str(tiny_pipeline), "--out", str(out),
-                      "--work", str(tmp_path / "work"))
+                      "--max-steps", "2", "--stages", str(len(load_plan().stages)), "--release", str(tiny_pipeline),
+                      "--out", str(out), "--work", str(tmp_path / "work"))
     returned = load_state(out / "gpu_state.json")
     plan = load_plan()
     assert [r["stage"] for r in returned["runs"]] == [s.name for s in plan.stages], proc.stdout
     assert all(r["rc"] == 0 and r["exported"] and r["steps"] == 2 for r in returned["runs"])
     assert set(returned["figures"]) == {f.name for f in plan.figures}
-    assert returned["next_stage"] is None and returned["weights"]["stage"] == "student-traj"
+    assert returned["next_stage"] is None and returned["weights"]["stage"] == plan.stages[-1].name
     check_back(out, plan.limits)
     run_script("scripts/gpu_plan.py", "--state", str(state_path), "bring-back", str(out), "--runs",
                str(tmp_path / "runs"))
@@ -188,7 +188,8 @@ def test_a_cpu_dry_run_takes_every_stage_through_the_scripts_and_back(tiny_pipel
     from ldm.sampling.sampler import load_sampling_model
 
     model = load_sampling_model(folder, "cpu")
-    assert model.is_student  # the last stage's student, whole again
+    assert model.is_student  # the last stage's student, whole again (a smaller one: its own widths)
+    assert list(model.pipe.unet.config.block_out_channels) == [16, 32]
 
 
 def test_the_script_shows_the_next_stage_and_refuses_bad_values_in_one_line(tmp_path):

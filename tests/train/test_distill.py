@@ -364,3 +364,48 @@ def test_a_share_of_solves_is_for_recombined_captions_with_the_same_noise_and_gu
     with pytest.raises(LdmError, match="'distill.recombined_share'"):
         from ldm.config import load_config
         load_config(TINY, ["distill.recombined_share=1.5"])
+
+
+def test_the_weights_of_a_smaller_student_are_the_teachers_cut_to_its_shape():
+    from ldm.train.student_shape import cut_weights
+
+    source = {"a": torch.arange(12.0).view(3, 4), "b": torch.ones(2), "c": torch.zeros(1)}
+    target = {"a": torch.full((2, 3), -1.0), "b": torch.full((2,), -1.0), "c": torch.full((2,), -1.0),
+              "d": torch.full((1,), -1.0)}
+    out, counts = cut_weights(source, target)
+    assert torch.equal(out["a"], torch.tensor([[0.0, 1, 2], [4, 5, 6]]))  # the leading rows and columns
+    assert torch.equal(out["b"], torch.ones(2)) and torch.equal(out["c"], target["c"])  # too small: kept fresh
+    assert counts == {"copied": 1, "cut": 1, "fresh": 2}
+
+
+def test_a_student_of_the_teachers_own_shape_starts_as_the_teacher(tiny_run):
+    from ldm.train.student_shape import student_unet
+    from ldm.train.targets import guided_copy
+
+    teacher = load_pipeline(tiny_run, "cpu").unet
+    same, copy = student_unet(teacher, 256), guided_copy(teacher, 256)
+    assert all(torch.equal(a, copy.state_dict()[k]) for k, a in same.state_dict().items())
+    small = student_unet(teacher, 256, [16, 32])
+    assert list(small.config.block_out_channels) == [16, 32] and small.config.time_cond_proj_dim == 256
+    assert torch.equal(small.state_dict()["conv_in.weight"], teacher.state_dict()["conv_in.weight"][:16])
+    assert not small.time_embedding.cond_proj.weight.any()
+    with pytest.raises(LdmError, match=r"'distill.student_channels': the teacher's UNet has 2 levels"):
+        student_unet(teacher, 256, [16, 32, 64])
+    with pytest.raises(LdmError, match=r"\[12, 32\] must be positive multiples of 8"):
+        student_unet(teacher, 256, [12, 32])
+
+
+def test_a_narrower_student_learns_the_teacher_solves(tiny_run, tmp_path):
+    from ldm.train.student_shape import student_unet
+
+    out = tmp_path / "narrow"
+    _distill(tiny_run, out, "distill.objective=trajectory", "distill.student_channels=[16,32]",
+             "distill.buffer_solves=256", "distill.solves_per_step=4", "distill.initial_solves=64",
+             "train_unet.max_steps=150", "train_unet.learning_rate=1e-3", "train_unet.ema_decay=0.9")
+    assert json.loads((out / "unet" / "config.json").read_text())["block_out_channels"] == [16, 32]
+    teacher = load_pipeline(tiny_run, "cpu").unet
+    before = _distance(student_unet(teacher, 256, [16, 32]), tiny_run)  # where it started: the teacher, cut
+    after = _distance(load_pipeline(out, "cpu").unet, tiny_run)
+    assert after < 0.8 * before, (after, before)
+    model = load_sampling_model(out, "cpu")  # a student folder like any other, smaller
+    assert model.is_student and model.generate([ImageSpec("a red square", 1)]).shape == (1, 3, 32, 32)
