@@ -209,7 +209,8 @@ def page_event(url: str, elem_id: str) -> int:
 
 def live_move(url: str, fn_index: int, session: str, position: float) -> str:
     """One live move as a page sends it (a plain POST outside the queue, with its session): 'ok' or 'refused'."""
-    body = {"data": ["grinning face", "1, 2, 3", position], "fn_index": fn_index, "session_hash": session}
+    # the Seed walk's live inputs: prompt, seeds, position, loop
+    body = {"data": ["grinning face", "1, 2, 3", position, False], "fn_index": fn_index, "session_hash": session}
     request = urllib.request.Request(f"{url}gradio_api/run/predict", json.dumps(body).encode(),
                                      {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as answer:
