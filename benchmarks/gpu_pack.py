@@ -199,18 +199,18 @@ def call_size(plan: Plan, stage: str, dest: Path, root: Path = ROOT) -> dict:
     parts = {p.name: folder_bytes(p) if p.is_dir() else p.stat().st_size for p in sorted(dest.iterdir())
              if p.name != "pack.json"}
     tree = _travelling(root, dest)
-    total = sum(tree.values()) + sum(parts.values())
-    ahead = {p.name: folder_bytes(p) for p in part_folders(dest)}
-    calls = [{"carry": name, "total_mib": round((sum(tree.values()) + size) / MIB, 1)} for name, size in ahead.items()]
+    tree_bytes, limit = sum(tree.values()), plan.limits["carry_mib"] * MIB
+    total = tree_bytes + sum(parts.values())
+    ahead = {p.name: tree_bytes + folder_bytes(p) for p in part_folders(dest)}  # each part call's total
     report = {"stage": stage, "tree": tree, "carry": parts, "total_mib": round(total / MIB, 1),
-              "calls": [*calls, {"carry": dest.name, "total_mib": round(total / MIB, 1)}]}
+              "calls": [{"carry": name, "total_mib": round(size / MIB, 1)}
+                        for name, size in [*ahead.items(), (dest.name, total)]]}
     write_report(dest, report)
     for name, size in ahead.items():
-        if sum(tree.values()) + size > plan.limits["carry_mib"] * MIB:
-            raise LdmError(f"stage {stage}: the part call {name} would send "
-                           f"{(sum(tree.values()) + size) / MIB:.1f} MiB, over the device tool's "
-                           f"{plan.limits['carry_mib']} MiB: pack again")
-    if total > plan.limits["carry_mib"] * MIB:
+        if size > limit:
+            raise LdmError(f"stage {stage}: the part call {name} would send {size / MIB:.1f} MiB, over the device "
+                           f"tool's {plan.limits['carry_mib']} MiB: pack again")
+    if total > limit:
         big = sorted({**{f"tree {k}": v for k, v in tree.items()}, **{f"carry {k}": v for k, v in parts.items()}}
                      .items(), key=lambda kv: -kv[1])[:4]
         stowable = [f for f in STOWED if f in tree]

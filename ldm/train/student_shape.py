@@ -52,10 +52,24 @@ def cut_weights(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
     return out, counts
 
 
+def guided_copy(teacher: torch.nn.Module, guidance_dim: int) -> UNet2DConditionModel:
+    """The teacher's UNet with a guidance embedding (time_cond_proj_dim) whose projection is zero: at first it
+    is the teacher whatever the guidance asked for."""
+    unet = UNet2DConditionModel.from_config(teacher.config, time_cond_proj_dim=guidance_dim)
+    missing, unexpected = unet.load_state_dict(teacher.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
+        raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected {unexpected}")
+    torch.nn.init.zeros_(unet.time_embedding.cond_proj.weight)
+    return unet
+
+
 def student_unet(teacher: torch.nn.Module, guidance_dim: int, channels: list[int] | None = None,
                  layers: int | None = None) -> UNet2DConditionModel:
-    """A UNet of the teacher's kind with these widths and layers a level (default: the teacher's) and a guidance
-    embedding of `guidance_dim`, started from the teacher's weights cut to it; the guidance projection is zero."""
+    """A UNet of the teacher's kind with these widths and layers a level and a guidance embedding of
+    `guidance_dim`, started from the teacher's weights cut to it; the guidance projection is zero. With neither
+    given: the teacher's own shape and weights (guided_copy)."""
+    if channels is None and layers is None:
+        return guided_copy(teacher, guidance_dim)
     check_student_shape(teacher.config, channels, layers)
     unet = UNet2DConditionModel.from_config(
         teacher.config, block_out_channels=list(channels or teacher.config.block_out_channels),

@@ -59,7 +59,7 @@ from ldm.train.losses import diffusion_loss
 from ldm.train.optimization import make_ema, make_optimizer
 from ldm.train.runtime import progress
 from ldm.train.solve_prompts import recombined_prompts
-from ldm.train.student_shape import student_unet
+from ldm.train.student_shape import guided_copy, student_unet
 from ldm.train.trajectories import TrajectoryBuffer, teacher_trajectories, trajectory_loss
 
 log = logging.getLogger("ldm")
@@ -220,10 +220,7 @@ class StudentDistill(FullFinetune):
             raise LdmError(f"config key 'distill.skeleton_steps': {d.skeleton_steps} is more than the teacher's "
                            f"{total} training timesteps")
         self.skeleton = DDIMSkeleton.from_alphas(self.noise_scheduler.alphas_cumprod, d.skeleton_steps)
-        if d.student_channels is None and d.student_layers is None:
-            self.unet = guided_copy(self.teacher, d.guidance_embedding_dim)
-        else:  # a smaller student: fewer FLOPs a step
-            self.unet = student_unet(self.teacher, d.guidance_embedding_dim, d.student_channels, d.student_layers)
+        self.unet = student_unet(self.teacher, d.guidance_embedding_dim, d.student_channels, d.student_layers)
         if d.student_from:
             self.unet.load_state_dict(student_weights(d.student_from, self.unet))
         self.trainable = list(self.unet.parameters())
@@ -474,16 +471,6 @@ class DistributionMatchDistill(TrajectoryDistill):
         """Restore what save_extra wrote."""
         self.fake.load(folder)
 
-
-def guided_copy(teacher: torch.nn.Module, guidance_dim: int) -> UNet2DConditionModel:
-    """The teacher's UNet with a guidance embedding (time_cond_proj_dim) whose projection is zero: at first it
-    is the teacher whatever the guidance asked for."""
-    unet = UNet2DConditionModel.from_config(teacher.config, time_cond_proj_dim=guidance_dim)
-    missing, unexpected = unet.load_state_dict(teacher.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("time_embedding.cond_proj") for key in missing):
-        raise LdmError(f"the student does not take the teacher's weights: missing {missing}, unexpected {unexpected}")
-    torch.nn.init.zeros_(unet.time_embedding.cond_proj.weight)
-    return unet
 
 
 def student_weights(folder: str, like: torch.nn.Module) -> dict[str, torch.Tensor]:
