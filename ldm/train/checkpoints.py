@@ -10,6 +10,11 @@ once. A model sharded by FSDP (torch's `fully_shard`, or FSDP1) is gathered to i
 (its optimizer state keyed by parameter name, as that API gives it) and resumes under any number of processes.
 Under DeepSpeed, whose state only DeepSpeed can gather, Accelerate's format is still written, and resuming it
 needs the same explicit trust.
+
+A model that trains in part (LoRA adapters on a frozen UNet, a new token's vector in a frozen text encoder) saves
+only the parameters that train: the frozen rest is the pipeline folder the run starts from, which a resume builds
+again, and a teach run's checkpoint shrinks from the whole UNet and encoder (about 180 MiB for the shipped model)
+to the adapters or the vector. (FSDP runs save whole models: they train whole ones.)
 """
 
 from __future__ import annotations
@@ -204,6 +209,37 @@ def _optimized(state: TrainingState):
     return modules, getattr(state.optimizer, "optimizer", state.optimizer)
 
 
+def _trainable_names(model) -> set[str] | None:
+    """The state names of a model's parameters that train, or None when all of them do (it is saved whole)."""
+    params = dict(model.named_parameters(remove_duplicate=False))  # tied weights under each of their names
+    trains = {name for name, p in params.items() if p.requires_grad}
+    return None if len(trains) == len(params) else trains
+
+
+def trained_part(tensors: dict, model) -> dict:
+    """What a checkpoint keeps of a model's state dict: all of it, or only what trains when part of it is frozen."""
+    trains = _trainable_names(model)
+    if trains is None:
+        return tensors
+    kept = {name: t for name, t in tensors.items() if name in trains}
+    # a state dict named otherwise than the parameters (a wrapper's prefix) is kept whole rather than lost
+    return kept if len(kept) == len(trains) else tensors
+
+
+def load_trained_part(model, tensors: dict, path: Path) -> None:
+    """Load what trained_part kept (or a whole state, as older checkpoints hold) into the run's rebuilt model."""
+    trains = _trainable_names(model)
+    if trains is None:
+        model.load_state_dict(tensors)
+        return
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    lacking = sorted(trains.intersection(missing))
+    if lacking or unexpected:
+        what = f"lacks {lacking[0]}" if lacking else f"holds {unexpected[0]}"
+        raise LdmError(f"{path} {what}, which this run's model does not match: resume it with the config and "
+                       "--init-from folder that saved it")
+
+
 def _write_state(accelerator, folder: Path, state: TrainingState, fsdp: bool) -> None:
     from safetensors.torch import save_file
 
@@ -215,7 +251,9 @@ def _write_state(accelerator, folder: Path, state: TrainingState, fsdp: bool) ->
         weights = [get_model_state_dict(model, options=_full_state()) for model in state.models]
         optimizer_state = get_optimizer_state_dict(*_optimized(state), options=_full_state())
     else:
-        weights = [accelerator.get_state_dict(model) for model in state.models]  # every process: DDP-safe
+        # every process: DDP-safe
+        weights = [trained_part(accelerator.get_state_dict(model), accelerator.unwrap_model(model))
+                   for model in state.models]
         optimizer_state = state.optimizer.state_dict() if accelerator.is_main_process else None
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
@@ -244,7 +282,7 @@ def _read_state_files(accelerator, path: Path, state: TrainingState, fsdp: bool)
                                  options=options)
     else:
         for k, model in enumerate(state.models):
-            accelerator.unwrap_model(model).load_state_dict(load_file(str(path / _model_file(k))))
+            load_trained_part(accelerator.unwrap_model(model), load_file(str(path / _model_file(k))), path)
         state.optimizer.load_state_dict(load_state(path / "optimizer.safetensors"))
     state.lr_scheduler.load_state_dict(load_state(path / "lr_scheduler.safetensors"))
     if accelerator.scaler is not None and (path / "scaler.safetensors").is_file():

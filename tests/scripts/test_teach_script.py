@@ -1,13 +1,15 @@
 """scripts/teach.py: every bad input is one line (the ones that need no model before torch loads), nothing
-half-written is left as a result, and a full disk says so."""
+half-written is left as a result, a full disk says so, and a checkpoint holds only what trains yet resumes exactly."""
 
 import json
 import os
 import resource
+import shutil
 
 import pytest
 from PIL import Image
-from support import ROOT, no_model_libraries, run_script
+from safetensors.torch import load_file
+from support import ROOT, no_model_libraries, run_script, same_state
 
 RESULTS = ("pytorch_lora_weights.safetensors", "learned_embeds.safetensors", "README.md", "teach.json")
 
@@ -105,11 +107,11 @@ def test_a_full_disk_is_one_line_and_offers_no_result(tiny_pipeline, tmp_path):
     import subprocess
     import sys
 
-    def limit():  # a checkpoint's first file is far over 2 MB: the write fails as on a full disk
+    def limit():  # the latent cache's and the checkpoint's files are over 10 KB: a write fails as on a full disk
         import signal
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
 
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "scripts/teach.py", str(_images(tmp_path / "imgs")), "--name", "zorbly",
@@ -138,3 +140,27 @@ def test_a_taught_embedding_samples_by_its_folder(tiny_pipeline, tmp_path):
     proc = run_script("scripts/sample.py", "zorbly", "--embedding", str(tmp_path), "--model", str(tiny_pipeline),
                       check=False, env=no_model_libraries(tmp_path / "libs"))
     _one_line(proc, "holds no embedding")
+
+
+@pytest.mark.slow  # teach.py in subprocesses
+@pytest.mark.parametrize("method, result", [("ti", "learned_embeds.safetensors"),
+                                            ("lora", "pytorch_lora_weights.safetensors")])
+def test_a_checkpoint_holds_what_trains_and_resumes_to_the_unbroken_result(method, result, tiny_pipeline, tmp_path):
+    args = [str(_images(tmp_path / "imgs")), "--name", "zorbly", "--model", str(tiny_pipeline), "--method", method,
+            "--steps", "4", "--set", "train_unet.checkpoint_every=2", "--set", "train_unet.checkpoints_total_limit=2",
+            "--set", "train_unet.sample_every=100", "--set", "teach.views=2", "--set", "train_unet.batch_size=2"]
+    whole = tmp_path / "whole"
+    run_script("scripts/teach.py", *args, "--out", str(whole))
+    middle = whole / "checkpoints" / "unet" / "checkpoint-2"
+    unet = load_file(middle / "model.safetensors")
+    if method == "ti":  # the frozen UNet and text encoder stay in the model folder: only the new vector is kept
+        assert not unet and list(load_file(middle / "model_1.safetensors")) == ["embeddings.word_embeddings.vectors"]
+    else:
+        assert unet and all(".lora_" in name for name in unet)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(whole, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "unet" / "checkpoint-4")
+    for name in RESULTS:
+        (resumed / name).unlink(missing_ok=True)
+    run_script("scripts/teach.py", *args, "--out", str(resumed), "--resume", str(resumed / middle.relative_to(whole)))
+    assert same_state(load_file(whole / result), load_file(resumed / result))

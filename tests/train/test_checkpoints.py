@@ -7,7 +7,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from support import TINY, planted_pickle, same_state
 
 from ldm.config import load_config
@@ -119,3 +119,61 @@ def test_trusted_pickled_checkpoint_is_converted_once_and_resumes_exactly(accele
     assert checkpoint_format(folder) == FORMAT
     assert resolve_resume(tmp_path, "latest") == folder  # converted: no trust needed any more
     assert same_state(model_before, load_file(folder / "model.safetensors"))
+
+
+def _adapted(seed: int, frozen_seed: int = 5):
+    """A frozen base layer with a trainable low-rank adapter beside it, as a LoRA run's UNet has."""
+    torch.manual_seed(frozen_seed)
+    base = torch.nn.Linear(6, 6).requires_grad_(False)
+    torch.manual_seed(seed)
+    model = torch.nn.ModuleDict({"base": base, "down": torch.nn.Linear(6, 2, bias=False),
+                                 "up": torch.nn.Linear(2, 6, bias=False)})
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    scheduler = get_scheduler("constant", optimizer=optimizer)
+    return model, optimizer, scheduler
+
+
+def _adapted_state(accelerator, seed: int) -> TrainingState:
+    model, optimizer, scheduler = accelerator.prepare(*_adapted(seed))
+    return TrainingState([model], optimizer, scheduler)
+
+
+def _adapted_steps(state: TrainingState, count: int):
+    model = state.models[0]
+    for _ in range(count):
+        x = torch.randn(5, 6)
+        (model["base"](x) + model["up"](model["down"](x))).square().mean().backward()
+        state.optimizer.step()
+        state.lr_scheduler.step()
+        state.optimizer.zero_grad()
+
+
+def test_a_partly_frozen_model_saves_what_trains_and_resumes_exactly(accelerator, tmp_path):
+    saved = _adapted_state(accelerator, 0)
+    _adapted_steps(saved, 3)
+    folder = save_checkpoint(accelerator, tmp_path, 3, load_config(TINY), 2, saved)
+    assert sorted(load_file(folder / "model.safetensors")) == ["down.weight", "up.weight"]  # not the frozen base
+    restored = _adapted_state(accelerator, 1)
+    assert load_checkpoint(accelerator, folder, restored) == 3
+    _assert_restored(saved, restored)
+    torch.manual_seed(7)
+    _adapted_steps(saved, 2)
+    torch.manual_seed(7)
+    _adapted_steps(restored, 2)
+    _assert_restored(saved, restored)
+
+
+def test_a_whole_state_loads_into_a_partly_frozen_model_and_a_mismatch_is_one_line(accelerator, tmp_path):
+    saved = _adapted_state(accelerator, 0)
+    folder = save_checkpoint(accelerator, tmp_path, 1, load_config(TINY), 2, saved)
+    whole = {name: t.contiguous() for name, t in saved.models[0].state_dict().items()}
+    save_file(whole, folder / "model.safetensors")  # as checkpoints before trainable-only saving held
+    restored = _adapted_state(accelerator, 1)
+    load_checkpoint(accelerator, folder, restored)
+    _assert_restored(saved, restored)
+    save_file({"up.weight": whole["up.weight"]}, folder / "model.safetensors")  # another run's adapters
+    with pytest.raises(LdmError, match=r"lacks down.weight, which this run's model does not match"):
+        load_checkpoint(accelerator, folder, restored)
+    save_file({**whole, "extra.weight": whole["up.weight"].clone()}, folder / "model.safetensors")
+    with pytest.raises(LdmError, match=r"holds extra.weight"):
+        load_checkpoint(accelerator, folder, restored)
