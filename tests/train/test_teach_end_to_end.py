@@ -43,16 +43,18 @@ def test_a_new_shape_is_learnt(tiny_run, tmp_path):
                "--set", "train_unet.mixed_precision=no")
     card = json.loads((out / "teach.json").read_text())
     assert card["name_likeness_after"] < 0.8 * card["name_likeness_before"], card  # measured 16.9 -> 6.2
-    assert card["class_change"] < 0.1, card  # the class prompt's images barely moved (measured 0.04)
+    assert card["class_change"] < 0.1, card  # the class prompt's images barely moved (0.04 on AVX2, 0.053 on AVX-512)
 
     # "zorbly" lands on the pluses: the nearest of the tiny model's 512 training shapes and the 3 pluses is a plus for
-    # at least half the seeds, against a chance of 3 in 515 each (measured 6 of 8 with the defaults, each image
-    # centred at 0.9 of the frame; 3 of 8 uncentred; 0 of 8 before the defaults centred the images and left out
-    # shifted and scaled views), and seeds move toward them
+    # at least a quarter of 16 seeds, against a chance of 3 in 515 each (under 1e-5 for 4 of 16 by chance), and seeds
+    # move toward them. Which seeds land depends on the run's arithmetic: with the defaults (each image centred at 0.9
+    # of the frame) 6 of 8 on a 2-core AVX2 EPYC, and on an AVX-512 one 5, 9, 11 and 8 of 16 for teach seeds 0-3
+    # (2-6 of the first 8; 15 of 16 moved nearer each time); 3 of 8 uncentred; 0 of 8 before the defaults centred the
+    # images and left out shifted and scaled views
     pluses = image_features(torch.stack([to_tensor(load_image(p, 32)) for p in paths]) / 2 + 0.5)
     shapes = image_features(torch.stack([to_tensor(make_shape(i, 32)[0]) for i in range(512)]) / 2 + 0.5)
     model = load_sampling_model(tiny_run, "cpu", "fp32")
-    specs = [ImageSpec("zorbly", seed) for seed in range(8)]
+    specs = [ImageSpec("zorbly", seed) for seed in range(16)]
 
     def features(lora) -> torch.Tensor:
         return image_features(model.generate(specs, Settings(steps=20, lora=lora)))
@@ -62,4 +64,4 @@ def test_a_new_shape_is_learnt(tiny_run, tmp_path):
     assert int(lands.sum()) >= 4, lands
     assert not (torch.cdist(before, torch.cat([shapes, pluses])).argmin(dim=1) >= len(shapes)).any()  # not before
     nearer = torch.cdist(after, pluses).min(dim=1).values < torch.cdist(before, pluses).min(dim=1).values
-    assert int(nearer.sum()) >= 7, nearer
+    assert int(nearer.sum()) >= 13, nearer
