@@ -121,45 +121,41 @@ def test_trusted_pickled_checkpoint_is_converted_once_and_resumes_exactly(accele
     assert same_state(model_before, load_file(folder / "model.safetensors"))
 
 
-def _adapted(seed: int, frozen_seed: int = 5):
+class _Adapted(torch.nn.Module):
     """A frozen base layer with a trainable low-rank adapter beside it, as a LoRA run's UNet has."""
-    torch.manual_seed(frozen_seed)
-    base = torch.nn.Linear(6, 6).requires_grad_(False)
-    torch.manual_seed(seed)
-    model = torch.nn.ModuleDict({"base": base, "down": torch.nn.Linear(6, 2, bias=False),
-                                 "up": torch.nn.Linear(2, 6, bias=False)})
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    scheduler = get_scheduler("constant", optimizer=optimizer)
-    return model, optimizer, scheduler
+
+    def __init__(self):
+        super().__init__()
+        self.base = torch.nn.Linear(6, 6).requires_grad_(False)
+        self.down, self.up = torch.nn.Linear(6, 2, bias=False), torch.nn.Linear(2, 6, bias=False)
+
+    def forward(self, x):
+        return self.base(x) + self.up(self.down(x))
 
 
 def _adapted_state(accelerator, seed: int) -> TrainingState:
-    model, optimizer, scheduler = accelerator.prepare(*_adapted(seed))
+    """An adapted model whose frozen base is the same for every seed (as a resume rebuilds it), prepared."""
+    torch.manual_seed(seed)
+    model = _Adapted()
+    torch.manual_seed(5)
+    model.base.reset_parameters()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, get_scheduler("constant", optimizer=optimizer))
     return TrainingState([model], optimizer, scheduler)
-
-
-def _adapted_steps(state: TrainingState, count: int):
-    model = state.models[0]
-    for _ in range(count):
-        x = torch.randn(5, 6)
-        (model["base"](x) + model["up"](model["down"](x))).square().mean().backward()
-        state.optimizer.step()
-        state.lr_scheduler.step()
-        state.optimizer.zero_grad()
 
 
 def test_a_partly_frozen_model_saves_what_trains_and_resumes_exactly(accelerator, tmp_path):
     saved = _adapted_state(accelerator, 0)
-    _adapted_steps(saved, 3)
+    _steps(*saved.models, saved.optimizer, saved.lr_scheduler, 3)
     folder = save_checkpoint(accelerator, tmp_path, 3, load_config(TINY), 2, saved)
     assert sorted(load_file(folder / "model.safetensors")) == ["down.weight", "up.weight"]  # not the frozen base
     restored = _adapted_state(accelerator, 1)
     assert load_checkpoint(accelerator, folder, restored) == 3
     _assert_restored(saved, restored)
     torch.manual_seed(7)
-    _adapted_steps(saved, 2)
+    _steps(*saved.models, saved.optimizer, saved.lr_scheduler, 2)
     torch.manual_seed(7)
-    _adapted_steps(restored, 2)
+    _steps(*restored.models, restored.optimizer, restored.lr_scheduler, 2)
     _assert_restored(saved, restored)
 
 
