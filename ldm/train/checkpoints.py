@@ -236,8 +236,8 @@ def load_trained_part(model, tensors: dict, path: Path) -> None:
     lacking = sorted(trains.intersection(missing))
     if lacking or unexpected:
         what = f"lacks {lacking[0]}" if lacking else f"holds {unexpected[0]}"
-        raise LdmError(f"{path} {what}, which this run's model does not match: resume it with the config and "
-                       "--init-from folder that saved it")
+        raise LdmError(f"{path} {what}, which this run's model does not match: resume it with the method, config and "
+                       "model folder that saved it")
 
 
 def _write_state(accelerator, folder: Path, state: TrainingState, fsdp: bool) -> None:
